@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test` (both set everything up on a fresh Debian/Ubuntu box).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench setup sysdeps clean
+
+demo: setup
+	$(BIN)/twh demo --home var/demo-warehouse
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+setup: sysdeps $(STAMP)
+
+# System packages: bubblewrap isolates jobs. Installed when missing (as root with apt-get),
+# otherwise a clear message says what to install.
+sysdeps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
+	  else \
+	    echo "bubblewrap is required to isolate jobs: sudo apt-get install bubblewrap" >&2; exit 1; \
+	  fi; }
+	@command -v setpriv >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || { \
+	  echo "setpriv and prlimit (package util-linux) are required" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf var/demo-warehouse bench/out .pytest_cache

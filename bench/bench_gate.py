@@ -1,0 +1,72 @@
+"""Gated aggregate ÷ the same aggregate in plain DuckDB, on the same pinned Delta snapshot.
+
+Also: the delta-rs dataset reader path ÷ the Parquet fast path, and the privacy-unit threshold
+(``COUNT(DISTINCT unit)``) ÷ the row threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+
+def _table(rows: int, units: int) -> pa.Table:
+    rng = np.random.default_rng(1)
+    industries = np.array(list("CEFGHIM"))
+    return pa.table({
+        "unit": pa.array(np.char.add("U", rng.integers(0, units, rows).astype("U9")) if rows <= 2_000_000
+                         else rng.integers(0, units, rows).astype(str)),
+        "industry": pa.array(industries[rng.integers(0, len(industries), rows)]),
+        "district": pa.array(rng.integers(500101, 500120, rows).astype(str)),
+        "amount": pa.array(rng.lognormal(4, 1, rows)),
+    })
+
+
+def bench_gate(args: argparse.Namespace, tmp: Path) -> dict:
+    import duckdb
+    from deltalake import write_deltalake
+    from run import interleaved, median_ms
+
+    from policies import load_policy
+    from sandbox import storage
+    from sandbox.gate import TableInfo, plan_query, run_query
+
+    rows = args.rows
+    path = tmp / "loans"
+    chunk = 2_000_000
+    for start in range(0, rows, chunk):
+        write_deltalake(str(path), _table(min(chunk, rows - start), max(1, rows // 10)), mode="append")
+    snap = storage.pin_snapshot(path, "loans")
+    cols = ("unit", "industry", "district", "amount")
+    roles = {"unit": "identifier", "industry": "dimension", "district": "dimension", "amount": "measure"}
+    base = {"tenants": ["*"], "purposes": ["bench"], "columns": roles}
+    by_rows = TableInfo("loans", load_policy(base), cols)
+    by_units = TableInfo("loans", load_policy({**base, "privacy_unit": "unit"}), cols)
+    sql = "SELECT industry, district, COUNT(*) AS n, AVG(amount) AS mean FROM loans GROUP BY industry, district"
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in snap.files)
+    raw_sql = sql.replace("FROM loans", f"FROM read_parquet([{files}])")
+
+    def gated(info: TableInfo = by_rows, s=snap) -> None:
+        run_query(plan_query(sql, lambda _n: info), {"loans": s})
+
+    def raw() -> None:
+        with duckdb.connect() as con:
+            con.execute(raw_sql).fetchall()
+
+    gated(), raw()
+    t_g, t_r = interleaved(gated, raw, args.repeat)
+    t_u, t_r2 = interleaved(lambda: gated(by_units), raw, max(3, args.repeat // 2))
+    slow = dataclasses.replace(snap, needs_delta_reader=True)
+    t_d, t_f = interleaved(lambda: gated(by_rows, slow), gated, max(3, args.repeat // 2))
+    return {
+        "what": f"GROUP BY 2 dims, COUNT+AVG over {rows:,} rows, gated vs plain DuckDB on the same snapshot",
+        "rows": rows, "files": len(snap.files),
+        "gated_ms": median_ms(t_g), "baseline_ms": median_ms(t_r), "ratio": round(median_ms(t_g) / median_ms(t_r), 2),
+        "unit_threshold_ms": median_ms(t_u), "unit_threshold_ratio": round(median_ms(t_u) / median_ms(t_r2), 2),
+        "delta_reader_ms": median_ms(t_d), "fast_path_ms": median_ms(t_f),
+        "delta_reader_over_fast_path": round(median_ms(t_d) / median_ms(t_f), 2),
+    }

@@ -1,0 +1,71 @@
+"""Benchmark runner: each benchmark prints one JSON line with its ratio to a same-run baseline.
+
+    python bench/run.py                      # all, default sizes
+    python bench/run.py sandbox --repeat 20  # one
+    python bench/run.py gate --rows 1000000
+
+Machines here are noisy: every ratio compares against a baseline measured in the same run, with
+the two interleaved, and medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_gate import bench_gate  # noqa: E402
+from bench_sandbox import bench_sandbox  # noqa: E402
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
+    "sandbox": bench_sandbox,
+    "gate": bench_gate,
+}
+
+
+def interleaved(a: Callable[[], object], b: Callable[[], object], repeat: int) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` alternately ``repeat`` times each; return both lists of seconds."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return ta, tb
+
+
+def median_ms(xs: list[float]) -> float:
+    return round(statistics.median(xs) * 1000, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default all)")
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="twh-bench-") as tmp:
+        for name in args.names or list(BENCHMARKS):
+            res = {"benchmark": name, **BENCHMARKS[name](args, Path(tmp))}
+            print(json.dumps(res), flush=True)
+            results.append(res)
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""Data contracts: a Great Expectations suite run on each batch, and one report shape for failures.
+
+A suite is a list of expectation configs, as a steward writes them in a manifest::
+
+    [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "uscc"}},
+     {"type": "expect_column_values_to_be_between", "kwargs": {"column": "vat_paid", "min_value": 0}}]
+
+:class:`Contract` checks the configs once (unknown types, bad kwargs and unknown columns are
+refused with a :class:`~connectors.errors.ConfigError` naming them) and validates batches;
+:func:`schema_report` puts a declared-schema failure from a connector in the same
+:class:`ContractReport` shape, so a quarantine report is one readable thing.
+
+Expectations are evaluated per batch: row-level checks (nulls, ranges, sets, regexes) are exact
+over a file; aggregate checks (means, uniqueness, row counts) hold per batch only.
+
+Great Expectations is imported lazily (the import takes seconds) and one ephemeral context is
+created per process and reused; validations are serialised by a lock because the context is
+not thread-safe. ``row_condition`` kwargs are refused: they are evaluated as pandas expressions.
+
+Examples of failing values (``unexpected_examples``) are for the data's steward only: at most 5,
+truncated to 20 characters, and left out of ``to_dict()``/``to_text()`` unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import MAX_EXAMPLES, ConfigError, SourceError, truncate_example
+
+_META_KEY = "twh_index"
+_FORBIDDEN_KWARGS = ("row_condition", "condition_parser")
+_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_COLUMN_LIST_PREFIXES = ("expect_multicolumn_", "expect_compound_columns_", "expect_select_column_")
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    type: str
+    column: str | None
+    success: bool
+    unexpected_count: int
+    #: steward-only: truncated failing values (or the observed aggregate), at most 5
+    unexpected_examples: tuple[str, ...] = field(default=(), repr=False)
+    message: str = ""
+    #: 1-based data row numbers of the first failing rows, at most 5
+    unexpected_rows: tuple[int, ...] = ()
+
+    def to_dict(self, *, include_examples: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "column": self.column, "success": self.success,
+                               "unexpected_count": self.unexpected_count, "unexpected_rows": list(self.unexpected_rows),
+                               "message": self.message}
+        if include_examples:
+            out["unexpected_examples"] = list(self.unexpected_examples)
+        return out
+
+
+@dataclass(frozen=True)
+class ContractReport:
+    success: bool
+    results: tuple[ExpectationOutcome, ...]
+    rows_checked: int
+    #: ``contract`` (expectations ran) or ``schema`` (the declared schema or file format failed)
+    kind: str = "contract"
+    seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def failures(self) -> tuple[ExpectationOutcome, ...]:
+        return tuple(r for r in self.results if not r.success)
+
+    def merge(self, other: ContractReport) -> ContractReport:
+        """Combine the reports of two consecutive batches validated by the same contract."""
+        if len(self.results) != len(other.results) or self.kind != other.kind:
+            raise ConfigError("only reports of the same contract can be merged")
+        merged = []
+        for a, b in zip(self.results, other.results, strict=True):
+            merged.append(replace(
+                a, success=a.success and b.success, unexpected_count=a.unexpected_count + b.unexpected_count,
+                unexpected_examples=(a.unexpected_examples + b.unexpected_examples)[:MAX_EXAMPLES],
+                unexpected_rows=(a.unexpected_rows + b.unexpected_rows)[:MAX_EXAMPLES],
+                message=a.message if not a.success or b.success else b.message))
+        return ContractReport(success=self.success and other.success, results=tuple(merged),
+                              rows_checked=self.rows_checked + other.rows_checked, kind=self.kind,
+                              seconds=self.seconds + other.seconds)
+
+    def to_dict(self, *, include_examples: bool = False) -> dict[str, Any]:
+        return {"kind": self.kind, "success": self.success, "rows_checked": self.rows_checked,
+                "failed": len(self.failures), "seconds": round(self.seconds, 3),
+                "results": [r.to_dict(include_examples=include_examples) for r in self.results]}
+
+    def to_text(self, *, include_examples: bool = False) -> str:
+        head = "PASSED" if self.success else "FAILED"
+        lines = [f"{self.kind} check {head}: {len(self.failures)} of {len(self.results)} check(s) failed, "
+                 f"{self.rows_checked} row(s) checked"]
+        for r in self.results:
+            mark = "ok  " if r.success else "FAIL"
+            lines.append(f"  {mark} {r.message}")
+            if not r.success and r.unexpected_rows:
+                lines.append(f"       first rows: {', '.join(map(str, r.unexpected_rows))}")
+            if include_examples and not r.success and r.unexpected_examples:
+                lines.append(f"       examples (steward only): {', '.join(map(repr, r.unexpected_examples))}")
+        return "\n".join(lines)
+
+
+def schema_report(error: SourceError, *, rows_checked: int | None = None) -> ContractReport:
+    """A connector's schema/format failure as a :class:`ContractReport` (kind ``schema``)."""
+    rows = rows_checked if rows_checked is not None else getattr(error, "rows_checked", 0)
+    results = tuple(
+        ExpectationOutcome(type=f"declared_{v.check}", column=v.column, success=False, unexpected_count=v.count,
+                           unexpected_examples=v.examples, message=v.message, unexpected_rows=v.rows)
+        for v in error.violations)
+    return ContractReport(success=False, results=results, rows_checked=rows, kind="schema")
+
+
+# --- Great Expectations, behind one lazily created context ------------------------------------
+
+
+class _Gx:
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.gx = gx
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        asset = context.data_sources.add_pandas("twh").add_dataframe_asset("batch")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+
+
+_GX: _Gx | None = None
+_GX_LOCK = threading.RLock()
+
+
+def _gx() -> _Gx:
+    global _GX
+    with _GX_LOCK:
+        if _GX is None:
+            _GX = _Gx()
+        return _GX
+
+
+def _type_and_kwargs(item: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(item, Mapping):
+        extra = set(item) - {"type", "kwargs", "meta"}
+        if extra:
+            raise ConfigError(f"expectation config has unknown key(s) {sorted(extra)}; use type and kwargs")
+        etype, kwargs = item.get("type"), item.get("kwargs", {})
+    else:  # e.g. a pydantic model with .type and .kwargs
+        etype, kwargs = getattr(item, "type", None), getattr(item, "kwargs", {})
+    if not isinstance(etype, str) or not etype.startswith("expect_"):
+        raise ConfigError(f"expectation type {str(etype)[:60]!r} is not a Great Expectations name like expect_...")
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{etype}: kwargs must be a mapping")
+    return etype, dict(kwargs)
+
+
+def _columns_of(etype: str, kwargs: Mapping[str, Any]) -> list[str]:
+    cols = [kwargs[k] for k in _COLUMN_KWARGS if k in kwargs]
+    if etype.startswith(_COLUMN_LIST_PREFIXES) and isinstance(kwargs.get("column_list"), list):
+        cols.extend(kwargs["column_list"])
+    return [str(c) for c in cols]
+
+
+def _summary(etype: str, kwargs: Mapping[str, Any]) -> str:
+    args = ", ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}"
+                     for k, v in kwargs.items() if k != "column")
+    if len(args) > 80:
+        args = args[:80] + "…"
+    column = kwargs.get("column")
+    return f"{etype}({column}{', ' if column and args else ''}{args})" if column else f"{etype}({args})"
+
+
+class Contract:
+    """A validated suite of expectations, ready to run on batches.
+
+    >>> Contract([{"type": "expect_nonsense", "kwargs": {}}])  # doctest: +SKIP
+    Traceback (most recent call last):
+    connectors.errors.ConfigError: unknown expectation type 'expect_nonsense'
+    """
+
+    def __init__(self, expectations: Sequence[Any], *, columns: Sequence[str] | None = None,
+                 name: str = "contract") -> None:
+        self.name = name
+        self._items = [_type_and_kwargs(e) for e in expectations]
+        for etype, kwargs in self._items:
+            bad = [k for k in _FORBIDDEN_KWARGS if k in kwargs]
+            if bad:
+                raise ConfigError(f"{etype}: kwargs {bad} are not allowed (they are evaluated as code)")
+            if columns is not None:
+                unknown = [c for c in _columns_of(etype, kwargs) if c not in columns]
+                if unknown:
+                    raise ConfigError(f"{etype}: unknown column(s) {unknown}", details={"expectation": etype})
+        self._suite = self._build_suite()
+
+    @property
+    def expectations(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(t, dict(k)) for t, k in self._items]
+
+    def _build_suite(self) -> Any:
+        gx = _gx().gx
+        from great_expectations.exceptions import ExpectationNotFoundError
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        suite = gx.ExpectationSuite(name=self.name)
+        seen: dict[str, int] = {}
+        self._same_as: dict[int, int] = {}
+        for i, (etype, kwargs) in enumerate(self._items):
+            key = json.dumps([etype, kwargs], sort_keys=True, default=str)
+            if key in seen:  # GE suites are sets: evaluate once, report twice
+                self._same_as[i] = seen[key]
+                continue
+            seen[key] = i
+            try:
+                expectation = ExpectationConfiguration(type=etype, kwargs=kwargs, meta={_META_KEY: i}).to_domain_obj()
+            except ExpectationNotFoundError:
+                raise ConfigError(f"unknown expectation type {etype!r}", details={"expectation": etype}) from None
+            except Exception as exc:  # pydantic errors of the expectation's kwargs
+                first = str(exc).splitlines()
+                detail = "; ".join(line.strip() for line in first[1:5]) or type(exc).__name__
+                raise ConfigError(f"{etype}: invalid kwargs ({detail[:300]})", details={"expectation": etype}) from None
+            suite.add_expectation(expectation)
+        return suite
+
+    def validate(self, batch: pa.RecordBatch | pa.Table | Any, *, row_offset: int = 0) -> ContractReport:
+        """Validate one batch (Arrow batch/table or pandas DataFrame). ``row_offset`` is the number
+        of data rows before it, so row numbers refer to the whole file."""
+        frame = batch.to_pandas() if isinstance(batch, pa.RecordBatch | pa.Table) else batch
+        n_rows = len(frame)
+        started = time.perf_counter()
+        with _GX_LOCK:
+            gx_batch = _gx().batch_definition.get_batch(batch_parameters={"dataframe": frame})
+            result = gx_batch.validate(self._suite, result_format={"result_format": "SUMMARY",
+                                                                   "partial_unexpected_count": MAX_EXAMPLES})
+        seconds = time.perf_counter() - started
+        by_index: dict[int, ExpectationOutcome] = {}
+        for r in result.results:
+            i = int((r.expectation_config.meta or {}).get(_META_KEY, -1))
+            if i >= 0:
+                by_index[i] = self._outcome(i, r, n_rows, row_offset)
+        outcomes = []
+        for i, (etype, kwargs) in enumerate(self._items):
+            o = by_index.get(self._same_as.get(i, i))
+            if o is None:
+                o = ExpectationOutcome(type=etype, column=kwargs.get("column"), success=False, unexpected_count=0,
+                                       message=f"{_summary(etype, kwargs)}: no result was produced")
+            outcomes.append(o)
+        return ContractReport(success=all(o.success for o in outcomes), results=tuple(outcomes),
+                              rows_checked=n_rows, kind="contract", seconds=seconds)
+
+    def _outcome(self, i: int, r: Any, n_rows: int, row_offset: int) -> ExpectationOutcome:
+        etype, kwargs = self._items[i]
+        summary = _summary(etype, kwargs)
+        column = kwargs.get("column")
+        raised = _raised(r.exception_info)
+        if raised:
+            return ExpectationOutcome(type=etype, column=column, success=False, unexpected_count=0,
+                                      message=f"{summary}: could not be evaluated ({raised})")
+        res = r.result or {}
+        count = int(res.get("unexpected_count") or 0)
+        examples = tuple(truncate_example(v) for v in (res.get("partial_unexpected_list") or [])[:MAX_EXAMPLES])
+        if not examples and "observed_value" in res and not r.success:
+            examples = (truncate_example(res["observed_value"]),)
+        rows = tuple(row_offset + int(x) + 1 for x in (res.get("partial_unexpected_index_list") or [])[:MAX_EXAMPLES]
+                     if isinstance(x, int))
+        if r.success:
+            message = f"{summary}: passed"
+        elif "unexpected_count" in res:
+            message = f"{summary}: {count} of {n_rows} row(s) unexpected"
+        else:
+            message = f"{summary}: failed"
+        return ExpectationOutcome(type=etype, column=column, success=bool(r.success), unexpected_count=count,
+                                  unexpected_examples=examples, message=message, unexpected_rows=rows)
+
+
+def _raised(info: Any) -> str | None:
+    """The exception class GE caught while evaluating, if any (its message may quote data)."""
+    if not isinstance(info, Mapping):
+        return None
+    candidates = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, Mapping)]
+    for c in candidates:
+        if c.get("raised_exception"):
+            msg = str(c.get("exception_message") or "")
+            return msg.split(":", 1)[0][:60] or "error"
+    return None
+
+
+def run_contract(batch: pa.RecordBatch | pa.Table | Any, expectations: Sequence[Any], *,
+                 row_offset: int = 0) -> ContractReport:
+    """Validate one batch against a suite (builds the :class:`Contract` each call; reuse one for many batches)."""
+    columns = batch.schema.names if isinstance(batch, pa.RecordBatch | pa.Table) else list(batch.columns)
+    return Contract(expectations, columns=columns).validate(batch, row_offset=row_offset)

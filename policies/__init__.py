@@ -1,0 +1,26 @@
+"""Dataset usage policies: a leaf library (pydantic and the standard library only).
+
+Build a :class:`Policy` with :func:`load_policy`, then ask pure questions of it:
+:func:`check_access`, :func:`check_group_release`, :func:`column_role`. The language is
+documented in ``policies/README.md``; examples live in ``policies/examples/``.
+"""
+
+from .errors import PolicyError
+from .evaluate import Decision, access_decisions, check_access, check_group_release, column_role, resolve_column
+from .model import ANY_TENANT, ColumnRole, OutputRules, Policy, ReleaseMode, load_policy
+
+__all__ = [
+    "ANY_TENANT",
+    "ColumnRole",
+    "Decision",
+    "OutputRules",
+    "Policy",
+    "PolicyError",
+    "ReleaseMode",
+    "access_decisions",
+    "check_access",
+    "check_group_release",
+    "column_role",
+    "load_policy",
+    "resolve_column",
+]

@@ -1,0 +1,33 @@
+"""The query gate: the only way an analyst's SQL reaches warehouse data.
+
+    plan = plan_query(sql, lookup)          # parse, check against policies, rewrite (sqlglot)
+    result = run_query(plan, snapshots)     # DuckDB over pinned snapshots, then release (sdc)
+    result.to_dict()                        # the broker's response body
+
+``plan_query`` raises :class:`~sandbox.errors.QueryRefused` with ``details["rule"]`` one of
+:data:`RULES`; ``run_query`` raises ``QueryRefused`` (timeout, resource_limit,
+engine_rejected) or :class:`~sandbox.errors.InternalError`.
+"""
+
+from .check import plan_query
+from .engine import ENGINES, GatedResult, open_connection, run_query
+from .plan import RULES, AggregateSpec, ColumnRef, QueryPlan, TableInfo
+from .release import RELEASE_MODES, Released, ReleaseMode, SdcRelease, json_safe
+
+__all__ = [
+    "ENGINES",
+    "RELEASE_MODES",
+    "RULES",
+    "AggregateSpec",
+    "ColumnRef",
+    "GatedResult",
+    "QueryPlan",
+    "ReleaseMode",
+    "Released",
+    "SdcRelease",
+    "TableInfo",
+    "json_safe",
+    "open_connection",
+    "plan_query",
+    "run_query",
+]

@@ -1,0 +1,275 @@
+"""Parse, check and rewrite one analyst query: :func:`plan_query`.
+
+The gate accepts a deliberately small SQL language: one ``SELECT`` of grouped dimensions and
+``COUNT``/``SUM``/``AVG`` aggregates over named datasets, optionally inner-joined on join keys,
+filtered by simple predicates on dimensions (the rules are listed in :data:`~.plan.RULES`).
+
+How: parse with sqlglot (DuckDB dialect), check the AST against an allowlist, and **build a new
+AST** from the checked pieces (:mod:`.clauses`): fully qualified, quoted column references
+resolved to declared names, re-created literals, our own aliases. The engine runs only that new
+AST's SQL, so nothing of the user's text reaches DuckDB but literal values (re-quoted by
+sqlglot). Anything the checker does not recognise is refused: fail closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from policies import Decision
+
+from ..errors import InternalError
+from .clauses import Checker, Item, ident, only_args, ref_sql, refuse, short
+from .plan import AggregateSpec, ColumnRef, QueryPlan, TableInfo
+from .release import RELEASE_MODES
+
+DIALECT = "duckdb"
+MAX_SQL_CHARS = 20_000
+ROWS_COLUMN = "__twh_rows"
+UNITS_COLUMN = "__twh_units"
+
+#: Select clauses refused under a rule of their own; any other unknown clause is unsupported_clause.
+_CLAUSE_RULES = {"distinct": "no_distinct", "limit": "limit", "offset": "limit", "sample": "sample",
+                 "qualify": "qualify", "having": "having", "windows": "window_function", "with_": "no_cte"}
+_SELECT_ARGS = {"expressions", "from_", "joins", "where", "group", "order"}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse(sql: str) -> exp.Select:
+    if not isinstance(sql, str) or not sql.strip():
+        refuse("query_text", "the query is empty")
+    if len(sql) > MAX_SQL_CHARS:
+        refuse("query_text", f"the query is longer than {MAX_SQL_CHARS} characters")
+    if "\x00" in sql:
+        refuse("query_text", "the query contains a NUL character")
+    try:
+        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+        # Comments are refused rather than stripped: a comment can hide a ';' or text from a
+        # reviewer reading the audit log, and gated queries never need one.
+        if any(t.comments for t in tokens):
+            refuse("no_comments", "remove the SQL comments (-- or /* */) from the query")
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
+        refuse("parse_error", f"the query could not be parsed{where}: {first.get('description', 'syntax error')}")
+    except SqlglotError:
+        # Tokenizer errors quote the query text back; say only what kind of problem it is.
+        refuse("parse_error", "the query could not be tokenized (unterminated string, comment or quote?)")
+    if len(statements) != 1:
+        refuse("single_statement", f"exactly one statement is allowed, found {len(statements)}")
+    root = statements[0]
+    if isinstance(root, exp.SetOperation):
+        refuse("no_set_operation", f"{type(root).__name__.upper()} is not supported: send one SELECT")
+    if not isinstance(root, exp.Select):
+        kind = str(root.this).split()[0].upper() if isinstance(root, exp.Command) else type(root).__name__.upper()
+        refuse("select_only", f"only SELECT statements are allowed, not {short(kind, 32)}")
+    return root
+
+
+def _scan(root: exp.Select) -> None:
+    """Refusals that apply wherever the construct appears, with the clearest reason."""
+    if root.args.get("with_"):
+        refuse("no_cte", "WITH (common table expressions) is not supported: write one SELECT")
+    for node in root.walk():
+        if isinstance(node, exp.SetOperation):
+            refuse("no_set_operation", "UNION / INTERSECT / EXCEPT are not supported")
+        nested_select = isinstance(node, exp.Select) and node is not root
+        if isinstance(node, (exp.Subquery, exp.Exists, exp.Lateral)) or nested_select:
+            refuse("no_subquery", "subqueries are not supported")
+        if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+            refuse("no_star", "SELECT * and t.* are not allowed: name the dimensions and aggregates you want")
+        if isinstance(node, exp.Window):
+            refuse("window_function", "window functions (OVER ...) are not allowed")
+        if isinstance(node, exp.Distinct):
+            refuse("no_distinct", "DISTINCT is not allowed (COUNT(DISTINCT ...) included)")
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan_query(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
+    """Check ``sql`` against the gate's rules and the datasets' policies; return the plan to run.
+
+    Raises :class:`~sandbox.errors.QueryRefused` (``details["rule"]`` in :data:`RULES`);
+    ``lookup`` raises :class:`~sandbox.errors.NotFound` for datasets the caller may not see.
+    """
+    root = _parse(sql)
+    _scan(root)
+    for key, value in root.args.items():
+        if key not in _SELECT_ARGS and value not in (None, False, []):
+            refuse(_CLAUSE_RULES.get(key, "unsupported_clause"), f"{key.rstrip('_').upper()} is not supported")
+
+    c = Checker(lookup)
+    from_ = root.args.get("from_")
+    if from_ is None:
+        refuse("dataset_name", "the query reads no dataset: add FROM <dataset>")
+    only_args(from_, {"this"}, "unsupported_clause", "FROM")
+    c.table(from_.this)
+    joins = [c.join(j) for j in root.args.get("joins") or []]
+    c.refuse_identifiers(root)
+    groups = c.group_by(root.args.get("group"))
+    items = c.select_list(root.expressions, groups)
+    where = root.args.get("where")
+    where_sql = c.predicate(where.this) if where is not None else None
+    order_sql = c.order_by(root.args.get("order"), items)
+    units = _units(c)
+    mode = _release_mode(c.tables)
+    threshold = max(info.policy.min_group_size for info in c.tables)
+
+    query, hidden = _rewrite(c, items, groups, joins, where_sql, units)
+    if order_sql is not None:
+        query.set("order", order_sql)
+
+    unit_desc = " and ".join(f"distinct {u}" for u in units) or "rows"
+    decisions = [
+        Decision(True, "select_only", "one SELECT statement without CTEs, subqueries, set operations or comments"),
+        Decision(True, "table_function", f"reads only named datasets: {', '.join(t.name for t in c.tables)}"),
+        Decision(True, "identifier_column", "no identifier column is used; dimensions are only grouped or filtered, "
+                                            "measures only aggregated, join keys only joined on"),
+    ]
+    if joins:
+        decisions.append(Decision(True, "join_condition", f"inner joins on join keys: {', '.join(c.joined)}"))
+    decisions.append(Decision(True, "min_group_size", f"groups with fewer than {threshold} {unit_desc} are suppressed "
+                                                      "(the strictest threshold of the datasets read)"))
+    return QueryPlan(
+        original_sql=sql,
+        sql_sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest(),
+        tables=tuple(t.name for t in c.tables),
+        engine_sql=query.sql(dialect=DIALECT),
+        output_columns=tuple(name for _, name in items),
+        group_columns=tuple(groups),
+        aggregates=tuple(item for item, _ in items if isinstance(item, AggregateSpec)),
+        columns_read=tuple((name, tuple(cols)) for name, cols in c.read.items()),
+        literal_kinds=tuple(c.literal_kinds),
+        hidden_columns=tuple(hidden),
+        decisions=tuple(decisions),
+        min_group_size=threshold,
+        unit_columns=tuple(units),
+        release_mode=mode,
+        require_approval=any(t.policy.output.require_approval for t in c.tables),
+    )
+
+
+def _units(c: Checker) -> list[ColumnRef]:
+    """The privacy-unit columns to count: one per dataset that declares one, except a unit
+    joined by equality to a unit already counted (same distinct count, counted once)."""
+    units: list[ColumnRef] = []
+    joined_pairs = {frozenset(pair) for pair in c.equalities}
+    for info in c.tables:
+        unit = info.policy.privacy_unit
+        if unit is None:
+            continue
+        physical = [col for col in info.columns if col.casefold() == unit.casefold()]
+        if len(physical) != 1:
+            raise InternalError(f"privacy unit of {info.name!r} is not a column of its table")
+        unit_ref = ColumnRef(info.name, physical[0])
+        c.mark_read(unit_ref)
+        if not any(frozenset((unit_ref, u)) in joined_pairs for u in units):
+            units.append(unit_ref)
+    return units
+
+
+def _release_mode(tables: list[TableInfo]) -> str:
+    modes = {info.policy.release_mode for info in tables}
+    if len(modes) != 1:
+        refuse("release_mode", f"the datasets read use different release modes ({', '.join(sorted(modes))})")
+    mode = modes.pop()
+    if mode not in RELEASE_MODES:
+        refuse("release_mode", f"release mode {mode!r} is not available yet")
+    return mode
+
+
+# --------------------------------------------------------------------------- the rewrite
+#
+# The release mode decides on per-group counts computed next to the user's aggregates (the
+# "hidden" columns, all named __twh_*): rows, distinct privacy units, and for every aggregated
+# column the units (or rows) where it is not NULL -- a SUM over 50 enterprises of which one has
+# a known amount is that one enterprise's amount. A group's size is the minimum of them all.
+#
+# Without a privacy unit this is one GROUP BY. With one, the query aggregates twice: first per
+# (group, unit), then per group. Distinct units are then plain counts of the first level's rows,
+# whatever the number of aggregates (COUNT(DISTINCT ...) per aggregate costs a hash table each),
+# and per-unit contributions exist as values, which dominance rules and DP contribution bounds
+# will need.
+
+
+def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
+             where_sql: exp.Expression | None, units: list[ColumnRef]) -> tuple[exp.Select, list[str]]:
+    aggregates = [item for item, _ in items if isinstance(item, AggregateSpec)]
+    measured = list(dict.fromkeys(a.column for a in aggregates if a.column is not None))
+    base = exp.Select(from_=exp.From(this=exp.Table(this=ident(c.tables[0].name))))
+    if joins:
+        base.set("joins", joins)
+    if where_sql is not None:
+        base.set("where", exp.Where(this=where_sql))
+
+    if not units:
+        hidden = [(ROWS_COLUMN, exp.Count(this=exp.Star()))]
+        hidden += [(f"{ROWS_COLUMN}_a{i}", exp.Count(this=ref_sql(col))) for i, col in enumerate(measured)]
+        exprs = [ref_sql(item) if isinstance(item, ColumnRef) else _aggregate_sql(item) for item, _ in items]
+        _select(base, items, exprs, hidden)
+        if groups:
+            base.set("group", exp.Group(expressions=[ref_sql(g) for g in groups]))
+        return base, [n for n, _ in hidden]
+
+    # Level 1: one row per (group, unit, ...), with that unit's row count, counts and sums.
+    inner: list[exp.Expression] = [exp.alias_(ref_sql(g), f"__twh_g{k}", quoted=True) for k, g in enumerate(groups)]
+    inner += [exp.alias_(ref_sql(u), f"__twh_u{j}", quoted=True) for j, u in enumerate(units)]
+    inner.append(exp.alias_(exp.Count(this=exp.Star()), "__twh_n", quoted=True))
+    for i, col in enumerate(measured):
+        inner.append(exp.alias_(exp.Count(this=ref_sql(col)), f"__twh_c{i}", quoted=True))
+        inner.append(exp.alias_(exp.Sum(this=ref_sql(col)), f"__twh_s{i}", quoted=True))
+    base.set("expressions", inner)
+    base.set("group", exp.Group(expressions=[ref_sql(x) for x in [*groups, *units]]))
+
+    # Level 2: per group. A unit is one level-1 row (NULL units are not counted); with several
+    # units (a join of datasets whose units differ) each needs its distinct count.
+    def col(name: str) -> exp.Column:
+        return exp.Column(this=ident(name))
+
+    def units_of(j: int) -> exp.Expression:
+        return exp.Count(this=exp.Distinct(expressions=[col(f"__twh_u{j}")]) if len(units) > 1 else col(f"__twh_u{j}"))
+
+    exprs = []
+    for item, _ in items:
+        if isinstance(item, ColumnRef):
+            exprs.append(col(f"__twh_g{groups.index(item)}"))
+            continue
+        i = measured.index(item.column) if item.column is not None else -1
+        if item.func == "count":
+            exprs.append(exp.Sum(this=col("__twh_n" if i < 0 else f"__twh_c{i}")))
+        elif item.func == "sum":
+            exprs.append(exp.Sum(this=col(f"__twh_s{i}")))
+        else:
+            total, count = exp.Sum(this=col(f"__twh_s{i}")), exp.Sum(this=col(f"__twh_c{i}"))
+            exprs.append(exp.Div(this=total, expression=exp.Nullif(this=count, expression=exp.Literal.number(0))))
+    hidden = [(ROWS_COLUMN, exp.Sum(this=col("__twh_n")))]
+    hidden += [(UNITS_COLUMN + (f"_{j}" if j else ""), units_of(j)) for j in range(len(units))]
+    for i in range(len(measured)):
+        known = exp.Where(this=exp.GT(this=col(f"__twh_c{i}"), expression=exp.Literal.number(0)))
+        hidden += [(f"{UNITS_COLUMN}_{j}_a{i}", exp.Filter(this=units_of(j), expression=known))
+                   for j in range(len(units))]
+    outer = exp.Select(from_=exp.From(this=base.subquery("__twh_per_unit")))
+    _select(outer, items, exprs, hidden)
+    if groups:
+        outer.set("group", exp.Group(expressions=[col(f"__twh_g{k}") for k in range(len(groups))]))
+    return outer, [n for n, _ in hidden]
+
+
+def _select(query: exp.Select, items: list[Item], exprs: list[exp.Expression],
+            hidden: list[tuple[str, exp.Expression]]) -> None:
+    named = [exp.alias_(e, name, quoted=True) for e, (_, name) in zip(exprs, items)]
+    query.set("expressions", named + [exp.alias_(e, n, quoted=True) for n, e in hidden])
+
+
+def _aggregate_sql(spec: AggregateSpec) -> exp.Expression:
+    if spec.column is None:
+        return exp.Count(this=exp.Star())
+    return {"count": exp.Count, "sum": exp.Sum, "avg": exp.Avg}[spec.func](this=ref_sql(spec.column))

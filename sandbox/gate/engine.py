@@ -1,0 +1,272 @@
+"""Run a checked :class:`~.plan.QueryPlan` over pinned snapshots, then release the result.
+
+Each query gets a fresh in-memory DuckDB connection that can see only the snapshots it reads:
+
+1. connect with extension auto-install/auto-load, community extensions, persistent secrets,
+   Python replacement scans (DuckDB would otherwise resolve unknown table names to Python
+   variables) and the spill directory all off;
+2. register one view per dataset, named after it, projecting only the columns the plan reads:
+   fast path ``read_parquet([...])`` over the snapshot's own file list (our list, each path
+   quoted); or, when ``needs_delta_reader`` is set (deletion vectors, column mapping, partition
+   columns) or the file list is not plain local paths, delta-rs's pyarrow dataset pinned at
+   the snapshot's version;
+3. lock down: ``allowed_paths`` = exactly the snapshot's data files,
+   ``enable_external_access = false``, then ``lock_configuration = true``. Measured on DuckDB
+   2.0: views over the allowed files still read, every other file (``/etc/passwd``, files of
+   other versions of the same table) is refused, and the settings cannot be changed back.
+
+DuckDB errors are translated at this boundary without their messages: a conversion error can
+quote a data value, an IO error a host path.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from ..errors import InternalError, QueryRefused, TwhError
+from ..snapshot import Snapshot
+from .plan import QueryPlan
+from .release import RELEASE_MODES
+
+#: rows fetched per round trip; suppressed rows are counted and dropped as they stream
+FETCH_BATCH = 10_000
+_GLOB_CHARS = set("*?[]{}")
+
+_CONFIG: dict[str, Any] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+    # No spill directory: it would be one more readable/writable place, and gated
+    # aggregates are small. A query that needs to spill fails as resource_limit.
+    "temp_directory": "",
+}
+
+
+@dataclass(frozen=True)
+class GatedResult:
+    """What the broker answers for a gated query."""
+
+    columns: list[str]
+    #: JSON-safe values (ints, floats, strings, booleans, None; dates as ISO strings)
+    rows: list[list[Any]]
+    suppressed_groups: int
+    released_groups: int
+    #: the checks passed and the release decision; no data values
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "sdc"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "rows": [list(r) for r in self.rows],
+            "suppressed_groups": self.suppressed_groups,
+            "released_groups": self.released_groups,
+            "decisions": [dict(d) for d in self.decisions],
+            "mode": self.mode,
+        }
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(text: str) -> str:
+    # DuckDB string literals: standard SQL, backslashes are not escapes.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _plain_files(snapshot: Snapshot) -> bool:
+    """Whether read_parquet can take the snapshot's file list verbatim.
+
+    read_parquet expands globs and URL schemes; a path with such characters is read through
+    delta-rs instead, so that the engine reads exactly the pinned files.
+    """
+    return bool(snapshot.files) and all(
+        f.startswith("/") and "://" not in f and "\x00" not in f and not (_GLOB_CHARS & set(f))
+        for f in snapshot.files
+    )
+
+
+def _columns_for(plan: QueryPlan, snapshot: Snapshot) -> tuple[str, ...]:
+    wanted = plan.columns_of(snapshot.dataset)
+    if snapshot.columns:
+        present = {c.casefold() for c in snapshot.columns}
+        missing = [c for c in wanted if c.casefold() not in present]
+        if missing:  # catalog and storage disagree: a bug or a schema change to look at
+            raise InternalError(
+                f"the snapshot of {snapshot.dataset!r} (version {snapshot.version}) lacks declared columns",
+                details={"dataset": snapshot.dataset, "version": snapshot.version, "columns": missing},
+            )
+    # COUNT(*) with no column read still needs a relation with rows: keep one column.
+    return wanted or (snapshot.columns[:1] if snapshot.columns else ())
+
+
+def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> duckdb.DuckDBPyConnection:
+    """A locked-down connection exposing one view per dataset of ``plan`` (see module docstring)."""
+    con = duckdb.connect(":memory:", config=dict(_CONFIG))
+    try:
+        allowed: list[str] = []
+        for i, name in enumerate(plan.tables):
+            snap = snapshots[name]
+            cols = _columns_for(plan, snap)
+            projection = ", ".join(_quote_ident(c) for c in cols) if cols else "*"
+            if not snap.needs_delta_reader and _plain_files(snap):
+                files = ", ".join(_quote_str(f) for f in snap.files)
+                source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+                allowed.extend(snap.files)
+            else:
+                source = _quote_ident(f"__twh_src_{i}")
+                con.register(f"__twh_src_{i}", _delta_dataset(snap))
+            con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT {projection} FROM {source}")
+        con.execute("SET allowed_paths = ?", [allowed])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+    except BaseException:
+        con.close()
+        raise
+
+
+def _delta_dataset(snap: Snapshot) -> Any:
+    import deltalake  # imported here: only the slow path needs it
+
+    try:
+        return deltalake.DeltaTable(snap.table_path, version=snap.version).to_pyarrow_dataset()
+    except Exception:
+        # delta-rs messages name host paths: keep them out of the response.
+        raise InternalError(
+            f"the snapshot of {snap.dataset!r} at version {snap.version} could not be opened",
+            details={"dataset": snap.dataset, "version": snap.version},
+        ) from None
+
+
+_NUMERIC = {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
+            "ubigint", "uhugeint", "float", "double", "decimal"}
+_TEMPORAL = {"date", "timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns"}
+#: literal kind -> column type ids it may be compared with without DuckDB casting the column
+_COMPATIBLE: dict[str, set[str]] = {
+    "number": _NUMERIC,
+    "string": {"varchar", "enum"} | _TEMPORAL,  # DuckDB casts the literal, once, not the column
+    "temporal": _TEMPORAL,
+    "boolean": {"boolean"},
+    "pattern": {"varchar"},
+}
+_EXPECTED = {"number": "numbers", "string": "strings", "temporal": "DATE/TIMESTAMP literals",
+             "boolean": "TRUE/FALSE", "pattern": "LIKE patterns"}
+
+
+def check_literal_types(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> None:
+    """Refuse comparisons that would make DuckDB cast a column's values.
+
+    `varchar_col = 5` casts every value to a number: it fails or not depending on the data (a
+    one-bit oracle that bypasses the threshold) and its error message quotes a value. Column
+    types come from the views (schema only, no rows read).
+    """
+    types: dict[str, dict[str, tuple[str, str]]] = {}
+    for ref, kind in plan.literal_kinds:
+        if kind == "null":
+            continue
+        if ref.dataset not in types:
+            rel = con.sql(f"SELECT * FROM {_quote_ident(ref.dataset)}")
+            types[ref.dataset] = {c.casefold(): (t.id, str(t)) for c, t in zip(rel.columns, rel.types)}
+        type_id, type_name = types[ref.dataset].get(ref.column.casefold(), ("unknown", "unknown"))
+        if type_id not in _COMPATIBLE[kind]:
+            raise QueryRefused(
+                f"column {ref.column!r} of {ref.dataset!r} is {type_name}: it cannot be compared with "
+                f"{_EXPECTED[kind]}",
+                details={"rule": "literal_type", "column": str(ref), "column_type": type_name, "literal": kind},
+            )
+
+
+def _translate(exc: duckdb.Error) -> TwhError:
+    """DuckDB error -> ours, naming only the error class (messages may quote data or paths)."""
+    kind = type(exc).__name__
+    if isinstance(exc, duckdb.InterruptException):
+        return QueryRefused("the query ran past its time limit", details={"rule": "timeout"})
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return QueryRefused("the query ran out of memory", details={"rule": "resource_limit"})
+    if isinstance(exc, (duckdb.ConversionException, duckdb.BinderException, duckdb.InvalidInputException,
+                        duckdb.OutOfRangeException, duckdb.TypeMismatchException, duckdb.InvalidTypeException)):
+        return QueryRefused(
+            f"the query engine could not run the query ({kind}); check literal types against the columns",
+            details={"rule": "engine_rejected", "error_class": kind},
+        )
+    return InternalError(f"the query engine failed ({kind})", details={"error_class": kind})
+
+
+def _duckdb_rows(
+    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None
+) -> Iterator[Sequence[Any]]:
+    try:
+        con = open_connection(plan, snapshots)
+    except duckdb.Error as exc:  # e.g. a data file of the snapshot is gone: not the query's fault
+        raise InternalError(f"the snapshots could not be opened ({type(exc).__name__})",
+                            details={"error_class": type(exc).__name__}) from None
+    timer = threading.Timer(timeout_s, con.interrupt) if timeout_s else None
+    try:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            check_literal_types(con, plan)
+            cur = con.execute(plan.engine_sql)
+            names = [d[0] for d in cur.description or []]
+            if tuple(names) != plan.output_columns + plan.hidden_columns:
+                raise InternalError("engine result columns do not match the plan")
+            while batch := cur.fetchmany(FETCH_BATCH):
+                yield from batch
+        except duckdb.Error as exc:
+            # `from None`: the original message may carry data values; it must not reach logs.
+            raise _translate(exc) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+        con.close()
+
+
+#: engine name -> row source. A Spark or test engine plugs in here.
+ENGINES: dict[str, Callable[[QueryPlan, Mapping[str, Snapshot], float | None], Iterator[Sequence[Any]]]] = {
+    "duckdb": _duckdb_rows,
+}
+
+
+def run_query(
+    plan: QueryPlan,
+    snapshots: Mapping[str, Snapshot],
+    *,
+    engine: str = "duckdb",
+    timeout_s: float | None = None,
+) -> GatedResult:
+    """Run ``plan`` over ``snapshots`` (dataset name -> pinned snapshot) and release the result
+    by the plan's release mode. Raises ``QueryRefused`` (timeout, resource_limit,
+    engine_rejected) or ``InternalError``."""
+    source = ENGINES.get(engine)
+    if source is None:
+        raise InternalError(f"unknown query engine {engine!r}")
+    mode = RELEASE_MODES.get(plan.release_mode)
+    if mode is None:
+        raise InternalError(f"release mode {plan.release_mode!r} is not registered")
+    for name in plan.tables:
+        snap = snapshots.get(name)
+        if snap is None or snap.dataset != name:
+            raise InternalError(f"no snapshot pinned for dataset {name!r}", details={"dataset": name})
+    try:
+        released = mode.release(plan, source(plan, snapshots, timeout_s))
+    except ValueError as exc:
+        raise InternalError(str(exc)) from None
+    decisions = [d.to_dict() for d in plan.decisions] + [dict(released.decision)]
+    return GatedResult(
+        columns=list(plan.output_columns),
+        rows=released.rows,
+        suppressed_groups=released.suppressed_groups,
+        released_groups=released.released_groups,
+        decisions=decisions,
+        mode=mode.name,
+    )

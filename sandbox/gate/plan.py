@@ -1,0 +1,151 @@
+"""The values the gate passes around: what a query reads, and the checked plan to run.
+
+Plain frozen dataclasses (no pydantic inside the application). A :class:`QueryPlan` is built
+only by :func:`sandbox.gate.check.plan_query`; the engine runs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from policies import Decision, Policy
+
+#: Every rule the gate may refuse a query under (``QueryRefused.details["rule"]``), with what
+#: it means. Stable strings: clients and audit readers key on them. A test pins this set.
+RULES: dict[str, str] = {
+    "query_text": "the query is not a non-empty string of reasonable length",
+    "parse_error": "the query could not be parsed",
+    "no_comments": "SQL comments are not accepted (they can hide text from reviewers)",
+    "single_statement": "exactly one statement is allowed",
+    "select_only": "only SELECT statements are allowed",
+    "no_cte": "WITH (common table expressions) is not supported",
+    "no_subquery": "subqueries are not supported",
+    "no_set_operation": "UNION / INTERSECT / EXCEPT are not supported",
+    "no_star": "SELECT * and t.* are not allowed: name the columns",
+    "no_distinct": "DISTINCT is not allowed",
+    "unsupported_clause": "a clause the gate does not support (e.g. PIVOT, INTO, WINDOW)",
+    "limit": "LIMIT / OFFSET / FETCH are not allowed",
+    "sample": "SAMPLE / TABLESAMPLE are not allowed",
+    "qualify": "QUALIFY is not allowed",
+    "having": "HAVING is not supported",
+    "window_function": "window functions are not allowed",
+    "table_function": "FROM may only name datasets: no table functions or file readers",
+    "qualified_name": "schema- or catalog-qualified names are not allowed",
+    "dataset_name": "a FROM item is not a plain dataset name",
+    "dataset_repeated": "a dataset may appear only once in a query",
+    "join_type": "only INNER JOIN ... ON is allowed (no CROSS, comma, OUTER, NATURAL, ASOF, ...)",
+    "join_condition": "ON must be an AND of equalities between join_key columns of two datasets",
+    "unknown_table": "a column names a table or alias that is not in FROM",
+    "unknown_column": "a column that the dataset does not declare (fail closed)",
+    "ambiguous_column": "an unqualified column that more than one joined dataset has",
+    "identifier_column": "identifier columns may not appear anywhere in a query",
+    "measure_outside_aggregate": "measure columns may appear only inside SUM, AVG or COUNT",
+    "join_key_outside_on": "join_key columns may appear only in JOIN ... ON",
+    "aggregate_not_allowed": "only COUNT(*), COUNT(col), SUM(measure), AVG(measure) are allowed",
+    "aggregate_argument": "an aggregate's argument is not a single column of an allowed role",
+    "aggregate_filter": "FILTER clauses on aggregates are not allowed",
+    "function_not_allowed": "functions are not allowed outside the allowed aggregates",
+    "select_item": "a select item is neither a grouped dimension nor an allowed aggregate",
+    "not_grouped": "a selected column is not in GROUP BY",
+    "alias": "an output name is invalid, reserved or duplicated",
+    "where_clause": "WHERE allows AND/OR/NOT of comparisons, IN, BETWEEN, IS NULL, LIKE on dimensions vs literals",
+    "group_by": "GROUP BY allows dimension columns by name only",
+    "order_by": "ORDER BY allows output column names only",
+    "release_mode": "the datasets read have no common, available release mode",
+    "literal_type": "a literal's type does not match its column's type (no data-dependent casts)",
+    "engine_rejected": "the query engine could not run the query (details withheld: they may quote data)",
+    "timeout": "the query ran past its time limit",
+    "resource_limit": "the query ran out of memory",
+}
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the gate needs to know about a dataset: its name, policy and physical columns."""
+
+    name: str
+    policy: Policy
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ColumnRef:
+    """A resolved column: the dataset's name and the column's declared name."""
+
+    dataset: str
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}.{self.column}"
+
+
+AggregateFunc = Literal["count", "sum", "avg"]
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """One aggregate of the select list. ``column`` is ``None`` for ``COUNT(*)``."""
+
+    func: AggregateFunc
+    column: ColumnRef | None
+    output: str
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """A checked query, rewritten for the engine. Everything the audit needs, no data."""
+
+    original_sql: str
+    sql_sha256: str
+    #: datasets read, in FROM/JOIN order
+    tables: tuple[str, ...]
+    #: the rewritten SQL (DuckDB dialect), generated from the checked AST; views are named
+    #: after the datasets and expose only ``columns_read``
+    engine_sql: str
+    #: user-visible output columns, in order
+    output_columns: tuple[str, ...]
+    group_columns: tuple[ColumnRef, ...]
+    aggregates: tuple[AggregateSpec, ...]
+    #: per dataset, the declared columns the engine SQL touches (the views project only these)
+    columns_read: tuple[tuple[str, tuple[str, ...]], ...]
+    #: every (column, literal kind) compared in WHERE; kinds: number, string, boolean, temporal,
+    #: pattern, null. The engine checks them against the column types before running, so that
+    #: DuckDB never casts a column's values (whose errors and successes depend on the data).
+    literal_kinds: tuple[tuple[ColumnRef, str], ...]
+    #: hidden per-group counts appended after the output columns; a group's size is their minimum
+    hidden_columns: tuple[str, ...]
+    #: the checks this query passed, for the audit record
+    decisions: tuple[Decision, ...]
+    #: the strictest threshold of the datasets read
+    min_group_size: int
+    #: privacy-unit columns whose distinct counts size a group; empty: rows are the unit
+    unit_columns: tuple[ColumnRef, ...]
+    release_mode: str
+    #: True when any dataset read requires a steward's approval before export
+    require_approval: bool
+
+    def columns_of(self, dataset: str) -> tuple[str, ...]:
+        for name, cols in self.columns_read:
+            if name == dataset:
+                return cols
+        return ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary for audit records (no data values: the query and its checks)."""
+        return {
+            "sql_sha256": self.sql_sha256,
+            "tables": list(self.tables),
+            "engine_sql": self.engine_sql,
+            "output_columns": list(self.output_columns),
+            "group_columns": [str(c) for c in self.group_columns],
+            "aggregates": [
+                {"func": a.func, "column": str(a.column) if a.column else None, "output": a.output}
+                for a in self.aggregates
+            ],
+            "min_group_size": self.min_group_size,
+            "unit_columns": [str(c) for c in self.unit_columns],
+            "release_mode": self.release_mode,
+            "require_approval": self.require_approval,
+            "decisions": [d.to_dict() for d in self.decisions],
+        }

@@ -1,0 +1,81 @@
+"""The one typed Settings object, built at the entrypoint and passed down.
+
+Library code never reads ``os.environ``; only :meth:`Settings.from_env` does, and only the CLI,
+the API's app factory and the tests call it.
+
+Environment variables (all optional):
+
+============================  ============================================================
+``TWH_HOME``                  the warehouse directory (default ``./warehouse``)
+``TWH_DATABASE_URL``          SQLAlchemy URL of the catalog (default SQLite inside TWH_HOME)
+``TWH_ENGINE``                query engine: ``duckdb`` (default)
+``TWH_JOB_WALL_SECONDS``      wall-clock limit of one job (default 120)
+``TWH_JOB_MEMORY_MB``         address-space limit of one job (default 2048)
+``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.client`)
+============================  ============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InvalidInput
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(description="warehouse directory: tables, job scratch, exports, audit anchors")
+    database_url: str = Field(default="", description="catalog database; empty means SQLite in `home`")
+    engine: Literal["duckdb"] = "duckdb"
+    job_wall_seconds: float = Field(default=120.0, gt=0)
+    job_cpu_seconds: int = Field(default=120, gt=0)
+    job_memory_mb: int = Field(default=2048, ge=256)
+    #: run queued jobs on a background thread inside ``twh serve``
+    run_worker: bool = True
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.home / "tables"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "jobs"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {"home": Path(env.get("TWH_HOME", "warehouse")).absolute()}
+        if env.get("TWH_DATABASE_URL"):
+            values["database_url"] = env["TWH_DATABASE_URL"]
+        if env.get("TWH_ENGINE"):
+            values["engine"] = env["TWH_ENGINE"]
+        for key, field in (("TWH_JOB_WALL_SECONDS", "job_wall_seconds"), ("TWH_JOB_MEMORY_MB", "job_memory_mb")):
+            if env.get(key):
+                values[field] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except Exception as exc:  # pydantic ValidationError -> our error, naming the field
+            raise InvalidInput(f"invalid settings: {exc}") from exc

@@ -1,0 +1,92 @@
+"""The facade: one object every entry point (API, CLI, broker, notebook) goes through.
+
+    wh = Warehouse.open(Settings.from_env())
+    wh.datasets.register(principal, manifest)      # steward / admin
+    wh.ingest.ingest(principal, "tax_payments", path)
+    job = wh.jobs.submit(principal, job_dir)       # enterprise
+    wh.jobs.run(job["id"])                          # the runner: sandbox → broker → gate → audit
+    wh.exports.decide(steward, export_id, "approve", reason, bundle_sha256)
+    wh.exports.download(principal, export_id)
+    wh.audit_verify(auditor)
+
+Each service checks the caller's role and writes its audit record in the same transaction as
+its action; the query path (policy → plan → run → gate → audit) exists only in
+:class:`sandbox.queries.Queries`, which only the job broker calls.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import IO, Any
+
+from .audit import AuditLog, VerifyResult
+from .auth import Principal, Role
+from .context import Context, require_role
+from .datasets import Datasets
+from .db import Database
+from .exports import Exports
+from .ingest import Ingest
+from .jobs import Jobs
+from .manifest import DatasetManifest
+from .queries import Queries
+from .settings import Settings
+from .users import Users
+
+
+class Warehouse:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        for d in (settings.home, settings.tables_dir, settings.jobs_dir, settings.quarantine_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db = Database(settings.catalog_url)
+        self.db.create_all()
+        self.audit = AuditLog(self.db, settings.secrets_dir, settings.home / "audit" / "anchors.log")
+        self.ctx = Context(settings, self.db, self.audit)
+        self.users = Users(self.ctx)
+        self.datasets = Datasets(self.ctx)
+        self.ingest = Ingest(self.ctx)
+        self.queries = Queries(self.ctx, self.manifest)
+        self.jobs = Jobs(self.ctx, self.queries, self.manifest)
+        self.exports = Exports(self.ctx)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Warehouse:
+        return cls(settings)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - manifests are immutable once registered
+    def manifest(self, name: str) -> DatasetManifest:
+        return self.datasets.manifest(name)
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit_verify(self, principal: Principal) -> VerifyResult:
+        require_role(principal, Role.AUDITOR, Role.ADMIN)
+        result = self.audit.verify()
+        self.ctx.record(principal, "audit.verified", "audit", "chain", result.to_dict())
+        return result
+
+    def audit_export(self, principal: Principal, out: IO[str]) -> int:
+        require_role(principal, Role.AUDITOR, Role.ADMIN)
+        self.ctx.record(principal, "audit.exported", "audit", "chain")
+        return self.audit.export_jsonl(out)
+
+    def audit_records(self, principal: Principal, *, action: str | None = None, actor: str | None = None,
+                      object_id: str | None = None, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from .audit import record_dict
+        from .db import AuditRecord
+
+        require_role(principal, Role.AUDITOR, Role.ADMIN)
+        q = select(AuditRecord).where(AuditRecord.seq > after).order_by(AuditRecord.seq).limit(max(1, min(limit, 1000)))
+        if action:
+            q = q.where(AuditRecord.action.like(action.replace("*", "%")))
+        if actor:
+            q = q.where(AuditRecord.actor == actor)
+        if object_id:
+            q = q.where(AuditRecord.object_id == object_id)
+        with self.db.read() as s:
+            return [record_dict(r) for r in s.execute(q).scalars()]
+
+    def close(self) -> None:
+        self.db.dispose()

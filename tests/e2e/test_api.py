@@ -1,0 +1,130 @@
+"""The service over real HTTP (uvicorn in a thread) through the httpx client."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from sandbox.api import create_app
+from sandbox.client import Client
+from sandbox.errors import AuthError, Forbidden, InvalidInput, NotFound
+
+from .conftest import FIRMS, LOANS, write_data
+from .test_flow import RATE_JOB
+
+
+@pytest.fixture
+def server(wh, people):
+    """A running service on a free loopback port, plus a token per user."""
+    tokens = {name: wh.users.issue_token(people["admin"], name) for name in people}
+    app = create_app(warehouse=wh)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    yield url, tokens
+    srv.should_exit = True
+    t.join(timeout=10)
+
+
+def test_flow_through_the_client(server, tmp_path, job_dir):
+    url, tok = server
+    firms, loans = write_data(tmp_path)
+    (tmp_path / "firms.yaml").write_text(yaml.safe_dump(FIRMS))
+    (tmp_path / "loans.yaml").write_text(yaml.safe_dump(LOANS))
+    tax, bank, analyst = (Client(url, tok[n]) for n in ("tax_steward", "bank_steward", "analyst"))
+    tax.register_dataset(tmp_path / "firms.yaml")
+    bank.register_dataset(tmp_path / "loans.yaml")
+    assert tax.ingest("firms", firms)["status"] == "committed"
+    assert bank.ingest("loans", loans)["version"] == 1
+    assert [d["name"] for d in analyst.list_datasets()] == ["firms", "loans"]
+
+    job = analyst.submit_job(job_dir(RATE_JOB), timeout=120)  # the service's worker runs it
+    assert job["state"] == "awaiting_approval", job
+    export_id = job["export"]["id"]
+    with pytest.raises(Forbidden):
+        analyst.download_export(export_id, tmp_path / "early")
+    for c in (tax, bank):
+        c.decide_export(export_id, "approve", "aggregates only")  # hash of the bytes it reviewed
+    (path,) = analyst.download_export(export_id, tmp_path / "got")
+    assert path.read_text().startswith("district,loans,rate")
+    auditor = Client(url, tok["auditor"])
+    assert auditor.audit_verify()["ok"]
+    used = auditor.audit_records(action="token.used", limit=1000)
+    assert used and all(len(r["object_id"]) == 12 for r in used)  # a fingerprint, never the token
+    assert all(tok["analyst"] not in json.dumps(r) for r in auditor.audit_records(limit=1000))
+
+
+def test_auth_errors_have_one_shape_and_are_audited(server, wh, people):
+    url, tok = server
+    r = httpx.get(f"{url}/v1/me")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    r = httpx.get(f"{url}/v1/me", headers={"Authorization": "Bearer twh_forged"})
+    assert r.status_code == 401
+    with pytest.raises(AuthError):
+        Client(url, "twh_nope").whoami()
+    rejected = wh.audit_records(people["auditor"], action="token.rejected")
+    assert len(rejected) >= 2
+    # alg=none style / garbage tokens: no 5xx
+    for bad in ("eyJhbGciOiJub25lIn0.e30.", "x" * 500, "Bearer", "twh_%00"):
+        r = httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {bad}".encode("latin-1", "ignore")})
+        assert r.status_code == 401
+
+
+def test_mass_assignment_and_unknown_fields_are_refused(server):
+    url, tok = server
+    h = {"Authorization": f"Bearer {tok['admin']}"}
+    r = httpx.post(f"{url}/v1/users", headers=h,
+                   json={"name": "x1", "role": "enterprise", "tenant": "t", "is_admin": True})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
+    h = {"Authorization": f"Bearer {tok['tax_steward']}"}
+    r = httpx.post(f"{url}/v1/exports/exp_x/decision", headers=h,
+                   json={"decision": "approve", "reason": "r", "bundle_sha256": "0" * 64, "status": "approved"})
+    assert r.status_code == 422
+
+
+def test_roles_and_tenants(server):
+    url, tok = server
+    analyst, rival = Client(url, tok["analyst"]), Client(url, tok["rival"])
+    with pytest.raises(Forbidden):
+        analyst.add_user("evil", "admin", "bank_a")
+    with pytest.raises(Forbidden):
+        analyst.audit_verify()
+    with pytest.raises(NotFound):
+        rival.get_job("job_0000000000000000")
+    with pytest.raises(InvalidInput):
+        Client(url, tok["admin"]).add_user("Bad Name", "enterprise", "t")
+
+
+def test_no_5xx_under_fuzzing(server):
+    url, tok = server
+    rnd = random.Random(11)
+    paths = ["/v1/me", "/v1/users", "/v1/datasets", "/v1/datasets/x", "/v1/datasets/x/ingest", "/v1/jobs",
+             "/v1/jobs/job_1", "/v1/jobs/job_1/logs", "/v1/exports", "/v1/exports/e/decision",
+             "/v1/exports/e/download", "/v1/audit/verify", "/v1/audit/records", "/v1/../../etc/passwd"]
+    bodies = [None, {}, [], "x", {"files": {"../job.yaml": "!!"}}, {"files": {"job.yaml": "bm90IHlhbWw6IFs="}},
+              {"name": 1}, {"decision": "approve"}, {"schema": "x"}, {"a": "\x00" * 10}]
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(150):
+            who = rnd.choice(list(tok))
+            method = rnd.choice(["GET", "POST", "DELETE", "PUT"])
+            body = rnd.choice(bodies)
+            r = http.request(method, rnd.choice(paths) + rnd.choice(["", "?limit=-1", "?offset=x", "?limit=5000"]),
+                             headers={"Authorization": f"Bearer {tok[who]}"},
+                             json=body if method == "POST" else None)
+            assert r.status_code < 500, (method, r.request.url, r.text)
+            assert "error" in r.json() or r.status_code < 400
