@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .client import Client, LocalClient
@@ -80,19 +81,14 @@ def run(fn: Any) -> Any:
     try:
         return fn()
     except TwhError as exc:
-        root = click_ctx()
-        if root is not None and root.obj is not None and root.obj.as_json:
+        if _STATE.get("json"):
             print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
         else:
-            err.print(f"[bold red]error[/] [{exc.code}]: {exc.message}", highlight=False, markup=True)
+            err.print(f"[bold red]error[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}", highlight=False)
         raise typer.Exit(2) from None
 
 
-def click_ctx() -> Any:
-    import click
-
-    c = click.get_current_context(silent=True)
-    return c.find_root() if c else None
+_STATE: dict[str, bool] = {}
 
 
 @app.callback()
@@ -104,6 +100,7 @@ def main(
     token: Annotated[str | None, typer.Option(help="remote mode: bearer token [env TWH_TOKEN]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
+    _STATE["json"] = as_json
     c.obj = Ctx(home or (Path(os.environ["TWH_HOME"]) if os.environ.get("TWH_HOME") else None),
                 as_user or os.environ.get("TWH_USER"), url or os.environ.get("TWH_URL"),
                 token or os.environ.get("TWH_TOKEN"), as_json)

@@ -4,7 +4,8 @@ The process chain, all started with a scrubbed environment (bwrap's own PID-1 in
 environment it was started with, and the job can read it through ``/proc/1/environ``)::
 
     supervisor (this module, root, threads: broker, stdout, stderr)
-      └─ runner_stage.py     root: private mount ns, stages bind sources, fds 3 (broker) / 4 (info)
+      └─ runner_stage.py     root: joins the run's cgroup, private mount ns, stages bind sources,
+         │                   fds 3 (broker) / 4 (info)
          └─ prlimit          RLIMIT_CPU/AS/NPROC/FSIZE/NOFILE, CORE=0
             └─ setpriv       drop to a fresh per-run uid U (NPROC counts only this run), no_new_privs
                └─ bwrap      all namespaces, no caps, no userns, new session, only /usr + python
@@ -35,10 +36,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .errors import JobSpecInvalid, SandboxError
+from .errors import SandboxError
 from .runner_broker import Broker, CappedReader
+from .runner_cgroup import run_cgroup
 from .runner_outputs import OutputFile, collect_outputs, watch_violation
 from .runner_procs import kill_verified, processes_of_uid, reap_uid, uid_lease
+from .runner_scratch import job_env, prepare_scratch
 from .runner_stage import BROKER_FD, INFO_FD
 
 __all__ = [
@@ -63,11 +66,6 @@ _JOBCLIENT_DIR = Path(__file__).with_name("jobclient")
 _STAGE_POINT = "/tmp"  # covered by a tmpfs in the launcher's private mount namespace only
 _POLL_SECONDS = 0.2
 _SHM_BYTES = 1 * 1024 * 1024
-_MAX_JOB_FILES = 2000
-_MAX_JOB_BYTES = 64 * _MiB
-_ENTRYPOINT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py")
-_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_RESERVED_ENV = frozenset({"TWH_BROKER_FD", "PYTHONPATH"})
 
 
 @dataclass(frozen=True)
@@ -172,67 +170,6 @@ def check_sandbox_available() -> None:
         _available = True
 
 
-# -- scratch preparation -----------------------------------------------------------------------
-
-def _copy_job(src: Path, dst: Path, budget: list[int], depth: int = 0) -> None:
-    """Copy regular files and folders only; ``budget`` is [files left, bytes left]."""
-    if depth > 16:
-        raise JobSpecInvalid("the job folder is nested too deeply")
-    dst.mkdir(mode=0o755)
-    with os.scandir(src) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for entry in entries:
-        shown = ascii(entry.name)[:80]
-        if entry.is_symlink():
-            raise JobSpecInvalid(f"the job folder contains a symbolic link: {shown}")
-        if entry.is_dir(follow_symlinks=False):
-            _copy_job(Path(entry.path), dst / entry.name, budget, depth + 1)
-            continue
-        if not entry.is_file(follow_symlinks=False):
-            raise JobSpecInvalid(f"the job folder contains a special file: {shown}")
-        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as f:
-            data = f.read(budget[1] + 1)
-        budget[0] -= 1
-        budget[1] -= len(data)
-        if budget[0] < 0 or budget[1] < 0:
-            raise JobSpecInvalid(f"the job folder is larger than {_MAX_JOB_FILES} files / {_MAX_JOB_BYTES} bytes")
-        target = dst / entry.name
-        target.write_bytes(data)
-        target.chmod(0o444)
-    dst.chmod(0o555)
-
-
-def _prepare_scratch(job_dir: Path, scratch_dir: Path, entrypoint: str, uid: int) -> tuple[Path, Path]:
-    st = os.lstat(scratch_dir)
-    if not os.path.isdir(scratch_dir) or os.path.islink(scratch_dir):
-        raise SandboxError("the scratch folder must be a real directory")
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise SandboxError("the scratch folder must be owned by the supervisor and not writable by others")
-    if os.path.islink(job_dir) or not os.path.isdir(job_dir):
-        raise JobSpecInvalid("the job folder is missing or is a symbolic link")
-    if not _ENTRYPOINT_RE.fullmatch(entrypoint):
-        raise JobSpecInvalid("the entrypoint must be a .py file at the top of the job folder")
-    job_copy, out_dir = scratch_dir / "job", scratch_dir / "out"
-    _copy_job(job_dir, job_copy, [_MAX_JOB_FILES, _MAX_JOB_BYTES])
-    if not (job_copy / entrypoint).is_file():
-        raise JobSpecInvalid(f"the entrypoint {entrypoint!r} is not in the job folder")
-    out_dir.mkdir(mode=0o700)
-    os.chown(out_dir, uid, uid)
-    out_dir.chmod(0o700)
-    return job_copy, out_dir
-
-
-def _job_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    result = {"PATH": _SAFE_PATH, "PYTHONPATH": "/twh", "TWH_BROKER_FD": str(BROKER_FD), "HOME": "/tmp",
-              "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-    for key, value in (env or {}).items():
-        if not _ENV_KEY_RE.fullmatch(key) or key in _RESERVED_ENV or "\0" in value:
-            raise JobSpecInvalid(f"environment variable {ascii(key)[:60]} is not allowed")
-        result[key] = value
-    return result
-
-
 # -- command line ------------------------------------------------------------------------------
 
 def _binds(job_copy: Path, out_dir: Path) -> tuple[list[list[str]], list[str]]:
@@ -245,9 +182,10 @@ def _binds(job_copy: Path, out_dir: Path) -> tuple[list[list[str]], list[str]]:
         args.extend([flag, f"{_STAGE_POINT}/{name}", dest])
 
     # The interpreter and its libraries, at their own paths so the venv's links still resolve.
-    prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
-    for i, prefix in enumerate(sorted(p for p in prefixes if not p.startswith("/usr/"))):
-        add(f"py{i}", prefix, prefix)
+    prefixes = {os.path.realpath(p): os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
+    for i, (real, path) in enumerate(sorted(prefixes.items())):
+        if not (real == "/usr" or real.startswith("/usr/")):  # /usr is bound anyway
+            add(f"py{i}", real, path)
     add("twh", str(_JOBCLIENT_DIR), "/twh")
     add("job", str(job_copy), "/job")
     add("out", str(out_dir), "/out", "--bind")
@@ -282,7 +220,7 @@ def _command(uid: int, limits: SandboxLimits, job_copy: Path, out_dir: Path, ent
         "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/",
         "--chdir", "/job", "--clearenv",
     ]
-    for key, value in _job_env(env).items():
+    for key, value in job_env(env, _SAFE_PATH, BROKER_FD).items():
         argv += ["--setenv", key, value]
     argv += ["--", sys.executable, entrypoint]
     return staged, argv
@@ -316,13 +254,13 @@ class _Run:
 def _run(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimits, entrypoint: str,
          env: Mapping[str, str] | None) -> SandboxResult:
     started = time.monotonic()
-    with uid_lease() as uid:
-        job_copy, out_dir = _prepare_scratch(job_dir, scratch_dir, entrypoint, uid)
+    with uid_lease() as uid, run_cgroup(f"twh-run-{uid}", limits.memory_bytes, limits.max_processes) as cgroups:
+        job_copy, out_dir = prepare_scratch(job_dir, scratch_dir, entrypoint, uid)
         staged, argv = _command(uid, limits, job_copy, out_dir, entrypoint, env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         info_r, info_w = os.pipe()
         spec = {"stage": _STAGE_POINT, "binds": staged, "broker_fd": theirs.fileno(), "info_fd": info_w,
-                "argv": argv}
+                "cgroup_procs": cgroups, "argv": argv}
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), json.dumps(spec)],
@@ -382,18 +320,22 @@ def _read_init_pid(fd: int, deadline: float) -> int | None:
 
 
 def _supervise(run: _Run, out_dir: Path, limits: SandboxLimits, deadline: float) -> None:
-    while True:
-        try:
-            run.proc.wait(timeout=max(0.0, min(_POLL_SECONDS, deadline - time.monotonic())))
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        run.violation = watch_violation(out_dir, limits)
-        if run.violation is not None:
-            return
-        if time.monotonic() >= deadline:
-            run.timed_out = True
-            return
+    # A pidfd becomes readable the moment bwrap exits: no polling latency on short jobs.
+    pidfd = os.pidfd_open(run.proc.pid)
+    try:
+        while True:
+            timeout = max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+            if select.select([pidfd], [], [], timeout)[0]:
+                run.proc.wait()
+                return
+            run.violation = watch_violation(out_dir, limits)
+            if run.violation is not None:
+                return
+            if time.monotonic() >= deadline:
+                run.timed_out = True
+                return
+    finally:
+        os.close(pidfd)
 
 
 def _teardown(run: _Run) -> int:

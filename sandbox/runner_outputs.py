@@ -23,9 +23,14 @@ _MAX_SHOWN_NAME = 80
 
 
 class OutputCaps(Protocol):
-    max_output_files: int
-    max_output_bytes: int
-    allowed_output_suffixes: tuple[str, ...]
+    """The part of ``SandboxLimits`` this module needs (read-only, as the limits are frozen)."""
+
+    @property
+    def max_output_files(self) -> int: ...
+    @property
+    def max_output_bytes(self) -> int: ...
+    @property
+    def allowed_output_suffixes(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def reap_uid(uid: int, timeout: float = _REAP_TIMEOUT_SECONDS) -> set[int]:
     """
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
+    pause = 0.001
     while True:
         alive = processes_of_uid(uid)
         if not alive:
@@ -94,7 +95,8 @@ def reap_uid(uid: int, timeout: float = _REAP_TIMEOUT_SECONDS) -> set[int]:
         for pid in alive:
             if kill_verified(pid, uid):
                 killed.add(pid)
-        time.sleep(0.01)
+        time.sleep(pause)  # SIGKILLed processes take a moment to exit
+        pause = min(pause * 2, 0.02)
 
 
 _uid_lock = threading.Lock()

@@ -19,7 +19,8 @@ not reach them. Here, still root, we
    stays the supervisor, so ``--die-with-parent`` refers to it.
 
 SPEC_JSON: ``{"stage": "/tmp", "binds": [[name, source], ...], "broker_fd": n, "info_fd": m,
-"argv": [...]}``. Exits 125 with a one-line message on stderr if staging fails.
+"cgroup_procs": [path, ...], "argv": [...]}``; the launcher first joins each listed cgroup.
+Exits 125 with a one-line message on stderr if staging fails.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def _place_fds(broker_fd: int, info_fd: int) -> None:
 def main(argv: list[str]) -> int:
     try:
         spec = json.loads(argv[1])
+        for procs in spec.get("cgroup_procs", []):  # join the run's cgroup(s) before anything else
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
         _stage(spec["stage"], spec["binds"])
         _place_fds(int(spec["broker_fd"]), int(spec["info_fd"]))
         os.execv(spec["argv"][0], spec["argv"])

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.tokens import TokenType
 
 from policies import Decision
 
@@ -29,6 +30,7 @@ from .release import RELEASE_MODES
 
 DIALECT = "duckdb"
 MAX_SQL_CHARS = 20_000
+MAX_NESTING = 64
 ROWS_COLUMN = "__twh_rows"
 UNITS_COLUMN = "__twh_units"
 
@@ -54,6 +56,12 @@ def _parse(sql: str) -> exp.Select:
         # reviewer reading the audit log, and gated queries never need one.
         if any(t.comments for t in tokens):
             refuse("no_comments", "remove the SQL comments (-- or /* */) from the query")
+        depth = deepest = 0
+        for t in tokens:  # the parser and the checker recurse: bound the nesting first
+            depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(t.token_type, 0)
+            deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            refuse("query_text", f"the query nests parentheses deeper than {MAX_NESTING} levels")
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
@@ -100,6 +108,13 @@ def plan_query(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
     Raises :class:`~sandbox.errors.QueryRefused` (``details["rule"]`` in :data:`RULES`);
     ``lookup`` raises :class:`~sandbox.errors.NotFound` for datasets the caller may not see.
     """
+    try:
+        return _plan(sql, lookup)
+    except RecursionError:  # long AND/OR chains nest without parentheses
+        refuse("query_text", "the query is nested too deeply")
+
+
+def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
     root = _parse(sql)
     _scan(root)
     for key, value in root.args.items():

@@ -289,6 +289,8 @@ class Checker:
         if isinstance(node, exp.Alias):
             only_args(node, {"this", "alias"}, "alias", "an alias")
             alias = node.alias
+            if not alias:
+                refuse("alias", "an empty output name is not allowed")
             node = node.this
         if isinstance(node, exp.Column):
             ref = self.use(node, "select")

@@ -161,7 +161,7 @@ class Result:
         )
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, row)) for row in self.rows]
+        return [dict(zip(self.columns, row, strict=False)) for row in self.rows]
 
     def to_csv(self, path_or_name: str | os.PathLike[str]) -> Path:
         """Write the rows with a header; a relative name is written under ``/out``."""

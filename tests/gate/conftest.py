@@ -1,5 +1,5 @@
 """Fixtures of the gate's tests; the helpers live in gate_fixtures (a unique module name)."""
 
-from gate_fixtures import lookup, wh
+from gate_fixtures import lookup, tables
 
-__all__ = ["lookup", "wh"]
+__all__ = ["lookup", "tables"]

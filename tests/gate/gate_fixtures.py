@@ -114,7 +114,7 @@ def snapshot_of(path: Path, name: str, version: int | None = None, *, needs_delt
 
 
 @dataclass
-class Warehouse:
+class Tables:
     infos: dict[str, TableInfo]
     snapshots: dict[str, Snapshot]
     frames: dict[str, pd.DataFrame]
@@ -133,7 +133,7 @@ def table_info(name: str, policy: Policy | dict[str, Any], schema: pa.Schema) ->
 
 
 @pytest.fixture(scope="session")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+def tables(tmp_path_factory: pytest.TempPathFactory) -> Tables:
     root = tmp_path_factory.mktemp("warehouse")
     reg = registry_frame()
     loans = loans_frame(reg)
@@ -144,9 +144,9 @@ def wh(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
         "loans": table_info("loans", LOANS_POLICY, LOANS_TYPES),
     }
     snaps = {"registry": snapshot_of(root / "registry", "registry"), "loans": snapshot_of(root / "loans", "loans")}
-    return Warehouse(infos, snaps, {"registry": reg, "loans": loans}, root)
+    return Tables(infos, snaps, {"registry": reg, "loans": loans}, root)
 
 
 @pytest.fixture(scope="session")
-def lookup(wh: Warehouse) -> Callable[[str], TableInfo]:
-    return wh.lookup
+def lookup(tables: Tables) -> Callable[[str], TableInfo]:
+    return tables.lookup

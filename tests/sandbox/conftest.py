@@ -15,7 +15,15 @@ from typing import Any, Protocol
 
 import pytest
 
-from sandbox.runner import Handler, SandboxLimits, SandboxResult, check_sandbox_available, run_in_sandbox
+from sandbox.runner import (
+    Handler,
+    SandboxLimits,
+    SandboxResult,
+    check_sandbox_available,
+    run_in_sandbox,
+)
+
+_TEST_LIMITS = SandboxLimits(wall_seconds=30)
 
 
 def echo_handler(request: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +62,7 @@ def run_job(sandbox_available: None, tmp_path: Path) -> Callable[..., SandboxRes
     """Write ``code`` as job.py (plus ``files``) into a fresh job folder and run it."""
     counter = iter(range(1000))
 
-    def run(code: str, *, handler: Handler = echo_handler, limits: SandboxLimits = SandboxLimits(wall_seconds=30),
+    def run(code: str, *, handler: Handler = echo_handler, limits: SandboxLimits = _TEST_LIMITS,
             files: Mapping[str, str | bytes] | None = None, env: Mapping[str, str] | None = None,
             entrypoint: str = "job.py") -> SandboxResult:
         n = next(counter)

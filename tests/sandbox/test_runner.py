@@ -20,6 +20,7 @@ import pytest
 import sandbox.runner as runner
 from sandbox.errors import JobSpecInvalid, SandboxError
 from sandbox.runner import SandboxLimits, SandboxOutcome, check_sandbox_available, run_in_sandbox
+from sandbox.runner_procs import kill_verified, processes_of_uid, reap_uid, uid_lease
 
 JOBCLIENT = Path(runner.__file__).with_name("jobclient") / "twh_job.py"
 
@@ -316,3 +317,26 @@ def test_job_client_has_no_dependencies_outside_the_stdlib() -> None:
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and "__future__" not in line}
     assert imported <= set(sys.stdlib_module_names)
+
+
+# -- teardown machinery ------------------------------------------------------------------------
+
+def test_reap_kills_every_process_of_the_uid_and_nothing_else(sandbox_available) -> None:
+    with uid_lease() as uid:
+        victim = subprocess.Popen(
+            ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+             "/bin/sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+        bystander = subprocess.Popen(["/bin/sleep", "60"])
+        try:
+            deadline = time.monotonic() + 5
+            while len(processes_of_uid(uid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not kill_verified(bystander.pid, uid)  # not of this uid: never signalled
+            killed = reap_uid(uid)
+            assert len(killed) >= 2
+            assert processes_of_uid(uid) == []
+            assert bystander.poll() is None
+        finally:
+            bystander.kill()
+            bystander.wait()
+            victim.wait()

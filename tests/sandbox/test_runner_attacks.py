@@ -6,7 +6,6 @@ names were removed from the runner.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import sqlite3
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.runner import SandboxLimits, SandboxOutcome
+from sandbox.runner_cgroup import _parents
 from sandbox.runner_procs import processes_of_uid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -313,6 +313,23 @@ def test_memory_balloon_fails_inside(run_job) -> None:
     assert b"MemoryError" in result.stderr
 
 
+@pytest.mark.skipif(not _parents("probe"), reason="no writable cgroup on this host")
+def test_memory_outside_rlimit_as_is_bounded_by_the_run_cgroup(run_job) -> None:
+    # memfd pages are not mapped, so RLIMIT_AS never sees them; the run's cgroup does.
+    result = run_job("""
+        import os
+        fds = []
+        for i in range(20):
+            fd = os.memfd_create(f"m{i}")
+            for _ in range(30):
+                os.write(fd, b"x" * 1024**2)
+            fds.append(fd)
+            print((i + 1) * 30, flush=True)
+    """, limits=SandboxLimits(memory_bytes=256 * 1024**2, wall_seconds=30))
+    assert result.outcome is SandboxOutcome.FAILED and "SIGKILL" in result.reason
+    assert int(result.stdout.split()[-1]) <= 256
+
+
 def test_fork_bomb_is_bounded(run_job) -> None:
     limits = SandboxLimits(max_processes=32, wall_seconds=3)
     t0 = time.monotonic()
@@ -590,5 +607,5 @@ def test_supervisor_stays_responsive_during_a_hostile_run(run_job) -> None:
     finally:
         stop.set()
         beat.join()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
     assert max(gaps) < 1.0
