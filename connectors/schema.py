@@ -260,7 +260,7 @@ def _reject_non_finite(values: pa.Array, spec: ColumnSpec, shown: pa.Array, row_
                               f"{len(bad)} value(s) are NaN or infinite (or overflow float64)"))
 
 
-def _allowed_source(source: pa.DataType, target: str) -> bool:
+def allowed_source(source: pa.DataType, target: str) -> bool:
     """Which stored Arrow types may be cast (checked, never lossy) into a declared type."""
     t = pa.types
     if target in ("int64", "int32"):
@@ -299,7 +299,7 @@ def cast_column(values: pa.Array, spec: ColumnSpec, *, row_offset: int = 0,
         return convert_text(pc.fill_null(text, ""), spec, row_offset=row_offset, assume_timezone=assume_timezone)
     elif is_text:
         values = values.cast(pa.string())
-    elif not _allowed_source(src, spec.type):
+    elif not allowed_source(src, spec.type):
         return values, [SchemaViolation("type", f"column {spec.name!r} is stored as {src}, declared {spec.type}: "
                                         "not converted (the cast could lose or invent information)", column=spec.name)]
     elif pa.types.is_timestamp(src) and src.tz is None:

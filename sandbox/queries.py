@@ -20,6 +20,8 @@ from .gate import GatedResult, TableInfo, plan_query, run_query
 from .snapshot import Snapshot
 
 MAX_SQL_CHARS = 20_000
+#: a query running longer than this is stopped and refused (rule ``timeout``)
+QUERY_TIMEOUT_S = 60.0
 
 
 class Queries:
@@ -52,7 +54,8 @@ class Queries:
 
         try:
             plan = plan_query(sql, lookup)
-            result = run_query(plan, {t: snapshots[t] for t in plan.tables}, engine=self.ctx.settings.engine)
+            result = run_query(plan, {t: snapshots[t] for t in plan.tables}, engine=self.ctx.settings.engine,
+                               timeout_s=QUERY_TIMEOUT_S)
         except TwhError as exc:
             self._record(principal, job_id, sql, sql_sha, versions, "refused",
                          {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule")})

@@ -292,8 +292,14 @@ def _run(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimi
             for t in run.threads:
                 t.join(timeout=5)
         if run.init_pid is None and not run.timed_out:
-            raise SandboxError("bubblewrap failed to start: "
+            # Only our launcher and bwrap have written to stderr at this point: no job output.
+            raise SandboxError("the sandbox failed to start: "
                                + err_reader.data[-500:].decode("utf-8", "replace").strip())
+        if run.proc.returncode == 1 and err_reader.data.startswith(b"bwrap: ") and not run.violation:
+            # bwrap reports its pid before building the sandbox, so a set-up failure looks like
+            # an exit of 1 with bwrap's message first. A job could fake it, but only to get its
+            # own run marked as an error, so the (job-reachable) text is not quoted here.
+            raise SandboxError("the sandbox failed to start: bubblewrap could not set it up")
         outputs, rejected = collect_outputs(out_dir, limits)
     return _result(run, limits, out_reader, err_reader, broker, outputs, rejected, leftovers,
                    time.monotonic() - started)

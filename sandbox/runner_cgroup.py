@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _V1_FILES = {"memory": [("memory.limit_in_bytes", "{memory}"), ("memory.memsw.limit_in_bytes", "{memory}")],
              "pids": [("pids.max", "{pids}")]}
 _V2_FILES = [("memory.max", "{memory}"), ("memory.swap.max", "0"), ("pids.max", "{pids}")]
+_warned = False
 
 
 def _mounts() -> list[tuple[str, str, str, set[str]]]:
@@ -76,9 +77,14 @@ def _parents(name: str) -> list[tuple[Path, list[tuple[str, str]]]]:
 @contextmanager
 def run_cgroup(name: str, memory_bytes: int, max_processes: int) -> Iterator[list[str]]:
     """Create the run's group(s); yield the ``cgroup.procs`` files the launcher must join."""
+    global _warned
     made: list[Path] = []
     try:
-        for path, files in _parents(name):
+        parents = _parents(name)
+        if not parents and not _warned:
+            _warned = True
+            log.warning("no writable cgroup for sandbox runs; relying on rlimits only")
+        for path, files in parents:
             path.mkdir(mode=0o700)
             made.append(path)
             for fname, template in files:

@@ -9,10 +9,15 @@
 engine_rejected) or :class:`~sandbox.errors.InternalError`.
 """
 
+import logging
+
 from .check import plan_query
 from .engine import ENGINES, GatedResult, open_connection, run_query
 from .plan import RULES, AggregateSpec, ColumnRef, QueryPlan, TableInfo
 from .release import RELEASE_MODES, Released, ReleaseMode, SdcRelease, json_safe
+
+# sqlglot logs unparsed statements (the user's SQL text) at WARNING; the gate reports refusals itself.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 __all__ = [
     "ENGINES",

@@ -268,6 +268,12 @@ def test_world_writable_scratch_is_refused(sandbox_available, tmp_path: Path) ->
         run_in_sandbox(job, scratch, lambda r: r)
 
 
+def test_sandbox_that_cannot_start_is_a_sandbox_error(run_job, monkeypatch) -> None:
+    monkeypatch.setattr(runner, "_usr_args", lambda: ["--ro-bind", "/nonexistent-twh", "/usr"])
+    with pytest.raises(SandboxError, match="the sandbox failed to start"):
+        run_job("print('never runs')")
+
+
 def test_missing_bubblewrap_is_reported_clearly(monkeypatch) -> None:
     monkeypatch.setattr(runner, "_available", False)
     monkeypatch.setattr(runner, "_SAFE_PATH", "/nonexistent")

@@ -104,6 +104,9 @@ def test_read_only_everywhere_but_out_and_tmp(run_job) -> None:
     seen = report(result)
     assert seen.pop("/tmp/x") == "written" and seen.pop("/out/x.csv") == "written"
     assert all(v in (13, 30) for v in seen.values()), seen  # EACCES / EROFS
+    scratch = run_job.scratch  # type: ignore[attr-defined]
+    assert sorted(p.name for p in scratch.iterdir()) == ["job", "out"]  # nothing escaped /out
+    assert sorted(p.name for p in (scratch / "out").iterdir()) == ["x.csv"]
 
 
 # -- network -----------------------------------------------------------------------------------
