@@ -3,7 +3,11 @@
 A leaf library: it knows nothing of the warehouse application (``sandbox``) and never imports it.
 
 * :mod:`connectors.schema` — declared column types (:data:`COLUMN_TYPES`) and strict conversion;
-* :mod:`connectors.files` — CSV and Parquet sources (bounded memory, SHA-256 for lineage);
+* :mod:`connectors.csv`, :mod:`~connectors.parquet`, :mod:`~connectors.xlsx`, :mod:`~connectors.jsonl`
+  — file sources (bounded memory, SHA-256 for lineage); :mod:`connectors.sql` (SQLAlchemy),
+  :mod:`connectors.http` (paged JSON APIs, CKAN), :mod:`connectors.ohlc` (price bars);
+* :mod:`connectors.convert` — the one conversion path (whole batch, or row-quarantine mode);
+* :mod:`connectors.base` — the stream every source returns, rejected rows, file helpers;
 * :mod:`connectors.registry` — connector kind -> source (:data:`SOURCES`, :func:`get_source`);
 * :mod:`connectors.contracts` — Great Expectations suites -> :class:`ContractReport`;
 * :mod:`connectors.errors` — the library's error tree.
@@ -11,13 +15,36 @@ A leaf library: it knows nothing of the warehouse application (``sandbox``) and 
 
 from .contracts import Contract, ContractReport, ExpectationOutcome, run_contract, schema_report
 from .errors import ConfigError, ConnectorError, SchemaError, SchemaViolation, SourceError
-from .files import CsvOptions, CsvSource, FileBatchStream, ParquetOptions, ParquetSource, check_header, file_sha256
-from .registry import SOURCES, BatchStream, Source, get_source, register_source
+from .base import FileBatchStream, RejectedRow, Rejects, SourceStream, file_sha256
+from .csv import CsvOptions, CsvSource, check_header
+from .http import HttpOptions, HttpSource
+from .jsonl import JsonlOptions, JsonlSource
+from .ohlc import OhlcOptions, OhlcSource
+from .parquet import ParquetOptions, ParquetSource
+from .registry import FILE_KINDS, SOURCES, SUFFIXES, BatchStream, Source, get_source, register_source
+from .sql import SqlOptions, SqlSource, masked_url
+from .xlsx import XlsxOptions, XlsxSource
 from .schema import COLUMN_TYPES, ColumnSpec, arrow_schema, cast_column, convert_text
 
 __all__ = [
     "COLUMN_TYPES",
+    "FILE_KINDS",
     "SOURCES",
+    "SUFFIXES",
+    "HttpOptions",
+    "HttpSource",
+    "JsonlOptions",
+    "JsonlSource",
+    "OhlcOptions",
+    "OhlcSource",
+    "RejectedRow",
+    "Rejects",
+    "SourceStream",
+    "SqlOptions",
+    "SqlSource",
+    "XlsxOptions",
+    "XlsxSource",
+    "masked_url",
     "BatchStream",
     "ColumnSpec",
     "ConfigError",

@@ -49,7 +49,7 @@ from .base import (
     options_from,
     positive_int,
 )
-from .convert import declared_batch
+from .convert import RowCheck, declared_batch
 from .errors import ConfigError, SourceError
 from .schema import ColumnSpec, arrow_schema, convert_text
 
@@ -220,7 +220,8 @@ class CsvSource:
     kind: ClassVar[str] = "csv"
 
     def open(self, target: str | Path, specs: Sequence[ColumnSpec],
-             options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail") -> FileBatchStream:
+             options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail",
+             row_check: RowCheck | None = None) -> FileBatchStream:
         opts: CsvOptions = options_from(CsvOptions, options, "csv")
         check_bad_rows(bad_rows)
         schema = arrow_schema(specs)
@@ -236,14 +237,14 @@ class CsvSource:
             raise
         hashing = HashingReader(f)
         rejects = Rejects()
-        batches = self._batches(path, hashing, header, specs, schema, scan, opts, bad_rows, rejects)
+        batches = self._batches(path, hashing, header, specs, schema, scan, opts, bad_rows, rejects, row_check)
         stream = FileBatchStream(self.kind, path, schema, scan, opts, batches, f.close, rejects)
         stream._progress = lambda: hashing.bytes_read
         return stream
 
     def _batches(self, path: Path, hashing: HashingReader, header: list[str], specs: Sequence[ColumnSpec],
                  schema: pa.Schema, scan: Scan, opts: CsvOptions, bad_rows: str,
-                 rejects: Rejects) -> Iterator[pa.RecordBatch]:
+                 rejects: Rejects, row_check: RowCheck | None) -> Iterator[pa.RecordBatch]:
         ragged: list[tuple[int, int]] = []
 
         def on_invalid_row(row: Any) -> str:
@@ -298,7 +299,7 @@ class CsvSource:
                 return arrays, problems
 
             batch = declared_batch(raw.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
-                                   rejects=rejects)
+                                   rejects=rejects, check=row_check)
             offset += raw.num_rows
             yield batch
         if hashing.drain() != scan.sha256:

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, ClassVar
 import pyarrow as pa
 
 from .base import FileBatchStream, HashingReader, Rejects, Scan, check_bad_rows, open_regular, options_from, positive_int
-from .convert import declared_batch, python_rows_converter
+from .convert import RowCheck, declared_batch, python_rows_converter
 from .csv import _scan_text_file
 from .errors import SourceError
 from .schema import ColumnSpec, arrow_schema
@@ -80,7 +80,8 @@ class JsonlSource:
     kind: ClassVar[str] = "jsonl"
 
     def open(self, target: str | Path, specs: Sequence[ColumnSpec], options: Mapping[str, Any] | None = None,
-             *, bad_rows: str = "fail") -> FileBatchStream:
+             *, bad_rows: str = "fail",
+             row_check: RowCheck | None = None) -> FileBatchStream:
         opts: JsonlOptions = options_from(JsonlOptions, options, "jsonl")
         check_bad_rows(bad_rows)
         schema = arrow_schema(specs)
@@ -94,13 +95,13 @@ class JsonlSource:
         hashing = HashingReader(f)
         rejects = Rejects()
         stream = FileBatchStream(self.kind, path, schema, scan, opts,
-                                 self._batches(hashing, specs, schema, scan, opts, bad_rows, rejects), f.close,
+                                 self._batches(hashing, specs, schema, scan, opts, bad_rows, rejects, row_check), f.close,
                                  rejects)
         stream._progress = lambda: hashing.bytes_read
         return stream
 
     def _batches(self, f: HashingReader, specs: Sequence[ColumnSpec], schema: pa.Schema, scan: Scan,
-                 opts: JsonlOptions, bad_rows: str, rejects: Rejects) -> Iterator[pa.RecordBatch]:
+                 opts: JsonlOptions, bad_rows: str, rejects: Rejects, row_check: RowCheck | None) -> Iterator[pa.RecordBatch]:
         reader: BinaryIO = f  # type: ignore[assignment]
         import io
 
@@ -114,7 +115,8 @@ class JsonlSource:
             return declared_batch(len(buf), python_rows_converter(cols, specs, row_offset=offset,
                                                                   max_field_bytes=opts.max_field_bytes,
                                                                   assume_timezone=opts.assume_timezone),
-                                  schema, row_offset=offset, bad_rows=bad_rows, rejects=rejects)
+                                  schema, row_offset=offset, bad_rows=bad_rows, rejects=rejects,
+                                   check=row_check)
 
         while True:
             line = buffered.readline(opts.max_line_bytes + 1)

@@ -1,8 +1,9 @@
 """The Parquet connector: read in batches and cast strictly (never lossily) to the declared schema.
 
-A stored type that cannot be cast without loss (a string where ``int64`` is declared is read with
-the CSV text rules; a ``float64`` where ``string`` is declared is refused) is reported as schema
-drift (``check="header"``, ``details["retyped"]``) before any row is read.
+Text columns declared numeric are read with the CSV text rules. A stored type that cannot be
+cast without loss (``int64`` where ``string`` is declared: the codes lost their leading zeros)
+is refused before any row is read, as a :class:`SchemaError` with ``check="retyped"``; missing
+or undeclared columns as a :class:`SourceError` with ``check="header"``. Both are schema drift.
 """
 
 from __future__ import annotations
@@ -10,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
-
 import os
+from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .base import FileBatchStream, Rejects, check_bad_rows, hash_and_stat, open_regular, options_from, positive_int, unchanged
-from .convert import declared_batch
-from .errors import SourceError
+from .convert import RowCheck, declared_batch
+from .errors import SchemaError, SchemaViolation, SourceError
 from .schema import ColumnSpec, allowed_source, arrow_schema, cast_column
 
 
@@ -41,7 +41,8 @@ class ParquetSource:
     kind: ClassVar[str] = "parquet"
 
     def open(self, target: str | Path, specs: Sequence[ColumnSpec],
-             options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail") -> FileBatchStream:
+             options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail",
+             row_check: RowCheck | None = None) -> FileBatchStream:
         opts: ParquetOptions = options_from(ParquetOptions, options, "parquet")
         check_bad_rows(bad_rows)
         schema = arrow_schema(specs)
@@ -57,11 +58,11 @@ class ParquetSource:
             f.close()
             raise
         rejects = Rejects()
-        batches = self._batches(pf, f, before, specs, schema, opts, bad_rows, rejects)
+        batches = self._batches(pf, f, before, specs, schema, opts, bad_rows, rejects, row_check)
         return FileBatchStream(self.kind, path, schema, scan, opts, batches, f.close, rejects)
 
     def _batches(self, pf: pq.ParquetFile, f: BinaryIO, before: os.stat_result, specs: Sequence[ColumnSpec],
-                 schema: pa.Schema, opts: ParquetOptions, bad_rows: str, rejects: Rejects) -> Iterator[pa.RecordBatch]:
+                 schema: pa.Schema, opts: ParquetOptions, bad_rows: str, rejects: Rejects, row_check: RowCheck | None) -> Iterator[pa.RecordBatch]:
         offset = 0
         names = [s.name for s in specs]
         try:
@@ -76,7 +77,7 @@ class ParquetSource:
                     return arrays, problems
 
                 batch = declared_batch(raw.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
-                                       rejects=rejects)
+                                       rejects=rejects, check=row_check)
                 offset += raw.num_rows
                 yield batch
         except (pa.ArrowInvalid, OSError) as exc:
@@ -112,9 +113,11 @@ def _check_columns(stored: pa.Schema, specs: Sequence[ColumnSpec]) -> None:
             if pa.types.is_dictionary(t):
                 t = t.value_type
             if spec.type == "string" or not allowed_source(t, spec.type):
-                retyped[spec.name] = f"{t} (declared {spec.type})"
-    if retyped:
-        problems.append(f"retyped column(s) {retyped}")
+                retyped[spec.name] = (str(t), spec.type)
     if problems:
         raise SourceError("Parquet columns do not match the declared columns: " + "; ".join(problems),
-                          check="header", details={"missing": missing, "extra": extra, "retyped": retyped})
+                          check="header", details={"missing": missing, "extra": extra})
+    if retyped:
+        raise SchemaError([SchemaViolation(check="retyped", column=c, message=f"column {c!r} is stored as {t}, "
+                                           f"declared {d} (not converted: the cast could lose or invent information)")
+                           for c, (t, d) in retyped.items()])

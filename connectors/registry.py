@@ -1,12 +1,25 @@
 """The connector registry: a connector kind names a :class:`Source`.
 
-A source turns a target (a file path today; a connection config for ``sql``/``http`` later) and
-the declared columns into a stream of Arrow record batches in the declared schema, in bounded
-memory. New kinds (``xlsx``, ``jsonl``, ``sql``, ``http``) register here; callers never branch
-on the kind.
+A source turns a target (a file path for the file kinds; a mapping for ``sql`` and ``http``)
+and the declared columns into a stream of Arrow record batches in the declared schema, in
+bounded memory. Callers never branch on the kind.
+
+=========  ==================================================  ===================================
+kind       target                                              module
+=========  ==================================================  ===================================
+csv        a file (explicit encoding: utf-8, gbk, gb18030)      :mod:`connectors.csv`
+parquet    a file                                              :mod:`connectors.parquet`
+xlsx       a file (one sheet; formulas kept as text)           :mod:`connectors.xlsx`
+jsonl      a file (one JSON object per line)                   :mod:`connectors.jsonl`
+sql        ``{url, query | table}`` (any SQLAlchemy URL)        :mod:`connectors.sql`
+http       ``{url, resource_id, params}`` (CKAN paging)         :mod:`connectors.http`
+ohlc       a file or http target, through option ``via``        :mod:`connectors.ohlc`
+=========  ==================================================  ===================================
 
 >>> sorted(SOURCES)
-['csv', 'parquet']
+['csv', 'http', 'jsonl', 'ohlc', 'parquet', 'sql', 'xlsx']
+>>> sorted(FILE_KINDS)
+['csv', 'jsonl', 'parquet', 'xlsx']
 >>> get_source("csv").kind
 'csv'
 """
@@ -20,8 +33,14 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from .errors import ConfigError
-from .files import CsvSource, ParquetSource
+from .csv import CsvSource
+from .http import HttpSource
+from .jsonl import JsonlSource
+from .ohlc import OhlcSource
+from .parquet import ParquetSource
 from .schema import ColumnSpec
+from .sql import SqlSource
+from .xlsx import XlsxSource
 
 
 @runtime_checkable
@@ -49,8 +68,11 @@ class Source(Protocol):
     kind: str
 
     def open(self, target: str | Path | Mapping[str, Any], specs: Sequence[ColumnSpec],
-             options: Mapping[str, Any] | None = None) -> BatchStream:
+             options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail") -> BatchStream:
         """Check the target against the declared columns and return a stream of batches.
+
+        ``bad_rows="quarantine"`` sets rows that do not convert aside in ``stream.rejects``
+        instead of failing the load (see :mod:`connectors.convert`).
 
         Raises :class:`connectors.errors.ConfigError` for bad options and
         :class:`connectors.errors.SourceError` (or its :class:`SchemaError`) for bad data —
@@ -59,7 +81,13 @@ class Source(Protocol):
 
 
 #: connector kind -> source class
-SOURCES: dict[str, type[Source]] = {"csv": CsvSource, "parquet": ParquetSource}
+SOURCES: dict[str, type[Source]] = {"csv": CsvSource, "parquet": ParquetSource, "xlsx": XlsxSource,
+                                     "jsonl": JsonlSource, "sql": SqlSource, "http": HttpSource, "ohlc": OhlcSource}
+#: kinds whose target is one local file (hashed for lineage and idempotency)
+FILE_KINDS = frozenset({"csv", "parquet", "xlsx", "jsonl"})
+#: file suffix -> kind, for callers that are given only a file
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
+            ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def get_source(kind: str) -> Source:

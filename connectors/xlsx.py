@@ -32,7 +32,7 @@ from .base import (
     positive_int,
     unchanged,
 )
-from .convert import declared_batch, python_rows_converter
+from .convert import RowCheck, declared_batch, python_rows_converter
 from .csv import check_header
 from .errors import ConfigError, SourceError
 from .schema import ColumnSpec, arrow_schema
@@ -60,7 +60,8 @@ class XlsxSource:
     kind: ClassVar[str] = "xlsx"
 
     def open(self, target: str | Path, specs: Sequence[ColumnSpec], options: Mapping[str, Any] | None = None,
-             *, bad_rows: str = "fail") -> FileBatchStream:
+             *, bad_rows: str = "fail",
+             row_check: RowCheck | None = None) -> FileBatchStream:
         import openpyxl  # imported here: only Excel sources need it
 
         opts: XlsxOptions = options_from(XlsxOptions, options, "xlsx")
@@ -99,11 +100,11 @@ class XlsxSource:
             wb.close()
             f.close()
 
-        batches = self._batches(rows, header, specs, schema, opts, bad_rows, rejects, f, before)
+        batches = self._batches(rows, header, specs, schema, opts, bad_rows, rejects, row_check, f, before)
         return FileBatchStream(self.kind, path, schema, scan, opts, batches, close, rejects)
 
     def _batches(self, rows: Iterator[tuple[Any, ...]], header: list[str], specs: Sequence[ColumnSpec],
-                 schema: pa.Schema, opts: XlsxOptions, bad_rows: str, rejects: Rejects, f: Any,
+                 schema: pa.Schema, opts: XlsxOptions, bad_rows: str, rejects: Rejects, row_check: RowCheck | None, f: Any,
                  before: Any) -> Iterator[pa.RecordBatch]:
         index = [header.index(s.name) for s in specs]
         width = len(header)
@@ -115,7 +116,8 @@ class XlsxSource:
             return declared_batch(len(buf), python_rows_converter(columns, specs, row_offset=offset,
                                                                   max_field_bytes=opts.max_field_bytes,
                                                                   assume_timezone=opts.assume_timezone),
-                                  schema, row_offset=offset, bad_rows=bad_rows, rejects=rejects)
+                                  schema, row_offset=offset, bad_rows=bad_rows, rejects=rejects,
+                                   check=row_check)
 
         for r in rows:
             if not any(v is not None and v != "" for v in r):

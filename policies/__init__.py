@@ -7,7 +7,7 @@ documented in ``policies/README.md``; examples live in ``policies/examples/``.
 
 from .errors import PolicyError
 from .evaluate import Decision, access_decisions, check_access, check_group_release, column_role, resolve_column
-from .model import ANY_TENANT, ColumnRole, OutputRules, Policy, ReleaseMode, load_policy
+from .model import ANY_TENANT, ColumnRole, OutputRules, Policy, ReleaseMode, SdcRules, load_policy
 
 __all__ = [
     "ANY_TENANT",
@@ -17,6 +17,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "ReleaseMode",
+    "SdcRules",
     "access_decisions",
     "check_access",
     "check_group_release",

@@ -12,6 +12,7 @@ fields that exist today.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -31,6 +32,7 @@ from .errors import PolicyError
 
 #: Wildcard tenant: any tenant may use the dataset (the purposes still apply).
 ANY_TENANT = "*"
+_INF = float("inf")
 
 
 class ColumnRole(StrEnum):
@@ -47,7 +49,7 @@ class ColumnRole(StrEnum):
 
 
 #: Release modes known today. Adding "dp" means adding it here and a mode in the gate's registry.
-ReleaseMode = Literal["sdc"]
+ReleaseMode = Literal["sdc", "dp"]
 
 
 class OutputRules(BaseModel):
@@ -59,6 +61,144 @@ class OutputRules(BaseModel):
     min_group_size: StrictInt = Field(default=10, ge=1)
     #: a steward must approve the exact bytes before an export leaves
     require_approval: StrictBool = True
+
+
+class SdcRules(BaseModel):
+    """Statistical disclosure control beyond the threshold (``release_mode: sdc``).
+
+    Defaults are ACRO's (``acro/default.yaml``): dominance (n=2, k=0.9), p% 0.1, zeros
+    disclosive. The threshold itself is ``output.min_group_size``. Rules apply per released cell
+    (one result row), on every ``SUM``/``AVG`` in it, over per-privacy-unit contributions.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: dominance (n, k): a cell is suppressed when its ``dominance_n`` largest units contribute
+    #: at least ``dominance_k`` of its total
+    dominance_n: StrictInt = Field(default=2, ge=1, le=10)
+    dominance_k: float = 0.9
+    #: p%: a cell is suppressed when the total less its two largest contributions is below
+    #: ``p_ratio`` times the largest (the second largest could estimate the largest too well);
+    #: 0 turns the rule off
+    p_ratio: float = 0.1
+    #: a cell with no units while its categories are known is disclosive (e.g. "no firm of this
+    #: district defaulted"): counted as suppressed and protected by secondary suppression
+    zeros_disclosive: StrictBool = True
+
+    @field_validator("dominance_k", "p_ratio", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        # Strict: "0.9" or true are typos in a YAML policy, not numbers.
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return v
+
+    @field_validator("dominance_k")
+    @classmethod
+    def _k(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError("dominance_k must be greater than 0 and at most 1")
+        return float(v)
+
+    @field_validator("p_ratio")
+    @classmethod
+    def _p(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError("p_ratio must be at least 0 and less than 1")
+        return float(v)
+
+    @classmethod
+    def strictest(cls, rules: list[SdcRules]) -> SdcRules:
+        """One rule set at least as strict as each of ``rules`` (for a query reading several datasets)."""
+        if not rules:
+            return cls()
+        return cls(
+            dominance_n=max(r.dominance_n for r in rules),
+            dominance_k=min(r.dominance_k for r in rules),
+            p_ratio=max(r.p_ratio for r in rules),
+            zeros_disclosive=any(r.zeros_disclosive for r in rules),
+        )
+
+
+class DpBudget(BaseModel):
+    """A dataset's total differential-privacy budget, shared by every tenant unless split.
+
+    ``per_tenant`` gives a tenant a share of ε and δ (``{bank_a: 0.5}``); tenants not listed
+    share what the listed shares leave. Shares are fixed fractions of one budget, so colluding
+    tenants together can never spend more than the whole. ``period: month`` restarts the budget
+    every calendar month (UTC): the steward accepts a loss of ε per month, not ε in all.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: Decimal = Field(gt=0, le=100)
+    #: must be far below 1/N (N: the number of privacy units): at most 1e-5 here
+    delta: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e-5"))
+    per_tenant: dict[str, Decimal] = Field(default_factory=dict)
+    period: Literal["none", "month", "year"] = "none"
+
+    @field_validator("per_tenant")
+    @classmethod
+    def _shares(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for tenant, share in v.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"the share of tenant {tenant!r} must be in (0, 1]")
+        if sum(v.values(), Decimal(0)) > 1:
+            raise ValueError("tenant shares add up to more than 1")
+        return v
+
+
+class DpSynthetic(BaseModel):
+    """A DP synthetic development table, generated once and charged to the budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epsilon: Decimal = Field(gt=0, le=10)
+    rows: StrictInt = Field(default=1000, ge=1, le=1_000_000)
+
+
+class DpRules(BaseModel):
+    """Settings of the ``dp`` release mode (and of DP synthetic data).
+
+    Contribution bounds are declared, never taken from the data: a unit contributes at most
+    ``max_rows_per_unit`` rows to any query, and each value of a measure is clamped to
+    ``bounds[measure]`` before it is summed.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rows_per_unit: StrictInt = Field(default=1, ge=1, le=10_000)
+    #: measure -> [lo, hi]; a SUM/AVG of a measure without bounds is refused
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    budget: DpBudget
+    #: ε (and δ, needed only when keys are chosen by partition selection) each query costs
+    epsilon_per_query: Decimal = Field(default=Decimal("0.1"), gt=0)
+    delta_per_query: Decimal = Field(default=Decimal(0), ge=0, le=Decimal("1e-6"))
+    #: dimension -> every value it can take (public knowledge): all are released, even empty
+    public_keys: dict[str, list[str]] = Field(default_factory=dict)
+    synthetic: DpSynthetic | None = None
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for col, (lo, hi) in v.items():
+            if not (abs(lo) < _INF and abs(hi) < _INF) or not lo < hi:
+                raise ValueError(f"bounds of {col!r} must be finite with lo < hi")
+        return v
+
+    @field_validator("public_keys")
+    @classmethod
+    def _keys(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for col, keys in v.items():
+            if not keys or len(set(keys)) != len(keys) or len(keys) > 10_000:
+                raise ValueError(f"public keys of {col!r} must be 1 to 10000 distinct values")
+        return v
+
+    @model_validator(mode="after")
+    def _per_query(self) -> DpRules:
+        if self.epsilon_per_query > self.budget.epsilon or self.delta_per_query > self.budget.delta:
+            raise ValueError("epsilon_per_query/delta_per_query exceed the budget")
+        return self
 
 
 def _clean_names(values: list[str], what: str) -> list[str]:
@@ -91,6 +231,12 @@ class Policy(BaseModel):
     #: the columns whose role is ``join_key``, in declaration order; derived when omitted
     join_keys: list[str] = Field(default_factory=list)
     release_mode: ReleaseMode = "sdc"
+    #: settings of the dp release mode and of DP synthetic data; required when release_mode is dp
+    dp: DpRules | None = None
+    #: datasets this one may be joined with (both sides must allow the join); None: any
+    allowed_joins: list[str] | None = None
+    #: dominance, p% and zeros rules of the ``sdc`` release mode (ACRO's defaults)
+    sdc: SdcRules = Field(default_factory=SdcRules)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,6 +294,22 @@ class Policy(BaseModel):
                 "omit it to have it derived"
             )
         return expected
+
+    @model_validator(mode="after")
+    def _dp_rules(self) -> Policy:
+        if self.release_mode == "dp" and self.dp is None:
+            raise ValueError("release_mode dp needs a dp block (budget, bounds, max_rows_per_unit)")
+        if self.dp is not None:
+            for col in self.dp.bounds:
+                if self.columns.get(col) is not ColumnRole.MEASURE:
+                    raise ValueError(f"dp.bounds names {col!r}, which is not a measure column")
+            for col in self.dp.public_keys:
+                if self.columns.get(col) is not ColumnRole.DIMENSION:
+                    raise ValueError(f"dp.public_keys names {col!r}, which is not a dimension column")
+            unknown = [t for t in self.dp.budget.per_tenant if t not in self.tenants and ANY_TENANT not in self.tenants]
+            if unknown:
+                raise ValueError(f"dp.budget.per_tenant names tenants the policy does not allow: {unknown}")
+        return self
 
     @property
     def min_group_size(self) -> int:

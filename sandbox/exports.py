@@ -75,21 +75,27 @@ class Exports:
             raise NotFound(f"export {export_id!r} does not exist")
         return e
 
-    def _dict(self, s: Session, e: Export) -> dict[str, Any]:
+    def _dict(self, s: Session, e: Export, principal: Principal) -> dict[str, Any]:
         files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id).order_by(ExportFile.name)).scalars().all()
         approvals = s.execute(select(Approval).where(Approval.export_id == e.id).order_by(Approval.id)).scalars().all()
-        return export_dict(e, list(files), list(approvals))
+        out = export_dict(e, list(files), list(approvals))
+        if principal.role is Role.ENTERPRISE and e.state != ExportState.APPROVED.value:
+            # Names, sizes and hashes of unapproved files are job-chosen: a covert channel (a hash of a
+            # single number can be brute-forced). The submitter sees them once the stewards approve.
+            out["files"] = None
+            out["bundle_sha256"] = None
+        return out
 
     def get(self, principal: Principal, export_id: str) -> dict[str, Any]:
         with self.ctx.db.read() as s:
-            return self._dict(s, self._load(s, principal, export_id))
+            return self._dict(s, self._load(s, principal, export_id), principal)
 
     def list(self, principal: Principal, state: str | None = None) -> list[dict[str, Any]]:
         with self.ctx.db.read() as s:
             q = select(Export).order_by(Export.created_at.desc())
             if state:
                 q = q.where(Export.state == ExportState(state).value)
-            return [self._dict(s, e) for e in s.execute(q).scalars() if self._visible(s, principal, e)]
+            return [self._dict(s, e, principal) for e in s.execute(q).scalars() if self._visible(s, principal, e)]
 
     def preview(self, principal: Principal, export_id: str) -> list[DownloadedFile]:
         """The exact bytes, for the stewards who review them (and auditors)."""
@@ -144,7 +150,7 @@ class Exports:
                                   "export", e.id, {"datasets": sorted(mine), "reason": reason,
                                                    "bundle_sha256": bundle_sha256, "export_state": outcome,
                                                    "job_id": job.id})
-            return self._dict(s, e)
+            return self._dict(s, e, principal)
 
     # -- download -------------------------------------------------------------------------
     def download(self, principal: Principal, export_id: str) -> list[DownloadedFile]:

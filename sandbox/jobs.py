@@ -34,11 +34,19 @@ from .states import JobState, check_job_transition
 log = logging.getLogger(__name__)
 
 
-def job_dict(j: Job) -> dict[str, Any]:
+#: what an enterprise sees of a failed job: the outcome class, exit code or timing of its own code
+#: would be a covert channel for gated-but-unapproved results (stewards see the details)
+WITHHELD_REASON = "the job failed; details are withheld from the submitter and shown to the stewards"
+
+
+def job_dict(j: Job, principal: Principal | None = None) -> dict[str, Any]:
+    reason = j.reason
+    if principal is not None and principal.role is Role.ENTERPRISE and j.state == JobState.FAILED.value:
+        reason = WITHHELD_REASON
     return {
         "id": j.id, "name": j.spec.get("name"), "tenant": j.tenant, "submitted_by": j.submitted_by,
         "purpose": j.purpose, "datasets": j.datasets, "pinned_versions": j.pinned, "state": j.state,
-        "reason": j.reason, "code_sha256": j.code_sha256, "created_at": j.created_at.isoformat(),
+        "reason": reason, "code_sha256": j.code_sha256, "created_at": j.created_at.isoformat(),
         "updated_at": j.updated_at.isoformat(),
     }
 
@@ -107,9 +115,14 @@ class Jobs:
     def get(self, principal: Principal, job_id: str) -> dict[str, Any]:
         with self.ctx.db.read() as s:
             job = self._load(s, principal, job_id)
-            out = job_dict(job)
+            out = job_dict(job, principal)
             export = s.execute(select(Export.id, Export.state).where(Export.job_id == job.id)).first()
             out["export"] = {"id": export[0], "state": export[1]} if export else None
+            if principal.role is Role.ENTERPRISE:
+                # The job chose its queries after seeing gated, not yet approved results: their text and
+                # outcomes could carry those results out. Stewards and auditors see them; the submitter doesn't.
+                out["queries"] = None
+                return out
             qs = s.execute(select(JobQuery).where(JobQuery.job_id == job.id).order_by(JobQuery.id)).scalars()
             out["queries"] = [{"sql": q.sql, "outcome": q.outcome, "versions": q.versions, "details": q.details}
                               for q in qs]
@@ -118,7 +131,7 @@ class Jobs:
     def list(self, principal: Principal) -> list[dict[str, Any]]:
         with self.ctx.db.read() as s:
             jobs = s.execute(select(Job).order_by(Job.created_at.desc())).scalars().all()
-            return [job_dict(j) for j in jobs if self._visible(s, principal, j)]
+            return [job_dict(j, principal) for j in jobs if self._visible(s, principal, j)]
 
     def logs(self, principal: Principal, job_id: str) -> dict[str, str]:
         """The job's stdout/stderr: withheld from the enterprise (they could carry anything)."""
@@ -128,6 +141,14 @@ class Jobs:
         d = self._dir(job.id)
         read = lambda n: (d / n).read_text("utf-8", "replace") if (d / n).exists() else ""  # noqa: E731
         return {"stdout": read("stdout.log"), "stderr": read("stderr.log")}
+
+    def code(self, principal: Principal, job_id: str) -> dict[str, str]:
+        """The job's submitted files (what reviewers read beside its outputs), name -> text."""
+        with self.ctx.db.read() as s:
+            job = self._load(s, principal, job_id)
+        d = self._dir(job.id) / "code"
+        files = sorted(p for p in d.iterdir() if p.is_file() and not p.is_symlink()) if d.is_dir() else []
+        return {p.name: p.read_bytes()[:200_000].decode("utf-8", "replace") for p in files}
 
     # -- run ------------------------------------------------------------------------------
     def _transition(self, job_id: str, target: JobState, reason: str, action: str, details: dict[str, Any],

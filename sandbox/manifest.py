@@ -16,6 +16,7 @@ A manifest is YAML validated by pydantic; a bad field gets an error naming its p
       tenants: [bank_a]
       purposes: [credit_risk]
       output: {min_group_size: 10, require_approval: true}
+    source: {kind: csv, path: /data/registry.csv}   # optional: see sandbox.sources (source:, load:)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from connectors.schema import COLUMN_TYPES
 from policies import ColumnRole, Policy, PolicyError, load_policy
 
 from .errors import ManifestInvalid
+from .sources import LoadBlock, SourceBlock
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -95,6 +97,9 @@ class DatasetManifest(BaseModel):
     columns: list[DeclaredColumn] = Field(alias="schema", min_length=1)
     expectations: list[Expectation] = Field(default_factory=list)
     policy: dict[str, Any]
+    #: where the data comes from and how it lands (see sandbox.sources)
+    source: SourceBlock | None = None
+    load: LoadBlock = Field(default_factory=LoadBlock)
 
     @field_validator("name")
     @classmethod
@@ -110,6 +115,9 @@ class DatasetManifest(BaseModel):
             if c.name in seen:
                 raise ValueError(f"column {c.name!r} is declared twice")
             seen.add(c.name)
+        problem = self.load.check_columns({c.name: c.type for c in self.columns})
+        if problem:
+            raise ValueError(problem)
         return self
 
     def column(self, name: str) -> DeclaredColumn:

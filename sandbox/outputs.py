@@ -21,8 +21,11 @@ MAX_JSON_DEPTH = 32
 
 
 class _Output(Protocol):
-    name: str
-    data: bytes
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,10 @@ def append_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: 
     An exception raised while iterating ``batches`` propagates unchanged and nothing is committed.
     ``target_file_size`` (bytes) bounds the Parquet parts, hence the writer's buffer.
     """
+    return write_batches(path, batches, schema, metadata=metadata, mode="append", target_file_size=target_file_size)
+
+
+def _prepare(path: str | Path, schema: pa.Schema | None, metadata: Mapping[str, str]) -> tuple[DeltaTable, dict, str]:
     meta = dict(metadata)
     load_id = meta.get(LOAD_ID_KEY)
     _check_load_id(load_id)  # type: ignore[arg-type]
@@ -175,36 +179,131 @@ def append_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: 
             raise InvalidInput("commit metadata keys must be strings starting with 'twh.' and values strings")
     dt = _open(path)
     table_schema = _arrow_schema(dt)
-    if not table_schema.equals(schema):
+    if schema is not None and not table_schema.equals(schema):
         raise Conflict("the batches' schema differs from the table's (schema drift)",
                        details={"table": [f"{f.name}:{f.type}" for f in table_schema],
                                 "batches": [f"{f.name}:{f.type}" for f in schema]})
     app_id = _TXN_PREFIX + load_id  # type: ignore[operator]
     if dt.transaction_version(app_id) is not None:
         raise Conflict(f"load {load_id} is already committed", details={"version": find_load(path, load_id)})
+    return dt, meta, app_id
+
+
+def _translate_write_error(exc: BaseException, feed: _Batches, load_id: str) -> BaseException:
+    if feed.error is not None:
+        return feed.error
+    if isinstance(exc, CommitFailedError):
+        return Conflict(f"load {load_id} conflicted with a concurrent commit and was not committed; "
+                        "retry (it may have been committed by the other writer)", details={"load_id": load_id})
+    if isinstance(exc, SchemaMismatchError):
+        return Conflict("the batches do not fit the table's schema", details={"load_id": load_id})
+    if isinstance(exc, DeltaError):
+        # delta-rs reports a null in a non-nullable column as an invariant/schema error
+        return InvalidInput(f"Delta refused the batches ({type(exc).__name__}); nothing was committed",
+                            details={"load_id": load_id})
+    return exc
+
+
+def write_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
+                  metadata: Mapping[str, str], mode: str = "append", target_file_size: int | None = None,
+                  schema_mode: str | None = None) -> int:
+    """Write all batches as ONE atomic Delta commit (``mode`` append or overwrite); its version.
+
+    Overwrite replaces the table's rows in the same single commit (readers of older versions
+    keep their files until vacuum). ``schema_mode="overwrite"`` (migrations only) replaces the
+    table's schema too. See :func:`append_batches` for metadata, conflicts and errors."""
+    if mode not in ("append", "overwrite"):
+        raise InternalError(f"unknown write mode {mode!r}")
+    dt, meta, app_id = _prepare(path, None if schema_mode else schema, metadata)
+    load_id = meta[LOAD_ID_KEY]
     feed = _Batches(batches, schema)
     reader = pa.RecordBatchReader.from_batches(schema, iter(feed))
     properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(app_id=app_id, version=1)])
     try:
-        write_deltalake(dt, reader, mode="append", commit_properties=properties, target_file_size=target_file_size)
+        write_deltalake(dt, reader, mode=mode, commit_properties=properties, target_file_size=target_file_size,
+                        schema_mode=schema_mode)  # type: ignore[arg-type]
     except BaseException as exc:
-        if feed.error is not None:
-            raise feed.error from None
-        if isinstance(exc, CommitFailedError):
-            raise Conflict(f"load {load_id} conflicted with a concurrent commit and was not committed; "
-                           "retry (it may have been committed by the other writer)",
-                           details={"load_id": load_id}) from exc
-        if isinstance(exc, SchemaMismatchError):
-            raise Conflict("the batches do not fit the table's schema", details={"load_id": load_id}) from exc
-        if isinstance(exc, DeltaError):
-            # delta-rs reports a null in a non-nullable column as an invariant/schema error
-            raise InvalidInput(f"Delta refused the batches ({type(exc).__name__}); nothing was committed",
-                               details={"load_id": load_id}) from exc
-        raise
+        translated = _translate_write_error(exc, feed, load_id)
+        if translated is exc:
+            raise
+        raise translated from (None if feed.error is not None else exc)
+    return _committed(path, load_id)
+
+
+def merge_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, keys: list[str],
+                  metadata: Mapping[str, str]) -> tuple[int, dict[str, int]]:
+    """Upsert the batches on ``keys`` as ONE atomic Delta commit: rows whose keys exist are
+    updated, others inserted. Returns (version, {"updated", "inserted"}).
+
+    A key that appears twice in the batches is refused (which row should win is not ours to
+    guess); so is a null key. Keys seen are kept in memory (only the keys, not the rows)."""
+    dt, meta, app_id = _prepare(path, schema, metadata)
+    load_id = meta[LOAD_ID_KEY]
+    if not keys or any(k not in schema.names for k in keys):
+        raise InvalidInput(f"merge keys {keys} must be declared columns")
+    seen: set[tuple[Any, ...]] = set()
+
+    def unique(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            cols = [b.column(k) for k in keys]
+            if any(c.null_count for c in cols):
+                raise InvalidInput(f"a merge key column {keys} has a null value; nothing was committed")
+            for key in zip(*(c.to_pylist() for c in cols), strict=True):
+                if key in seen:
+                    raise InvalidInput(f"merge key {keys} appears more than once in the load; nothing was committed",
+                                       details={"keys": keys})
+                seen.add(key)
+            yield b
+
+    feed = _Batches(unique(batches), schema)
+    reader = pa.RecordBatchReader.from_batches(schema, iter(feed))
+    predicate = " AND ".join(f"t.{_quote_col(k)} = s.{_quote_col(k)}" for k in keys)
+    properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(app_id=app_id, version=1)])
+    try:
+        metrics = (dt.merge(reader, predicate, source_alias="s", target_alias="t", commit_properties=properties)
+                   .when_matched_update_all().when_not_matched_insert_all().execute())
+    except BaseException as exc:
+        translated = _translate_write_error(exc, feed, load_id)
+        if translated is exc:
+            raise
+        raise translated from (None if feed.error is not None else exc)
+    counts = {"updated": int(metrics.get("num_target_rows_updated", 0)),
+              "inserted": int(metrics.get("num_target_rows_inserted", 0))}
+    return _committed(path, load_id), counts
+
+
+def _quote_col(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _committed(path: str | Path, load_id: str) -> int:
     version = find_load(path, load_id)
     if version is None:
         raise InternalError(f"load {load_id} was written but its commit cannot be found")
     return version
+
+
+WATERMARK_KEY = "twh.watermark"
+
+
+def last_watermark(path: str | Path, column: str) -> str | None:
+    """The watermark (as stored: text) of the newest commit that recorded one for ``column``."""
+    for entry in _open(path).history():  # newest first
+        if entry.get("twh.watermark_column") == column and entry.get(WATERMARK_KEY) is not None:
+            return str(entry[WATERMARK_KEY])
+        if entry.get("twh.operation") == "migrate" or entry.get("operation") in ("CREATE TABLE",):
+            continue
+    return None
+
+
+def table_rows(path: str | Path, version: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The table's rows at ``version`` as batches (bounded memory)."""
+    dt = _open(path, version)
+    return iter(dt.to_pyarrow_dataset().to_batches())
+
+
+def table_schema(path: str | Path) -> pa.Schema:
+    return _arrow_schema(_open(path))
 
 
 def find_load(path: str | Path, load_id: str) -> int | None:
@@ -246,6 +345,9 @@ def history(path: str | Path) -> list[dict[str, Any]]:
             "operation": entry.get("operation"),
             "rows_added": int((entry.get("operationMetrics") or {}).get("num_added_rows", 0)),
             "metadata": {k: v for k, v in entry.items() if k.startswith("twh.")},
+            "metrics": {k: v for k, v in (entry.get("operationMetrics") or {}).items()
+                        if k in ("num_added_rows", "num_removed_files", "num_target_rows_updated",
+                                 "num_target_rows_inserted", "num_output_rows")},
         })
     return out
 

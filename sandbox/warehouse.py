@@ -19,11 +19,14 @@ from __future__ import annotations
 import functools
 from typing import IO, Any
 
+from . import auditsearch
 from .audit import AuditLog, VerifyResult
+from .auditsearch import AuditFilter
 from .auth import Principal, Role
 from .context import Context, require_role
 from .datasets import Datasets
 from .db import Database
+from .errors import InvalidInput
 from .exports import Exports
 from .ingest import Ingest
 from .jobs import Jobs
@@ -65,10 +68,26 @@ class Warehouse:
         self.ctx.record(principal, "audit.verified", "audit", "chain", result.to_dict())
         return result
 
-    def audit_export(self, principal: Principal, out: IO[str]) -> int:
+    def audit_export(self, principal: Principal, out: IO[str], *, flt: AuditFilter | None = None,
+                     fmt: str = "jsonl") -> int:
+        """The whole chain as JSON lines (default), or the records matching ``flt`` as JSON lines or CSV."""
         require_role(principal, Role.AUDITOR, Role.ADMIN)
-        self.ctx.record(principal, "audit.exported", "audit", "chain")
-        return self.audit.export_jsonl(out)
+        if flt is None and fmt == "jsonl":
+            self.ctx.record(principal, "audit.exported", "audit", "chain")
+            return self.audit.export_jsonl(out)
+        flt = flt or AuditFilter()
+        if fmt not in ("jsonl", "csv"):
+            raise InvalidInput("format must be 'jsonl' or 'csv'", details={"field": "format"})
+        self.ctx.record(principal, "audit.exported", "audit", "chain", {"format": fmt, "filter": flt.to_dict()})
+        with self.db.read() as s:
+            return auditsearch.write(auditsearch.iter_matching(s, flt), out, fmt)
+
+    def audit_search(self, principal: Principal, flt: AuditFilter, *, offset: int = 0, limit: int = 100,
+                     newest_first: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """A page of the records matching ``flt`` and how many match in all (see :mod:`sandbox.auditsearch`)."""
+        require_role(principal, Role.AUDITOR, Role.ADMIN)
+        with self.db.read() as s:
+            return auditsearch.search(s, flt, offset=offset, limit=limit, newest_first=newest_first)
 
     def audit_records(self, principal: Principal, *, action: str | None = None, actor: str | None = None,
                       object_id: str | None = None, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:

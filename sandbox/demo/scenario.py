@@ -82,7 +82,8 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) 
             "and no view of the warehouse; it can only ask the broker for gated aggregates.")
     job = c["analyst"].submit_job(JOBS / "default_rate")
     say(f"  job {job['id']} → [bold]{job['state']}[/] ({job['reason']})")
-    for q in job["queries"]:
+    say("  the analyst sees the state only; what the job asked and got is for the stewards to review:")
+    for q in c["tax_steward"].get_job(job["id"])["queries"]:
         d = q["details"]
         if q["outcome"] == "released":
             say(f"  query released on versions {q['versions']}: {d['released_groups']} groups, "

@@ -21,11 +21,11 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
-from policies import Decision
+from policies import Decision, SdcRules
 
 from ..errors import InternalError
 from .clauses import Checker, Item, ident, only_args, ref_sql, refuse, short
-from .plan import AggregateSpec, ColumnRef, QueryPlan, TableInfo
+from .plan import AggregateSpec, ColumnRef, HiddenColumn, QueryPlan, TableInfo
 from .release import RELEASE_MODES
 
 DIALECT = "duckdb"
@@ -102,19 +102,22 @@ def _scan(root: exp.Select) -> None:
 # --------------------------------------------------------------------------- the plan
 
 
-def plan_query(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
+def plan_query(sql: str, lookup: Callable[[str], TableInfo], *, populations: bool = True) -> QueryPlan:
     """Check ``sql`` against the gate's rules and the datasets' policies; return the plan to run.
+
+    ``populations``: also collect each cell's privacy-unit values (hidden ``units`` columns) for
+    the differencing guard; only datasets with a privacy unit have any.
 
     Raises :class:`~sandbox.errors.QueryRefused` (``details["rule"]`` in :data:`RULES`);
     ``lookup`` raises :class:`~sandbox.errors.NotFound` for datasets the caller may not see.
     """
     try:
-        return _plan(sql, lookup)
+        return _plan(sql, lookup, populations)
     except RecursionError:  # long AND/OR chains nest without parentheses
         refuse("query_text", "the query is nested too deeply")
 
 
-def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
+def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> QueryPlan:
     root = _parse(sql)
     _scan(root)
     for key, value in root.args.items():
@@ -134,11 +137,14 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
     where = root.args.get("where")
     where_sql = c.predicate(where.this) if where is not None else None
     order_sql = c.order_by(root.args.get("order"), items)
-    units = _units(c)
+    units, scopes = _units(c)
     mode = _release_mode(c.tables)
     threshold = max(info.policy.min_group_size for info in c.tables)
+    sdc = SdcRules.strictest([info.policy.sdc for info in c.tables])
+    # Dominance and p% need the largest per-unit contributions (at least two, for p%).
+    top_n = max(sdc.dominance_n, 2) if mode == "sdc" else 0
 
-    query, hidden = _rewrite(c, items, groups, joins, where_sql, units)
+    query, hidden = _rewrite(c, items, groups, joins, where_sql, units, top_n, populations)
     if order_sql is not None:
         query.set("order", order_sql)
 
@@ -153,6 +159,19 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
         decisions.append(Decision(True, "join_condition", f"inner joins on join keys: {', '.join(c.joined)}"))
     decisions.append(Decision(True, "min_group_size", f"groups with fewer than {threshold} {unit_desc} are suppressed "
                                                       "(the strictest threshold of the datasets read)"))
+    if mode == "sdc":
+        contributor = "units" if units else "rows"
+        decisions.append(Decision(True, "dominance", f"cells whose {sdc.dominance_n} largest {contributor} contribute "
+                                                     f"at least {sdc.dominance_k:g} of a SUM/AVG are suppressed"))
+        if sdc.p_ratio > 0:
+            decisions.append(Decision(True, "p_percent", f"cells whose SUM/AVG less its two largest {contributor} is "
+                                                         f"below {sdc.p_ratio:g} of the largest are suppressed"))
+        decisions.append(Decision(True, "secondary", "further cells are suppressed so that no suppressed cell "
+                                                     "can be recovered from its row or column totals"))
+    categories = []
+    for g in groups:
+        declared = dict(next(t for t in c.tables if t.name == g.dataset).categories)
+        categories.append(declared.get(g.column))
     return QueryPlan(
         original_sql=sql,
         sql_sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest(),
@@ -163,7 +182,11 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
         aggregates=tuple(item for item, _ in items if isinstance(item, AggregateSpec)),
         columns_read=tuple((name, tuple(cols)) for name, cols in c.read.items()),
         literal_kinds=tuple(c.literal_kinds),
-        hidden_columns=tuple(hidden),
+        hidden_columns=tuple(h.name for h in hidden),
+        hidden=tuple(hidden),
+        sdc=sdc,
+        group_categories=tuple(categories),
+        unit_scopes=tuple(scopes),
         decisions=tuple(decisions),
         min_group_size=threshold,
         unit_columns=tuple(units),
@@ -172,10 +195,13 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo]) -> QueryPlan:
     )
 
 
-def _units(c: Checker) -> list[ColumnRef]:
+def _units(c: Checker) -> tuple[list[ColumnRef], list[tuple[str, ...]]]:
     """The privacy-unit columns to count: one per dataset that declares one, except a unit
-    joined by equality to a unit already counted (same distinct count, counted once)."""
+    joined by equality to a unit already counted (same distinct count, counted once).
+
+    Also, per unit column, the datasets whose unit it stands for (its scopes)."""
     units: list[ColumnRef] = []
+    scopes: list[list[str]] = []
     joined_pairs = {frozenset(pair) for pair in c.equalities}
     for info in c.tables:
         unit = info.policy.privacy_unit
@@ -186,9 +212,13 @@ def _units(c: Checker) -> list[ColumnRef]:
             raise InternalError(f"privacy unit of {info.name!r} is not a column of its table")
         unit_ref = ColumnRef(info.name, physical[0])
         c.mark_read(unit_ref)
-        if not any(frozenset((unit_ref, u)) in joined_pairs for u in units):
+        same = [j for j, u in enumerate(units) if frozenset((unit_ref, u)) in joined_pairs]
+        if same:
+            scopes[same[0]].append(info.name)
+        else:
             units.append(unit_ref)
-    return units
+            scopes.append([info.name])
+    return units, [tuple(s) for s in scopes]
 
 
 def _release_mode(tables: list[TableInfo]) -> str:
@@ -213,12 +243,26 @@ def _release_mode(tables: list[TableInfo]) -> str:
 # whatever the number of aggregates (COUNT(DISTINCT ...) per aggregate costs a hash table each),
 # and per-unit contributions exist as values, which dominance rules and DP contribution bounds
 # will need.
+#
+# For the SDC mode, every SUM/AVG column also gets the ``top_n`` largest |contributions| (of
+# units, or of rows without a unit) and their total: dominance and p% read them. With a privacy
+# unit, each unit column gets the list of the cell's unit values (``units``) for the
+# differencing guard. All hidden; the release mode drops them.
 
 
 def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
-             where_sql: exp.Expression | None, units: list[ColumnRef]) -> tuple[exp.Select, list[str]]:
+             where_sql: exp.Expression | None, units: list[ColumnRef], top_n: int = 0,
+             populations: bool = True) -> tuple[exp.Select, list[HiddenColumn]]:
     aggregates = [item for item, _ in items if isinstance(item, AggregateSpec)]
     measured = list(dict.fromkeys(a.column for a in aggregates if a.column is not None))
+    summed = [measured.index(col) for col in dict.fromkeys(
+        a.column for a in aggregates if a.func in ("sum", "avg") and a.column is not None)] if top_n else []
+
+    def contributions(i: int, value: exp.Expression) -> list[tuple[HiddenColumn, exp.Expression]]:
+        magnitude = exp.Abs(this=value)
+        return [(HiddenColumn(f"__twh_top_a{i}", "top", measure=measured[i]),
+                 exp.Max(this=magnitude, count=exp.Literal.number(top_n))),
+                (HiddenColumn(f"__twh_total_a{i}", "total", measure=measured[i]), exp.Sum(this=magnitude.copy()))]
     base = exp.Select(from_=exp.From(this=exp.Table(this=ident(c.tables[0].name))))
     if joins:
         base.set("joins", joins)
@@ -226,13 +270,17 @@ def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list
         base.set("where", exp.Where(this=where_sql))
 
     if not units:
-        hidden = [(ROWS_COLUMN, exp.Count(this=exp.Star()))]
-        hidden += [(f"{ROWS_COLUMN}_a{i}", exp.Count(this=ref_sql(col))) for i, col in enumerate(measured)]
+        hidden = [(HiddenColumn(ROWS_COLUMN, "size"), exp.Count(this=exp.Star()))]
+        hidden += [(HiddenColumn(f"{ROWS_COLUMN}_a{i}", "size"), exp.Count(this=ref_sql(col)))
+                   for i, col in enumerate(measured)]
+        for i in summed:
+            hidden += contributions(i, ref_sql(measured[i]))
+        hidden += [(HiddenColumn(f"__twh_key{k}", "key"), ref_sql(g)) for k, g in enumerate(groups)]
         exprs = [ref_sql(item) if isinstance(item, ColumnRef) else _aggregate_sql(item) for item, _ in items]
         _select(base, items, exprs, hidden)
         if groups:
             base.set("group", exp.Group(expressions=[ref_sql(g) for g in groups]))
-        return base, [n for n, _ in hidden]
+        return base, [h for h, _ in hidden]
 
     # Level 1: one row per (group, unit, ...), with that unit's row count, counts and sums.
     inner: list[exp.Expression] = [exp.alias_(ref_sql(g), f"__twh_g{k}", quoted=True) for k, g in enumerate(groups)]
@@ -265,23 +313,33 @@ def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list
         else:
             total, count = exp.Sum(this=col(f"__twh_s{i}")), exp.Sum(this=col(f"__twh_c{i}"))
             exprs.append(exp.Div(this=total, expression=exp.Nullif(this=count, expression=exp.Literal.number(0))))
-    hidden = [(ROWS_COLUMN, exp.Sum(this=col("__twh_n")))]
-    hidden += [(UNITS_COLUMN + (f"_{j}" if j else ""), units_of(j)) for j in range(len(units))]
+    hidden = [(HiddenColumn(ROWS_COLUMN, "size"), exp.Sum(this=col("__twh_n")))]
+    hidden += [(HiddenColumn(UNITS_COLUMN + (f"_{j}" if j else ""), "size"), units_of(j)) for j in range(len(units))]
     for i in range(len(measured)):
         known = exp.Where(this=exp.GT(this=col(f"__twh_c{i}"), expression=exp.Literal.number(0)))
-        hidden += [(f"{UNITS_COLUMN}_{j}_a{i}", exp.Filter(this=units_of(j), expression=known))
+        hidden += [(HiddenColumn(f"{UNITS_COLUMN}_{j}_a{i}", "size"), exp.Filter(this=units_of(j), expression=known))
                    for j in range(len(units))]
+    for i in summed:
+        # A level-1 row is one unit's contribution (with several unit columns: one combination's).
+        hidden += contributions(i, col(f"__twh_s{i}"))
+    hidden += [(HiddenColumn(f"__twh_key{k}", "key"), col(f"__twh_g{k}")) for k in range(len(groups))]
+    if populations:
+        for j in range(len(units)):
+            value = exp.Cast(this=col(f"__twh_u{j}"), to=exp.DataType.build("varchar"))
+            listed = exp.ArrayAgg(this=exp.Distinct(expressions=[value]) if len(units) > 1 else value)
+            not_null = exp.Where(this=exp.Not(this=exp.Is(this=col(f"__twh_u{j}"), expression=exp.Null())))
+            hidden.append((HiddenColumn(f"__twh_ids_{j}", "units", unit=j), exp.Filter(this=listed, expression=not_null)))
     outer = exp.Select(from_=exp.From(this=base.subquery("__twh_per_unit")))
     _select(outer, items, exprs, hidden)
     if groups:
         outer.set("group", exp.Group(expressions=[col(f"__twh_g{k}") for k in range(len(groups))]))
-    return outer, [n for n, _ in hidden]
+    return outer, [h for h, _ in hidden]
 
 
 def _select(query: exp.Select, items: list[Item], exprs: list[exp.Expression],
-            hidden: list[tuple[str, exp.Expression]]) -> None:
+            hidden: list[tuple[HiddenColumn, exp.Expression]]) -> None:
     named = [exp.alias_(e, name, quoted=True) for e, (_, name) in zip(exprs, items)]
-    query.set("expressions", named + [exp.alias_(e, n, quoted=True) for n, e in hidden])
+    query.set("expressions", named + [exp.alias_(e, h.name, quoted=True) for h, e in hidden])
 
 
 def _aggregate_sql(spec: AggregateSpec) -> exp.Expression:

@@ -6,10 +6,10 @@ only by :func:`sandbox.gate.check.plan_query`; the engine runs nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from policies import Decision, Policy
+from policies import Decision, Policy, SdcRules
 
 #: Every rule the gate may refuse a query under (``QueryRefused.details["rule"]``), with what
 #: it means. Stable strings: clients and audit readers key on them. A test pins this set.
@@ -57,6 +57,7 @@ RULES: dict[str, str] = {
     "engine_rejected": "the query engine could not run the query (details withheld: they may quote data)",
     "timeout": "the query ran past its time limit",
     "resource_limit": "the query ran out of memory",
+    "differencing": "a released cell's population would differ from an earlier release by fewer than the threshold",
 }
 
 
@@ -67,6 +68,9 @@ class TableInfo:
     name: str
     policy: Policy
     columns: tuple[str, ...]
+    #: declared categories of dimension columns (column -> values), when the manifest lists them;
+    #: with them the SDC mode knows a table's empty (zero) cells
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,27 @@ class AggregateSpec:
     func: AggregateFunc
     column: ColumnRef | None
     output: str
+
+
+#: Kinds of hidden columns (never released):
+#: ``size`` -- a count the threshold applies to (rows, units, units with a known value);
+#: ``top`` -- list of the largest per-unit |contributions| to ``measure`` (dominance, p%);
+#: ``total`` -- sum of the per-unit |contributions| to ``measure``;
+#: ``units`` -- list of the unit values of the cell (the differencing guard's populations);
+#: ``key`` -- a group column's value, in ``group_columns`` order (selected or not: a cell's coordinates).
+HiddenKind = Literal["size", "top", "total", "units", "key"]
+
+
+@dataclass(frozen=True)
+class HiddenColumn:
+    """One hidden per-group column the engine appends after the output columns."""
+
+    name: str
+    kind: HiddenKind
+    #: the aggregated column (``top``/``total``)
+    measure: ColumnRef | None = None
+    #: index into ``QueryPlan.unit_columns`` (``units``)
+    unit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,22 @@ class QueryPlan:
     release_mode: str
     #: True when any dataset read requires a steward's approval before export
     require_approval: bool
+    #: what each hidden column is (same order as ``hidden_columns``); empty: all are ``size``
+    hidden: tuple[HiddenColumn, ...] = ()
+    #: the strictest SDC rules of the datasets read (dominance, p%, zeros)
+    sdc: SdcRules = field(default_factory=SdcRules)
+    #: per group column, its declared categories (None when not declared)
+    group_categories: tuple[tuple[str, ...] | None, ...] = ()
+    #: per unit column, the datasets whose privacy unit it stands for (itself and any unit
+    #: joined to it by equality): the differencing ledgers its populations go to
+    unit_scopes: tuple[tuple[str, ...], ...] = ()
+
+    def hidden_indices(self, kind: HiddenKind) -> list[int]:
+        """Row positions of the hidden columns of ``kind`` (after the output columns)."""
+        width = len(self.output_columns)
+        if not self.hidden:
+            return [width + i for i in range(len(self.hidden_columns))] if kind == "size" else []
+        return [width + i for i, h in enumerate(self.hidden) if h.kind == kind]
 
     def columns_of(self, dataset: str) -> tuple[str, ...]:
         for name, cols in self.columns_read:
@@ -147,5 +188,6 @@ class QueryPlan:
             "unit_columns": [str(c) for c in self.unit_columns],
             "release_mode": self.release_mode,
             "require_approval": self.require_approval,
+            "sdc": self.sdc.model_dump(),
             "decisions": [d.to_dict() for d in self.decisions],
         }

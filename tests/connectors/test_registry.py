@@ -17,31 +17,32 @@ PACKAGE = Path(connectors.__file__).parent
 
 
 def test_registry_maps_kinds_to_sources() -> None:
-    assert SOURCES == {"csv": CsvSource, "parquet": ParquetSource}
+    assert set(SOURCES) == {"csv", "parquet", "xlsx", "jsonl", "sql", "http", "ohlc"}
+    assert SOURCES["csv"] is CsvSource and SOURCES["parquet"] is ParquetSource
     for kind in SOURCES:
         src = get_source(kind)
         assert src.kind == kind and isinstance(src, Source)
 
 
 def test_unknown_kind_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown connector kind 'xlsx'.*\['csv', 'parquet'\]"):
-        get_source("xlsx")
+    with pytest.raises(ConfigError, match=r"unknown connector kind 'orc'.*\['csv', 'http', 'jsonl'"):
+        get_source("orc")
 
 
 def test_register_source_adds_a_kind_but_never_silently_replaces_one() -> None:
-    class JsonlSource:
-        kind = "jsonl"
+    class OrcSource:
+        kind = "orc"
 
-        def open(self, target, specs, options=None):  # pragma: no cover - never called
+        def open(self, target, specs, options=None, *, bad_rows="fail"):  # pragma: no cover - never called
             raise NotImplementedError
 
     try:
-        register_source("jsonl", JsonlSource)
-        assert isinstance(get_source("jsonl"), JsonlSource)
+        register_source("orc", OrcSource)
+        assert isinstance(get_source("orc"), OrcSource)
         with pytest.raises(ConfigError, match="already registered"):
-            register_source("csv", JsonlSource)
+            register_source("csv", OrcSource)
     finally:
-        SOURCES.pop("jsonl", None)
+        SOURCES.pop("orc", None)
 
 
 def test_streams_satisfy_the_batch_stream_protocol(tmp_path: Path) -> None:
@@ -57,7 +58,9 @@ def test_public_api_is_pinned() -> None:
         "ContractReport", "CsvOptions", "CsvSource", "ExpectationOutcome", "FileBatchStream", "ParquetOptions",
         "ParquetSource", "SchemaError", "SchemaViolation", "Source", "SourceError", "arrow_schema", "cast_column",
         "check_header", "convert_text", "file_sha256", "get_source", "register_source", "run_contract",
-        "schema_report",
+        "schema_report", "FILE_KINDS", "SUFFIXES", "HttpOptions", "HttpSource", "JsonlOptions", "JsonlSource",
+        "OhlcOptions", "OhlcSource", "RejectedRow", "Rejects", "SourceStream", "SqlOptions", "SqlSource",
+        "XlsxOptions", "XlsxSource", "masked_url",
     ])
     for name in connectors.__all__:
         assert hasattr(connectors, name), name

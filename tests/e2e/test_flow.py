@@ -29,7 +29,10 @@ def test_full_flow(landed, people, job_dir, tmp_path):
     done = wh.jobs.run(job["id"])
     assert done["state"] == "awaiting_approval", done["reason"]
     shown = wh.jobs.get(people["analyst"], job["id"])
-    (q,) = shown["queries"]
+    assert shown["queries"] is None  # withheld from the submitter: a covert channel otherwise
+    before = wh.exports.get(people["analyst"], shown["export"]["id"])
+    assert before["files"] is None and before["bundle_sha256"] is None
+    (q,) = wh.jobs.get(people["tax_steward"], job["id"])["queries"]
     assert q["outcome"] == "released" and q["details"]["suppressed_groups"] == 1
     assert q["versions"] == {"firms": 1, "loans": 1}
     export_id = shown["export"]["id"]
@@ -49,6 +52,7 @@ def test_full_flow(landed, people, job_dir, tmp_path):
     assert e["state"] == "approved"
     assert wh.jobs.get(people["analyst"], job["id"])["state"] == "released"
 
+    assert [f["name"] for f in wh.exports.get(people["analyst"], export_id)["files"]] == ["rates.csv"]
     (f,) = wh.exports.download(people["analyst"], export_id)
     rows = list(csv.reader(io.StringIO(f.data.decode())))
     assert rows[0] == ["district", "loans", "rate"]
@@ -125,7 +129,7 @@ def test_refused_queries_are_refused_with_reasons_and_audited(landed, people, jo
     """
     job = wh.jobs.run(wh.jobs.submit(people["analyst"], job_dir(code))["id"])
     assert job["state"] == "awaiting_approval"
-    got = wh.jobs.get(people["analyst"], job["id"])
+    got = wh.jobs.get(people["auditor"], job["id"])
     reasons = [q["details"]["reason"] for q in got["queries"]]
     assert [q["outcome"] for q in got["queries"]] == ["refused"] * 4
     assert all(reasons), reasons

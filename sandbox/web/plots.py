@@ -1,0 +1,183 @@
+"""Plots for people who would rather look than read: audit activity, gate decisions, budget burn-down.
+
+Rendered server-side with matplotlib's object API (no pyplot: pages render on worker threads) to
+SVG; pages embed them as ``data:`` images (the CSP allows no inline style, and an SVG shown as an
+image runs nothing). Notebooks call the ``*_figure`` functions and get a Figure to display.
+
+The inputs are plain records (audit records, job queries), never data values.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, ever
+
+from matplotlib.figure import Figure  # noqa: E402
+
+PALETTE = ["#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#64748b"]
+BUCKETS = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
+
+
+def _ts(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value)[:26].rstrip("Z")).replace(tzinfo=None)
+
+
+def pick_bucket(times: list[datetime]) -> str:
+    """Minutes for a short span, hours up to a week, days beyond."""
+    if not times:
+        return "hour"
+    span = max(times) - min(times)
+    return "minute" if span <= timedelta(hours=3) else "hour" if span <= timedelta(days=7) else "day"
+
+
+def _label(t: datetime, bucket: str) -> str:
+    return t.strftime(BUCKETS[bucket])
+
+
+def _axes(title: str, width: float = 9.0, height: float = 3.2) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold", color="#0f172a")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.spines["left"].set_color("#cbd5e1")
+    ax.spines["bottom"].set_color("#cbd5e1")
+    ax.tick_params(colors="#475569", labelsize=8)
+    ax.grid(axis="y", color="#e2e8f0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#64748b", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _stacked(ax: Any, labels: list[str], series: Mapping[str, list[float]], colors: Mapping[str, str]) -> None:
+    x = list(range(len(labels)))
+    bottom = [0.0] * len(labels)
+    for name, values in series.items():
+        ax.bar(x, values, bottom=bottom, label=name, color=colors[name], width=0.7)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    step = max(1, len(labels) // 12)
+    ax.set_xticks(x[::step], [labels[i] for i in x[::step]], rotation=30, ha="right")
+
+
+def activity_figure(records: Iterable[Mapping[str, Any]], bucket: str | None = None) -> Figure:
+    """Audit records per time bucket, stacked by kind (the part of the action before the dot)."""
+    recs = [(_ts(r["ts"]), str(r["action"]).split(".")[0]) for r in records]
+    bucket = bucket or pick_bucket([t for t, _ in recs])
+    fig, ax = _axes(f"Audit activity per {bucket}")
+    if not recs:
+        _empty(ax, "no records in this range")
+        return fig
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for t, kind in recs:
+        counts[kind][_label(t, bucket)] += 1
+    labels = sorted({_label(t, bucket) for t, _ in recs})
+    kinds = sorted(counts, key=lambda k: -sum(counts[k].values()))
+    colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kinds)}
+    _stacked(ax, labels, {k: [counts[k][lab] for lab in labels] for k in kinds}, colors)
+    ax.set_ylabel("records", fontsize=8, color="#475569")
+    ax.legend(fontsize=8, frameon=False, ncol=min(len(kinds), 5), loc="upper left", bbox_to_anchor=(0, -0.28))
+    fig.subplots_adjust(bottom=0.42, left=0.07, right=0.98, top=0.88)
+    return fig
+
+
+def gate_points_from_audit(records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, str, int]]:
+    """``(time, outcome, suppressed groups)`` of every ``query.*`` record."""
+    out = []
+    for r in records:
+        if str(r.get("action", "")).startswith("query."):
+            d = r.get("details") or {}
+            out.append((r["ts"], str(d.get("outcome") or r["action"].split(".")[1]), int(d.get("suppressed_groups") or 0)))
+    return out
+
+
+def gate_figure(points: Iterable[tuple[Any, str, int]], bucket: str | None = None) -> Figure:
+    """Queries released vs refused per time bucket, and the groups the gate suppressed in them."""
+    pts = [(_ts(t), outcome, suppressed) for t, outcome, suppressed in points]
+    bucket = bucket or pick_bucket([t for t, _, _ in pts])
+    fig, ax = _axes(f"Gate decisions per {bucket}")
+    if not pts:
+        _empty(ax, "no queries yet")
+        return fig
+    labels = sorted({_label(t, bucket) for t, _, _ in pts})
+    series: dict[str, Counter[str]] = {"released queries": Counter(), "refused queries": Counter(),
+                                       "suppressed groups": Counter()}
+    for t, outcome, suppressed in pts:
+        lab = _label(t, bucket)
+        series["released queries" if outcome == "released" else "refused queries"][lab] += 1
+        series["suppressed groups"][lab] += suppressed
+    colors = {"released queries": "#16a34a", "refused queries": "#dc2626", "suppressed groups": "#f59e0b"}
+    x = list(range(len(labels)))
+    w = 0.27
+    for i, name in enumerate(series):
+        ax.bar([v + (i - 1) * w for v in x], [series[name][lab] for lab in labels], width=w, label=name,
+               color=colors[name])
+    step = max(1, len(labels) // 12)
+    ax.set_xticks(x[::step], [labels[i] for i in x[::step]], rotation=30, ha="right")
+    ax.legend(fontsize=8, frameon=False, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.28))
+    fig.subplots_adjust(bottom=0.42, left=0.07, right=0.98, top=0.88)
+    return fig
+
+
+def budget_series(info: Mapping[str, Any] | None) -> tuple[float, list[tuple[datetime, float]]] | None:
+    """``(total ε, [(time, ε spent)])`` from a budget ledger, or None when the dataset has no DP budget.
+
+    Tolerant of the ledger's shape: ``total``/``epsilon``/``epsilon_total`` and a list under
+    ``history``/``entries``/``ledger`` of ``{at|ts|created_at, epsilon|eps|spent}``.
+    """
+    if not info:
+        return None
+    total = next((info[k] for k in ("epsilon_total", "total_epsilon", "total", "epsilon") if k in info), None)
+    entries = next((info[k] for k in ("history", "entries", "ledger", "spent") if isinstance(info.get(k), list)), [])
+    try:
+        total_f = float(total["epsilon"] if isinstance(total, Mapping) else total)  # type: ignore[index,arg-type]
+        spent = [(_ts(e.get("at") or e.get("ts") or e.get("created_at")),
+                  float(e.get("epsilon", e.get("eps", e.get("spent", 0))))) for e in entries]
+    except (TypeError, ValueError, KeyError):
+        return None
+    return total_f, sorted(spent)
+
+
+def budget_figure(total: float, spent: list[tuple[datetime, float]], dataset: str = "") -> Figure:
+    """ε remaining over time against the dataset's total budget."""
+    fig, ax = _axes(f"Privacy budget burn-down{' — ' + dataset if dataset else ''}", height=3.0)
+    if not spent:
+        ax.axhline(total, color="#16a34a", linewidth=2, label=f"remaining ε = {total:g} (nothing spent)")
+    else:
+        times, left, acc = [spent[0][0]], [total], 0.0
+        for t, eps in spent:
+            acc += eps
+            times.append(t)
+            left.append(total - acc)
+        ax.step(times, left, where="post", color="#2563eb", linewidth=2, label="ε remaining")
+        ax.fill_between(times, left, step="post", color="#2563eb", alpha=0.12)
+        ax.axhline(0, color="#dc2626", linewidth=1, linestyle="--")
+        fig.autofmt_xdate()
+    ax.set_ylim(bottom=min(0, total), top=total * 1.1 if total > 0 else 1)
+    ax.set_ylabel("ε", fontsize=9, color="#475569")
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    fig.subplots_adjust(bottom=0.25, left=0.07, right=0.98, top=0.88)
+    return fig
+
+
+def to_svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    return buf.getvalue()
+
+
+def data_uri(fig: Figure) -> str:
+    """The figure as an SVG ``data:`` URI for an ``<img>``."""
+    return "data:image/svg+xml;base64," + base64.b64encode(to_svg(fig).encode()).decode()
