@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench setup sysdeps clean
+.PHONY: demo test test-pg bench setup sysdeps clean screenshots
 
 demo: setup
 	$(BIN)/twh demo --home var/demo-warehouse
@@ -12,12 +12,20 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The tests that use the catalog, against a throwaway PostgreSQL (needs the postgresql package).
+test-pg: setup
+	$(BIN)/python -m pytest -q --database postgres $(PYTEST_ARGS)
+
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# PNGs of the main pages (steward queue, export review, audit log, job replay, ...) for a reviewer.
+screenshots: setup
+	$(BIN)/python tests/web/screenshots.py var/screenshots
+
 setup: sysdeps $(STAMP)
 
-# System packages: bubblewrap isolates jobs. Installed when missing (as root with apt-get),
+# System packages: bubblewrap isolates jobs; chromium runs the browser tests (never `playwright install`). Installed when missing (as root with apt-get),
 # otherwise a clear message says what to install.
 sysdeps:
 	@command -v bwrap >/dev/null 2>&1 || { \
@@ -27,6 +35,13 @@ sysdeps:
 	  else \
 	    echo "bubblewrap is required to isolate jobs: sudo apt-get install bubblewrap" >&2; exit 1; \
 	  fi; }
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and a CJK font for the browser tests (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; \
+	  else \
+	    echo "the browser tests need Debian's chromium: sudo apt-get install chromium fonts-wqy-microhei" >&2; exit 1; \
+	  fi; }
 	@command -v setpriv >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || { \
 	  echo "setpriv and prlimit (package util-linux) are required" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -34,7 +49,7 @@ sysdeps:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,train]'
 	@touch $(STAMP)
 
 clean:

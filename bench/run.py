@@ -22,12 +22,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_dp import bench_dp  # noqa: E402
+from bench_differencing import bench_differencing  # noqa: E402
 from bench_gate import bench_gate  # noqa: E402
+from bench_ingest import bench_ingest  # noqa: E402
 from bench_sandbox import bench_sandbox  # noqa: E402
+from bench_training import bench_training  # noqa: E402
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "sandbox": bench_sandbox,
+    "training": bench_training,
     "gate": bench_gate,
+    "differencing": bench_differencing,
+    "dp": bench_dp,
+    "ingest": bench_ingest,
 }
 
 
@@ -51,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default all)")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
+    ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -197,12 +197,17 @@ class Contract:
                 if unknown:
                     raise ConfigError(f"{etype}: unknown column(s) {unknown}", details={"expectation": etype})
         self._suite = self._build_suite()
+        # Common row-level expectations run natively on Arrow (same results, no pandas, no GE
+        # overhead); the rest still go through Great Expectations.
+        self._native = {i for i, (t, k) in enumerate(self._items) if _native_capable(t, k)}
+        rest = [i for i in range(len(self._items)) if i not in self._native]
+        self._rest_suite = self._build_suite(only=set(rest)) if rest and self._native else None
 
     @property
     def expectations(self) -> list[tuple[str, dict[str, Any]]]:
         return [(t, dict(k)) for t, k in self._items]
 
-    def _build_suite(self) -> Any:
+    def _build_suite(self, only: set[int] | None = None) -> Any:
         gx = _gx().gx
         from great_expectations.exceptions import ExpectationNotFoundError
         from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -211,6 +216,8 @@ class Contract:
         seen: dict[str, int] = {}
         self._same_as: dict[int, int] = {}
         for i, (etype, kwargs) in enumerate(self._items):
+            if only is not None and i not in only:
+                continue
             key = json.dumps([etype, kwargs], sort_keys=True, default=str)
             if key in seen:  # GE suites are sets: evaluate once, report twice
                 self._same_as[i] = seen[key]
@@ -230,16 +237,26 @@ class Contract:
     def validate(self, batch: pa.RecordBatch | pa.Table | Any, *, row_offset: int = 0) -> ContractReport:
         """Validate one batch (Arrow batch/table or pandas DataFrame). ``row_offset`` is the number
         of data rows before it, so row numbers refer to the whole file."""
-        frame = batch.to_pandas() if isinstance(batch, pa.RecordBatch | pa.Table) else batch
-        n_rows = len(frame)
         started = time.perf_counter()
-        with _GX_LOCK:
-            gx_batch = _gx().batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            result = gx_batch.validate(self._suite, result_format={"result_format": "SUMMARY",
-                                                                   "partial_unexpected_count": MAX_EXAMPLES})
-        seconds = time.perf_counter() - started
         by_index: dict[int, ExpectationOutcome] = {}
-        for r in result.results:
+        suite = self._suite
+        if isinstance(batch, pa.RecordBatch | pa.Table) and self._native:
+            native = {i: _native_outcome(*self._items[i], batch, row_offset) for i in self._native}
+            if all(o is not None for o in native.values()):
+                by_index.update(native)  # type: ignore[arg-type]
+                suite = self._rest_suite
+        if suite is None:
+            results: list[Any] = []
+            n_rows = batch.num_rows
+        else:
+            frame = batch.to_pandas() if isinstance(batch, pa.RecordBatch | pa.Table) else batch
+            n_rows = len(frame)
+            with _GX_LOCK:
+                gx_batch = _gx().batch_definition.get_batch(batch_parameters={"dataframe": frame})
+                results = gx_batch.validate(suite, result_format={"result_format": "SUMMARY",
+                                                                  "partial_unexpected_count": MAX_EXAMPLES}).results
+        seconds = time.perf_counter() - started
+        for r in results:
             i = int((r.expectation_config.meta or {}).get(_META_KEY, -1))
             if i >= 0:
                 by_index[i] = self._outcome(i, r, n_rows, row_offset)
@@ -276,6 +293,76 @@ class Contract:
             message = f"{summary}: failed"
         return ExpectationOutcome(type=etype, column=column, success=bool(r.success), unexpected_count=count,
                                   unexpected_examples=examples, message=message, unexpected_rows=rows)
+
+
+# --- the native (Arrow) evaluation of common row-level expectations -------------------------
+
+_NATIVE_KWARGS = {
+    "expect_column_values_to_not_be_null": {"column"},
+    "expect_column_values_to_be_between": {"column", "min_value", "max_value", "strict_min", "strict_max"},
+    "expect_column_values_to_be_in_set": {"column", "value_set"},
+}
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _native_capable(etype: str, kwargs: Mapping[str, Any]) -> bool:
+    allowed = _NATIVE_KWARGS.get(etype)
+    if allowed is None or not set(kwargs) <= allowed or "column" not in kwargs:
+        return False
+    if etype == "expect_column_values_to_be_between":
+        return (_is_number(kwargs.get("min_value")) and _is_number(kwargs.get("max_value"))
+                and (kwargs.get("min_value") is not None or kwargs.get("max_value") is not None)
+                and all(isinstance(kwargs.get(k, False), bool) for k in ("strict_min", "strict_max")))
+    if etype == "expect_column_values_to_be_in_set":
+        vs = kwargs.get("value_set")
+        return isinstance(vs, list) and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in vs)
+    return True
+
+
+def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offset: int) -> ExpectationOutcome | None:
+    """The same outcome Great Expectations gives (nulls are not unexpected except for not_null),
+    computed with Arrow; None when the column's type is not one this path handles."""
+    import pyarrow.compute as pc
+
+    column = kwargs["column"]
+    values = batch.column(column)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    t = values.type
+    if etype == "expect_column_values_to_not_be_null":
+        bad = pc.is_null(values)
+    elif etype == "expect_column_values_to_be_between":
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            return None
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        ok = pa.scalar(True)
+        if lo is not None:
+            ok = pc.and_(ok, (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(values, lo))
+        if hi is not None:
+            ok = pc.and_(ok, (pc.less if kwargs.get("strict_max") else pc.less_equal)(values, hi))
+        bad = pc.and_(pc.is_valid(values), pc.invert(ok))
+    else:
+        if not (pa.types.is_string(t) or pa.types.is_integer(t)):
+            return None
+        vs = kwargs["value_set"]
+        if pa.types.is_string(t):
+            members = pa.array([v for v in vs if isinstance(v, str)], pa.string())
+        else:
+            members = pa.array([int(v) for v in vs if isinstance(v, int | float) and float(v).is_integer()], t)
+        bad = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=members)))
+    idx = pc.indices_nonzero(pc.fill_null(bad, False))
+    count = len(idx)
+    first = idx.slice(0, MAX_EXAMPLES).to_pylist()
+    summary = _summary(etype, kwargs)
+    n_rows = len(values)
+    return ExpectationOutcome(
+        type=etype, column=column, success=count == 0, unexpected_count=count,
+        unexpected_examples=tuple(truncate_example(values[i].as_py()) for i in first),
+        unexpected_rows=tuple(row_offset + i + 1 for i in first),
+        message=f"{summary}: passed" if count == 0 else f"{summary}: {count} of {n_rows} row(s) unexpected")
 
 
 def _raised(info: Any) -> str | None:

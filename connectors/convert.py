@@ -122,6 +122,8 @@ def _as_text(value: Any, spec: ColumnSpec) -> Any:
     if isinstance(value, float):
         return repr(value)  # 'nan'/'inf' fail the float rule
     if isinstance(value, _dt.datetime):
+        if spec.type == "date" and value.time() == _dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()  # spreadsheets store dates as midnight datetimes
         return value.isoformat()
     if isinstance(value, _dt.date):
         return value.isoformat()

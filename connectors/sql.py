@@ -96,10 +96,10 @@ class SqlSource:
             raise ConfigError(f"sql source: cannot use the URL {masked_url(url)!r} ({type(exc).__name__})") from None
         conn = result = None
         try:
-            conn = engine.connect().execution_options(stream_results=True, yield_per=opts.batch_size)
+            conn = engine.connect()
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            result = conn.execute(text(query))
+            result = conn.execute(text(query).execution_options(stream_results=True, yield_per=opts.batch_size))
             check_header([str(k) for k in result.keys()], specs)
         except SQLAlchemyError as exc:
             _close(result, conn, engine)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from .errors import DPError
 from .noise import _opendp, calibrate_scale
@@ -34,20 +35,23 @@ def _measurement(scale: float, threshold: int):  # type: ignore[no-untyped-def]
     return dp.m.make_laplace_threshold(domain, metric, scale=scale, threshold=threshold)
 
 
-def privacy(scale: float, threshold: int, l0: int, linf: int) -> tuple[float, float]:
-    """(ε, δ) from OpenDP's map when a unit touches ``l0`` keys, ``linf`` per key, ``l0*linf`` in all."""
-    eps, delta = _measurement(scale, threshold).map((l0, l0 * linf, linf))
+def privacy(scale: float, threshold: int, l0: int, linf: int, l1: int | None = None) -> tuple[float, float]:
+    """(ε, δ) from OpenDP's map when a unit touches at most ``l0`` keys, adds at most ``linf``
+    to one key and ``l1`` (default ``l0*linf``) in all."""
+    eps, delta = _measurement(scale, threshold).map((l0, min(l1 or l0 * linf, l0 * linf), linf))
     return float(eps), float(delta)
 
 
-def calibrate(l0: int, linf: int, epsilon: Fraction, delta: Fraction) -> tuple[float, int]:
-    """Scale for ε (L1 sensitivity ``l0*linf``) and the smallest threshold with δ' <= δ."""
+@lru_cache(maxsize=256)
+def calibrate(l0: int, linf: int, epsilon: Fraction, delta: Fraction, l1: int | None = None) -> tuple[float, int]:
+    """Scale for ε (L1 sensitivity ``l1``, default ``l0*linf``) and the smallest threshold with δ' <= δ."""
     if delta <= 0:
         raise DPError("partition selection needs delta > 0", code="invalid_budget")
-    scale = calibrate_scale(l0 * linf, epsilon)
-    lo, hi = 1, 1
+    l1 = min(l1 or l0 * linf, l0 * linf)
+    scale = calibrate_scale(l1, epsilon)
+    lo, hi = linf, linf
     while True:
-        eps, d = privacy(scale, hi, l0, linf)
+        eps, d = privacy(scale, hi, l0, linf, l1)
         if Fraction(eps) > epsilon:
             raise DPError("OpenDP's threshold map charges more epsilon than planned", code="library_error")
         if Fraction(d) <= delta:
@@ -57,15 +61,16 @@ def calibrate(l0: int, linf: int, epsilon: Fraction, delta: Fraction) -> tuple[f
             raise DPError("no threshold reaches this delta", code="invalid_budget")
     while lo < hi:  # smallest threshold with delta' <= delta
         mid = (lo + hi) // 2
-        if Fraction(privacy(scale, mid, l0, linf)[1]) <= delta:
+        if Fraction(privacy(scale, mid, l0, linf, l1)[1]) <= delta:
             hi = mid
         else:
             lo = mid + 1
     return scale, hi
 
 
-def select(counts: Mapping[str, int], *, l0: int, linf: int, epsilon: Fraction, delta: Fraction) -> Selected:
+def select(counts: Mapping[str, int], *, l0: int, linf: int, epsilon: Fraction, delta: Fraction,
+           l1: int | None = None) -> Selected:
     """Noisy counts of the keys that pass the threshold (keys are strings; counts integers)."""
-    scale, threshold = calibrate(l0, linf, epsilon, delta)
+    scale, threshold = calibrate(l0, linf, epsilon, delta, l1)
     out = _measurement(scale, threshold)({str(k): int(v) for k, v in counts.items()})
     return Selected({str(k): int(v) for k, v in out.items()}, scale, threshold, epsilon, delta)

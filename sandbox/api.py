@@ -21,10 +21,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import web
+from .auditsearch import AuditFilter
 from .auth import SYSTEM, Principal, token_fingerprint
 from .errors import AuthError, InvalidInput, JobSpecInvalid, TwhError
 from .jobspec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
@@ -34,6 +36,13 @@ from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 MAX_INGEST_BYTES = 2 * 1024**3
+
+
+class MigrateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: dict[str, Any]
+    renames: dict[str, str] = Field(default_factory=dict)
 
 
 class Body(BaseModel):
@@ -100,6 +109,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     app = FastAPI(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
                   description="Raw data never leaves; only gated aggregates and DP weights do.")
     app.state.warehouse = wh
+    web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
 
     @app.exception_handler(TwhError)
     async def _twh(_req: Request, exc: TwhError) -> JSONResponse:
@@ -145,9 +155,16 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     def show_dataset(name: str, who: Who) -> dict[str, Any]:
         return wh.datasets.show(who, name)
 
+    @app.get("/v1/datasets/{name}/budget", tags=["datasets"])
+    def dataset_budget(name: str, who: Who) -> dict[str, Any]:
+        return wh.budgets.show(who, name)
+
     @app.post("/v1/datasets/{name}/ingest", tags=["datasets"], status_code=201)
-    def ingest(name: str, who: Who, file: Annotated[UploadFile, File()],
-               encoding: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+    def ingest(name: str, who: Who, file: Annotated[UploadFile | None, File()] = None,
+               encoding: Annotated[str | None, Form()] = None, mode: Annotated[str | None, Form()] = None,
+               kind: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        if file is None:  # re-run the manifest's source: block
+            return wh.ingest.ingest(who, name, None, mode=mode)
         suffix = Path(file.filename or "upload.csv").suffix.lower()
         with tempfile.TemporaryDirectory(prefix="twh-upload-") as tmp:
             dest = Path(tmp) / f"upload{suffix}"
@@ -155,7 +172,32 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
                 copied = _copy_capped(file.file, fh, MAX_INGEST_BYTES)
             if copied > MAX_INGEST_BYTES:
                 raise InvalidInput(f"upload larger than {MAX_INGEST_BYTES} bytes")
-            return wh.ingest.ingest(who, name, dest, encoding=encoding, source_name=file.filename)
+            return wh.ingest.ingest(who, name, dest, encoding=encoding, source_name=file.filename, mode=mode,
+                                    kind=kind)
+
+    @app.get("/v1/datasets/{name}/history", tags=["datasets"])
+    def dataset_history(name: str, who: Who) -> dict[str, Any]:
+        return wh.datasets.history(who, name)
+
+    @app.post("/v1/datasets/{name}/migrate", tags=["datasets"])
+    def migrate_dataset(name: str, body: MigrateIn, who: Who) -> dict[str, Any]:
+        return wh.datasets.migrate(who, name, parse_manifest(body.manifest), body.renames)
+
+    @app.get("/v1/datasets/{name}/mock", tags=["datasets"])
+    def mock_dataset(name: str, who: Who, rows: int = 1000, seed: int = 0,
+                     format: Literal["csv", "parquet"] = "csv") -> Response:  # noqa: A002 - the query name
+        data = wh.datasets.mock(who, name, rows=rows, seed=seed, fmt=format)
+        media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
+        return Response(content=data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{name}-mock.{format}"'})
+
+    @app.get("/v1/datasets/{name}/synthetic", tags=["datasets"])
+    def synthetic_dataset(name: str, who: Who,
+                          format: Literal["csv", "parquet"] = "parquet") -> Response:  # noqa: A002 - the query name
+        data = wh.synthetic.get(who, name, fmt=format)
+        media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
+        return Response(content=data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{name}-synthetic.{format}"'})
 
     @app.post("/v1/jobs", tags=["jobs"], status_code=201)
     def submit_job(body: JobIn, who: Who) -> dict[str, Any]:
@@ -202,10 +244,14 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         return wh.audit_verify(who).to_dict()
 
     @app.get("/v1/audit/records", tags=["audit"])
-    def audit_records(who: Who, action: str | None = None, actor: str | None = None,
-                      object_id: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
-        items = wh.audit_records(who, action=action, actor=actor, object_id=object_id, after=after, limit=limit)
-        return {"items": items, "next_after": items[-1]["seq"] if items else None}
+    def audit_records(who: Who, action: str | None = None, actor: str | None = None, object_id: str | None = None,
+                      tenant: str | None = None, job_id: str | None = None, since: str | None = None,
+                      until: str | None = None, after: int = 0, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        flt = AuditFilter.of(action=action, actor=actor, tenant=tenant, object_id=object_id, job_id=job_id,
+                             since=since, until=until, after=after or None)
+        items, total = wh.audit_search(who, flt, offset=offset, limit=limit)
+        return {"items": items, "total": total, "offset": offset, "limit": limit,
+                "next_after": items[-1]["seq"] if items else None}
 
     @app.get("/v1/audit/export", tags=["audit"], response_class=PlainTextResponse)
     def audit_export(who: Who) -> PlainTextResponse:
@@ -257,18 +303,8 @@ def _copy_capped(src: Any, dst: Any, cap: int) -> int:
 
 
 def _worker_loop(wh: Warehouse, stop: threading.Event) -> None:
-    while not stop.is_set():
-        ran = False
-        for job_id in wh.jobs.queued():
-            if stop.is_set():
-                break
-            try:
-                wh.jobs.run(job_id)
-                ran = True
-            except TwhError:
-                continue  # another worker took it
-            except Exception:
-                log.exception("worker failed on %s", job_id)
-        if not ran:
-            stop.wait(0.5)
+    # The same queue and leases as `twh worker` processes (sandbox.workers): they can run beside it.
+    from .workers import Worker
+
+    Worker(wh).serve(stop)
 

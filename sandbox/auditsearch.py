@@ -44,8 +44,12 @@ class AuditFilter:
     job_id: str | None = None
     since: str | None = None
     until: str | None = None
+    #: only records after this seq (keyset paging through a long log)
+    after: int | None = None
 
     def __post_init__(self) -> None:
+        if self.after is not None and (not isinstance(self.after, int) or self.after < 0):
+            raise InvalidInput("after: a record seq (>= 0)", details={"field": "after"})
         for name in ("action", "actor", "tenant", "object_id", "job_id"):
             value = getattr(self, name)
             if value is not None and not _TEXT.match(value):
@@ -57,15 +61,17 @@ class AuditFilter:
                 raise InvalidInput(f"{name}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC)", details={"field": name})
 
     @classmethod
-    def of(cls, **values: str | None) -> AuditFilter:
+    def of(cls, **values: str | int | None) -> AuditFilter:
         """From form or query values: blanks mean "not set"."""
-        return cls(**{k: (v.strip() or None) if isinstance(v, str) else v for k, v in values.items()})
+        return cls(**{k: (v.strip() or None) if isinstance(v, str) else v for k, v in values.items()})  # type: ignore[arg-type]
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _where(s: Session, q: Select[Any], flt: AuditFilter) -> Select[Any]:
+    if flt.after:
+        q = q.where(AuditRecord.seq > flt.after)
     if flt.action:
         q = q.where(AuditRecord.action.like(flt.action.replace("*", "%")))
     if flt.actor:

@@ -30,9 +30,13 @@ dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 export_app = typer.Typer(help="Review, approve, deny and download exports.", no_args_is_help=True)
 audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
+budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
 for sub, name in ((user_app, "user"), (dataset_app, "dataset"), (job_app, "job"), (export_app, "export"),
-                  (audit_app, "audit")):
+                  (audit_app, "audit"), (budget_app, "budget")):
     app.add_typer(sub, name=name)
+
+db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
@@ -164,12 +168,101 @@ def dataset_show(c: typer.Context, name: str) -> None:
     emit(c, run(lambda: _ctx(c).client().show_dataset(name)), render)
 
 
+@budget_app.command("show")
+def budget_show(c: typer.Context, dataset: str) -> None:
+    """A dataset's DP budget: total, spent and remaining per scope, and every charge."""
+    def render(d: dict[str, Any]) -> None:
+        if d["budget"] is None:
+            out.print(f"{d['dataset']} has no DP budget (release mode sdc)")
+            return
+        t = Table("scope", "period", "total ε", "spent ε", "remaining ε", "spent δ",
+                  title=f"{d['dataset']} budget")
+        for sc in d["scopes"]:
+            t.add_row(sc["scope"], sc["period"], sc["total"]["epsilon"], sc["spent"]["epsilon"],
+                      sc["remaining"]["epsilon"], sc["spent"]["delta"])
+        out.print(t)
+        h = Table("id", "at", "tenant", "actor", "job", "kind", "ε", "δ", title="charges")
+        for r in d["history"]:
+            h.add_row(str(r["id"]), str(r["at"]), r["tenant"], r["actor"], str(r["job_id"]), r["kind"],
+                      r["epsilon"], r["delta"])
+        out.print(h)
+    emit(c, run(lambda: _ctx(c).client().budget(dataset)), render)
+
+
 @app.command()
-def ingest(c: typer.Context, dataset: str, file: Path,
-           encoding: Annotated[str | None, typer.Option(help="CSV encoding, e.g. gbk")] = None) -> None:
-    """Land a CSV or Parquet file into a dataset: validated, atomic, idempotent."""
-    data = run(lambda: _ctx(c).client().ingest(dataset, file, encoding=encoding))
-    emit(c, data, lambda d: out.print(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows)"))
+def ingest(c: typer.Context, dataset: str,
+           file: Annotated[Path | None, typer.Argument(help="a file; omit to re-run the manifest's source: block")]
+           = None,
+           encoding: Annotated[str | None, typer.Option(help="CSV encoding, e.g. gbk")] = None,
+           mode: Annotated[str | None, typer.Option(help="append|overwrite|merge|incremental (default: manifest)")]
+           = None,
+           kind: Annotated[str | None, typer.Option(help="connector kind of FILE (default: from its suffix)")]
+           = None) -> None:
+    """Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."""
+    from .ingest_progress import ingest_with_progress
+
+    data = run(lambda: ingest_with_progress(_ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
+                                            console=err, show=not _ctx(c).as_json))
+    emit(c, data, lambda d: out.print(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
+                                      + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
+                                      + ")"))
+
+
+@dataset_app.command("history")
+def dataset_history(c: typer.Context, name: str) -> None:
+    """Every version of a dataset with its lineage: source, connector, load, rows, validation."""
+    from .ingest_progress import render_history
+
+    emit(c, run(lambda: _ctx(c).client().dataset_history(name)), lambda d: render_history(out, d))
+
+
+@dataset_app.command("migrate")
+def dataset_migrate(c: typer.Context, name: str, manifest: Path,
+                    rename: Annotated[list[str] | None, typer.Option(help="OLD=NEW column rename (repeatable)")]
+                    = None) -> None:
+    """Approve a new schema (steward): rewrite the table into NEW_MANIFEST's schema, audited."""
+    def go() -> Any:
+        renames = {}
+        for r in rename or []:
+            old, sep, new = r.partition("=")
+            if not sep or not old or not new:
+                raise InvalidInput(f"--rename {r!r}: use OLD=NEW")
+            renames[old] = new
+        return _ctx(c).client().migrate_dataset(name, manifest, renames)
+    emit(c, run(go), lambda d: out.print(f"migrated {d['dataset']} to version {d['version']} ({d['rows']} rows): "
+                                         + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
+
+
+@dataset_app.command("mock")
+def dataset_mock(c: typer.Context, name: str,
+                 rows: Annotated[int, typer.Option(help="how many mock rows")] = 1000,
+                 seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
+                 out_file: Annotated[Path | None, typer.Option("--out", help="FILE.csv or FILE.parquet")] = None) -> None:
+    """A schema-identical mock table (no real values) for developing jobs locally."""
+    fmt = "parquet" if out_file is not None and out_file.suffix.lower() in (".parquet", ".pq") else "csv"
+    data = run(lambda: _ctx(c).client().mock_dataset(name, rows=rows, seed=seed, fmt=fmt))
+    if out_file is None:
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out_file.write_bytes(data)
+    emit(c, {"file": str(out_file), "rows": rows, "format": fmt},
+         lambda d: out.print(f"wrote {d['rows']} mock rows to {d['file']}"))
+
+
+@dataset_app.command("synthetic")
+def dataset_synthetic(c: typer.Context, name: str,
+                      out_file: Annotated[Path | None, typer.Option("--out", help="FILE.parquet or FILE.csv")]
+                      = None) -> None:
+    """The dataset's DP synthetic table (real shape of the distributions; the first request spends
+    the policy's dp.synthetic epsilon, later ones are free)."""
+    fmt = "csv" if out_file is None or out_file.suffix.lower() == ".csv" else "parquet"
+    data = run(lambda: _ctx(c).client().synthetic_dataset(name, fmt=fmt))
+    if out_file is None:
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out_file.write_bytes(data)
+    emit(c, {"file": str(out_file), "format": fmt, "bytes": len(data)},
+         lambda d: out.print(f"wrote the synthetic table of {name} to {d['file']}"))
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -189,6 +282,40 @@ def job_submit(c: typer.Context, job_dir: Path,
                wait: Annotated[bool, typer.Option(help="wait until the job has run")] = True) -> None:
     """Submit a job folder (job.yaml + job.py); it runs in the sandbox."""
     emit(c, run(lambda: _ctx(c).client().submit_job(job_dir, wait=wait)), _render_job)
+
+
+@job_app.command("run-local")
+def job_run_local(c: typer.Context, job_dir: Path,
+                  mock_dir: Annotated[Path, typer.Option(help="mock tables: DIR/<dataset>.parquet (made if missing)")]
+                  = Path("mock"),
+                  rows: Annotated[int, typer.Option(help="rows of generated mock tables")] = 1000,
+                  out_dir: Annotated[Path | None, typer.Option("--out", help="outputs (default MOCK_DIR/out)")]
+                  = None) -> None:
+    """Run job.py on this machine against mock tables, through the same client library and gate."""
+    def go() -> Any:
+        from .jobspec import load_job_files
+        from .localrun import run_local
+        from .manifest import parse_manifest
+
+        spec, _ = load_job_files(job_dir)
+        manifests = {}
+        for name in spec.datasets:
+            d = _ctx(c).client().show_dataset(name)
+            manifests[name] = parse_manifest({k: d[k] for k in ("name", "provider_kind", "stewards", "schema",
+                                                                "policy")}, source=name)
+        return run_local(job_dir, manifests, mock_dir, out_dir=out_dir, rows=rows)
+
+    def render(d: dict[str, Any]) -> None:
+        for q in d["queries"]:
+            out.print(f"  query {q['outcome']}: " + (f"suppressed {q.get('suppressed')} group(s)"
+                                                      if q["outcome"] == "released" else q.get("reason", "")),
+                      markup=False)
+        out.print(f"--- stdout ---\n{d['stdout']}--- stderr ---\n{d['stderr']}", markup=False)
+        out.print(f"exit {d['returncode']}; outputs in {d['out_dir']}: {', '.join(d['outputs']) or '(none)'}")
+    data = run(go)
+    emit(c, data, render)
+    if data["returncode"] != 0:
+        raise typer.Exit(1)
 
 
 @job_app.command("show")
@@ -315,6 +442,59 @@ def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
     from .api import create_app
 
     uvicorn.run(create_app(run(lambda: _ctx(c).settings())), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(c: typer.Context,
+           worker_id: Annotated[str | None, typer.Option("--id", help="worker identity [env TWH_WORKER_ID; "
+                                                                      "default HOST:PID]")] = None,
+           max_jobs: Annotated[int | None, typer.Option(help="exit after running this many jobs")] = None,
+           exit_when_idle: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
+    """Run queued jobs (start as many workers as you like, on one machine or several)."""
+    import logging
+    import signal
+    import threading
+
+    from .leases import default_worker_id
+    from .warehouse import Warehouse
+    from .workers import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    wid = worker_id or os.environ.get("TWH_WORKER_ID") or default_worker_id()
+    wh = run(lambda: Warehouse.open(_ctx(c).settings().model_copy(update={"worker_id": wid})))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the job at hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    n = run(lambda: Worker(wh, wid).serve(stop, max_jobs=max_jobs, exit_when_idle=exit_when_idle))
+    wh.close()
+    emit(c, {"worker_id": wid, "jobs_run": n}, lambda d: out.print(f"worker {d['worker_id']} ran {d['jobs_run']} job(s)"))
+
+
+def _schema(c: typer.Context, upgrade: bool) -> dict[str, Any]:
+    from . import schema
+    from .db import make_engine
+
+    settings = _ctx(c).settings()
+    settings.home.mkdir(parents=True, exist_ok=True)  # the SQLite catalog lives there
+    engine = make_engine(settings.catalog_url)
+    try:
+        return {"revision": schema.upgrade(engine) if upgrade else schema.current(engine), "head": schema.head()}
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(c: typer.Context) -> None:
+    """Migrate the catalog database to the code's schema (idempotent; safe with others running)."""
+    emit(c, run(lambda: _schema(c, True)), lambda d: out.print(f"catalog at revision {d['revision']} (head {d['head']})"))
+
+
+@db_app.command("current")
+def db_current(c: typer.Context) -> None:
+    """The catalog database's schema revision, and the code's."""
+    emit(c, run(lambda: _schema(c, False)),
+         lambda d: out.print(f"catalog at revision {d['revision'] or 'none'} (head {d['head']})"))
 
 
 @app.command()

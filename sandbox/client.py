@@ -97,11 +97,47 @@ class Client:
     def show_dataset(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/datasets/{name}")
 
-    def ingest(self, name: str, path: str | Path, *, encoding: str | None = None) -> dict[str, Any]:
+    def budget(self, name: str) -> dict[str, Any]:
+        """A dataset's DP budget: totals, what each scope spent and has left, the charges."""
+        return self._call("GET", f"/v1/datasets/{name}/budget")
+
+    def ingest(self, name: str, path: str | Path | None = None, *, encoding: str | None = None,
+               mode: str | None = None, kind: str | None = None, progress: Any = None) -> dict[str, Any]:
+        data = {k: v for k, v in (("encoding", encoding), ("mode", mode), ("kind", kind)) if v}
+        if path is None:  # the service re-runs the manifest's source: block
+            return self._call("POST", f"/v1/datasets/{name}/ingest", data=data)
         p = Path(path)
         with open(p, "rb") as fh:
-            data = {"encoding": encoding} if encoding else {}
             return self._call("POST", f"/v1/datasets/{name}/ingest", files={"file": (p.name, fh)}, data=data)
+
+    def dataset_history(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/datasets/{name}/history")
+
+    def migrate_dataset(self, name: str, manifest_path: str | Path,
+                        renames: dict[str, str] | None = None) -> dict[str, Any]:
+        manifest = load_manifest(manifest_path)
+        return self._call("POST", f"/v1/datasets/{name}/migrate",
+                          json={"manifest": manifest.model_dump(mode="json", by_alias=True), "renames": renames or {}})
+
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
+        """The dataset's DP synthetic table (the first request generates it and spends ε)."""
+        return self._bytes(f"/v1/datasets/{name}/synthetic", {"format": fmt})
+
+    def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
+        return self._bytes(f"/v1/datasets/{name}/mock", {"rows": rows, "seed": seed, "format": fmt})
+
+    def _bytes(self, path: str, params: dict[str, Any]) -> bytes:
+        try:
+            r = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise TwhError(f"cannot reach the warehouse service: {exc}") from exc
+        if r.status_code >= 400:
+            try:
+                payload = r.json()["error"]
+            except Exception:  # noqa: BLE001 - not our error shape
+                raise TwhError(f"HTTP {r.status_code} from the service") from None
+            raise from_dict(payload)
+        return r.content
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
         _spec, files = load_job_files(Path(job_dir))
@@ -189,8 +225,26 @@ class LocalClient:
     def show_dataset(self, name: str) -> dict[str, Any]:
         return self.wh.datasets.show(self.principal, name)
 
-    def ingest(self, name: str, path: str | Path, *, encoding: str | None = None) -> dict[str, Any]:
-        return self.wh.ingest.ingest(self.principal, name, Path(path), encoding=encoding)
+    def budget(self, name: str) -> dict[str, Any]:
+        return self.wh.budgets.show(self.principal, name)
+
+    def ingest(self, name: str, path: str | Path | None = None, *, encoding: str | None = None,
+               mode: str | None = None, kind: str | None = None, progress: Any = None) -> dict[str, Any]:
+        return self.wh.ingest.ingest(self.principal, name, Path(path) if path is not None else None,
+                                     encoding=encoding, mode=mode, kind=kind, progress=progress)
+
+    def dataset_history(self, name: str) -> dict[str, Any]:
+        return self.wh.datasets.history(self.principal, name)
+
+    def migrate_dataset(self, name: str, manifest_path: str | Path,
+                        renames: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.wh.datasets.migrate(self.principal, name, load_manifest(manifest_path), renames or {})
+
+    def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
+        return self.wh.datasets.mock(self.principal, name, rows=rows, seed=seed, fmt=fmt)
+
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
+        return self.wh.synthetic.get(self.principal, name, fmt=fmt)
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
         job = self.wh.jobs.submit(self.principal, Path(job_dir))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from connectors import ConfigError
 from connectors.schema import ColumnSpec, arrow_schema
 
-from . import storage
+from . import storage, uris
 from .audit import canonical
 from .auth import Principal, Role
 from .context import Context, get_dataset, require_role, stewarded_by, stewards_of
@@ -27,6 +27,8 @@ def column_specs(manifest: DatasetManifest) -> list[ColumnSpec]:
 class Datasets:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        #: called after a dataset's manifest changed (the facade clears its manifest cache)
+        self.on_manifest_change: Any = None
 
     def register(self, principal: Principal, manifest: DatasetManifest) -> dict[str, Any]:
         require_role(principal, Role.ADMIN, Role.STEWARD)
@@ -58,7 +60,7 @@ class Datasets:
                                    {"provider_kind": manifest.provider_kind.value, "manifest_sha256": digest,
                                     "columns": len(manifest.columns), "stewards": manifest.stewards}) as s:
                 ds = Dataset(name=manifest.name, provider_kind=manifest.provider_kind.value, manifest=manifest_json,
-                             table_path=str(path), current_version=0, registered_by=principal.name)
+                             table_path=uris.to_uri(path), current_version=0, registered_by=principal.name)
                 s.add(ds)
                 s.flush()
                 for steward in manifest.stewards:
@@ -84,6 +86,11 @@ class Datasets:
             out["schema"] = ds.manifest["schema"]
             out["policy"] = ds.manifest["policy"]
             out["expectations"] = ds.manifest.get("expectations", [])
+            if ds.manifest.get("source"):
+                from .sources import SourceBlock
+
+                out["source"] = SourceBlock.model_validate(ds.manifest["source"]).describe()
+            out["load"] = ds.manifest.get("load") or {"mode": "append"}
             versions = s.execute(
                 select(DatasetVersion).where(DatasetVersion.dataset_id == ds.id).order_by(DatasetVersion.version)
             ).scalars().all()
@@ -111,3 +118,34 @@ class Datasets:
     def stewarded_by(self, user: str) -> set[str]:
         with self.ctx.db.read() as s:
             return stewarded_by(s, user)
+
+    # -- lineage, migration, mock data (sandbox.lineage, sandbox.migrate, sandbox.mock) ----------
+    def history(self, principal: Principal, name: str) -> dict[str, Any]:
+        """Every Delta version of ``name`` with its lineage."""
+        from .lineage import history
+
+        return history(self.ctx, principal, name)
+
+    def migrate(self, principal: Principal, name: str, manifest: DatasetManifest,
+                renames: dict[str, str] | None = None) -> dict[str, Any]:
+        """Approve a new schema (steward of the dataset, or admin): rewrite the table into it, audited."""
+        from .ingest import contract_of
+        from .migrate import migrate
+
+        if manifest.expectations:
+            try:
+                contract_of(manifest)
+            except ConfigError as exc:
+                raise ManifestInvalid(f"expectations: {exc}", details={"field": "expectations"}) from exc
+        return migrate(self.ctx, principal, name, manifest, renames or {}, self.on_manifest_change)
+
+    def mock(self, principal: Principal, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
+        """A schema-identical mock table generated from the manifest (no real values); anyone signed in."""
+        from .mock import mock_bytes
+
+        manifest = self.manifest(name)
+        data = mock_bytes(manifest, rows, seed, fmt)
+        self.ctx.record(principal, "dataset.mock_downloaded", "dataset", name,
+                        {"rows": rows, "seed": seed, "format": fmt, "sha256": hashlib.sha256(data).hexdigest()})
+        return data
+

@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -99,6 +100,8 @@ class Quarantine(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    #: the durable queue: workers scan queued jobs oldest first, the reaper scans running ones
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64))
     submitted_by: Mapped[str] = mapped_column(String(64))
@@ -112,6 +115,13 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: what kind of work this is: decides what a lost lease does (``sandbox.leases.ON_LOST_LEASE``)
+    kind: Mapped[str] = mapped_column(String(24), default="analysis", server_default="analysis")
+    #: the worker running the job and until when it holds it (renewed by its heartbeat); the
+    #: worker's transitions are fenced on ``worker_id``, so a reaped worker cannot finish the job
+    worker_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobQuery(Base):
@@ -187,6 +197,89 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class BudgetHead(Base):
+    """What one budget scope has spent: (dataset, period, scope) -> exact ε and δ as "p/q" text.
+
+    Reservations lock this row (``SELECT ... FOR UPDATE`` on PostgreSQL; ``BEGIN IMMEDIATE`` on
+    SQLite), so concurrent reservations are serialised and never overspend.
+    """
+
+    __tablename__ = "dp_budget_heads"
+    dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: a tenant with its own share, or "*" for the shared pool
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spent_epsilon: Mapped[str] = mapped_column(String(200), default="0")
+    spent_delta: Mapped[str] = mapped_column(String(200), default="0")
+
+
+class BudgetCharge(Base):
+    """One reservation against a dataset's DP budget. Never deleted, never refunded."""
+
+    __tablename__ = "dp_budget_charges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    period: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # query | synthetic
+    epsilon: Mapped[str] = mapped_column(String(200))
+    delta: Mapped[str] = mapped_column(String(200))
+    #: SHA-256 of the engine SQL, versions and ε: an exact repeat returns ``result``, not new noise
+    query_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UnitId(Base):
+    """The differencing guard's dictionary: a privacy-unit value -> a dense integer (bitmap bit).
+
+    One dictionary for the warehouse (ids only ever grow), so populations of datasets joined on
+    the same unit are comparable. Holds unit values like the warehouse does; never audited.
+    """
+
+    __tablename__ = "unit_ids"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    value: Mapped[str] = mapped_column(Text, unique=True)
+
+
+class DifferencingHead(Base):
+    """One row per dataset (and ``"*"`` for the unit dictionary): locking it serialises the
+    differencing check and the record of what was released (``FOR UPDATE`` / ``BEGIN IMMEDIATE``)."""
+
+    __tablename__ = "differencing_heads"
+    dataset: Mapped[str] = mapped_column(String(64), primary_key=True)
+    populations: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReleasedPopulation(Base):
+    """A set of privacy units whose aggregate left, as a portable roaring bitmap of unit ids.
+
+    Across all tenants and versions; identical sets are stored once per dataset."""
+
+    __tablename__ = "released_populations"
+    __table_args__ = (UniqueConstraint("dataset", "digest"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    cardinality: Mapped[int] = mapped_column(BigInteger)
+    #: SHA-256 of ``bitmap``
+    digest: Mapped[str] = mapped_column(String(64))
+    bitmap: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReleasedAnswer(Base):
+    """An sdc result already released, by canonical fingerprint (engine SQL + pinned versions):
+    an exact repeat, by anyone, gets these bytes back instead of a new run."""
+
+    __tablename__ = "released_answers"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Let pysqlite not issue its own BEGIN; we issue BEGIN IMMEDIATE ourselves (see below), so
     # writers take the write lock up front and concurrent audit appends queue instead of forking.
@@ -223,6 +316,17 @@ class Database:
 
     def create_all(self) -> None:
         Base.metadata.create_all(self.engine)
+
+    def prepare_schema(self, *, migrate: bool = True) -> None:
+        """Bring the schema to the migration head (``migrate``), or check that it is there."""
+        from . import schema
+
+        if schema.is_current(self.engine):
+            return
+        if migrate:
+            schema.upgrade(self.engine)
+        else:
+            schema.verify(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

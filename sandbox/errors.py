@@ -21,6 +21,7 @@ SQLAlchemy, sqlglot) are translated at the boundary with ``raise Ours(...) from 
     ├── ValidationFailed           validation_failed    a batch failed its data contract (quarantined)
     ├── SandboxError               sandbox_error        the sandbox could not be set up (not the job's fault)
     ├── AuditWriteFailed           audit_write_failed   the audit record could not be written: action undone
+    ├── SchemaOutOfDate            schema_out_of_date   the catalog database is not at the code's migration head
     └── InternalError              internal_error       a bug: please report it
 """
 
@@ -98,6 +99,12 @@ class QueryRefused(Refused):
     code = "query_refused"
 
 
+class TrainingRefused(Refused):
+    """A training job's model, features or weights failed a check; nothing is released."""
+
+    code = "training_refused"
+
+
 class ValidationFailed(TwhError):
     code = "validation_failed"
     http_status = 422
@@ -110,6 +117,11 @@ class SandboxError(TwhError):
 
 class AuditWriteFailed(TwhError):
     code = "audit_write_failed"
+    http_status = 503
+
+
+class SchemaOutOfDate(TwhError):
+    code = "schema_out_of_date"
     http_status = 503
 
 

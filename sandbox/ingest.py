@@ -46,7 +46,7 @@ from connectors import (
     schema_report,
 )
 
-from . import storage
+from . import storage, uris
 from .auth import Principal, Role
 from .context import Context, get_dataset, stewards_of
 from .datasets import column_specs
@@ -91,6 +91,8 @@ class _Counts:
     report: ContractReport | None = None
     contract_rejects: list[RejectedRow] = field(default_factory=list)
     contract_rejected: int = 0
+    #: rows the connector set aside (to map stream rows back to source rows)
+    source_rejects: Rejects = field(default_factory=Rejects)
 
 
 class Ingest:
@@ -106,7 +108,7 @@ class Ingest:
             if principal.role is not Role.ADMIN and principal.name not in stewards_of(s, ds.id):
                 raise Forbidden(f"only a steward of {dataset} (or an admin) may ingest into it")
             manifest = parse_manifest(ds.manifest, source=dataset)
-            table = Path(ds.table_path)
+            table = uris.to_path(ds.table_path)
         try:
             load_mode = LoadMode(mode) if mode else manifest.load.mode
         except ValueError:
@@ -205,6 +207,7 @@ class Ingest:
         }
         if stream is not None:
             lineage["connector_lineage"] = {k: v for k, v in stream.describe().items() if k not in ("options",)}
+            lineage["query"] = lineage["connector_lineage"].get("query") or lineage["query"]
         if rejected:
             self._write_row_quarantine(dataset, load_id, plan, rejects.rows + counts.contract_rejects, rejected,
                                        counts.report)
@@ -248,6 +251,7 @@ class Ingest:
     def _checked(self, batches: Iterator[pa.RecordBatch], manifest: DatasetManifest, counts: _Counts,
                  rejects: Rejects) -> Iterator[pa.RecordBatch]:
         contract = contract_of(manifest)
+        counts.source_rejects = rejects
         row_mode = manifest.load.bad_rows == "quarantine"
         limit = manifest.load.max_bad_rows
         for batch in batches:
@@ -285,12 +289,13 @@ class Ingest:
         walk(0, batch.num_rows)
         if counts.contract_rejected + len(bad) > limit or not bad:
             return batch, first  # too many, or an aggregate check: the whole load fails
+        skipped = sorted(r.row for r in counts.source_rejects.rows)
         for p in bad:
             one = contract.validate(batch.slice(p, 1), row_offset=offset + p)
             counts.contract_rejected += 1
             if len(counts.contract_rejects) < 1000:
                 counts.contract_rejects.append(RejectedRow(
-                    row=offset + p + 1, reasons=tuple(f.message for f in one.failures),
+                    row=_source_row(offset + p + 1, skipped), reasons=tuple(f.message for f in one.failures),
                     examples=tuple(e for f in one.failures for e in f.unexpected_examples)[:5]))
         keep = pa.array([i not in set(bad) for i in range(batch.num_rows)])
         good = batch.filter(keep)
@@ -389,6 +394,18 @@ def _reporting(stream: Any, progress: Progress | None) -> Iterator[pa.RecordBatc
         if progress is not None:
             progress(stream.rows_read, stream.progress(), stream.size)
         yield batch
+
+
+def _source_row(n: int, skipped: list[int]) -> int:
+    """The source row number of the ``n``-th row that the connector kept (1-based), given the
+    sorted source row numbers it set aside."""
+    row = n
+    for r in skipped:
+        if r <= row:
+            row += 1
+        else:
+            break
+    return row
 
 
 def _validation_summary(report: ContractReport | None, rejected: int) -> dict[str, Any]:

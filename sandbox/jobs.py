@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from policies import check_access
 
-from . import storage
+from . import leases, storage, uris
 from .auth import SYSTEM, Principal, Role
 from .context import Context, get_dataset, require_role, stewarded_by
 from .db import Dataset, Export, ExportFile, Job, JobQuery, utcnow
@@ -60,6 +60,11 @@ class Jobs:
         self.ctx = ctx
         self.queries = queries
         self._manifests = manifests
+
+    def _training(self) -> Any:
+        from .training import Training  # torch and friends load only for training jobs
+
+        return Training(self.ctx, self.queries, self._manifests, self._dir)
 
     # -- paths ----------------------------------------------------------------------------
     def _dir(self, job_id: str) -> Path:
@@ -152,62 +157,98 @@ class Jobs:
 
     # -- run ------------------------------------------------------------------------------
     def _transition(self, job_id: str, target: JobState, reason: str, action: str, details: dict[str, Any],
-                    **fields: Any) -> Job:
+                    owner: str | None = None, **fields: Any) -> Job:
         with self.ctx.db.transaction() as s:
-            job = s.get(Job, job_id)
+            job = _locked(s, job_id)
             if job is None:
                 raise NotFound(f"job {job_id!r} does not exist")
+            _check_owner(job, owner)
             check_job_transition(job.state, target)
             job.state, job.reason, job.updated_at = target.value, reason, utcnow()
+            if target not in (JobState.RUNNING, JobState.GATING):
+                job.lease_until = None  # ended: nothing left to reap
             for k, v in fields.items():
                 setattr(job, k, v)
             s.flush()
             self.ctx.audit.append(s, SYSTEM.actor, action, "job", job_id, {"state": target.value, **details})
             return job
 
-    def claim(self, job_id: str) -> bool:
-        """queued → running, exactly once even with several workers."""
+    def claim(self, job_id: str, worker_id: str | None = None, lease_seconds: float | None = None) -> bool:
+        """queued → running under a lease held by ``worker_id``, exactly once even with several workers."""
+        worker_id = worker_id or self.ctx.settings.worker_id
+        lease_seconds = lease_seconds or self.ctx.settings.lease_seconds
         with self.ctx.db.transaction() as s:
             res = s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-                            .values(state=JobState.RUNNING.value, updated_at=utcnow()))
+                            .values(state=JobState.RUNNING.value, updated_at=utcnow(), worker_id=worker_id,
+                                    lease_until=leases.expiry(lease_seconds), attempts=Job.attempts + 1))
             if res.rowcount != 1:
                 return False
-            job = s.get(Job, job_id)
-            pinned = {}
-            for name in job.datasets:
-                pinned[name] = s.execute(select(Dataset.current_version).where(Dataset.name == name)).scalar_one()
-            job.pinned = pinned
-            self.ctx.audit.append(s, SYSTEM.actor, "job.started", "job", job_id,
-                                  {"state": JobState.RUNNING.value, "pinned_versions": pinned})
+            self._start(s, job_id, worker_id)
             return True
 
+    def claim_next(self, worker_id: str, lease_seconds: float) -> str | None:
+        """Take the oldest queued job (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: workers never wait
+        on each other's candidates; on SQLite the write lock serialises claimers)."""
+        with self.ctx.db.transaction() as s:
+            job_id = s.execute(select(Job.id).where(Job.state == JobState.QUEUED.value)
+                               .order_by(Job.created_at, Job.id).limit(1)
+                               .with_for_update(skip_locked=True)).scalar_one_or_none()
+            if job_id is None:
+                return None
+            res = s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+                            .values(state=JobState.RUNNING.value, updated_at=utcnow(), worker_id=worker_id,
+                                    lease_until=leases.expiry(lease_seconds), attempts=Job.attempts + 1))
+            if res.rowcount != 1:  # cannot happen under the row lock; fail safe
+                return None
+            self._start(s, job_id, worker_id)
+            return job_id
+
+    def _start(self, s: Any, job_id: str, worker_id: str) -> None:
+        job = s.get(Job, job_id)
+        s.refresh(job)
+        # A re-queued job keeps the versions it pinned first: its re-run reads the same snapshots.
+        pinned = dict(job.pinned or {})
+        for name in job.datasets:
+            if name not in pinned:
+                pinned[name] = s.execute(select(Dataset.current_version).where(Dataset.name == name)).scalar_one()
+        job.pinned = pinned
+        self.ctx.audit.append(s, SYSTEM.actor, "job.started", "job", job_id,
+                              {"state": JobState.RUNNING.value, "pinned_versions": pinned, "worker_id": worker_id,
+                               "attempt": job.attempts})
+
     def run(self, job_id: str) -> dict[str, Any]:
+        """Claim ``job_id`` and run it here (the embedded runner: CLI, tests, ``twh serve``'s thread)."""
         if not self.claim(job_id):
             raise InvalidTransition(f"job {job_id} is not queued")
-        try:
-            self._run_claimed(job_id)
-        except TwhError as exc:
-            self._fail(job_id, f"{exc.code}: {exc.message}", {"code": exc.code})
-        except Exception:  # a bug: the job fails closed, nothing is released
-            log.exception("job %s failed in the runner", job_id)
-            self._fail(job_id, "internal error in the runner", {"code": "internal_error"})
+        return self.run_claimed(job_id, self.ctx.settings.worker_id, self.ctx.settings.lease_seconds)
+
+    def run_claimed(self, job_id: str, worker_id: str, lease_seconds: float) -> dict[str, Any]:
+        """Run a job this worker claimed, renewing its lease while it runs."""
+        with leases.heartbeat(self.ctx.db, job_id, worker_id, lease_seconds):
+            try:
+                self._run_claimed(job_id, worker_id)
+            except TwhError as exc:
+                self._fail(job_id, f"{exc.code}: {exc.message}", {"code": exc.code}, worker_id)
+            except Exception:  # a bug: the job fails closed, nothing is released
+                log.exception("job %s failed in the runner", job_id)
+                self._fail(job_id, "internal error in the runner", {"code": "internal_error"}, worker_id)
         with self.ctx.db.read() as s:
             return job_dict(s.get(Job, job_id))
 
-    def _fail(self, job_id: str, reason: str, details: dict[str, Any]) -> None:
+    def _fail(self, job_id: str, reason: str, details: dict[str, Any], owner: str | None = None) -> None:
         try:
-            self._transition(job_id, JobState.FAILED, reason, "job.failed", details)
+            self._transition(job_id, JobState.FAILED, reason, "job.failed", details, owner=owner)
         except InvalidTransition:
-            pass  # already ended
+            pass  # already ended, or no longer ours (reaped)
 
-    def _run_claimed(self, job_id: str) -> None:
+    def _run_claimed(self, job_id: str, owner: str) -> None:
         with self.ctx.db.read() as s:
             job = s.get(Job, job_id)
             spec = JobSpec.model_validate(job.spec)
             principal = Principal(job.submitted_by, Role.ENTERPRISE, job.tenant)
             tables = {n: (s.execute(select(Dataset.table_path).where(Dataset.name == n)).scalar_one(), v)
                       for n, v in job.pinned.items()}
-        snapshots: dict[str, Snapshot] = {n: storage.pin_snapshot(Path(p), n, v) for n, (p, v) in tables.items()}
+        snapshots: dict[str, Snapshot] = {n: storage.pin_snapshot(uris.to_path(p), n, v) for n, (p, v) in tables.items()}
         handler = self._broker(principal, job_id, spec, snapshots)
         scratch = self._dir(job_id) / "run"
         shutil.rmtree(scratch, ignore_errors=True)
@@ -223,15 +264,18 @@ class Jobs:
         (self._dir(job_id) / "stderr.log").write_bytes(result.stderr)
         summary = _sandbox_summary(result)
         if result.outcome is not SandboxOutcome.SUCCEEDED:
-            self._transition(job_id, JobState.FAILED, f"{result.outcome.value}: {result.reason}", "job.failed", summary)
+            self._transition(job_id, JobState.FAILED, f"{result.outcome.value}: {result.reason}", "job.failed", summary,
+                             owner=owner)
             return
-        self._transition(job_id, JobState.GATING, "checking outputs", "job.gating", summary)
+        # A training job: the platform's trainer runs now (features by the broker, its own sandbox).
+        trained = self._training().run(principal, job_id, spec, snapshots) if spec.train is not None else []
+        self._transition(job_id, JobState.GATING, "checking outputs", "job.gating", summary, owner=owner)
         gated, problems = gate_outputs(result.outputs)
         if problems:
             self._transition(job_id, JobState.FAILED, "outputs refused: " + "; ".join(problems), "job.failed",
-                             {"output_problems": problems})
+                             {"output_problems": problems}, owner=owner)
             return
-        self._create_export(job_id, spec, gated)
+        self._create_export(job_id, spec, [*gated, *trained], owner)
 
     def _broker(self, principal: Principal, job_id: str, spec: JobSpec, snapshots: dict[str, Snapshot]) -> Any:
         def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -254,15 +298,16 @@ class Jobs:
         return {"name": name, "version": snap.version, "title": m.title,
                 "columns": [{"name": c.name, "type": c.type, "role": c.role.value} for c in m.columns]}
 
-    def _create_export(self, job_id: str, spec: JobSpec, files: list[GatedFile]) -> None:
+    def _create_export(self, job_id: str, spec: JobSpec, files: list[GatedFile], owner: str | None = None) -> None:
         needs = [n for n in spec.datasets if self._manifests(n).build_policy().output.require_approval]
         digest = bundle_hash([(f.name, f.sha256) for f in files])
         export_id = "exp_" + secrets.token_hex(8)
         target = JobState.AWAITING_APPROVAL if needs else JobState.RELEASED
         with self.ctx.db.transaction() as s:
-            job = s.get(Job, job_id)
+            job = _locked(s, job_id)
+            _check_owner(job, owner)
             check_job_transition(job.state, target)
-            job.state, job.updated_at = target.value, utcnow()
+            job.state, job.updated_at, job.lease_until = target.value, utcnow(), None
             job.reason = "waiting for the stewards of " + ", ".join(needs) if needs else "no approval required"
             s.add(Export(id=export_id, job_id=job_id, tenant=job.tenant, state="pending" if needs else "approved",
                          bundle_sha256=digest, needs_approval_from=needs))
@@ -282,22 +327,61 @@ class Jobs:
                                   .order_by(Job.created_at)).scalars())
 
     def recover(self) -> int:
-        """After a restart: a job caught running or gating failed; its outputs never left."""
+        """After a restart: end the jobs this worker identity held (its previous process is gone),
+        and any whose lease expired. Jobs other live workers hold are left alone."""
+        return self.reap(also_worker=self.ctx.settings.worker_id)
+
+    def reap(self, also_worker: str | None = None) -> int:
+        """End running/gating jobs whose lease expired (or held by ``also_worker``) as their kind
+        declares (:data:`sandbox.leases.ON_LOST_LEASE`): failed, or back to the queue."""
+        active = [JobState.RUNNING.value, JobState.GATING.value]
+
+        def lapsed(now: Any) -> Any:
+            cond = or_(Job.lease_until.is_(None), Job.lease_until < now)
+            return or_(cond, Job.worker_id == also_worker) if also_worker else cond
+
         with self.ctx.db.read() as s:
-            stuck = list(s.execute(select(Job.id).where(
-                Job.state.in_([JobState.RUNNING.value, JobState.GATING.value]))).scalars())
-        for job_id in stuck:
-            self._fail(job_id, "the service stopped while the job ran; nothing was released", {"recovered": True})
-        return len(stuck)
+            candidates = list(s.execute(select(Job.id).where(Job.state.in_(active), lapsed(utcnow()))).scalars())
+        reaped = 0
+        for job_id in candidates:
+            with self.ctx.db.transaction() as s:
+                job = s.execute(select(Job).where(Job.id == job_id, Job.state.in_(active), lapsed(utcnow()))
+                                .with_for_update(skip_locked=True)).scalar_one_or_none()
+                if job is None:  # renewed, ended or being reaped by someone else meanwhile
+                    continue
+                target = leases.lost_lease_target(job.kind, job.attempts)
+                details = {"state": target.value, "lease_lost": True, "worker_id": job.worker_id,
+                           "attempt": job.attempts, "kind": job.kind}
+                check_job_transition(job.state, target)
+                if target is JobState.QUEUED:
+                    job.reason, action = "its worker stopped; queued again", "job.requeued"
+                else:
+                    job.reason, action = "its worker stopped while the job ran; nothing was released", "job.failed"
+                job.state, job.updated_at, job.worker_id, job.lease_until = target.value, utcnow(), None, None
+                s.flush()
+                self.ctx.audit.append(s, SYSTEM.actor, action, "job", job_id, details)
+                reaped += 1
+        return reaped
+
+
+def _locked(s: Any, job_id: str) -> Job | None:
+    """The job's row, locked for this transaction (PostgreSQL; SQLite's write lock covers it)."""
+    return s.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
+
+
+def _check_owner(job: Job, owner: str | None) -> None:
+    """Fencing: a worker's transition applies only while it still holds the job."""
+    if owner is not None and job.worker_id != owner:
+        raise InvalidTransition(f"job {job.id} is no longer held by worker {owner} (its lease was lost)")
 
 
 def _notes(result: Any) -> list[str]:
     """Plain-language notes for the job's author: what the gate did (never which values)."""
     notes = []
     for d in result.decisions:
-        if d.get("suppressed"):
-            notes.append(f"{d['suppressed']} group(s) suppressed by rule {d.get('rule')} "
-                         f"(threshold {d.get('threshold')})")
+        if d.get("suppressed") and d.get("rule") != "sdc":  # "sdc" is the total of the rules below it
+            setting = f" (threshold {d['threshold']})" if "threshold" in d else ""
+            notes.append(f"{d['suppressed']} group(s) suppressed by rule {d.get('rule')}{setting}")
     return notes
 
 

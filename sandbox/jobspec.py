@@ -6,6 +6,7 @@
     purpose: credit_risk
     datasets: [enterprise_registry, bank_loans]
     entrypoint: job.py            # optional, default job.py
+    train: {...}                  # optional: a DP training job (see sandbox.trainspec)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import JobSpecInvalid
+from .trainspec import TrainBlock
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 _ENTRY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.py$")
@@ -31,6 +33,8 @@ class JobSpec(BaseModel):
     purpose: str = Field(min_length=1, max_length=64)
     datasets: list[str] = Field(min_length=1, max_length=16)
     entrypoint: str = "job.py"
+    #: a DP training job: the broker builds the features, the platform's trainer trains
+    train: TrainBlock | None = None
 
     @field_validator("name")
     @classmethod
@@ -86,8 +90,11 @@ def parse_job_spec(raw: bytes | str) -> JobSpec:
     if not isinstance(data, dict):
         raise JobSpecInvalid("job.yaml must be a mapping")
     try:
-        return JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(root)"
         raise JobSpecInvalid(f"job.yaml: {field}: {err['msg']}", details={"field": field}) from exc
+    if spec.train is not None:
+        spec.train.to_config()  # semantic checks (ranges, δ, model) at submission, not at run time
+    return spec

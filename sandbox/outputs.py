@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,6 +86,19 @@ def _no_constants(name: str) -> Any:
 
 
 _REWRITERS = {".csv": _csv, ".json": _json}
+
+
+def gate_weights(name: str, data: bytes, expected: Mapping[str, tuple[tuple[int, ...], str]],
+                 metadata: Mapping[str, str] | None = None) -> GatedFile:
+    """Model weights from the platform's trainer: parsed as safetensors (never pickle), checked
+    against the expected tensor names/shapes/dtypes, and written again by trusted code.
+
+    Deliberately not in ``_REWRITERS``: a job's own outputs can never be weights; only
+    :mod:`sandbox.training` calls this, for the trainer sandbox's output.
+    """
+    from dp.training.weights import reserialise
+
+    return GatedFile(name, reserialise(data, expected, metadata))
 
 
 def gate_outputs(outputs: Iterable[_Output]) -> tuple[list[GatedFile], list[str]]:

@@ -91,7 +91,7 @@ class SandboxLimits:
                 raise ValueError(f"SandboxLimits.{name} must be positive")
         if self.stdout_bytes < 0:
             raise ValueError("SandboxLimits.stdout_bytes must not be negative")
-        if not all(re.fullmatch(r"\.[a-z0-9]{1,10}", s) for s in self.allowed_output_suffixes):
+        if not all(re.fullmatch(r"\.[a-z0-9]{1,12}", s) for s in self.allowed_output_suffixes):
             raise ValueError("allowed_output_suffixes must look like '.csv'")
 
 

@@ -6,9 +6,12 @@ the API's app factory and the tests call it.
 Environment variables (all optional):
 
 ============================  ============================================================
-``TWH_HOME``                  the warehouse directory (default ``./warehouse``)
+``TWH_HOME``                  the warehouse directory, a path or ``file://`` URI (default ``./warehouse``)
 ``TWH_DATABASE_URL``          SQLAlchemy URL of the catalog (default SQLite inside TWH_HOME)
 ``TWH_ENGINE``                query engine: ``duckdb`` (default)
+``TWH_AUTO_MIGRATE``          ``0``: opening the warehouse only checks the schema (default ``1``)
+``TWH_WORKER_ID``             this process's worker identity (default ``embedded@HOST``)
+``TWH_LEASE_SECONDS``         job lease length (default 30)
 ``TWH_JOB_WALL_SECONDS``      wall-clock limit of one job (default 120)
 ``TWH_JOB_MEMORY_MB``         address-space limit of one job (default 2048)
 ``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.client`)
@@ -18,11 +21,12 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidInput
 
@@ -36,8 +40,34 @@ class Settings(BaseModel):
     job_wall_seconds: float = Field(default=120.0, gt=0)
     job_cpu_seconds: int = Field(default=120, gt=0)
     job_memory_mb: int = Field(default=2048, ge=256)
+    #: the DP trainer's sandbox (and the custom-model export run): torch needs > 2 GB of address space
+    train_wall_seconds: float = Field(default=900.0, gt=0)
+    train_memory_mb: int = Field(default=8192, ge=1024)
+    train_threads: int = Field(default=2, ge=1, le=64)
     #: run queued jobs on a background thread inside ``twh serve``
     run_worker: bool = True
+    #: opening the warehouse migrates the catalog to the head; off: it only checks (``twh db upgrade``)
+    auto_migrate: bool = True
+    #: who runs jobs claimed by this process (see :mod:`sandbox.leases`). Unique among live
+    #: workers; stable across restarts of one embedded service, so that on start-up it ends the
+    #: jobs its previous process held without waiting for their leases to expire
+    worker_id: str = Field(default_factory=lambda: f"embedded@{socket.gethostname()}", min_length=1, max_length=120)
+    #: seconds a job's lease lasts; heartbeats renew it every third of this
+    lease_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _home_location(cls, value: object) -> object:
+        # Storage locations are URIs (sandbox.uris): `file:///srv/wh` and `/srv/wh` are the same home.
+        if isinstance(value, str) and "://" in value:
+            from .uris import to_path
+
+            return to_path(value)
+        return value
+
+    @property
+    def home_uri(self) -> str:
+        return self.home.absolute().as_uri()
 
     @property
     def catalog_url(self) -> str:
@@ -66,12 +96,15 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {"home": Path(env.get("TWH_HOME", "warehouse")).absolute()}
+        home = env.get("TWH_HOME", "warehouse")
+        values: dict[str, object] = {"home": home if "://" in home else Path(home).absolute()}
         if env.get("TWH_DATABASE_URL"):
             values["database_url"] = env["TWH_DATABASE_URL"]
         if env.get("TWH_ENGINE"):
             values["engine"] = env["TWH_ENGINE"]
-        for key, field in (("TWH_JOB_WALL_SECONDS", "job_wall_seconds"), ("TWH_JOB_MEMORY_MB", "job_memory_mb")):
+        for key, field in (("TWH_JOB_WALL_SECONDS", "job_wall_seconds"), ("TWH_JOB_MEMORY_MB", "job_memory_mb"),
+                           ("TWH_AUTO_MIGRATE", "auto_migrate"), ("TWH_WORKER_ID", "worker_id"),
+                           ("TWH_LEASE_SECONDS", "lease_seconds")):
             if env.get(key):
                 values[field] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -6,6 +6,8 @@ Job::
        │          │           │               └──────────► denied
        │          │           └──────────────────────────► released   (no approval required)
        └──────────┴───────────┴──────────────────────────► failed
+       ▲          │           │
+       └──────────┴───────────┘  lease lost, for kinds that re-queue (sandbox.leases; analysis jobs fail)
 
 Export::
 
@@ -40,8 +42,9 @@ class ExportState(StrEnum):
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED}),
-    JobState.RUNNING: frozenset({JobState.GATING, JobState.FAILED}),
-    JobState.GATING: frozenset({JobState.AWAITING_APPROVAL, JobState.RELEASED, JobState.FAILED}),
+    # → queued: only the reaper, for job kinds that declare re-queueing a lost lease (sandbox.leases)
+    JobState.RUNNING: frozenset({JobState.GATING, JobState.FAILED, JobState.QUEUED}),
+    JobState.GATING: frozenset({JobState.AWAITING_APPROVAL, JobState.RELEASED, JobState.FAILED, JobState.QUEUED}),
     JobState.AWAITING_APPROVAL: frozenset({JobState.RELEASED, JobState.DENIED}),
     JobState.RELEASED: frozenset(),
     JobState.DENIED: frozenset(),

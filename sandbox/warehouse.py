@@ -33,6 +33,7 @@ from .jobs import Jobs
 from .manifest import DatasetManifest
 from .queries import Queries
 from .settings import Settings
+from .synthetic import Synthetics
 from .users import Users
 
 
@@ -43,14 +44,17 @@ class Warehouse:
             d.mkdir(parents=True, exist_ok=True)
         settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.catalog_url)
-        self.db.create_all()
+        self.db.prepare_schema(migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
         self.audit = AuditLog(self.db, settings.secrets_dir, settings.home / "audit" / "anchors.log")
         self.ctx = Context(settings, self.db, self.audit)
         self.users = Users(self.ctx)
         self.datasets = Datasets(self.ctx)
+        self.datasets.on_manifest_change = type(self).manifest.cache_clear  # a migration changed one
         self.ingest = Ingest(self.ctx)
         self.queries = Queries(self.ctx, self.manifest)
+        self.budgets = self.queries.budgets
         self.jobs = Jobs(self.ctx, self.queries, self.manifest)
+        self.synthetic = Synthetics(self.ctx, self.manifest, self.budgets)  # DP synthetic development data
         self.exports = Exports(self.ctx)
 
     @classmethod

@@ -9,10 +9,21 @@ import pytest
 from sandbox.auth import Principal, Role
 from sandbox.settings import Settings
 
+# The catalog backend (SQLite, or PostgreSQL with `--database postgres` / TWH_TEST_DATABASE=postgres):
+from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_option(parser)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    select_catalog_tests(config, items)
+
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "wh", job_wall_seconds=30, job_cpu_seconds=30)
+def settings(tmp_path: Path, catalog_url: str) -> Settings:
+    return Settings(home=tmp_path / "wh", database_url=catalog_url, job_wall_seconds=30, job_cpu_seconds=30)
 
 
 @pytest.fixture

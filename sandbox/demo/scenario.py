@@ -94,6 +94,23 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) 
         raise AssertionError(f"job ended {job['state']}: {job['reason']}")
     export_id = job["export"]["id"]
 
+    step("3b", "The tax bureau's policy says dp: the analyst's query on tax_payments is answered with\n"
+               "OpenDP noise, bounded per enterprise, and charged to the dataset's ε budget before it runs.")
+    dp_job = c["analyst"].submit_job(JOBS / "tax_dp")
+    say(f"  job {dp_job['id']} → [bold]{dp_job['state']}[/]")
+    for q in c["tax_steward"].get_job(dp_job["id"])["queries"]:
+        d = q["details"]
+        if q["outcome"] != "released":
+            raise AssertionError(f"dp query refused: {d.get('reason')}")
+        rel = d["decisions"][-1]
+        say(f"  released {d['released_groups']} periods, ε spent [bold]{rel['epsilon']}[/] (δ {rel['delta']}, "
+            f"keys by {rel['keys']}); noise scale per value: "
+            + ", ".join(f"{n['column']} {n['scale']:.3g}" for n in rel["noise"]))
+    budget = c["tax_steward"].budget("tax_payments")
+    for sc in budget["scopes"]:
+        say(f"  tax_payments budget {sc['period']}: spent ε {sc['spent']['epsilon']} of {sc['total']['epsilon']}, "
+            f"{sc['remaining']['epsilon']} left")
+
     step(4, "The stewards of every dataset the job read review the exact bytes and approve.")
     for steward in ("tax_steward", "bank_steward"):
         files = c[steward].preview_export(export_id)
@@ -108,6 +125,13 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) 
     for row in list(csv.reader(io.StringIO(text)))[1:9]:
         table.add_row(*[f"{float(x):.3f}" if _is_float(x) and "." in x else x for x in row])
     say(table)
+
+    step("5b", "The analyst trains a DP default model on joined tax, social-insurance, registry and loan\n"
+               "features. The broker builds the feature matrix; the platform's own DP-SGD trainer runs in its own\n"
+               "sandbox, after reserving ε in every dataset's ledger; only certified weights can leave.")
+    from .training_step import run_training_step
+
+    run_training_step(c, JOBS / "train_default", home / "downloads" / "model", say)
 
     step(6, "The auditor verifies the hash chain over every recorded action.")
     v = c["auditor"].audit_verify()

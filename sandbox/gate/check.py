@@ -139,6 +139,16 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
     order_sql = c.order_by(root.args.get("order"), items)
     units, scopes = _units(c)
     mode = _release_mode(c.tables)
+    for info in c.tables:  # both datasets' policies must allow a join (allowed_joins: None = any)
+        allowed = info.policy.allowed_joins
+        others = [t.name for t in c.tables if t.name != info.name]
+        if allowed is not None and any(o not in allowed for o in others):
+            refuse("join_condition", f"the policy of {info.name!r} does not allow joining it with "
+                                     f"{', '.join(o for o in others if o not in allowed)}")
+    if mode == "dp":  # noised aggregates: a rewrite of its own (contribution bounds, fixed point)
+        from .dp_plan import plan_dp
+
+        return plan_dp(sql, c, items, groups, joins, where_sql, order_sql)
     threshold = max(info.policy.min_group_size for info in c.tables)
     sdc = SdcRules.strictest([info.policy.sdc for info in c.tables])
     # Dominance and p% need the largest per-unit contributions (at least two, for p%).

@@ -61,6 +61,9 @@ class GatedResult:
     #: the checks passed and the release decision; no data values
     decisions: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "sdc"
+    #: internal, never in ``to_dict``: per released row, per unit column, the cell's unit values
+    #: (the differencing guard's populations)
+    populations: list[tuple[list[str], ...]] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,11 @@ def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> duckd
                 source = _quote_ident(f"__twh_src_{i}")
                 con.register(f"__twh_src_{i}", _delta_dataset(snap))
             con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT {projection} FROM {source}")
+        if plan.dp is not None:  # dp mode: per-snapshot heavy-unit weights (see dp_bounding)
+            from .dp_bounding import heavy_units
+
+            for i, h in enumerate(plan.dp.heavy):
+                con.register(h.view_name(i), heavy_units(snapshots[h.dataset], h.unit, h.max_rows))
         con.execute("SET allowed_paths = ?", [allowed])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -261,12 +269,14 @@ def run_query(
         released = mode.release(plan, source(plan, snapshots, timeout_s))
     except ValueError as exc:
         raise InternalError(str(exc)) from None
-    decisions = [d.to_dict() for d in plan.decisions] + [dict(released.decision)]
+    decisions = ([d.to_dict() for d in plan.decisions] + [dict(released.decision)]
+                 + [dict(d) for d in released.rule_decisions])
     return GatedResult(
-        columns=list(plan.output_columns),
+        columns=list(released.columns or plan.output_columns),
         rows=released.rows,
         suppressed_groups=released.suppressed_groups,
         released_groups=released.released_groups,
         decisions=decisions,
         mode=mode.name,
+        populations=released.populations,
     )

@@ -57,6 +57,10 @@ RULES: dict[str, str] = {
     "engine_rejected": "the query engine could not run the query (details withheld: they may quote data)",
     "timeout": "the query ran past its time limit",
     "resource_limit": "the query ran out of memory",
+    "dp_bounds": "dp mode: a SUM/AVG of a measure whose policy declares no clamping bounds",
+    "dp_unit": "dp mode: the datasets read must share one privacy unit (joined on it), or be one dataset",
+    "dp_budget": "dp mode: the dataset's privacy budget (for this tenant and period) has too little left",
+    "dp_keys": "dp mode: the group keys are neither public nor selectable (too many cells, or no delta)",
     "differencing": "a released cell's population would differ from an earlier release by fewer than the threshold",
 }
 
@@ -149,6 +153,8 @@ class QueryPlan:
     release_mode: str
     #: True when any dataset read requires a steward's approval before export
     require_approval: bool
+    #: release_mode "dp": the :class:`~sandbox.gate.dp_plan.DpPlan` (statistics, bounds, keys, ε)
+    dp: Any = None
     #: what each hidden column is (same order as ``hidden_columns``); empty: all are ``size``
     hidden: tuple[HiddenColumn, ...] = ()
     #: the strictest SDC rules of the datasets read (dominance, p%, zeros)

@@ -6,10 +6,12 @@ from :data:`RELEASE_MODES` by ``Policy.release_mode``, so differential privacy p
 more entry (it will also need the planner to add clamping and contribution bounds; the plan
 carries ``release_mode`` for that reason).
 
-``sdc`` — statistical disclosure control by threshold: a group is released only if it has at
+``sdc`` — statistical disclosure control (:mod:`.sdc`): a group is released only if it has at
 least ``min_group_size`` privacy units (rows when no unit is declared), counted for the group
-as a whole and for every aggregated column's non-NULL values; other groups are suppressed and
-only their number is reported.
+as a whole and for every aggregated column's non-NULL values, no ``SUM``/``AVG`` of it is
+dominated (n, k) or fails the p% rule, and secondary suppression does not need it to protect
+another; suppressed groups are dropped and only their number is reported, per rule. Empty
+cells of the table count as suppressed when the policy says zeros are disclosive.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import datetime as dt
 import math
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .sdc import SDC_RULES, Assessment, Cell, Contribution, assess
 
 if TYPE_CHECKING:  # the plan module is typing-only here: modes see plans, never build them
     from .plan import QueryPlan
@@ -35,6 +39,13 @@ class Released:
     suppressed_groups: int
     #: the per-query release decision for the audit and the response (no data values)
     decision: dict[str, Any]
+    #: output names when they differ from the plan's engine columns (the dp mode's)
+    columns: tuple[str, ...] = ()
+    #: further decisions, one per rule that may suppress (e.g. how many cells dominance took)
+    rule_decisions: tuple[dict[str, Any], ...] = ()
+    #: internal, never released: per released row, per unit column of the plan, the unit values
+    #: of the cell (the differencing guard's populations); empty when the plan collects none
+    populations: list[tuple[list[str], ...]] = field(default_factory=list, repr=False)
 
 
 class ReleaseMode(Protocol):
@@ -73,33 +84,71 @@ def json_safe(value: Any) -> Any:
 
 
 class SdcRelease:
-    """Threshold suppression (see the module docstring)."""
+    """Threshold, dominance, p%, zeros and secondary suppression (see the module docstring)."""
 
     name = "sdc"
 
     def release(self, plan: QueryPlan, rows: Iterable[Sequence[Any]]) -> Released:
         width = len(plan.output_columns)
-        expected = width + len(plan.hidden_columns)
-        kept: list[list[Any]] = []
-        suppressed = 0
-        for row in rows:
-            if len(row) != expected:  # a plan/engine mismatch: never guess which column is which
-                raise ValueError("engine row width does not match the plan")
-            # COUNT never returns NULL, but treat one as 0: fail closed.
-            size = min(int(n) if n is not None else 0 for n in row[width:])
-            if size >= plan.min_group_size:
-                kept.append([json_safe(v) for v in row[:width]])
-            else:
-                suppressed += 1
+        kept_rows: list[Sequence[Any]] = []
+        verdict = self.assess(plan, rows, kept_rows)
+        units = plan.hidden_indices("units")
+        kept = [[json_safe(v) for v in kept_rows[i][:width]] for i in verdict.released]
+        populations = [tuple(list(kept_rows[i][u] or ()) for u in units) for i in verdict.released] if units else []
+        suppressed = len(verdict.suppressed) + (verdict.zeros if plan.sdc.zeros_disclosive else 0)
         decision = {
-            "rule": "min_group_size",
+            "rule": "sdc",
             "threshold": plan.min_group_size,
             "unit": [str(u) for u in plan.unit_columns] or "rows",
             "released": len(kept),
             "suppressed": suppressed,
         }
-        return Released(kept, len(kept), suppressed, decision)
+        # Per rule, how many cells it suppressed (a cell failing two rules counts for both).
+        settings: dict[str, dict[str, Any]] = {
+            "min_group_size": {"threshold": plan.min_group_size},
+            "dominance": {"n": plan.sdc.dominance_n, "k": plan.sdc.dominance_k},
+            "p_percent": {"p": plan.sdc.p_ratio},
+            "zeros": {"disclosive": plan.sdc.zeros_disclosive},
+        }
+        rule_decisions = tuple({"rule": rule, "suppressed": verdict.by_rule[rule], **settings.get(rule, {})}
+                               for rule in SDC_RULES)
+        return Released(kept, len(kept), suppressed, decision, rule_decisions=rule_decisions, populations=populations)
+
+    def assess(self, plan: QueryPlan, rows: Iterable[Sequence[Any]],
+               seen: list[Sequence[Any]] | None = None) -> Assessment:
+        """The SDC verdict on the engine's rows (``seen`` collects the rows, in order)."""
+        expected = len(plan.output_columns) + len(plan.hidden_columns)
+        sizes, keys = plan.hidden_indices("size"), plan.hidden_indices("key")
+        tops, totals = plan.hidden_indices("top"), plan.hidden_indices("total")
+        if len(tops) != len(totals):
+            raise ValueError("plan has unpaired contribution columns")
+        cells: list[Cell] = []
+        for row in rows:
+            if len(row) != expected:  # a plan/engine mismatch: never guess which column is which
+                raise ValueError("engine row width does not match the plan")
+            # COUNT never returns NULL, but treat one as 0: fail closed.
+            size = min((int(n) if n is not None else 0 for n in (row[i] for i in sizes)), default=0)
+            contributions = tuple(
+                Contribution(float(row[t] or 0),
+                             tuple(sorted((float(v) for v in row[m] or () if v is not None), reverse=True)))
+                for m, t in zip(tops, totals)
+            )
+            cells.append(Cell(tuple(row[i] for i in keys), size, contributions))
+            if seen is not None:
+                seen.append(row)
+        categories = plan.group_categories or (None,) * len(keys)
+        return assess(cells, plan.min_group_size, plan.sdc, categories if keys else ())
 
 
 #: release_mode (from the policy) -> mode. "dp" will be added here.
 RELEASE_MODES: dict[str, ReleaseMode] = {"sdc": SdcRelease()}
+
+
+def _register_dp() -> None:
+    # Imported here: dp_release needs OpenDP, and this module must stay importable without it.
+    from .dp_release import DpRelease
+
+    RELEASE_MODES["dp"] = DpRelease()
+
+
+_register_dp()

@@ -83,6 +83,8 @@ class Assessment:
     by_rule: dict[str, int] = field(default_factory=dict)
     #: empty cells of the table's grid (not in ``suppressed``: they have no row)
     zeros: int = 0
+    #: per cell, the primary rules it failed (for tests and reviewers; never released)
+    flags: list[list[str]] = field(default_factory=list)
 
 
 def dominated(c: Contribution, n: int, k: float) -> bool:
@@ -156,9 +158,16 @@ def secondary(cells: Sequence[Cell], suppressed: set[int], keys: Sequence[set[An
                 # margin already: no choice within this query helps. The differencing guard sees
                 # those margins' populations differ by the suppressed cell's units.
                 continue
-            out.add(min(candidates, key=lambda i: (cells[i].size, i)))
+            # Smallest first; ties by key, never by row order: the same query (or a reworded
+            # one) must suppress the same cells, or two answers together would show them all.
+            out.add(min(candidates, key=lambda i: (cells[i].size, _order(cells[i].key))))
             changed = True
     return out - suppressed
+
+
+def _order(key: tuple[Any, ...]) -> tuple[tuple[bool, str, str], ...]:
+    """A total order on group keys of any types (NULLs last), independent of row order."""
+    return tuple((v is None, type(v).__name__, str(v)) for v in key)
 
 
 def assess(cells: Sequence[Cell], threshold: int, rules: SdcRules,
@@ -166,8 +175,10 @@ def assess(cells: Sequence[Cell], threshold: int, rules: SdcRules,
     """Primary rules on every cell, then secondary suppression over the table's lines."""
     by_rule = dict.fromkeys(SDC_RULES, 0)
     suppressed: set[int] = set()
+    flags = []
     for i, cell in enumerate(cells):
         failed = primary(cell, threshold, rules)
+        flags.append(failed)
         for rule in failed:
             by_rule[rule] += 1
         if failed:
@@ -180,4 +191,4 @@ def assess(cells: Sequence[Cell], threshold: int, rules: SdcRules,
     by_rule["secondary"] = len(extra)
     suppressed |= extra
     released = [i for i in range(len(cells)) if i not in suppressed]
-    return Assessment(released, suppressed, by_rule, zeros)
+    return Assessment(released, suppressed, by_rule, zeros, flags)

@@ -66,7 +66,7 @@ def query_rows(queries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     for i, q in enumerate(queries or [], 1):
         d = q.get("details") or {}
         rules = [x for x in d.get("decisions", []) if "allowed" in x]
-        suppression = [x for x in d.get("decisions", []) if "suppressed" in x]
+        suppression = [suppression_line(x) for x in d.get("decisions", []) if "suppressed" in x]
         out.append({
             "n": i, "sql": (q.get("sql") or "").strip(), "outcome": q.get("outcome"), "versions": q.get("versions") or {},
             "mode": d.get("mode", ""), "released": d.get("released_groups"), "suppressed": d.get("suppressed_groups"),
@@ -75,3 +75,10 @@ def query_rows(queries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
             "epsilon": d.get("epsilon") or d.get("eps"),
         })
     return out
+
+
+def suppression_line(decision: dict[str, Any]) -> dict[str, Any]:
+    """One suppression rule's outcome: its name, how many cells it suppressed, and its parameters."""
+    params = {k: v for k, v in decision.items() if k not in ("rule", "suppressed", "released", "allowed", "reason")}
+    shown = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
+    return {"rule": decision.get("rule", ""), "suppressed": decision.get("suppressed"), "params": shown}

@@ -22,21 +22,16 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 MAX_JOBS_PLOTTED = 200
 
 
-def budget_info(wh: Warehouse, who: Principal, name: str, ds: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The dataset's budget ledger if the warehouse keeps one (the gate's ledger), else None."""
-    if isinstance(ds.get("budget"), Mapping):
-        return ds["budget"]  # type: ignore[no-any-return]
-    service = getattr(wh, "budget", None) or getattr(wh, "budgets", None)
-    for method in ("show", "ledger", "get"):
-        fn = getattr(service, method, None)
-        if callable(fn):
-            try:
-                info = fn(who, name)
-            except TwhError:
-                return None
-            info = info.to_dict() if hasattr(info, "to_dict") else info
-            return info if isinstance(info, Mapping) else None
-    return None
+def budget_info(wh: Warehouse, who: Principal, name: str) -> Mapping[str, Any] | None:
+    """The dataset's budget ledger (the gate's :class:`~sandbox.budget.Budgets`), or None if not kept/visible."""
+    service = getattr(wh, "budgets", None)
+    if service is None:
+        return None
+    try:
+        info = service.show(who, name)
+    except TwhError:  # e.g. a steward of another dataset: the ledger is not theirs to read
+        return None
+    return info if isinstance(info, Mapping) else None
 
 
 def gate_points(wh: Warehouse, who: Principal, name: str) -> list[tuple[str, str, int]]:
@@ -61,7 +56,7 @@ def catalog(request: Request, viewer: Who, wh: WH) -> Response:
 def dataset_page(request: Request, name: str, viewer: Who, wh: WH) -> Response:
     who = viewer.principal
     ds = wh.datasets.show(who, name)
-    series = plots.budget_series(budget_info(wh, who, name, ds))
+    series = plots.budget_series(budget_info(wh, who, name))
     budget_plot = plots.data_uri(plots.budget_figure(series[0], series[1], name)) if series else None
     gate_plot = None
     if who.role is not Role.ENTERPRISE:  # the submitter never sees what the gate decided on its queries

@@ -14,13 +14,10 @@ import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display, ever
-
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # the object API: no pyplot, no backend switch, thread-safe per figure
 
 PALETTE = ["#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#64748b"]
 BUCKETS = {"minute": "%Y-%m-%d %H:%M", "hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d"}
@@ -42,8 +39,8 @@ def _label(t: datetime, bucket: str) -> str:
     return t.strftime(BUCKETS[bucket])
 
 
-def _axes(title: str, width: float = 9.0, height: float = 3.2) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(width, height), dpi=100)
+def _axes(title: str, width: float = 9.0, height: float = 3.0) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     ax.set_title(title, loc="left", fontsize=11, fontweight="bold", color="#0f172a")
     for side in ("top", "right"):
@@ -60,6 +57,7 @@ def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#64748b", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.figure.set_size_inches(9, 1.6)
 
 
 def _stacked(ax: Any, labels: list[str], series: Mapping[str, list[float]], colors: Mapping[str, str]) -> None:
@@ -68,8 +66,28 @@ def _stacked(ax: Any, labels: list[str], series: Mapping[str, list[float]], colo
     for name, values in series.items():
         ax.bar(x, values, bottom=bottom, label=name, color=colors[name], width=0.7)
         bottom = [b + v for b, v in zip(bottom, values)]
+    _xticks(ax, labels)
+
+
+def _xticks(ax: Any, labels: list[str]) -> None:
+    """Bucket labels without the repeated date when every bucket falls on one day."""
+    x = list(range(len(labels)))
+    days = {lab[:10] for lab in labels}
+    shown = [lab[11:] if len(days) == 1 and len(lab) > 10 else lab for lab in labels]
     step = max(1, len(labels) // 12)
-    ax.set_xticks(x[::step], [labels[i] for i in x[::step]], rotation=30, ha="right")
+    ax.set_xticks(x[::step], [shown[i] for i in x[::step]], rotation=0 if len(labels) <= 8 else 30,
+                  ha="center" if len(labels) <= 8 else "right")
+    ax.set_xlim(-0.75, max(len(labels) - 0.25, 2.25))
+    if len(days) == 1:
+        ax.set_xlabel(f"{next(iter(days))} (UTC)", fontsize=8, color="#475569")
+
+
+def _legend(fig: Figure, ax: Any, ncol: int) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    for other in fig.axes[1:]:
+        h, lab = other.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False, ncol=1 if ncol < 12 else 2)
 
 
 def activity_figure(records: Iterable[Mapping[str, Any]], bucket: str | None = None) -> Figure:
@@ -88,8 +106,7 @@ def activity_figure(records: Iterable[Mapping[str, Any]], bucket: str | None = N
     colors = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kinds)}
     _stacked(ax, labels, {k: [counts[k][lab] for lab in labels] for k in kinds}, colors)
     ax.set_ylabel("records", fontsize=8, color="#475569")
-    ax.legend(fontsize=8, frameon=False, ncol=min(len(kinds), 5), loc="upper left", bbox_to_anchor=(0, -0.28))
-    fig.subplots_adjust(bottom=0.42, left=0.07, right=0.98, top=0.88)
+    _legend(fig, ax, len(kinds))
     return fig
 
 
@@ -118,36 +135,44 @@ def gate_figure(points: Iterable[tuple[Any, str, int]], bucket: str | None = Non
         lab = _label(t, bucket)
         series["released queries" if outcome == "released" else "refused queries"][lab] += 1
         series["suppressed groups"][lab] += suppressed
-    colors = {"released queries": "#16a34a", "refused queries": "#dc2626", "suppressed groups": "#f59e0b"}
     x = list(range(len(labels)))
-    w = 0.27
-    for i, name in enumerate(series):
-        ax.bar([v + (i - 1) * w for v in x], [series[name][lab] for lab in labels], width=w, label=name,
-               color=colors[name])
-    step = max(1, len(labels) // 12)
-    ax.set_xticks(x[::step], [labels[i] for i in x[::step]], rotation=30, ha="right")
-    ax.legend(fontsize=8, frameon=False, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.28))
-    fig.subplots_adjust(bottom=0.42, left=0.07, right=0.98, top=0.88)
+    released = [series["released queries"][lab] for lab in labels]
+    refused = [series["refused queries"][lab] for lab in labels]
+    ax.bar(x, released, width=0.6, color="#16a34a", label="released queries")
+    ax.bar(x, refused, width=0.6, bottom=released, color="#dc2626", label="refused queries")
+    ax.set_ylabel("queries", fontsize=8, color="#475569")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    twin = ax.twinx()
+    twin.plot(x, [series["suppressed groups"][lab] for lab in labels], color="#f59e0b", marker="o", linewidth=2,
+              label="suppressed groups")
+    twin.set_ylim(bottom=0)
+    twin.set_ylabel("groups suppressed", fontsize=8, color="#b45309")
+    twin.tick_params(colors="#b45309", labelsize=8)
+    for side in ("top", "left", "bottom"):
+        twin.spines[side].set_visible(False)
+    _xticks(ax, labels)
+    _legend(fig, ax, 3)
     return fig
 
 
 def budget_series(info: Mapping[str, Any] | None) -> tuple[float, list[tuple[datetime, float]]] | None:
-    """``(total ε, [(time, ε spent)])`` from a budget ledger, or None when the dataset has no DP budget.
+    """``(total ε, [(time, ε charged)])`` from a budget ledger, or None when the dataset has no DP budget.
 
-    Tolerant of the ledger's shape: ``total``/``epsilon``/``epsilon_total`` and a list under
-    ``history``/``entries``/``ledger`` of ``{at|ts|created_at, epsilon|eps|spent}``.
+    Reads the ledger's shape (``{"budget": {"epsilon": "1"} | None, "history": [{"at", "epsilon"}]}``,
+    see :meth:`sandbox.budget.Budgets.show`); ε may be exact text such as ``"1/10"``.
     """
-    if not info:
+    if not info or info.get("budget") is None:
         return None
-    total = next((info[k] for k in ("epsilon_total", "total_epsilon", "total", "epsilon") if k in info), None)
-    entries = next((info[k] for k in ("history", "entries", "ledger", "spent") if isinstance(info.get(k), list)), [])
     try:
-        total_f = float(total["epsilon"] if isinstance(total, Mapping) else total)  # type: ignore[index,arg-type]
-        spent = [(_ts(e.get("at") or e.get("ts") or e.get("created_at")),
-                  float(e.get("epsilon", e.get("eps", e.get("spent", 0))))) for e in entries]
-    except (TypeError, ValueError, KeyError):
+        total = _eps(info["budget"]["epsilon"])
+        spent = [(_ts(e["at"]), _eps(e["epsilon"])) for e in info.get("history") or [] if e.get("at")]
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
         return None
-    return total_f, sorted(spent)
+    return total, sorted(spent)
+
+
+def _eps(value: Any) -> float:
+    return float(Fraction(str(value)))
 
 
 def budget_figure(total: float, spent: list[tuple[datetime, float]], dataset: str = "") -> Figure:
@@ -164,11 +189,9 @@ def budget_figure(total: float, spent: list[tuple[datetime, float]], dataset: st
         ax.step(times, left, where="post", color="#2563eb", linewidth=2, label="ε remaining")
         ax.fill_between(times, left, step="post", color="#2563eb", alpha=0.12)
         ax.axhline(0, color="#dc2626", linewidth=1, linestyle="--")
-        fig.autofmt_xdate()
     ax.set_ylim(bottom=min(0, total), top=total * 1.1 if total > 0 else 1)
     ax.set_ylabel("ε", fontsize=9, color="#475569")
     ax.legend(fontsize=8, frameon=False, loc="upper right")
-    fig.subplots_adjust(bottom=0.25, left=0.07, right=0.98, top=0.88)
     return fig
 
 

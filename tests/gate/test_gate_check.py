@@ -236,13 +236,14 @@ def test_rule_names_are_pinned() -> None:
         "identifier_column", "measure_outside_aggregate", "join_key_outside_on", "aggregate_not_allowed",
         "aggregate_argument", "aggregate_filter", "function_not_allowed", "select_item", "not_grouped", "alias",
         "where_clause", "group_by", "order_by", "release_mode", "literal_type", "engine_rejected", "timeout",
-        "resource_limit",
+        "resource_limit", "differencing",
+        "dp_bounds", "dp_unit", "dp_keys", "dp_budget",
     }
 
 
 def test_public_api_is_pinned() -> None:
     assert sorted(sandbox.gate.__all__) == sorted([
-        "ENGINES", "RELEASE_MODES", "RULES", "AggregateSpec", "ColumnRef", "GatedResult", "QueryPlan",
+        "ENGINES", "RELEASE_MODES", "RULES", "AggregateSpec", "ColumnRef", "GatedResult", "HiddenColumn", "QueryPlan",
         "ReleaseMode", "Released", "SdcRelease", "TableInfo", "json_safe", "open_connection", "plan_query",
         "run_query",
     ])
@@ -276,8 +277,10 @@ def test_count_by_dimension_plan(lookup: Lookup) -> None:
     assert plan.tables == ("registry",)
     assert plan.output_columns == ("industry", "n")
     assert plan.group_columns == (ColumnRef("registry", "industry"),)
-    assert plan.hidden_columns == ("__twh_rows", "__twh_units")
+    assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_key0", "__twh_ids_0")
+    assert [h.kind for h in plan.hidden] == ["size", "size", "key", "units"]
     assert plan.unit_columns == (ColumnRef("registry", "uscc"),)
+    assert plan.unit_scopes == (("registry",),)
     assert plan.min_group_size == 10
     assert plan.release_mode == "sdc"
     assert plan.require_approval is True
@@ -288,7 +291,11 @@ def test_count_by_dimension_plan(lookup: Lookup) -> None:
     assert "ORDER BY 2 DESC" in plan.engine_sql
     assert dict(plan.columns_read) == {"registry": ("industry", "uscc")}
     assert len(plan.sql_sha256) == 64
-    assert all(d.allowed and d.rule in {*RULES, "min_group_size"} for d in plan.decisions)
+    assert all(d.allowed and d.rule in {*RULES, "min_group_size", "dominance", "p_percent", "secondary"}
+               for d in plan.decisions)
+    # the differencing guard's unit lists are collected only when asked for
+    bare = plan_query("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry", lookup, populations=False)
+    assert bare.hidden_columns == ("__twh_rows", "__twh_units", "__twh_key0") and "ARRAY_AGG" not in bare.engine_sql
 
 
 def test_case_and_quoting_resolve_to_declared_names(lookup: Lookup) -> None:
@@ -321,7 +328,11 @@ def test_join_plan_uses_strictest_threshold_and_one_unit(lookup: Lookup) -> None
 
 def test_aggregates_are_sized_by_their_non_null_units(lookup: Lookup) -> None:
     plan = plan_query("SELECT SUM(employees) AS e, COUNT(*) AS n FROM registry", lookup)
-    assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_units_0_a0")
+    assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_units_0_a0", "__twh_top_a0",
+                                   "__twh_total_a0", "__twh_ids_0")
+    # dominance and p% read the two largest per-unit |sums| and their total
+    assert 'MAX(ABS("__twh_s0"), 2) AS "__twh_top_a0"' in plan.engine_sql
+    assert 'SUM(ABS("__twh_s0")) AS "__twh_total_a0"' in plan.engine_sql
     assert 'COUNT("registry"."employees") AS "__twh_c0"' in plan.engine_sql
     assert 'COUNT("__twh_u0") FILTER(WHERE "__twh_c0" > 0) AS "__twh_units_0_a0"' in plan.engine_sql
 
@@ -331,7 +342,9 @@ def test_rows_are_the_unit_without_privacy_unit() -> None:
     info = TableInfo("stats", policy, ("d", "m"))
     plan = plan_query("SELECT d, SUM(m) AS s FROM stats GROUP BY d", lambda name: info)
     assert plan.unit_columns == ()
-    assert plan.hidden_columns == ("__twh_rows", "__twh_rows_a0")
+    # rows are the contributors; no unit values to collect
+    assert plan.hidden_columns == ("__twh_rows", "__twh_rows_a0", "__twh_top_a0", "__twh_total_a0", "__twh_key0")
+    assert 'MAX(ABS("stats"."m"), 2)' in plan.engine_sql
 
 
 def test_where_shapes_are_accepted(lookup: Lookup) -> None:

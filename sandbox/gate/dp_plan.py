@@ -1,0 +1,269 @@
+"""The ``dp`` release mode's rewrite: contribution bounding and fixed point, in the engine's SQL.
+
+From the checked pieces of the analyst's query (:class:`~.clauses.Checker`), build one
+``GROUP BY`` whose per-group statistics have a known L1 sensitivity:
+
+* **Clamping** — every measure value is clamped to the policy's declared ``dp.bounds``
+  (``LEAST(GREATEST(x, lo), hi)``), multiplied by ``2**e`` and truncated toward zero
+  (:class:`dp.grid.Grid`): sums are exact BIGINT sums.
+* **Contribution bounding per privacy unit** — a unit with N > ``max_rows_per_unit`` (m) rows
+  in the dataset gets the weight m/N on each row, so its rows weigh at most m in any query.
+  Units are bucketed by ``hash(unit)``; a collision only bounds two units together (stricter).
+  The heavy-unit table (``hash → m/N``, only units with N > m) is computed once per snapshot
+  by trusted code (:mod:`.dp_bounding`) and joined with a LEFT JOIN, so a query costs one
+  extra hash probe rather than a window over all rows (see ARCHITECTURE.md for the numbers).
+  Weighted counts are fixed point too (``floor(w * 2**10)``).
+* **Group keys** — when every group column has a public key set, every key of their product
+  is released (empty ones too); otherwise keys are chosen by DP partition selection in the
+  release mode.
+
+The SQL is built as a sqlglot AST (DuckDB dialect; it transpiles to Spark SQL). ORDER BY is
+never sent to the engine: the release mode orders the *noisy* rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from fractions import Fraction
+
+from sqlglot import exp
+
+from dp.budget import to_fraction
+from dp.grid import COUNT_EXPONENT, Grid
+from policies import Decision
+
+from .clauses import Checker, Item, ident, ref_sql, refuse
+from .plan import AggregateSpec, ColumnRef, QueryPlan
+
+DIALECT = "duckdb"
+MAX_PUBLIC_CELLS = 100_000
+HEAVY_PREFIX = "__twh_heavy_"
+
+
+@dataclass(frozen=True)
+class HeavyUnits:
+    """A per-snapshot table of heavy units the engine must register (``__twh_heavy_<i>``)."""
+
+    dataset: str
+    unit: str
+    max_rows: int
+
+    def view_name(self, i: int) -> str:
+        return f"{HEAVY_PREFIX}{i}"
+
+
+@dataclass(frozen=True)
+class DpStat:
+    """One noised statistic per group: a (weighted) count or a clamped fixed-point sum."""
+
+    kind: str  # "count" | "sum"
+    column: ColumnRef | None  # None: COUNT(*)
+    #: fixed-point exponent: the engine's integer is value * 2**exponent
+    exponent: int
+    #: L1 sensitivity of the whole vector of this statistic over groups, in grid units
+    sensitivity: int
+    lo: Fraction | None = None
+    hi: Fraction | None = None
+
+
+@dataclass(frozen=True)
+class DpPlan:
+    stats: tuple[DpStat, ...]
+    #: per output aggregate: ("count"|"sum"|"avg", stat index, count stat index or -1)
+    outputs: tuple[tuple[str, int, int], ...]
+    #: per group column: its public keys, or None
+    public_keys: tuple[tuple[str, ...] | None, ...]
+    #: the stat index partition selection counts on (-1 when keys are public)
+    selection_stat: int
+    rows_per_unit: int
+    epsilon: Fraction
+    delta: Fraction
+    heavy: tuple[HeavyUnits, ...]
+    order: tuple[tuple[int, bool], ...]
+    #: datasets whose budget a run of this plan is charged to
+    charged: tuple[str, ...]
+    #: the user's output names, and per select item "group" or "agg", in select order
+    names: tuple[str, ...] = ()
+    item_kinds: tuple[str, ...] = ()
+
+    @property
+    def keys_public(self) -> bool:
+        return all(k is not None for k in self.public_keys)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"epsilon": str(self.epsilon), "delta": str(self.delta), "rows_per_unit": self.rows_per_unit,
+                "keys": "public" if self.keys_public else "partition_selection",
+                "statistics": [{"kind": s.kind, "column": str(s.column) if s.column else None,
+                                "grid_exponent": s.exponent, "sensitivity": s.sensitivity} for s in self.stats]}
+
+
+def _const(x: Fraction | int | float) -> exp.Expression:
+    v = float(x)
+    return exp.Neg(this=exp.Literal.number(repr(-v))) if v < 0 else exp.Literal.number(repr(v))
+
+
+def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
+            where_sql: exp.Expression | None, order_sql: exp.Order | None) -> QueryPlan:
+    rules = {t.name: t.policy.dp for t in c.tables}
+    if any(r is None for r in rules.values()):  # the policy model requires it; fail closed anyway
+        refuse("release_mode", "a dataset in dp mode declares no dp settings")
+    # Units: one dataset without a unit is row-level; otherwise every dataset must declare a
+    # unit and all of them must be joined by equality (one entity protected across the join).
+    units_declared = [t for t in c.tables if t.policy.privacy_unit is not None]
+    unit_refs: list[ColumnRef] = []
+    for info in units_declared:
+        physical = [col for col in info.columns if col.casefold() == info.policy.privacy_unit.casefold()]
+        unit_refs.append(ColumnRef(info.name, physical[0]))
+    if len(c.tables) > 1:
+        if len(units_declared) != len(c.tables):
+            refuse("dp_unit", "in dp mode every joined dataset must declare a privacy unit")
+        linked = {frozenset(p) for p in c.equalities}
+        first = unit_refs[0]
+        for other in unit_refs[1:]:
+            if frozenset((first, other)) not in linked and not any(
+                    frozenset((u, other)) in linked for u in unit_refs if u != other):
+                refuse("dp_unit", "in dp mode datasets must be joined on their privacy units "
+                                  f"({', '.join(str(u) for u in unit_refs)})")
+    heavy = tuple(HeavyUnits(t.name, ref.column, rules[t.name].max_rows_per_unit)
+                  for t, ref in zip(units_declared, unit_refs))
+    m = 1
+    for h in heavy:
+        m *= h.max_rows  # joined rows of one unit: the product of its rows in each dataset
+    weighted = bool(heavy)
+
+    # Statistics, deduplicated: COUNT(*) / COUNT(col) / SUM(col) (AVG = SUM / COUNT(col)).
+    stats: list[DpStat] = []
+    exprs: list[exp.Expression] = []
+    weight: exp.Expression = exp.Literal.number(1)
+    for i, _ in enumerate(heavy):
+        w = exp.Coalesce(this=exp.Column(this=ident("w"), table=ident(f"__twh_h{i}")),
+                         expressions=[exp.Literal.number("1.0")])
+        weight = w if i == 0 else exp.Mul(this=weight, expression=w)
+
+    def stat(kind: str, column: ColumnRef | None) -> int:
+        for j, s in enumerate(stats):
+            if s.kind == kind and s.column == column:
+                return j
+        if kind == "count":
+            if weighted:
+                unit = exp.Cast(this=exp.Floor(this=exp.Mul(this=weight.copy(),
+                                                            expression=exp.Literal.number(2 ** COUNT_EXPONENT))),
+                                to=exp.DataType.build("bigint"))
+                # +1: the float product may round up by far less than one grid step in all
+                st = DpStat("count", column, COUNT_EXPONENT, m * 2 ** COUNT_EXPONENT + 1)
+            else:
+                unit, st = exp.Literal.number(1), DpStat("count", column, 0, 1)
+            if column is not None:
+                unit = exp.If(this=exp.Not(this=exp.Is(this=ref_sql(column), expression=exp.Null())), true=unit,
+                              false=exp.Literal.number(0))
+            exprs.append(exp.Sum(this=unit))
+        else:
+            assert column is not None
+            bounds = rules[column.dataset].bounds.get(column.column)
+            if bounds is None:
+                refuse("dp_bounds", f"SUM/AVG of {column.column!r}: the policy of {column.dataset!r} declares no "
+                                    f"clamping bounds for it (dp.bounds)")
+            lo, hi = to_fraction(bounds[0]), to_fraction(bounds[1])
+            grid = Grid.for_bounds(lo, hi)
+            x = exp.Cast(this=ref_sql(column), to=exp.DataType.build("double"))
+            # Plain GREATEST/LEAST (sqlglot's nodes would add NULL-propagating CASEs): a NULL
+            # value stays NULL and SUM skips it, on DuckDB and Spark alike.
+            clamped = exp.Anonymous(this="LEAST", expressions=[
+                exp.Anonymous(this="GREATEST", expressions=[x, _const(lo)]), _const(hi)])
+            value: exp.Expression = clamped if not weighted else exp.Mul(this=weight.copy(), expression=clamped)
+            scaled = exp.Mul(this=value, expression=exp.Literal.number(2 ** grid.exponent) if grid.exponent >= 0
+                             else exp.Literal.number(repr(2.0 ** grid.exponent)))
+            exprs.append(exp.Sum(this=exp.Cast(this=exp.Anonymous(this="TRUNC", expressions=[scaled]),
+                                               to=exp.DataType.build("bigint"))))
+            st = DpStat("sum", column, grid.exponent, grid.sensitivity(m) + (1 if weighted else 0), lo, hi)
+        stats.append(st)
+        return len(stats) - 1
+
+    outputs: list[tuple[str, int, int]] = []
+    for item, _name in items:
+        if isinstance(item, AggregateSpec):
+            if item.func == "count":
+                outputs.append(("count", stat("count", item.column), -1))
+            elif item.func == "sum":
+                outputs.append(("sum", stat("sum", item.column), -1))
+            else:
+                outputs.append(("avg", stat("sum", item.column), stat("count", item.column)))
+
+    public: list[tuple[str, ...] | None] = []
+    for g in groups:
+        keys = rules[g.dataset].public_keys.get(g.column)
+        public.append(tuple(keys) if keys is not None else None)
+    epsilon = min(to_fraction(r.epsilon_per_query) for r in rules.values())
+    delta = min(to_fraction(r.delta_per_query) for r in rules.values())
+    selection = -1
+    if not all(k is not None for k in public):
+        if delta <= 0:
+            refuse("dp_keys", "group keys without a public key set need DP partition selection, and the policy "
+                              "allows no delta for it (dp.delta_per_query): group by dimensions with public_keys")
+        selection = stat("count", None)
+    else:
+        cells = 1
+        for k in public:
+            cells *= len(k or ())
+        if cells > MAX_PUBLIC_CELLS:
+            refuse("dp_keys", f"the public key sets span more than {MAX_PUBLIC_CELLS} cells")
+
+    # The SQL: group columns, then one column per statistic.
+    base = exp.Select(from_=exp.From(this=exp.Table(this=ident(c.tables[0].name))))
+    all_joins = list(joins)
+    for i, (h, ref) in enumerate(zip(heavy, unit_refs)):
+        on = exp.EQ(this=exp.Anonymous(this="hash", expressions=[ref_sql(ref)]),
+                    expression=exp.Column(this=ident("k"), table=ident(f"__twh_h{i}")))
+        all_joins.append(exp.Join(this=exp.Table(this=ident(h.view_name(i)), alias=exp.TableAlias(
+            this=ident(f"__twh_h{i}"))), side="LEFT", on=on))
+    if all_joins:
+        base.set("joins", all_joins)
+    if where_sql is not None:
+        base.set("where", exp.Where(this=where_sql))
+    group_names = [f"__twh_g{k}" for k in range(len(groups))]
+    stat_names = [f"__twh_dp{j}" for j in range(len(stats))]
+    base.set("expressions", [exp.alias_(ref_sql(g), n, quoted=True) for g, n in zip(groups, group_names)]
+             + [exp.alias_(e, n, quoted=True) for e, n in zip(exprs, stat_names)])
+    if groups:
+        base.set("group", exp.Group(expressions=[ref_sql(g) for g in groups]))
+    for ref in unit_refs:
+        c.mark_read(ref)
+
+    order: list[tuple[int, bool]] = []
+    if order_sql is not None:
+        for o in order_sql.expressions:
+            order.append((int(o.this.this) - 1, bool(o.args.get("desc"))))
+    dp_plan = DpPlan(tuple(stats), tuple(outputs), tuple(public), selection, m, epsilon, delta, heavy,
+                     tuple(order), tuple(t.name for t in c.tables), tuple(name for _, name in items),
+                     tuple("group" if isinstance(i, ColumnRef) else "agg" for i, _ in items))
+    unit_desc = ", ".join(str(u) for u in unit_refs) or "rows"
+    decisions = [
+        Decision(True, "select_only", "one SELECT statement without CTEs, subqueries, set operations or comments"),
+        Decision(True, "identifier_column", "no identifier column is used; dimensions are only grouped or filtered, "
+                                            "measures only aggregated, join keys only joined on"),
+        Decision(True, "dp_bounds", f"each privacy unit ({unit_desc}) weighs at most {m} rows; measures are "
+                                    "clamped to their declared bounds"),
+        Decision(True, "dp_keys", "group keys are the public key sets" if selection < 0
+                 else "group keys are chosen by DP partition selection"),
+    ]
+    if joins:
+        decisions.append(Decision(True, "join_condition", f"inner joins on join keys: {', '.join(c.joined)}"))
+    return QueryPlan(
+        original_sql=sql,
+        sql_sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest(),
+        tables=tuple(t.name for t in c.tables),
+        engine_sql=base.sql(dialect=DIALECT),
+        output_columns=tuple(group_names + stat_names),
+        group_columns=tuple(groups),
+        aggregates=tuple(item for item, _ in items if isinstance(item, AggregateSpec)),
+        columns_read=tuple((name, tuple(cols)) for name, cols in c.read.items()),
+        literal_kinds=tuple(c.literal_kinds),
+        hidden_columns=(),
+        decisions=tuple(decisions),
+        min_group_size=1,
+        unit_columns=tuple(unit_refs),
+        release_mode="dp",
+        require_approval=any(t.policy.output.require_approval for t in c.tables),
+        dp=dp_plan,
+    )
