@@ -1,0 +1,125 @@
+"""Entrypoints that run inside sandboxes (stdlib + torch; they import only this package).
+
+* :func:`train_main` — the **trainer sandbox**: its folder holds ``train_config.json``,
+  ``train.parquet``, ``holdout.parquet`` and, for a custom model, ``graph.json`` +
+  ``init.safetensors`` (already checked by the supervisor; checked again here). Writes
+  ``/out/model.safetensors`` and ``/out/report.json``. It has no broker and no network.
+* :func:`export_main` — the **user's sandbox**, second pass: imports the user's module, builds
+  the model, traces it on mock inputs, writes ``/out/graph.json`` + ``/out/init.safetensors``.
+
+A refusal is written to ``/out/error.json`` (code + reason) and the process exits 0, so that the
+supervisor can tell a refusal (with its reason) from a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path("/out")
+
+
+def _refuse(out: Path, code: str, reason: str) -> None:
+    (out / "error.json").write_text(json.dumps({"code": code, "reason": reason[:500]}))
+
+
+def _train(job: Path, out: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+
+    from .accounting import PrivacyPlan
+    from .evaluate import dp_holdout_metrics
+    from .features import encode
+    from .graph import check_no_batch_mixing, load_graph
+    from .mia import membership_attack
+    from .models import build_model
+    from .spec import TrainConfig
+    from .trainer import predict, train_dp
+    from .weights import read_safetensors, write_safetensors
+
+    conf = json.loads((job / "train_config.json").read_text())
+    torch.set_num_threads(int(conf.get("threads", 1)))
+    cfg = TrainConfig.from_dict(conf["train"])
+    plan = PrivacyPlan(**conf["plan"])
+    train = encode(pq.read_table(job / "train.parquet").to_pydict(), cfg)
+    hold = encode(pq.read_table(job / "holdout.parquet").to_pydict(), cfg)
+    names: dict[str, str] = {}
+    if cfg.model.kind == "custom":
+        graph = json.loads((job / "graph.json").read_text())
+        init = {k: torch.from_numpy(v.copy()) for k, v in read_safetensors((job / "init.safetensors").read_bytes()).items()}
+        model = load_graph(graph, init, len(cfg.numeric))
+        check_no_batch_mixing(model, torch.from_numpy(train.x_num[:32]), torch.from_numpy(train.x_cat[:32]))
+        names = {v: k for k, v in model.parameter_names().items()}
+    else:
+        model = build_model(cfg)
+    result = train_dp(model, train, cfg, plan)
+    arrays = {names.get(k, k): v.numpy().astype(np.float32) for k, v in result.state.items()}
+    (out / "model.safetensors").write_bytes(write_safetensors(arrays))
+    out_train, out_hold = predict(model, train), predict(model, hold)
+    report: dict[str, Any] = {
+        "steps": result.steps, "epoch_losses": result.epoch_losses, "samples": result.samples,
+        "seconds": round(result.seconds, 3), "samples_per_second": round(result.samples_per_second, 1),
+        "peak_rss_mb": round(result.peak_rss_mb, 1), "n_train": len(train), "n_holdout": len(hold),
+    }
+    if cfg.loss == "bce":
+        prob = 1 / (1 + np.exp(-out_hold))
+        report["holdout"] = dp_holdout_metrics(prob, hold.y, cfg.eval_epsilon).to_dict()
+    report["attack"] = membership_attack(out_train, train.y, out_hold, hold.y, cfg.loss).to_dict()
+    (out / "report.json").write_text(json.dumps(report, allow_nan=True))
+
+
+def train_main(job: str = ".", out: str = str(OUT)) -> int:
+    from .errors import TrainingError
+
+    try:
+        _train(Path(job), Path(out))
+    except TrainingError as exc:
+        _refuse(Path(out), exc.code, exc.message)
+    return 0
+
+
+def export_main(job: str = ".", out: str = str(OUT)) -> int:
+    import importlib.util
+
+    import torch
+
+    from .errors import TrainingError
+    from .graph import export_graph, graph_bytes
+    from .weights import write_safetensors
+
+    conf = json.loads(Path(job, "twh_mock.json").read_text())
+    try:
+        spec = importlib.util.spec_from_file_location("twh_user_model", Path(job, conf["module"]))
+        if spec is None or spec.loader is None:
+            raise TrainingError("the model module cannot be loaded", code="model_refused")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        builder = getattr(mod, conf["builder"], None)
+        if not callable(builder):
+            raise TrainingError(f"{conf['module']} has no function {conf['builder']}", code="model_refused")
+        module = builder(int(conf["n_numeric"]), list(conf["cardinalities"]))
+        if not isinstance(module, torch.nn.Module):
+            raise TrainingError(f"{conf['builder']} did not return a torch.nn.Module", code="model_refused")
+        n = 16
+        x_num = torch.rand(n, int(conf["n_numeric"]))
+        cards = list(conf["cardinalities"]) or [1]
+        x_cat = torch.stack([torch.randint(0, c, (n,)) for c in cards], 1)[:, : len(conf["cardinalities"])]
+        graph, state = export_graph(module, x_num, x_cat)
+    except TrainingError as exc:
+        _refuse(Path(out), exc.code, exc.message)
+        return 0
+    except Exception as exc:  # the user's code failed: its type only (the message could be anything)
+        _refuse(Path(out), "model_refused", f"building or exporting the model failed ({type(exc).__name__})")
+        return 0
+    Path(out, "graph.json").write_bytes(graph_bytes(graph))
+    Path(out, "init.safetensors").write_bytes(write_safetensors({k: v.numpy() for k, v in state.items()}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - used as `python -m dp.training.entry train|export`
+    sys.exit({"train": train_main, "export": export_main}[sys.argv[1]]())
+    os._exit(0)

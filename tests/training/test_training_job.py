@@ -1,0 +1,89 @@
+"""A training job end to end, through both sandboxes: the user's model exported on mock data in
+the job's sandbox, the platform's trainer in its own, ε reserved first, certified weights out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from sandbox.demo.scenario import JOBS, build_warehouse  # noqa: E402
+
+HERE = Path(__file__).parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    from sandbox.runner import check_sandbox_available
+
+    check_sandbox_available()
+    wh, clients = build_warehouse(tmp_path_factory.mktemp("train") / "wh", n_enterprises=500, say=lambda *a: None)
+    yield wh, clients
+    wh.close()
+
+
+def _job(tmp_path: Path, **train: object) -> Path:
+    import yaml
+
+    job = tmp_path / "job"
+    shutil.copytree(JOBS / "train_default", job)
+    spec = yaml.safe_load((job / "job.yaml").read_text())
+    spec["train"].update(train)
+    (job / "job.yaml").write_text(yaml.safe_dump(spec))
+    shutil.copy(HERE / "models_zoo.py", job / "model.py")
+    return job
+
+
+def test_custom_model_is_trained_certified_and_released_for_review(demo, tmp_path: Path) -> None:
+    wh, c = demo
+    job = c["analyst"].submit_job(_job(tmp_path, epochs=1, batch_size=64, privacy={"epsilon": 1, "delta": 1e-8},
+                                       model={"kind": "custom", "module": "model.py"}))
+    assert job["state"] == "awaiting_approval", c["bank_steward"].get_job(job["id"])["reason"]
+    files = {f["name"]: f["data"] for f in c["bank_steward"].preview_export(job["export"]["id"])}
+    assert {"model.safetensors", "model_card.json", "model_card.png", "attack_report.json"} <= set(files)
+    card = json.loads(files["model_card.json"])
+    assert card["privacy"]["epsilon"] <= 1.0 and card["privacy"]["cross_check"]["epsilon"] >= card["privacy"]["epsilon"]
+    assert card["hashes"]["graph_sha256"] and card["data"]["versions"]
+    assert files["model_card.png"].startswith(b"\x89PNG")
+    from dp.training.weights import read_safetensors
+
+    assert set(read_safetensors(files["model.safetensors"])) == set(card["model"]["weights"])
+    # the ledger was charged on every dataset read, before the trainer ran
+    for ds in ("bank_loans", "tax_payments", "enterprise_registry", "social_insurance"):
+        assert [h["kind"] for h in c["admin"].budget(ds)["history"] if h["job_id"] == job["id"]] == ["training"]
+    actions = [r["action"] for r in c["auditor"].audit_records(limit=1000) if r.get("object_id") in (job["id"],)
+               or r["action"] == "budget.reserved"]
+    assert actions.index("budget.reserved") < actions.index("training.trainer_ran")
+    # the analyst sees no content before approval
+    assert c["analyst"].get_job(job["id"])["queries"] is None
+
+
+def test_a_batchnorm_model_is_refused_in_the_sandbox_with_its_reason(demo, tmp_path: Path) -> None:
+    wh, c = demo
+    path = _job(tmp_path, model={"kind": "custom", "module": "model.py", "builder": "bn"})
+    (path / "model.py").write_text((path / "model.py").read_text() + "\n\ndef bn(n, cards):\n    return UsesBatchNorm(n)\n")
+    job = c["analyst"].submit_job(path)
+    assert job["state"] == "failed"
+    reason = c["bank_steward"].get_job(job["id"])["reason"]
+    assert "BatchNorm" in reason
+
+
+def test_a_trainer_killed_mid_training_keeps_the_charge_and_releases_nothing(demo, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox import training
+    from sandbox.runner import SandboxLimits
+
+    wh, c = demo
+    real = training.Training._limits
+    monkeypatch.setattr(training.Training, "_limits",
+                        lambda self, outputs: SandboxLimits(**{**real(self, outputs).__dict__, "wall_seconds": 2}))
+    job = c["analyst"].submit_job(_job(tmp_path, privacy={"epsilon": 0.5, "delta": 1e-8}))
+    assert job["state"] == "failed" and job["export"] is None
+    assert "stays spent" in c["bank_steward"].get_job(job["id"])["reason"]
+    assert [h["kind"] for h in c["admin"].budget("bank_loans")["history"] if h["job_id"] == job["id"]] == ["training"]
