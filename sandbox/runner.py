@@ -213,8 +213,10 @@ def _command(uid: int, limits: SandboxLimits, job_copy: Path, out_dir: Path, ent
         _tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--",
         _tool("bwrap"), "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
         "--new-session", "--die-with-parent", "--hostname", "twh-job", "--info-fd", str(INFO_FD),
-        *_usr_args(), *bind_args,
+        # The private /tmp first: a bind below it (a venv or checkout under /tmp, as in a CI clone)
+        # must be mounted on top of it, not hidden by it.
         "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+        *_usr_args(), *bind_args,
         # Every other writable tmpfs would be unbounded memory: shm gets a small one, the
         # root (and /dev's own tmpfs) become read-only once the tree is built.
         "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/",

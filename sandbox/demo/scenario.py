@@ -86,8 +86,10 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) 
     for q in c["tax_steward"].get_job(job["id"])["queries"]:
         d = q["details"]
         if q["outcome"] == "released":
+            why = ", ".join(f"{x['rule']} {x['suppressed']}" for x in d.get("decisions", [])
+                            if x.get("suppressed") and x.get("rule") != "sdc")
             say(f"  query released on versions {q['versions']}: {d['released_groups']} groups, "
-                f"[bold]{d['suppressed_groups']} suppressed[/] (fewer than 10 enterprises)")
+                f"[bold]{d['suppressed_groups']} suppressed[/] (cells failing each rule: {why})")
         else:
             say(f"  query refused: {d.get('reason')}")
     if job["state"] != "awaiting_approval":

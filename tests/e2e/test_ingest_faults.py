@@ -45,7 +45,8 @@ def test_kill_9_at_random_points_leaves_the_previous_version_and_a_retry_complet
     name = register(wh, people, expectations=[])
     path = str(Path(wh.settings.home) / "tables" / "market" / name)
     n = 40_000
-    env = {**os.environ, "TWH_HOME": str(wh.settings.home), "TWH_USER": "bank_steward"}
+    env = {**os.environ, "TWH_HOME": str(wh.settings.home), "TWH_USER": "bank_steward",
+           "TWH_DATABASE_URL": wh.settings.database_url}  # the same catalog on the PostgreSQL pass
 
     def run(src: Path) -> subprocess.Popen:
         return subprocess.Popen([TWH, "--json", "ingest", name, str(src)], env=env, stdout=subprocess.DEVNULL,

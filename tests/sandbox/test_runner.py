@@ -346,3 +346,13 @@ def test_reap_kills_every_process_of_the_uid_and_nothing_else(sandbox_available)
             bystander.kill()
             bystander.wait()
             victim.wait()
+
+
+def test_private_tmp_is_mounted_before_the_binds_so_a_venv_under_tmp_stays_visible(tmp_path):
+    """A checkout (and its venv) under /tmp, as CI clones are, must not be hidden by the job's /tmp."""
+    from sandbox.runner import SandboxLimits, _command
+
+    _staged, argv = _command(250000, SandboxLimits(), tmp_path / "job", tmp_path / "out", "job.py", None)
+    tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
+    binds = [i for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")]
+    assert binds and all(i > tmpfs for i in binds)
