@@ -16,7 +16,7 @@ A broken bar fails the load (or, in row-quarantine mode, is set aside with its r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from .db import AuditHead, AuditRecord, Database
 from .errors import AuditWriteFailed
+from .keys import load_or_create_key
 
 GENESIS = "0" * 64
 _FIELDS = ("seq", "ts", "actor", "tenant", "action", "object_type", "object_id", "details", "prev_hash")
@@ -68,7 +68,7 @@ class VerifyResult:
 class AuditLog:
     def __init__(self, db: Database, secrets_dir: Path, anchors_path: Path) -> None:
         self.db = db
-        self._key = _load_or_create_key(secrets_dir / "audit.key")
+        self._key = load_or_create_key(secrets_dir / "audit.key")
         self._anchors = anchors_path
         self._anchors.parent.mkdir(parents=True, exist_ok=True)
 
@@ -199,20 +199,3 @@ def _after_commit(session: Session, fn: Any) -> None:
             pass  # the anchor is a second line of defence; the record itself is committed
 
     event.listen(session, "after_commit", _run, once=True)
-
-
-def _load_or_create_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex())
-    return key

@@ -55,6 +55,7 @@ from .budget import Budgets
 from .context import Context, get_dataset, stewards_of
 from .db import BudgetCharge
 from .errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound, QueryRefused, Refused
+from .gate.engine import snapshot_source
 from .manifest import DatasetManifest
 from .mock import mock_table
 from .snapshot import Snapshot
@@ -105,15 +106,7 @@ def bounded_rows(snap: Snapshot, columns: list[str], unit: str | None, max_rows:
                                              "autoload_known_extensions": False,
                                              "python_enable_replacements": False})
     try:
-        if not snap.needs_delta_reader and snap.files and all(f.startswith("/") for f in snap.files):
-            files = ", ".join("'" + f.replace("'", "''") + "'" for f in snap.files)
-            source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
-        else:
-            import deltalake
-
-            ds: Any = deltalake.DeltaTable(snap.table_path, version=snap.version).to_pyarrow_dataset()
-            con.register("__twh_src", ds)
-            source = "__twh_src"
+        source, _files = snapshot_source(con, snap, "__twh_src")
         cols = ", ".join(_quote(c) for c in columns)
         if unit is None:
             return con.sql(f"SELECT {cols} FROM {source}").to_arrow_table()

@@ -22,7 +22,6 @@ suppression.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import numpy as np

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import InternalError
 from ..snapshot import Snapshot
+from .engine import snapshot_source
 
 _CACHE: OrderedDict[tuple[str, int, str, int], pa.Table] = OrderedDict()
 _LOCK = threading.Lock()
@@ -45,15 +45,7 @@ def _compute(snap: Snapshot, unit: str, max_rows: int) -> pa.Table:
                                              "autoload_known_extensions": False,
                                              "python_enable_replacements": False})
     try:
-        if not snap.needs_delta_reader and snap.files and all(f.startswith("/") for f in snap.files):
-            files = ", ".join("'" + f.replace("'", "''") + "'" for f in snap.files)
-            source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
-        else:
-            import deltalake
-
-            ds: Any = deltalake.DeltaTable(snap.table_path, version=snap.version).to_pyarrow_dataset()
-            con.register("__twh_src", ds)
-            source = "__twh_src"
+        source, _files = snapshot_source(con, snap, "__twh_src")
         m = int(max_rows)
         return con.sql(f"SELECT hash({_quote_ident(unit)}) AS k, CAST({m} AS DOUBLE) / COUNT(*) AS w "
                        f"FROM {source} GROUP BY 1 HAVING COUNT(*) > {m}").to_arrow_table()

@@ -111,6 +111,20 @@ def _columns_for(plan: QueryPlan, snapshot: Snapshot) -> tuple[str, ...]:
     return wanted or (snapshot.columns[:1] if snapshot.columns else ())
 
 
+def snapshot_source(con: duckdb.DuckDBPyConnection, snap: Snapshot, alias: str) -> tuple[str, tuple[str, ...]]:
+    """A FROM source reading exactly ``snap``, and the files it reads.
+
+    The fast path scans the pinned version's own Parquet files; otherwise the delta-rs dataset is
+    registered on ``con`` as ``alias``. Trusted callers (the gate's views, DP bounding, the
+    synthesiser) all read snapshots through this one function.
+    """
+    if not snap.needs_delta_reader and _plain_files(snap):
+        files = ", ".join(_quote_str(f) for f in snap.files)
+        return f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)", tuple(snap.files)
+    con.register(alias, _delta_dataset(snap))
+    return _quote_ident(alias), ()
+
+
 def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> duckdb.DuckDBPyConnection:
     """A locked-down connection exposing one view per dataset of ``plan`` (see module docstring)."""
     con = duckdb.connect(":memory:", config=dict(_CONFIG))
@@ -120,13 +134,8 @@ def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> duckd
             snap = snapshots[name]
             cols = _columns_for(plan, snap)
             projection = ", ".join(_quote_ident(c) for c in cols) if cols else "*"
-            if not snap.needs_delta_reader and _plain_files(snap):
-                files = ", ".join(_quote_str(f) for f in snap.files)
-                source = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
-                allowed.extend(snap.files)
-            else:
-                source = _quote_ident(f"__twh_src_{i}")
-                con.register(f"__twh_src_{i}", _delta_dataset(snap))
+            source, files = snapshot_source(con, snap, f"__twh_src_{i}")
+            allowed.extend(files)
             con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT {projection} FROM {source}")
         if plan.dp is not None:  # dp mode: per-snapshot heavy-unit weights (see dp_bounding)
             from .dp_bounding import heavy_units

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from ..keys import load_or_create_key
 
 COOKIE = "twh_session"
 LOGIN_COOKIE = "twh_login"  # a nonce binding the login form to this browser (login CSRF)
@@ -36,7 +36,7 @@ class WebSession:
 
 class SessionStore:
     def __init__(self, secrets_dir: Path, *, clock: object = time.monotonic) -> None:
-        self._key = _load_or_create_key(secrets_dir / "web_session.key")
+        self._key = load_or_create_key(secrets_dir / "web_session.key")
         self._sessions: dict[str, WebSession] = {}
         self._lock = threading.Lock()
         self._clock = clock
@@ -108,19 +108,3 @@ class SessionStore:
 
     def csrf_ok(self, s: WebSession, sent: str | None) -> bool:
         return bool(sent) and hmac.compare_digest(s.csrf, sent or "")
-
-
-def _load_or_create_key(path: Path) -> bytes:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex())
-    return key
