@@ -9,6 +9,7 @@ import json
 import secrets
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -53,6 +54,11 @@ def warehouse_secrets(tmp_path: Path) -> Iterator[list[Path]]:
     var_dir.rmdir()
 
 
+def _venv_chain() -> list[str]:
+    """The folders from / down to the venv (a checkout may live anywhere, CI clones under /tmp)."""
+    return [str(p) for p in reversed(Path(sys.prefix).parents) if p != Path("/")]
+
+
 def test_host_files_are_invisible(run_job, warehouse_secrets: list[Path]) -> None:
     in_tmp, in_var, catalog = warehouse_secrets
     result = run_job(f"""
@@ -68,7 +74,7 @@ def test_host_files_are_invisible(run_job, warehouse_secrets: list[Path]) -> Non
             out["sqlite"] = "read"
         except sqlite3.Error as exc:
             out["sqlite"] = "refused"
-        for d in ["/", "/work", "/work/main", "/root", "/etc", "/var", "/run", "/home", "/tmp", "/sys"]:
+        for d in {["/", "/root", "/etc", "/var", "/run", "/home", "/tmp", "/sys", *_venv_chain()]!r}:
             try:
                 out[d] = sorted(os.listdir(d))
             except OSError as exc:
@@ -80,13 +86,19 @@ def test_host_files_are_invisible(run_job, warehouse_secrets: list[Path]) -> Non
     for p in warehouse_secrets:
         assert seen[str(p)] == "FileNotFoundError"
     assert seen["sqlite"] == "refused"
-    assert seen["/work"] == ["main"] and seen["/work/main"] == [".venv"]  # only the venv, read-only
-    assert seen["/root"] == [".pyenv"]
+    # Of the checkout that holds the venv, only the path down to the venv exists (read-only).
+    venv = Path(sys.prefix)
+    for parent in venv.parents:
+        if parent != Path("/") and parent != Path("/tmp"):
+            assert seen[str(parent)] == [venv.relative_to(parent).parts[0]], parent
+    if Path("/root") in Path(sys.base_prefix).parents:  # the interpreter (pyenv) lives under /root here
+        assert seen["/root"] == [Path(sys.base_prefix).relative_to("/root").parts[0]]
     for d in ("/etc", "/var", "/run", "/home", "/sys"):
         assert seen[d] == "FileNotFoundError"
-    assert seen["/tmp"] == []
+    under_tmp = Path("/tmp") in venv.parents
+    assert seen["/tmp"] == ([venv.relative_to("/tmp").parts[0]] if under_tmp else [])
     assert set(seen["/"]) <= {"bin", "dev", "job", "lib", "lib64", "out", "proc", "root", "sbin", "tmp", "twh",
-                              "usr", "work"}
+                              "usr", venv.parts[1]}
 
 
 def test_read_only_everywhere_but_out_and_tmp(run_job) -> None:
