@@ -143,7 +143,8 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) 
     say(f"  chain ok={v['ok']} over {v['records']} records; actions: {actions}")
     if not v["ok"]:
         raise AssertionError("audit chain broken")
-    say("[bold green]demo finished[/]: raw rows never left the warehouse; only a gated, approved CSV did.")
+    say("[bold green]demo finished[/]: raw rows never left the warehouse; only gated aggregates and "
+        "DP-trained weights did, each approved by its stewards.")
     wh.close()
     return {"job": job, "export_id": export_id, "download": [str(p) for p in paths], "audit": v}
 
