@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from sandbox.api import create_app
 from sandbox.client import Client
 from sandbox.errors import AuthError, Forbidden, InvalidInput, NotFound
+from serving import serving
 
 from .conftest import FIRMS, LOANS, write_data
 from .test_flow import RATE_JOB
@@ -25,20 +22,8 @@ from .test_flow import RATE_JOB
 def server(wh, people):
     """A running service on a free loopback port, plus a token per user."""
     tokens = {name: wh.users.issue_token(people["admin"], name) for name in people}
-    app = create_app(warehouse=wh)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    yield url, tokens
-    srv.should_exit = True
-    t.join(timeout=10)
+    with serving(create_app(warehouse=wh)) as url:
+        yield url, tokens
 
 
 def test_flow_through_the_client(server, tmp_path, job_dir):

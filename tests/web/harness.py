@@ -8,21 +8,18 @@ downloads a browser here.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 
 from sandbox.api import create_app
 from sandbox.demo.scenario import JOBS, build_warehouse
 from sandbox.warehouse import Warehouse
+from serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -73,21 +70,10 @@ def demo_server(home: Path, *, n_enterprises: int = 300) -> Iterator[Demo]:
     analyst = clients["analyst"]
     rate_job = analyst.submit_job(JOBS / "default_rate")
     xss_job = analyst.submit_job(_job(home / "xss_job", "notes", XSS_JOB, ["enterprise_registry"]))
-    app = create_app(warehouse=wh)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
-        yield Demo(wh, f"http://127.0.0.1:{port}", tokens, rate_job, xss_job)
+        with serving(create_app(warehouse=wh)) as url:
+            yield Demo(wh, url, tokens, rate_job, xss_job)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         wh.close()
 
 
