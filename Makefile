@@ -4,12 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pg bench setup sysdeps clean screenshots
+.PHONY: demo test test-pg bench setup sysdeps clean screenshots spark-jars
+
+ENGINE ?= duckdb
 
 demo: setup
-	$(BIN)/twh demo --home var/demo-warehouse
+	$(if $(filter spark,$(ENGINE)),$(MAKE) spark-jars,)
+	TWH_ENGINE=$(ENGINE) $(BIN)/twh demo --home var/demo-warehouse
 
-test: setup
+test: setup spark-jars
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The tests that use the catalog, against a throwaway PostgreSQL (needs the postgresql package).
@@ -24,6 +27,13 @@ screenshots: setup
 	$(BIN)/python tests/web/screenshots.py var/screenshots
 
 setup: sysdeps $(STAMP)
+
+# delta-spark's JARs, resolved from Maven Central by Spark's Ivy once into the venv (sandbox/spark.py).
+SPARK_STAMP := $(VENV)/share/twh-spark-ivy/.resolved
+spark-jars: setup $(SPARK_STAMP)
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m sandbox.spark
+	@touch $@
 
 # System packages: bubblewrap isolates jobs; chromium runs the browser tests (never `playwright install`). Installed when missing (as root with apt-get),
 # otherwise a clear message says what to install.
@@ -42,6 +52,13 @@ sysdeps:
 	  else \
 	    echo "the browser tests need Debian's chromium: sudo apt-get install chromium fonts-wqy-microhei" >&2; exit 1; \
 	  fi; }
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing a Java runtime for the spark engine (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless) >/dev/null; \
+	  else \
+	    echo "the spark engine needs Java 17+: sudo apt-get install openjdk-17-jre-headless" >&2; exit 1; \
+	  fi; }
 	@command -v setpriv >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1 || { \
 	  echo "setpriv and prlimit (package util-linux) are required" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -49,7 +66,7 @@ sysdeps:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,train]'
+	$(BIN)/python -m pip install -q -e '.[test,train,spark,syft]'
 	@touch $(STAMP)
 
 clean:

@@ -8,7 +8,8 @@ Environment variables (all optional):
 ============================  ============================================================
 ``TWH_HOME``                  the warehouse directory, a path or ``file://`` URI (default ``./warehouse``)
 ``TWH_DATABASE_URL``          SQLAlchemy URL of the catalog (default SQLite inside TWH_HOME)
-``TWH_ENGINE``                query engine: ``duckdb`` (default)
+``TWH_ENGINE``                query engine: ``duckdb`` (default) or ``spark``
+``TWH_SPARK_MASTER``          Spark master URL for ``spark`` (default ``local[*]``)
 ``TWH_AUTO_MIGRATE``          ``0``: opening the warehouse only checks the schema (default ``1``)
 ``TWH_WORKER_ID``             this process's worker identity (default ``embedded@HOST``)
 ``TWH_LEASE_SECONDS``         job lease length (default 30)
@@ -36,7 +37,11 @@ class Settings(BaseModel):
 
     home: Path = Field(description="warehouse directory: tables, job scratch, exports, audit anchors")
     database_url: str = Field(default="", description="catalog database; empty means SQLite in `home`")
-    engine: Literal["duckdb"] = "duckdb"
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    #: the Spark master for engine=spark: local[*], spark://host:7077, yarn, k8s://...
+    spark_master: str = Field(default="local[*]", min_length=1)
+    #: extra Spark configuration for engine=spark (e.g. executor memory, an object-store connector)
+    spark_conf: dict[str, str] = Field(default_factory=dict)
     job_wall_seconds: float = Field(default=120.0, gt=0)
     job_cpu_seconds: int = Field(default=120, gt=0)
     job_memory_mb: int = Field(default=2048, ge=256)
@@ -104,7 +109,7 @@ class Settings(BaseModel):
             values["engine"] = env["TWH_ENGINE"]
         for key, field in (("TWH_JOB_WALL_SECONDS", "job_wall_seconds"), ("TWH_JOB_MEMORY_MB", "job_memory_mb"),
                            ("TWH_AUTO_MIGRATE", "auto_migrate"), ("TWH_WORKER_ID", "worker_id"),
-                           ("TWH_LEASE_SECONDS", "lease_seconds")):
+                           ("TWH_LEASE_SECONDS", "lease_seconds"), ("TWH_SPARK_MASTER", "spark_master")):
             if env.get(key):
                 values[field] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,91 @@
+"""The scale-out engine's SparkSession: Spark + delta-spark, one per process.
+
+delta-spark's JARs are resolved the standard way — :func:`delta.configure_spark_with_delta_pip`
+adds ``io.delta:delta-spark_<spark>_<scala>`` to ``spark.jars.packages`` and Spark's Ivy fetches
+it from Maven Central — into a cache inside the environment (``<sys.prefix>/share/twh-spark-ivy``,
+or ``TWH_SPARK_IVY``), so only the first session on a machine downloads anything
+(``make spark-jars`` does that up front).
+
+The master is a setting (``TWH_SPARK_MASTER``): ``local[*]`` by default, or any master URL
+(``spark://host:7077``, ``yarn``, ``k8s://…``). Extra Spark configuration comes from
+``Settings.spark_conf``. pyspark is imported lazily: the embedded default never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InternalError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import SparkSession
+
+#: small-box defaults: few shuffle partitions, no UI, Delta snapshots rebuilt in one task
+_DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "true",
+    "spark.driver.memory": "2g",
+}
+
+_lock = threading.Lock()
+_session: SparkSession | None = None
+_session_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
+
+
+def ivy_dir() -> Path:
+    """Where Ivy keeps delta-spark's JARs (inside the environment, so a fresh venv refetches once)."""
+    return Path(os.environ.get("TWH_SPARK_IVY") or Path(sys.prefix) / "share" / "twh-spark-ivy")
+
+
+def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
+    """The process's SparkSession with Delta Lake, created on first use.
+
+    A second call with a different master or configuration is an error: one JVM per process.
+    """
+    global _session, _session_key
+    key = (master, tuple(sorted((conf or {}).items())))
+    with _lock:
+        if _session is not None:
+            if key != _session_key:
+                raise InternalError("a SparkSession with another master/configuration is already running")
+            return _session
+        try:
+            from delta import configure_spark_with_delta_pip
+            from pyspark.sql import SparkSession
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InternalError("the spark engine needs pyspark and delta-spark: pip install "
+                                "'training-warehouse[spark]'") from exc
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder: Any = SparkSession.builder.master(master).appName("training-warehouse")
+        for k, v in {**_DEFAULT_CONF, "spark.jars.ivy": str(ivy_dir()), **(conf or {})}.items():
+            builder = builder.config(k, v)
+        session = configure_spark_with_delta_pip(builder).getOrCreate()
+        session.sparkContext.setLogLevel("ERROR")
+        _session, _session_key = session, key
+        return session
+
+
+def stop_session() -> None:
+    global _session, _session_key
+    with _lock:
+        if _session is not None:
+            _session.stop()
+        _session, _session_key = None, None
+
+
+if __name__ == "__main__":  # `python -m sandbox.spark`: resolve the JARs once (make spark-jars)
+    s = get_session("local[1]")
+    print(f"delta-spark ready: Spark {s.version}; JARs cached in {ivy_dir()}")
+    stop_session()
