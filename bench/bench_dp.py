@@ -3,9 +3,14 @@
 Two policies over one table of ``--rows`` rows and rows/10 units (1M units at 10M rows):
 
 * row-level (no privacy unit): clamping + fixed point + discrete Laplace via OpenDP;
+* unit-level with ``max_rows_per_unit: 10000`` (no unit is heavy): the light plan, no join;
 * unit-level (``max_rows_per_unit: 5``): the heavy-unit weights table joined in. Its one-off
   computation per snapshot is reported separately (``first_query_ms``), then queries are timed
   warm — what every later query on that snapshot costs.
+
+``previous_*``: the rewrite before issue #4 (``LEAST(GREATEST(..))`` clamping, ``SUM(1)`` counts,
+float count weights ``FLOOR(w * 1024)``), its SQL kept verbatim below and run through the same
+gate path (connection, heavy table, release) on the same snapshot, interleaved in the same run.
 """
 
 from __future__ import annotations
@@ -15,16 +20,29 @@ import time
 from pathlib import Path
 
 
+_G = '"loans"."industry" AS "__twh_g0", "loans"."district" AS "__twh_g1"'
+_X = 'LEAST(GREATEST(CAST("loans"."amount" AS DOUBLE), 0.0), 1000.0)'
+_BY = 'GROUP BY "loans"."industry", "loans"."district"'
+PREVIOUS_ROW_SQL = (f'SELECT {_G}, SUM(1) AS "__twh_dp0", SUM(CAST(TRUNC({_X} * 2048) AS BIGINT)) AS "__twh_dp1" '
+                    f'FROM "loans" {_BY}')
+PREVIOUS_UNIT_SQL = (f'SELECT {_G}, SUM(CAST(FLOOR(COALESCE("__twh_h0"."w", 1.0) * 1024) AS BIGINT)) AS "__twh_dp0", '
+                     f'SUM(CAST(TRUNC(COALESCE("__twh_h0"."w", 1.0) * {_X} * 2048) AS BIGINT)) AS "__twh_dp1" '
+                     'FROM "loans" LEFT JOIN "__twh_heavy_0" AS "__twh_h0" ON HASH("loans"."unit") = "__twh_h0"."k" '
+                     f'{_BY}')
+
+
 def bench_dp(args: argparse.Namespace, tmp: Path) -> dict:
     import duckdb
     from bench_gate import _table
     from deltalake import write_deltalake
-    from run import interleaved, median_ms
+    from run import median_ms
 
     from policies import load_policy
     from sandbox import storage
     from sandbox.gate import TableInfo, plan_query, run_query
     from sandbox.gate import dp_bounding
+    from sandbox.gate.dp_release import DpRelease
+    from sandbox.gate.engine import open_connection
 
     rows = args.rows
     path = tmp / "dp_loans"
@@ -41,6 +59,9 @@ def bench_dp(args: argparse.Namespace, tmp: Path) -> dict:
     row_level = TableInfo("loans", load_policy({**base, "dp": dp}), cols)
     unit_level = TableInfo("loans", load_policy({**base, "privacy_unit": "unit",
                                                  "dp": {**dp, "max_rows_per_unit": 5}}), cols)
+    # m above every unit's row count: no heavy unit, the light plan runs (no join, unit unread)
+    roomy = TableInfo("loans", load_policy({**base, "privacy_unit": "unit",
+                                            "dp": {**dp, "max_rows_per_unit": 10_000}}), cols)
     sql = "SELECT industry, district, COUNT(*) AS n, SUM(amount) AS s FROM loans GROUP BY industry, district"
     files = ", ".join("'" + f.replace("'", "''") + "'" for f in snap.files)
     raw_sql = sql.replace("FROM loans", f"FROM read_parquet([{files}])")
@@ -52,21 +73,51 @@ def bench_dp(args: argparse.Namespace, tmp: Path) -> dict:
         with duckdb.connect() as con:
             con.execute(raw_sql).fetchall()
 
-    raw(), gated(row_level)
-    t_r, t_b = interleaved(lambda: gated(row_level), raw, args.repeat)
+    def previous(info: TableInfo, engine_sql: str) -> None:
+        plan = plan_query(sql, lambda _n: info)
+        con = open_connection(plan, {"loans": snap})
+        try:
+            DpRelease().release(plan, con.execute(engine_sql).fetchall())
+        finally:
+            con.close()
+
+    def three(a, b, c, repeat: int) -> tuple[list[float], list[float], list[float]]:
+        ta: list[float] = []
+        tb: list[float] = []
+        tc: list[float] = []
+        for _ in range(repeat):
+            for fn, out in ((a, ta), (b, tb), (c, tc)):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+        return ta, tb, tc
+
+    raw(), gated(row_level), previous(row_level, PREVIOUS_ROW_SQL)
+    t_r, t_b, t_p = three(lambda: gated(row_level), raw, lambda: previous(row_level, PREVIOUS_ROW_SQL), args.repeat)
     dp_bounding._CACHE.clear()
     t0 = time.perf_counter()
     gated(unit_level)  # computes and caches the heavy-unit table of this snapshot
     first = time.perf_counter() - t0
-    t_u, t_b2 = interleaved(lambda: gated(unit_level), raw, max(3, args.repeat // 2))
+    t_u, t_b2, t_pu = three(lambda: gated(unit_level), raw, lambda: previous(unit_level, PREVIOUS_UNIT_SQL),
+                            max(3, args.repeat // 2))
+    gated(roomy)
+    t_l, t_b3, t_pl = three(lambda: gated(roomy), raw, lambda: previous(roomy, PREVIOUS_UNIT_SQL),
+                            max(3, args.repeat // 2))
     return {
         "what": f"GROUP BY 2 dims (public keys), COUNT+SUM over {rows:,} rows / {rows // 10:,} units, "
                 "dp-gated vs plain DuckDB on the same snapshot",
         "rows": rows, "units": rows // 10,
         "row_level_ms": median_ms(t_r), "baseline_ms": median_ms(t_b),
         "row_level_ratio": round(median_ms(t_r) / median_ms(t_b), 2),
+        "previous_row_level_ms": median_ms(t_p), "previous_row_level_ratio": round(median_ms(t_p) / median_ms(t_b), 2),
         "unit_level_ms": median_ms(t_u), "unit_baseline_ms": median_ms(t_b2),
         "unit_level_ratio": round(median_ms(t_u) / median_ms(t_b2), 2),
+        "previous_unit_level_ms": median_ms(t_pu),
+        "previous_unit_level_ratio": round(median_ms(t_pu) / median_ms(t_b2), 2),
+        "unit_no_heavy_ms": median_ms(t_l), "unit_no_heavy_baseline_ms": median_ms(t_b3),
+        "unit_no_heavy_ratio": round(median_ms(t_l) / median_ms(t_b3), 2),
+        "previous_unit_no_heavy_ms": median_ms(t_pl),
+        "previous_unit_no_heavy_ratio": round(median_ms(t_pl) / median_ms(t_b3), 2),
         "unit_first_query_ms": round(first * 1000, 1),
         "unit_first_query_ratio": round(first * 1000 / median_ms(t_b2), 2),
     }

@@ -3,6 +3,7 @@
     python bench/run.py                      # all, default sizes
     python bench/run.py sandbox --repeat 20  # one
     python bench/run.py gate --rows 1000000
+    python bench/run.py ingest --size 100M,1G  # ingest ÷ plain write_deltalake, peak RSS per size
 
 Machines here are noisy: every ratio compares against a baseline measured in the same run, with
 the two interleaved, and medians are reported.
@@ -27,6 +28,7 @@ from bench_differencing import bench_differencing  # noqa: E402
 from bench_gate import bench_gate  # noqa: E402
 from bench_ingest import bench_ingest  # noqa: E402
 from bench_sandbox import bench_sandbox  # noqa: E402
+from bench_spark import bench_spark  # noqa: E402
 from bench_training import bench_training  # noqa: E402
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
@@ -36,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "differencing": bench_differencing,
     "dp": bench_dp,
     "ingest": bench_ingest,
+    "spark": bench_spark,
 }
 
 
@@ -61,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
     ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
+    ap.add_argument("--spark-sizes", default="1000000,10000000,50000000", help="row counts for `spark` (comma list)")
+    ap.add_argument("--spark-ingest-mb", type=int, default=100, help="size of the generated CSV for `spark` ingest")
+    ap.add_argument("--size", help="`ingest`: CSV size(s), e.g. 10G or 100M,1G (overrides --ingest-mb)")
+    ap.add_argument("--ingest-csv", help="`ingest`: an existing generated CSV (bench/govdata.py) to load instead")
+    ap.add_argument("--ingest-via", choices=["api", "cli"], default="api", help="`ingest`: call the service or run "
+                    "`twh ingest` (progress bar on stderr)")
+    ap.add_argument("--no-baseline", action="store_true", help="`ingest`: skip the plain write_deltalake run")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -202,6 +202,12 @@ class Contract:
         self._native = {i for i, (t, k) in enumerate(self._items) if _native_capable(t, k)}
         rest = [i for i in range(len(self._items)) if i not in self._native]
         self._rest_suite = self._build_suite(only=set(rest)) if rest and self._native else None
+        # Great Expectations converts (and hashes) the whole frame it is given: hand it only the
+        # columns its expectations name, unless one of them looks at the whole table.
+        self._rest_columns: list[str] | None = None
+        if rest and all(self._items[i][0].startswith(("expect_column_", *_COLUMN_LIST_PREFIXES))
+                        and _columns_of(*self._items[i]) for i in rest):
+            self._rest_columns = list(dict.fromkeys(c for i in rest for c in _columns_of(*self._items[i])))
 
     @property
     def expectations(self) -> list[tuple[str, dict[str, Any]]]:
@@ -214,13 +220,15 @@ class Contract:
 
         suite = gx.ExpectationSuite(name=self.name)
         seen: dict[str, int] = {}
-        self._same_as: dict[int, int] = {}
+        if only is None:  # duplicates are all native or all not: the full suite's map serves both
+            self._same_as: dict[int, int] = {}
         for i, (etype, kwargs) in enumerate(self._items):
             if only is not None and i not in only:
                 continue
             key = json.dumps([etype, kwargs], sort_keys=True, default=str)
             if key in seen:  # GE suites are sets: evaluate once, report twice
-                self._same_as[i] = seen[key]
+                if only is None:
+                    self._same_as[i] = seen[key]
                 continue
             seen[key] = i
             try:
@@ -240,16 +248,20 @@ class Contract:
         started = time.perf_counter()
         by_index: dict[int, ExpectationOutcome] = {}
         suite = self._suite
+        columns: list[str] | None = None
         if isinstance(batch, pa.RecordBatch | pa.Table) and self._native:
             native = {i: _native_outcome(*self._items[i], batch, row_offset) for i in self._native}
             if all(o is not None for o in native.values()):
                 by_index.update(native)  # type: ignore[arg-type]
-                suite = self._rest_suite
+                suite, columns = self._rest_suite, self._rest_columns
         if suite is None:
             results: list[Any] = []
             n_rows = batch.num_rows
         else:
-            frame = batch.to_pandas() if isinstance(batch, pa.RecordBatch | pa.Table) else batch
+            if isinstance(batch, pa.RecordBatch | pa.Table):
+                frame = (batch.select(columns) if columns is not None else batch).to_pandas()
+            else:
+                frame = batch
             n_rows = len(frame)
             with _GX_LOCK:
                 gx_batch = _gx().batch_definition.get_batch(batch_parameters={"dataframe": frame})
@@ -301,6 +313,8 @@ _NATIVE_KWARGS = {
     "expect_column_values_to_not_be_null": {"column"},
     "expect_column_values_to_be_between": {"column", "min_value", "max_value", "strict_min", "strict_max"},
     "expect_column_values_to_be_in_set": {"column", "value_set"},
+    "expect_column_value_lengths_to_equal": {"column", "value"},
+    "expect_column_value_lengths_to_be_between": {"column", "min_value", "max_value", "strict_min", "strict_max"},
 }
 
 
@@ -312,7 +326,9 @@ def _native_capable(etype: str, kwargs: Mapping[str, Any]) -> bool:
     allowed = _NATIVE_KWARGS.get(etype)
     if allowed is None or not set(kwargs) <= allowed or "column" not in kwargs:
         return False
-    if etype == "expect_column_values_to_be_between":
+    if etype == "expect_column_value_lengths_to_equal":
+        return _is_number(kwargs.get("value")) and kwargs.get("value") is not None
+    if etype in ("expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between"):
         return (_is_number(kwargs.get("min_value")) and _is_number(kwargs.get("max_value"))
                 and (kwargs.get("min_value") is not None or kwargs.get("max_value") is not None)
                 and all(isinstance(kwargs.get(k, False), bool) for k in ("strict_min", "strict_max")))
@@ -334,15 +350,25 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
     t = values.type
     if etype == "expect_column_values_to_not_be_null":
         bad = pc.is_null(values)
-    elif etype == "expect_column_values_to_be_between":
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+    elif etype == "expect_column_value_lengths_to_equal":
+        if not pa.types.is_string(t):
+            return None  # GE measures str(value): only text has the same length here
+        bad = pc.and_(pc.is_valid(values), pc.not_equal(pc.utf8_length(values), kwargs["value"]))
+    elif etype in ("expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between"):
+        if etype == "expect_column_value_lengths_to_be_between":
+            if not pa.types.is_string(t):
+                return None
+            measured = pc.utf8_length(values)  # characters, as Python's len(str)
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            measured = values
+        else:
             return None
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
         ok = pa.scalar(True)
         if lo is not None:
-            ok = pc.and_(ok, (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(values, lo))
+            ok = pc.and_(ok, (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(measured, lo))
         if hi is not None:
-            ok = pc.and_(ok, (pc.less if kwargs.get("strict_max") else pc.less_equal)(values, hi))
+            ok = pc.and_(ok, (pc.less if kwargs.get("strict_max") else pc.less_equal)(measured, hi))
         bad = pc.and_(pc.is_valid(values), pc.invert(ok))
     else:
         if not (pa.types.is_string(t) or pa.types.is_integer(t)):

@@ -94,12 +94,15 @@ class CsvOptions:
 
 # --- file checks -----
 
-def _scan_text_file(f: BinaryIO, encoding: str) -> Scan:
-    """First pass over a text file: hash, size, NUL bytes and decodability, with line numbers."""
+def _scan_text_file(f: BinaryIO, encoding: str, *, decode: bool = True) -> Scan:
+    """First pass over a text file: hash, size, NUL bytes and (``decode``) decodability.
+
+    With ``decode=False`` (UTF-8 CSV: pyarrow validates UTF-8 while parsing, and
+    :func:`locate_encoding_problem` names the line if it fails) this pass is hash + NUL only, at
+    the speed of SHA-256; line numbers are counted only once a problem is found."""
     h = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    decoder = codecs.getincrementaldecoder(encoding)("strict") if decode else None
     size = 0
-    lines_before = 0  # newlines in the chunks already scanned
     first = True
     bom = False
     for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -112,22 +115,47 @@ def _scan_text_file(f: BinaryIO, encoding: str) -> Scan:
             first = False
         nul = chunk.find(b"\x00")
         if nul >= 0:
-            line = lines_before + chunk.count(b"\n", 0, nul) + 1
+            line = _line_at(f, size + nul)
             raise SourceError(f"NUL byte at line {line} (byte offset {size + nul}): not a text file, or a "
                               "UTF-16 export (save it as UTF-8)", check="nul_byte", details={"line": line})
-        try:
-            decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            line = lines_before + chunk.count(b"\n", 0, exc.start) + 1
-            raise SourceError(_encoding_message(encoding, line, size + exc.start), check="encoding",
-                              details={"line": line}) from None
-        lines_before += chunk.count(b"\n")
+        if decoder is not None:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line = _line_at(f, size + exc.start)
+                raise SourceError(_encoding_message(encoding, line, size + exc.start), check="encoding",
+                                  details={"line": line}) from None
         size += len(chunk)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise SourceError(_encoding_message(encoding, lines_before + 1, size), check="encoding") from None
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise SourceError(_encoding_message(encoding, _line_at(f, size), size), check="encoding") from None
     return Scan(sha256=h.hexdigest(), size=size, bom=bom)
+
+
+def _line_at(f: BinaryIO, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` (slow path: only once a problem was found)."""
+    f.seek(0)
+    lines, done = 1, 0
+    while done < offset:
+        chunk = f.read(min(_CHUNK, offset - done))
+        if not chunk:
+            break
+        lines += chunk.count(b"\n")
+        done += len(chunk)
+    return lines
+
+
+def locate_encoding_problem(path: Path, encoding: str) -> SourceError | None:
+    """Slow path, after the fast reader saw invalid text: the first undecodable byte, by line."""
+    _, f = open_regular(path)
+    with f:
+        try:
+            _scan_text_file(f, encoding)
+        except SourceError as exc:
+            return exc if exc.check == "encoding" else None
+    return None
 
 
 def _encoding_message(encoding: str, line: int, offset: int) -> str:
@@ -147,7 +175,12 @@ def _read_header(f: BinaryIO, opts: CsvOptions) -> list[str]:
         head = head[len(_UTF8_BOM):]
     if not head.strip():
         raise SourceError("the file is empty: expected a header row with the declared column names", check="header")
-    text = codecs.getincrementaldecoder(opts.encoding)("ignore").decode(head)
+    try:  # strict: the first MiB (the header) is checked here, the rest by the reader
+        text = codecs.getincrementaldecoder(opts.encoding)("strict").decode(head)
+    except UnicodeDecodeError as exc:
+        line = head.count(b"\n", 0, exc.start) + 1
+        raise SourceError(_encoding_message(opts.encoding, line, exc.start), check="encoding",
+                          details={"line": line}) from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=opts.delimiter, quotechar=opts.quotechar,
                         doublequote=True, strict=True)
     try:
@@ -227,7 +260,7 @@ class CsvSource:
         schema = arrow_schema(specs)
         path, f = open_regular(target)
         try:
-            scan = _scan_text_file(f, opts.encoding)
+            scan = _scan_text_file(f, opts.encoding, decode=opts.encoding != "utf-8")
             f.seek(0)
             header = _read_header(f, opts)
             check_header(header, specs)
@@ -252,7 +285,7 @@ class CsvSource:
             return "error"
 
         def fail(exc: Exception) -> SourceError:
-            located = _locate_csv_problem(path, opts, len(header))
+            located = locate_encoding_problem(path, opts.encoding) or _locate_csv_problem(path, opts, len(header))
             if located is not None:
                 return located
             if ragged:

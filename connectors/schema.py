@@ -107,6 +107,11 @@ def _indices(mask: pa.Array) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
 
 
+def _all_true(mask: pa.Array) -> bool:
+    """No false in a boolean mask (nulls do not count): one reduction, no positions."""
+    return pc.all(mask, skip_nulls=True, min_count=0).as_py() is not False
+
+
 def _violation(check: str, column: str, arr: pa.Array, idx: Sequence[int], row_offset: int, message: str,
                *, count: int | None = None) -> SchemaViolation:
     first = list(idx[:MAX_EXAMPLES])
@@ -202,22 +207,24 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
         text = text.combine_chunks()
     if not pa.types.is_string(text.type):
         text = text.cast(pa.string())
+    # The common case (no problem) is decided by one reduction per check; positions are only
+    # computed once a check has failed, so a clean column costs few passes and no copies.
     lengths = pc.binary_length(text)
-    if max_field_bytes is not None:
+    shortest, longest = (pc.min_max(lengths).values() if len(text) else (None, None))
+    if max_field_bytes is not None and longest is not None and longest.as_py() > max_field_bytes:
         big = _indices(pc.greater(lengths, max_field_bytes))
-        if big:
-            out.append(_violation("field_size", spec.name, text, big, row_offset,
-                                  f"{len(big)} field(s) exceed the {max_field_bytes}-byte field limit"))
-    empty = pc.equal(lengths, 0)
-    if not spec.nullable:
-        missing = _indices(empty)
-        if missing:
-            out.append(_violation("not_null", spec.name, text, missing, row_offset,
-                                  f"{len(missing)} empty value(s) in a non-nullable column"))
+        out.append(_violation("field_size", spec.name, text, big, row_offset,
+                              f"{len(big)} field(s) exceed the {max_field_bytes}-byte field limit"))
+    has_empty = shortest is not None and shortest.as_py() == 0
+    if not spec.nullable and has_empty:
+        missing = _indices(pc.equal(lengths, 0))
+        out.append(_violation("not_null", spec.name, text, missing, row_offset,
+                              f"{len(missing)} empty value(s) in a non-nullable column"))
     if out:
         return text, out
     # empty -> null from here on (only reachable for nullable columns or when there are none)
-    text = pc.if_else(empty, pa.scalar(None, pa.string()), text)
+    if has_empty:
+        text = pc.if_else(pc.equal(lengths, 0), pa.scalar(None, pa.string()), text)
     if spec.type == "string":
         return text, out
     if spec.type == "bool":
@@ -234,7 +241,8 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
         result = _timestamps_from_text(text, spec, row_offset, assume_timezone, out)
         return (result if result is not None else text), out
     pattern = {"int64": _INT_RE, "int32": _INT_RE, "float64": _FLOAT_RE, "date": _DATE_RE}[spec.type]
-    bad = _indices(pc.and_(pc.is_valid(text), pc.invert(pc.match_substring_regex(text, pattern))))
+    matched = pc.match_substring_regex(text, pattern)
+    bad = [] if _all_true(matched) else _indices(pc.and_(pc.is_valid(text), pc.invert(matched)))
     if bad:
         out.append(_violation("type", spec.name, text, bad, row_offset,
                               f"{len(bad)} value(s) are not {_FORMAT_HINTS[spec.type]}"))
@@ -242,7 +250,7 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
     what = {"int64": "integers in the int64 range", "int32": "integers in the int32 range",
             "float64": "finite numbers", "date": "real calendar dates"}[spec.type]
     numbers = text  # pyarrow's integer parser refuses a leading "+", the declared format allows it
-    if spec.type in ("int64", "int32"):
+    if spec.type in ("int64", "int32") and not _all_true(pc.invert(pc.starts_with(text, "+"))):
         numbers = pc.replace_substring_regex(text, pattern="^\\+", replacement="")
     result = _checked_cast(numbers, spec.arrow_type, spec, text, row_offset, what, out)
     if result is None:
@@ -254,7 +262,8 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
 
 def _reject_non_finite(values: pa.Array, spec: ColumnSpec, shown: pa.Array, row_offset: int,
                        out: list[SchemaViolation]) -> None:
-    bad = _indices(pc.invert(pc.is_finite(values)))
+    finite = pc.is_finite(values)
+    bad = [] if _all_true(finite) else _indices(pc.invert(finite))
     if bad:
         out.append(_violation("type", spec.name, shown, bad, row_offset,
                               f"{len(bad)} value(s) are NaN or infinite (or overflow float64)"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from .errors import DPError
 from .noise import _opendp
@@ -49,3 +50,50 @@ def quantile(values: Sequence[int], cands: Sequence[int], alpha: float, epsilon:
         scale = scale * (1 + 1e-12)
     index = meas([int(v) for v in values])
     return Quantile(int(cands[index]), epsilon, scale)
+
+
+# --------------------------------------------------------------------------- from a noisy histogram
+#
+# The gate's quantiles: the engine counts (weighted, fixed-point) rows per bin of a public grid
+# of QUANTILE_BINS equal-width bins over the declared bounds; the vector of all cells' bins gets
+# discrete Laplace noise (:func:`dp.noise.laplace`, L1 sensitivity = a unit's total weight), and
+# OpenDP's ``make_quantiles_from_counts`` turns each cell's noisy counts into its quantiles. That
+# last step reads only noisy counts and public edges: post-processing, so every quantile of a
+# column (a median and a p90 alike) costs the histogram's ε once, and nothing more.
+
+#: equal-width bins over a measure's declared bounds (the quantiles' resolution is (hi-lo)/128)
+QUANTILE_BINS = 128
+
+
+def bin_edges(lo: float, hi: float, bins: int = QUANTILE_BINS) -> list[float]:
+    """``bins + 1`` public edges over the declared bounds (never from data)."""
+    if not lo < hi or bins < 1:
+        raise DPError("bin edges need lo < hi and at least one bin", code="invalid_bounds")
+    width = (hi - lo) / bins
+    return [lo + i * width for i in range(bins)] + [hi]
+
+
+def from_noisy_counts(counts: Sequence[float], edges: Sequence[float], alphas: Sequence[float]) -> list[float | None]:
+    """Quantiles ``alphas`` of one cell from its noisy bin counts (post-processing only).
+
+    The noisy counts are used as they are, negatives included: clipping them at 0 would add
+    positive mass to every empty bin and pull quantiles toward the middle of the bounds (measured:
+    a median 35% too high on 3,000 rows over 128 bins). A cell whose noisy total is not positive
+    has no quantile (None). Interpolation is linear within a bin (OpenDP ``"linear"``); results
+    are clamped to the bounds.
+    """
+    if len(counts) + 1 != len(edges):
+        raise DPError("a histogram needs one count per bin")
+    values = [float(c) for c in counts]
+    if sum(values) <= 0:
+        return [None] * len(alphas)
+    out = _from_counts(tuple(float(e) for e in edges), tuple(float(a) for a in alphas))(values)
+    lo, hi = float(edges[0]), float(edges[-1])
+    return [min(max(float(v), lo), hi) for v in out]
+
+
+@lru_cache(maxsize=64)
+def _from_counts(edges: tuple[float, ...], alphas: tuple[float, ...]):  # type: ignore[no-untyped-def]
+    dp = _opendp()
+    return dp.t.make_quantiles_from_counts(bin_edges=list(edges), alphas=list(alphas), interpolation="linear",
+                                           TA=float, F=float)

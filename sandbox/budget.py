@@ -36,7 +36,7 @@ from policies import ANY_TENANT, Policy
 from .auth import Principal, Role
 from .context import Context, get_dataset, stewards_of
 from .db import BudgetCharge, BudgetHead
-from .errors import Forbidden, InvalidInput, NotFound, QueryRefused
+from .errors import BudgetExhausted, Forbidden, InvalidInput, NotFound
 
 SHARED = "*"
 
@@ -100,8 +100,8 @@ class Budgets:
     def reserve(self, principal: Principal, datasets: list[str], charge: Budget, *, job_id: str | None,
                 kind: str = "query", key: str | None = None, shared: bool = False,
                 guard: Callable[[Session], None] | None = None) -> list[int]:
-        """Charge ``charge`` to every dataset in ``datasets`` or to none; raise QueryRefused
-        (rule ``dp_budget``) when any of them has too little left.
+        """Charge ``charge`` to every dataset in ``datasets`` or to none; raise BudgetExhausted (a
+        QueryRefused; rule ``dp_budget``) when any of them has too little left.
 
         ``shared`` charges the shared pool whoever asks (a release made once for every tenant,
         such as a synthetic table). ``guard`` runs inside the transaction once the budget rows
@@ -136,7 +136,7 @@ class Budgets:
                 after = spent + charge
                 if not after.fits(total):
                     left = total - spent if spent.fits(total) else Budget.zero()
-                    raise QueryRefused(
+                    raise BudgetExhausted(
                         f"the privacy budget of {name!r} has {float(left.epsilon):.6g} epsilon left "
                         f"(this query needs {float(charge.epsilon):.6g})",
                         details={"rule": "dp_budget", "dataset": name, "scope": scope, "period": period})

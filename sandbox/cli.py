@@ -38,6 +38,10 @@ for sub, name in ((user_app, "user"), (dataset_app, "dataset"), (job_app, "job")
 db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+from .bridges.syft_cli import syft_app  # noqa: E402 - syft itself is imported only when a command runs
+
+app.add_typer(syft_app, name="syft")
+
 out = Console()
 err = Console(stderr=True)
 
@@ -50,9 +54,11 @@ class Ctx:
     token: str | None
     as_json: bool
     _client: Any = None
+    #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
+    engine: str | None = None
 
     def settings(self) -> Settings:
-        return Settings.from_env(home=self.home)
+        return Settings.from_env(home=self.home, engine=self.engine)
 
     def client(self) -> Any:
         if self._client is None:
@@ -197,10 +203,18 @@ def ingest(c: typer.Context, dataset: str,
            mode: Annotated[str | None, typer.Option(help="append|overwrite|merge|incremental (default: manifest)")]
            = None,
            kind: Annotated[str | None, typer.Option(help="connector kind of FILE (default: from its suffix)")]
-           = None) -> None:
+           = None,
+           engine: Annotated[str | None, typer.Option(help="spark: land a big CSV/Parquet file with Spark + "
+                                                          "delta-spark (default: TWH_ENGINE)")] = None) -> None:
     """Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."""
     from .ingest_progress import ingest_with_progress
 
+    if engine is not None:
+        if engine not in ("duckdb", "spark"):
+            raise typer.BadParameter("--engine is duckdb or spark")
+        if _ctx(c).url:
+            raise typer.BadParameter("--engine applies to local mode; a service lands with its own TWH_ENGINE")
+        _ctx(c).engine = engine
     data = run(lambda: ingest_with_progress(_ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
                                             console=err, show=not _ctx(c).as_json))
     emit(c, data, lambda d: out.print(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
@@ -339,7 +353,9 @@ def job_list(c: typer.Context) -> None:
 def job_logs(c: typer.Context, job_id: str) -> None:
     """A job's withheld stdout/stderr (stewards, auditors)."""
     emit(c, run(lambda: _ctx(c).client().job_logs(job_id)),
-         lambda d: out.print(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}", markup=False))
+         lambda d: out.print(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}"
+                             + (f"\n--- training review ---\n{d['training_review']}" if d.get("training_review") else ""),
+                             markup=False))
 
 
 # -- exports ---------------------------------------------------------------------------------
@@ -503,7 +519,8 @@ def demo(c: typer.Context, home: Annotated[Path, typer.Option(help="where to bui
     """Run the small-business credit scenario end to end, explaining each step."""
     from .demo.scenario import run_demo
 
-    run(lambda: run_demo(home, fresh=fresh, console=out))
+    # The query engine follows the environment (`make demo ENGINE=spark` sets TWH_ENGINE).
+    run(lambda: run_demo(home, fresh=fresh, console=out, engine=Settings.from_env(home=home.absolute())))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,23 @@ class Token(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class WebSessionRow(Base):
+    """A signed-in browser (``sandbox/web/sessions.py``), shared by every service process.
+
+    Holds neither the session id (only its SHA-256) nor the bearer token (only which token row
+    signed in, re-checked on every request: revoking the token ends the session)."""
+
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -234,10 +251,11 @@ class BudgetCharge(Base):
 
 
 class UnitId(Base):
-    """The differencing guard's dictionary: a privacy-unit value -> a dense integer (bitmap bit).
+    """Legacy, kept empty: the differencing guard's first dictionary (unit value -> dense id).
 
-    One dictionary for the warehouse (ids only ever grow), so populations of datasets joined on
-    the same unit are comparable. Holds unit values like the warehouse does; never audited.
+    The dictionary now lives in files under the warehouse home, keyed by HMAC
+    (:mod:`sandbox.gate.unit_dictionary`); on first use the guard moves any rows here there,
+    under the same ids, and deletes them, so no unit value stays in the catalog.
     """
 
     __tablename__ = "unit_ids"
@@ -246,7 +264,8 @@ class UnitId(Base):
 
 
 class DifferencingHead(Base):
-    """One row per dataset (and ``"*"`` for the unit dictionary): locking it serialises the
+    """One row per dataset (and ``"*"`` for the unit dictionary, whose ``populations`` counts
+    the unit ids handed out): locking it serialises the
     differencing check and the record of what was released (``FOR UPDATE`` / ``BEGIN IMMEDIATE``)."""
 
     __tablename__ = "differencing_heads"

@@ -17,7 +17,9 @@ SQLAlchemy, sqlglot) are translated at the boundary with ``raise Ours(...) from 
     ├── Forbidden                  forbidden            role or stewardship does not allow the action
     ├── Refused                    refused              the policy or the gate said no (reason attached)
     │   ├── AccessRefused          access_refused       tenant/purpose not allowed on a dataset
-    │   └── QueryRefused           query_refused        the gate refused a query
+    │   ├── QueryRefused           query_refused        the gate refused a query
+    │   │   └── BudgetExhausted    budget_exhausted     the DP budget cannot pay for it (query, synthetic data)
+    │   └── TrainingRefused        training_refused     a training job's model, features or weights failed a check
     ├── ValidationFailed           validation_failed    a batch failed its data contract (quarantined)
     ├── SandboxError               sandbox_error        the sandbox could not be set up (not the job's fault)
     ├── AuditWriteFailed           audit_write_failed   the audit record could not be written: action undone
@@ -97,6 +99,12 @@ class AccessRefused(Refused):
 
 class QueryRefused(Refused):
     code = "query_refused"
+
+
+class BudgetExhausted(QueryRefused):
+    """The privacy budget of a dataset cannot pay for the charge (``details.rule == "dp_budget"``)."""
+
+    code = "budget_exhausted"
 
 
 class TrainingRefused(Refused):

@@ -25,7 +25,7 @@ from .db import Dataset, Export, ExportFile, Job, JobQuery, utcnow
 from .errors import AccessRefused, InvalidTransition, NotFound, TwhError
 from .exports import bundle_hash
 from .jobspec import JobSpec, load_job_files
-from .outputs import GatedFile, gate_outputs
+from .outputs import GatedFile, gate_outputs, with_trained
 from .queries import Queries
 from .runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
 from .snapshot import Snapshot
@@ -139,13 +139,15 @@ class Jobs:
             return [job_dict(j, principal) for j in jobs if self._visible(s, principal, j)]
 
     def logs(self, principal: Principal, job_id: str) -> dict[str, str]:
-        """The job's stdout/stderr: withheld from the enterprise (they could carry anything)."""
+        """The job's stdout/stderr, and a training job's review (membership attack, exact counts,
+        training losses — :mod:`sandbox.training`): withheld from the enterprise."""
         require_role(principal, Role.STEWARD, Role.AUDITOR, Role.ADMIN)
         with self.ctx.db.read() as s:
             job = self._load(s, principal, job_id)
         d = self._dir(job.id)
         read = lambda n: (d / n).read_text("utf-8", "replace") if (d / n).exists() else ""  # noqa: E731
-        return {"stdout": read("stdout.log"), "stderr": read("stderr.log")}
+        return {"stdout": read("stdout.log"), "stderr": read("stderr.log"),
+                "training_review": read("training_review.json")}
 
     def code(self, principal: Principal, job_id: str) -> dict[str, str]:
         """The job's submitted files (what reviewers read beside its outputs), name -> text."""
@@ -271,11 +273,13 @@ class Jobs:
         trained = self._training().run(principal, job_id, spec, snapshots) if spec.train is not None else []
         self._transition(job_id, JobState.GATING, "checking outputs", "job.gating", summary, owner=owner)
         gated, problems = gate_outputs(result.outputs)
+        files, clashes = with_trained(gated, trained)
+        problems += clashes
         if problems:
             self._transition(job_id, JobState.FAILED, "outputs refused: " + "; ".join(problems), "job.failed",
                              {"output_problems": problems}, owner=owner)
             return
-        self._create_export(job_id, spec, [*gated, *trained], owner)
+        self._create_export(job_id, spec, files, owner)
 
     def _broker(self, principal: Principal, job_id: str, spec: JobSpec, snapshots: dict[str, Snapshot]) -> Any:
         def handle(request: dict[str, Any]) -> dict[str, Any]:

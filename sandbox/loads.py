@@ -17,6 +17,8 @@ application transaction, so a load can never land twice.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -57,6 +59,61 @@ def _decode(text: str, t: pa.DataType) -> pa.Scalar:
     return pa.scalar(int(text), t)
 
 
+#: batches read, converted and validated ahead of the Delta writer (each is one CSV block)
+PREFETCH_DEPTH = 2
+#: Parquet file size the Delta writer aims at; it buffers about one file, so this (not the size
+#: of the load) bounds its memory
+TARGET_FILE_SIZE = 64 << 20
+_END = object()
+
+
+def prefetched(batches: Iterator[pa.RecordBatch], depth: int = PREFETCH_DEPTH) -> Iterator[pa.RecordBatch]:
+    """``batches`` produced in a thread, at most ``depth`` ahead of the consumer.
+
+    Reading, converting and validating (pyarrow's CSV parser and compute kernels release the GIL)
+    overlap with the Delta writer encoding Parquet, and memory stays bounded by the queue. An
+    exception in the producer is re-raised, unchanged, in the consumer; when the consumer stops
+    early the producer is told to stop and the source generator is closed in its own thread."""
+    q: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put((None, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="twh-load-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch, error = q.get()
+            if error is not None:
+                raise error
+            if batch is _END:
+                return
+            yield batch
+    finally:
+        stop.set()
+        worker.join()
+
+
 class LoadWriter:
     """Writes one load in one mode; for incremental loads also filters rows by the watermark."""
 
@@ -95,7 +152,7 @@ class LoadWriter:
         rows = [0]
 
         def counted() -> Iterator[pa.RecordBatch]:
-            for b in batches:
+            for b in prefetched(batches, PREFETCH_DEPTH):
                 rows[0] += b.num_rows
                 yield b
             if rows[0] == 0:
@@ -117,5 +174,5 @@ class LoadWriter:
             return WriteResult(version, lineage)
         mode = "overwrite" if self.mode is LoadMode.OVERWRITE else "append"
         version = storage.write_batches(self.table, counted(), schema, metadata=meta, mode=mode,
-                                        target_file_size=64 << 20)
+                                        target_file_size=TARGET_FILE_SIZE)
         return WriteResult(version, lineage)

@@ -101,6 +101,16 @@ def gate_weights(name: str, data: bytes, expected: Mapping[str, tuple[tuple[int,
     return GatedFile(name, reserialise(data, expected, metadata))
 
 
+def with_trained(gated: list[GatedFile], trained: list[GatedFile]) -> tuple[list[GatedFile], list[str]]:
+    """The export bundle of a training job: the job's own gated files plus the trainer's.
+
+    A job output named like one of the trainer's files (``model_card.json``, ``model_card.png``
+    ...) is refused: it would pass for the platform's own certificate in the bundle."""
+    reserved = {f.name for f in trained}
+    problems = [f"{f.name}: the name is reserved for the platform's trainer" for f in gated if f.name in reserved]
+    return ([] if problems else [*gated, *trained]), problems
+
+
 def gate_outputs(outputs: Iterable[_Output]) -> tuple[list[GatedFile], list[str]]:
     """Re-serialise every output; return the files, or the problems that refuse them all."""
     files: list[GatedFile] = []

@@ -36,7 +36,7 @@ class Queries:
         self._manifests = manifests  # name -> DatasetManifest (a callable)
         self.budgets = Budgets(ctx, manifests)
         #: the sdc mode's differencing ledger and answer cache (see sandbox/gate/differencing.py)
-        self.guard = DifferencingGuard(ctx.db)
+        self.guard = DifferencingGuard.for_warehouse(ctx.db, ctx.settings.home, ctx.settings.secrets_dir)
 
     def answer(self, principal: Principal, job_id: str, purpose: str, snapshots: Mapping[str, Snapshot],
                sql: str) -> GatedResult:
@@ -88,6 +88,8 @@ class Queries:
                     return result
                 charge_ids = self.budgets.reserve(principal, list(plan.dp.charged),
                                                   Budget(plan.dp.epsilon, plan.dp.delta), job_id=job_id, key=key)
+            if fp is not None:  # a new table version's unit dictionary (once; its own transaction)
+                self.guard.prepare(plan, snapshots)
             result = run_query(plan, {t: snapshots[t] for t in plan.tables}, engine=self.ctx.settings.engine,
                                timeout_s=QUERY_TIMEOUT_S)
         except TwhError as exc:
@@ -109,7 +111,7 @@ class Queries:
         answer: list[GatedResult] = []
         try:
             self._record(principal, job_id, sql, sql_sha, versions, "released", details,
-                         guard=lambda s: answer.append(self.guard.record(s, plan, result, fp)))
+                         guard=lambda s: answer.append(self.guard.record(s, plan, result, fp, snapshots)))
         except QueryRefused as exc:
             self._record(principal, job_id, sql, sql_sha, versions, "refused",
                          {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule")})

@@ -4,7 +4,9 @@ delta-spark's JARs are resolved the standard way — :func:`delta.configure_spar
 adds ``io.delta:delta-spark_<spark>_<scala>`` to ``spark.jars.packages`` and Spark's Ivy fetches
 it from Maven Central — into a cache inside the environment (``<sys.prefix>/share/twh-spark-ivy``,
 or ``TWH_SPARK_IVY``), so only the first session on a machine downloads anything
-(``make spark-jars`` does that up front).
+(``make spark-jars`` does that up front). The JAR list Ivy resolved is recorded there
+(``resolved-<delta version>.txt``); later sessions put exactly those files on ``spark.jars`` and skip
+Ivy's resolve (about 10 s per start on a small box), falling back to it if any file is gone.
 
 The master is a setting (``TWH_SPARK_MASTER``): ``local[*]`` by default, or any master URL
 (``spark://host:7077``, ``yarn``, ``k8s://…``). Extra Spark configuration comes from
@@ -37,6 +39,11 @@ _DEFAULT_CONF: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.ansi.enabled": "true",
     "spark.driver.memory": "2g",
+    # Warehouse tables must stay readable by delta-rs and by the gate's plain Parquet scan: no
+    # deletion vectors or column mapping on tables Spark creates, no INT96 timestamps in files
+    "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+    "spark.databricks.delta.properties.defaults.columnMapping.mode": "none",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
 
 _lock = threading.Lock()
@@ -47,6 +54,39 @@ _session_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
 def ivy_dir() -> Path:
     """Where Ivy keeps delta-spark's JARs (inside the environment, so a fresh venv refetches once)."""
     return Path(os.environ.get("TWH_SPARK_IVY") or Path(sys.prefix) / "share" / "twh-spark-ivy")
+
+
+def _delta_version() -> str:
+    from importlib.metadata import version
+
+    return version("delta-spark")
+
+
+def _resolved_list() -> Path:
+    return ivy_dir() / f"resolved-{_delta_version()}.txt"
+
+
+def _cached_jars() -> str | None:
+    """The comma-separated JARs an earlier session resolved, if they are all still there."""
+    listing = _resolved_list()
+    if not listing.is_file():
+        return None
+    jars = [line for line in listing.read_text().splitlines() if line.strip()]
+    if not jars or not all(Path(j).is_file() for j in jars):
+        return None
+    return ",".join(jars)
+
+
+def _record_jars(session: Any) -> None:
+    from urllib.parse import urlparse
+
+    jars = [urlparse(j).path if j.startswith("file:") else j
+            for j in session.sparkContext.getConf().get("spark.jars", "").split(",") if j]
+    if jars and all(Path(j).is_file() for j in jars):
+        listing = _resolved_list()
+        tmp = listing.with_suffix(".tmp")
+        tmp.write_text("\n".join(jars) + "\n")
+        tmp.replace(listing)
 
 
 def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
@@ -71,7 +111,12 @@ def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None)
         builder: Any = SparkSession.builder.master(master).appName("training-warehouse")
         for k, v in {**_DEFAULT_CONF, "spark.jars.ivy": str(ivy_dir()), **(conf or {})}.items():
             builder = builder.config(k, v)
-        session = configure_spark_with_delta_pip(builder).getOrCreate()
+        jars = None if (conf or {}).get("spark.jars.packages") else _cached_jars()
+        if jars:
+            session = builder.config("spark.jars", jars).getOrCreate()
+        else:
+            session = configure_spark_with_delta_pip(builder).getOrCreate()
+            _record_jars(session)
         session.sparkContext.setLogLevel("ERROR")
         _session, _session_key = session, key
         return session

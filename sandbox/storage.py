@@ -45,6 +45,8 @@ ZONES = ("government", "market")
 LOAD_ID_KEY = "twh.load_id"
 SOURCE_SHA256_KEY = "twh.source_sha256"
 _TXN_PREFIX = "twh.load:"
+#: the application-transaction id prefix of a load (delta-spark writes it as ``txnAppId``)
+TXN_PREFIX = _TXN_PREFIX
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # the manifest's dataset-name rule
 _LOAD_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 #: table properties of every table we create
@@ -109,6 +111,28 @@ def _open(path: str | Path, version: int | None = None) -> DeltaTable:
         if version is not None and "version" in str(exc).lower():
             raise NotFound(f"table {Path(path).name!r} has no version {version}") from None
         raise InternalError(f"cannot open Delta table {Path(path).name!r}: {type(exc).__name__}") from exc
+
+
+def _history(dt: DeltaTable) -> list[dict[str, Any]]:
+    """``dt.history()`` (newest first) with delta-spark's commits read like delta-rs's: delta-spark
+    keeps our commit metadata as one JSON object in ``userMetadata`` (see :mod:`sandbox.spark_ingest`)
+    and counts written rows as ``numOutputRows``."""
+    out = []
+    for entry in dt.history():
+        user = entry.get("userMetadata")
+        if isinstance(user, str) and user.startswith("{"):
+            try:
+                meta = json.loads(user)
+            except ValueError:
+                meta = {}
+            if isinstance(meta, dict):
+                entry = {**{k: v for k, v in meta.items() if isinstance(k, str) and k.startswith("twh.")
+                            and isinstance(v, str)}, **entry}
+        metrics = entry.get("operationMetrics") or {}
+        if "num_added_rows" not in metrics and "numOutputRows" in metrics and entry.get("operation") == "WRITE":
+            entry = {**entry, "operationMetrics": {**metrics, "num_added_rows": metrics["numOutputRows"]}}
+        out.append(entry)
+    return out
 
 
 def _arrow_schema(dt: DeltaTable) -> pa.Schema:
@@ -288,7 +312,7 @@ WATERMARK_KEY = "twh.watermark"
 
 def last_watermark(path: str | Path, column: str) -> str | None:
     """The watermark (as stored: text) of the newest commit that recorded one for ``column``."""
-    for entry in _open(path).history():  # newest first
+    for entry in _history(_open(path)):  # newest first
         if entry.get("twh.watermark_column") == column and entry.get(WATERMARK_KEY) is not None:
             return str(entry[WATERMARK_KEY])
         if entry.get("twh.operation") == "migrate" or entry.get("operation") in ("CREATE TABLE",):
@@ -312,7 +336,7 @@ def find_load(path: str | Path, load_id: str) -> int | None:
     dt = _open(path)
     if dt.transaction_version(_TXN_PREFIX + load_id) is None:
         return None
-    for entry in dt.history():
+    for entry in _history(dt):
         if entry.get(LOAD_ID_KEY) == load_id:
             return int(entry["version"])
     raise InternalError(f"load {load_id} is recorded in the table state but not in its history")
@@ -322,7 +346,7 @@ def _commit(path: str | Path, version: int) -> dict[str, Any]:
     dt = _open(path)
     if not 0 <= version <= dt.version():
         raise NotFound(f"table {Path(path).name!r} has no version {version}")
-    for entry in dt.history():
+    for entry in _history(dt):
         if int(entry["version"]) == version:
             return entry
     raise NotFound(f"the commit of version {version} is no longer in the log")
@@ -337,7 +361,7 @@ def rows_added(path: str | Path, version: int) -> int:
 def history(path: str | Path) -> list[dict[str, Any]]:
     """Commits, oldest first: version, timestamp (UTC ISO 8601), operation, rows added, our metadata."""
     out = []
-    for entry in reversed(_open(path).history()):
+    for entry in reversed(_history(_open(path))):
         ts = entry.get("timestamp")
         out.append({
             "version": int(entry["version"]),

@@ -54,7 +54,7 @@ from .auth import Principal, Role
 from .budget import Budgets
 from .context import Context, get_dataset, stewards_of
 from .db import BudgetCharge
-from .errors import Conflict, Forbidden, InternalError, InvalidInput, NotFound, QueryRefused, Refused
+from .errors import BudgetExhausted, Conflict, Forbidden, InternalError, InvalidInput, NotFound, Refused
 from .gate.engine import snapshot_source
 from .manifest import DatasetManifest
 from .mock import mock_table
@@ -212,9 +212,9 @@ class Synthetics:
         try:
             ids = self.budgets.reserve(principal, [name], charge, job_id=None, kind=KIND, key=key, shared=True,
                                        guard=only_once)
-        except QueryRefused as exc:
-            raise Refused(exc.message.replace("this query needs", "its synthetic table needs"),
-                          details=exc.details) from None
+        except BudgetExhausted as exc:
+            raise BudgetExhausted(exc.message.replace("this query needs", "its synthetic table needs"),
+                                  details=exc.details) from None
         try:
             snap = storage.pin_snapshot(uris.to_path(table_path), name, version)
             table, model = synthetic_table(manifest, policy, snap)

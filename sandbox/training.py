@@ -17,8 +17,11 @@ For a job whose ``job.yaml`` has a ``train:`` block, after the job's own code ha
    broker; its folder holds the trainer code, the config and the two Parquet files);
 7. **release** — the weights are re-serialised by trusted code against the expected
    names/shapes/dtypes; ε is **re-certified here** (PRV + RDP cross-check) from σ, q and the
-   planned steps; the model card (JSON + PNG) and the attack report are written here. They join
-   the job's export, which the stewards of every dataset read approve.
+   planned steps; the model card (JSON + PNG) is written here from DP numbers only (held-out
+   metrics and loss curve, no exact counts, no training loss) and joins the job's export, which
+   the stewards of every dataset read approve. The membership-attack report, exact counts,
+   training losses and timings go to ``training_review.json`` in the job's folder: stewards and
+   auditors read it with the job's logs; it is never in the export.
 
 A trainer that is killed, times out or refuses leaves the reserved ε spent and releases nothing.
 """
@@ -51,6 +54,13 @@ _DP_PACKAGE = Path(__file__).resolve().parent.parent / "dp"
 _TRAIN_ENTRY = "from dp.training.entry import train_main\nraise SystemExit(train_main('/job', '/out'))\n"
 _EXPORT_ENTRY = "from dp.training.entry import export_main\nraise SystemExit(export_main('/job', '/out'))\n"
 MAX_REPORT_BYTES = 2 * 1024 * 1024
+#: the trainer's DP metrics that go on the model card (and so in the export)
+RELEASED_METRICS = ("holdout", "holdout_loss_curve", "n_holdout_noisy")
+#: exact statistics of the rows, timings: stewards only (``REVIEW_FILE`` in the job's folder,
+#: shown with the job's logs), never exported
+STEWARD_ONLY = ("epoch_losses_train", "samples", "seconds", "samples_per_second", "peak_rss_mb", "n_train",
+                "n_holdout", "path")
+REVIEW_FILE = "training_review.json"
 
 
 def _no_broker(_request: dict[str, Any]) -> dict[str, Any]:
@@ -230,28 +240,31 @@ class Training:
             raise TrainingRefused(exc.message, details={"rule": exc.code}) from None
         from dp.training.graph import graph_sha256
 
+        released = report.get("released") if isinstance(report.get("released"), dict) else {}
+        steward_only = report.get("steward_only") if isinstance(report.get("steward_only"), dict) else {}
         card = model_card(
             job={"id": job_id, "name": spec.name, "purpose": spec.purpose, "tenant": principal.tenant},
             config=cfg.to_dict(), certificate=cert.to_dict(), plan=plan.to_dict(),
-            data={"datasets": list(fplan.tables), "versions": feats.versions, "feature_sql": fplan.sql,
-                  "privacy_unit_rows": feats.units, "dropped_duplicate_unit_rows": feats.dropped_duplicate_rows,
-                  "training_rows": plan.n_train, "held_out_rows": hold_t.num_rows},
+            # no exact row counts: the held-out count on the card is the DP one (released)
+            data={"datasets": list(fplan.tables), "versions": feats.versions, "feature_sql": fplan.sql},
             hashes={"weights_sha256": weights.sha256, "graph_sha256": graph_sha256(graph) if graph else None,
                     "job_code_sha256": _code_sha(self._job_dir(job_id) / "code")},
-            training={k: report.get(k) for k in ("epoch_losses", "samples_per_second", "seconds", "peak_rss_mb")},
-            holdout=report.get("holdout") if isinstance(report.get("holdout"), dict) else None,
-            attack=report.get("attack") if isinstance(report.get("attack"), dict) else None,
+            released={k: released.get(k) for k in RELEASED_METRICS},
             weights={k: {"shape": list(s), "dtype": d} for k, (s, d) in expected.items()})
-        attack = card.get("membership_inference") or {}
+        attack = steward_only.get("attack") if isinstance(steward_only.get("attack"), dict) else {}
+        review = {"job_id": job_id, "certified_epsilon": cert.epsilon, "membership_inference": attack,
+                  "training": {k: steward_only.get(k) for k in STEWARD_ONLY},
+                  "data": {"privacy_unit_rows": feats.units,
+                           "dropped_duplicate_unit_rows": feats.dropped_duplicate_rows,
+                           "training_rows": plan.n_train, "held_out_rows": hold_t.num_rows}}
+        (self._job_dir(job_id) / REVIEW_FILE).write_bytes(card_json(review))
         self.ctx.record(SYSTEM, "training.certified", "job", job_id,
                         {"epsilon": cert.epsilon, "epsilon_rdp": cert.epsilon_rdp, "delta": cert.delta,
                          "noise_multiplier": cert.noise_multiplier, "steps": cert.steps,
                          "weights_sha256": weights.sha256, "attack_auc": attack.get("auc"),
                          "attack_flagged": attack.get("flagged")})
-        out = [weights, GatedFile("model_card.json", card_json(card)), GatedFile("model_card.png", card_png(card))]
-        out.append(GatedFile("attack_report.json", card_json({"membership_inference": attack,
-                                                              "certified_epsilon": cert.epsilon})))
-        return out
+        # The export carries only what is DP or public: the weights and the card (JSON + PNG).
+        return [weights, GatedFile("model_card.json", card_json(card)), GatedFile("model_card.png", card_png(card))]
 
 
 def _code_sha(code_dir: Path) -> str:

@@ -56,6 +56,10 @@ class Warehouse:
         self.jobs = Jobs(self.ctx, self.queries, self.manifest)
         self.synthetic = Synthetics(self.ctx, self.manifest, self.budgets)  # DP synthetic development data
         self.exports = Exports(self.ctx)
+        if settings.engine == "spark":  # gated queries run there; the session starts on the first one
+            from .gate import spark_engine
+
+            spark_engine.configure(settings.spark_master, settings.spark_conf)
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:

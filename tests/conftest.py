@@ -60,3 +60,23 @@ def people(wh, admin: Principal) -> dict[str, Principal]:
 @pytest.fixture
 def enterprise() -> Principal:
     return Principal("analyst", Role.ENTERPRISE, "bank_a")
+
+
+#: the master every Spark test shares: settings with engine="spark" in tests must use this, since
+#: sandbox.spark keeps one SparkSession per process and refuses a second configuration
+SPARK_TEST_MASTER = "local[2]"
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One SparkSession with Delta Lake for the whole pytest run (pyspark + delta-spark required)."""
+    try:
+        import delta  # noqa: F401
+        import pyspark  # noqa: F401
+    except ImportError:
+        pytest.skip("pyspark/delta-spark not installed: pip install 'training-warehouse[spark]'")
+    from sandbox.spark import get_session, stop_session
+
+    session = get_session(SPARK_TEST_MASTER)
+    yield session
+    stop_session()

@@ -1,8 +1,10 @@
 """The model card: what was trained, on what, with which guarantee — JSON and a one-page PNG.
 
 Built by trusted code from the supervisor's own numbers (the certificate it computed, the
-versions it pinned, the hashes it took) and the trainer's report (losses, held-out DP metrics,
-the attack report). No data values, only counts and aggregates.
+versions it pinned, the hashes it took) and the **released** part of the trainer's report: the
+held-out metrics and loss curve, both DP (:mod:`.evaluate`). Nothing else about the rows is on
+the card: no exact row counts, no training loss, no timings, no membership-attack result (the
+stewards see those; the application keeps them out of the export).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ CARD_FORMAT = "twh-model-card/1"
 
 
 def model_card(*, job: dict[str, Any], config: dict[str, Any], certificate: dict[str, Any], plan: dict[str, Any],
-               data: dict[str, Any], hashes: dict[str, str], training: dict[str, Any], holdout: dict[str, Any] | None,
-               attack: dict[str, Any] | None, weights: dict[str, Any]) -> dict[str, Any]:
+               data: dict[str, Any], hashes: dict[str, str], released: dict[str, Any],
+               weights: dict[str, Any]) -> dict[str, Any]:
     eps = certificate["epsilon"]
     return {
         "format": CARD_FORMAT,
@@ -33,7 +35,11 @@ def model_card(*, job: dict[str, Any], config: dict[str, Any], certificate: dict
             "noise_multiplier": certificate["noise_multiplier"], "sampling": "Poisson",
             "sample_rate": certificate["sample_rate"], "steps": certificate["steps"],
             "max_grad_norm": plan["max_grad_norm"], "clipping": "per-sample, flat",
-            "noise_chosen": "from the target before training", "rng": "os.urandom-seeded, not user-settable",
+            "noise_chosen": "from the target before training",
+            "rng": "fresh OS-CSPRNG seeds every step (secrets), not user-settable; float Gaussian "
+                   "(sum of four, as Opacus secure_mode) — not a discrete Gaussian",
+            "metrics": f"held-out only, DP at eval ε={config.get('eval_epsilon')} (disjoint rows: "
+                       "the release's ε is max(training, evaluation))",
         },
         "model": {"spec": config.get("model"), "loss": config.get("loss"), "optimizer": config.get("optimizer"),
                   "learning_rate": config.get("learning_rate"), "epochs": config.get("epochs"),
@@ -42,9 +48,9 @@ def model_card(*, job: dict[str, Any], config: dict[str, Any], certificate: dict
                       "label": config.get("label")}, "weights": weights},
         "data": data,
         "hashes": hashes,
-        "training": training,
-        "holdout_metrics_dp": holdout,
-        "membership_inference": attack,
+        "holdout_metrics_dp": released.get("holdout"),
+        "holdout_loss_curve_dp": released.get("holdout_loss_curve"),
+        "holdout_rows_dp": released.get("n_holdout_noisy"),
     }
 
 
@@ -54,13 +60,13 @@ def card_png(card: dict[str, Any]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), dpi=80)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), dpi=80)
     p = card["privacy"]
     fig.suptitle(f"DP model card — ε={p['epsilon']:.3g} (RDP {p['cross_check']['epsilon']:.3g}), δ={p['delta']:.2g}, "
                  f"σ={p['noise_multiplier']:.3g}, q={p['sample_rate']:.3g}, {p['steps']} steps", fontsize=10)
-    losses = card["training"].get("epoch_losses") or []
-    axes[0].plot(range(1, len(losses) + 1), losses, marker="o")
-    axes[0].set(title="training loss (per epoch)", xlabel="epoch", ylabel="loss")
+    curve = card.get("holdout_loss_curve_dp") or {}
+    axes[0].plot(curve.get("epochs") or [], curve.get("loss") or [], marker="o")
+    axes[0].set(title=f"held-out loss (DP, ε={curve.get('epsilon', 0):.2g})", xlabel="epoch", ylabel="loss")
     h = card.get("holdout_metrics_dp")
     if h:
         pos, neg = h["noisy_positives"], h["noisy_negatives"]
@@ -70,14 +76,6 @@ def card_png(card: dict[str, Any]) -> bytes:
         axes[1].scatter(centers, rate, s=[4 + max(a, 0) + max(b, 0) for a, b in zip(pos, neg, strict=True)])
         axes[1].set(title=f"held-out calibration (DP, ε={h['epsilon']:.2g}); AUC≈{h['auc']:.3f}",
                     xlabel="predicted probability", ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))
-    a = card.get("membership_inference")
-    if a:
-        fpr, tpr = zip(*a["roc"], strict=True) if a["roc"] else ((0, 1), (0, 1))
-        axes[2].plot(fpr, tpr, label=f"attack AUC {a['auc']:.3f}")
-        axes[2].plot([0, 1], [0, 1], ls="--", c="grey", label="chance")
-        axes[2].set(title="membership inference " + ("— FLAGGED" if a["flagged"] else "(not flagged)"),
-                    xlabel="false positive rate", ylabel="true positive rate")
-        axes[2].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})

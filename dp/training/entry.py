@@ -4,6 +4,9 @@
   ``train.parquet``, ``holdout.parquet`` and, for a custom model, ``graph.json`` +
   ``init.safetensors`` (already checked by the supervisor; checked again here). Writes
   ``/out/model.safetensors`` and ``/out/report.json``. It has no broker and no network.
+  ``report.json`` has two parts: ``released`` (DP on the held-out rows: :mod:`.evaluate`) and
+  ``steward_only`` (exact row counts, training losses, timings, the membership attack), which
+  the supervisor keeps out of the export.
 * :func:`export_main` — the **user's sandbox**, second pass: imports the user's module, builds
   the model, traces it on mock inputs, writes ``/out/graph.json`` + ``/out/init.safetensors``.
 
@@ -14,6 +17,7 @@ supervisor can tell a refusal (with its reason) from a crash.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -27,15 +31,18 @@ def _refuse(out: Path, code: str, reason: str) -> None:
 
 
 def _train(job: Path, out: Path) -> None:
+    from fractions import Fraction
+
     import numpy as np
     import pyarrow.parquet as pq
     import torch
 
+    from ..noise import laplace
     from .accounting import PrivacyPlan
-    from .evaluate import dp_holdout_metrics
+    from .evaluate import curve_epochs, dp_holdout_metrics, dp_loss_curve, fixed_point_loss_sum
     from .features import encode
     from .graph import check_no_batch_mixing, load_graph
-    from .mia import membership_attack
+    from .mia import membership_attack, per_example_loss
     from .models import build_model
     from .spec import TrainConfig
     from .trainer import predict, train_dp
@@ -56,19 +63,38 @@ def _train(job: Path, out: Path) -> None:
         names = {v: k for k, v in model.parameter_names().items()}
     else:
         model = build_model(cfg)
-    result = train_dp(model, train, cfg, plan)
+    at = set(curve_epochs(math.ceil(plan.steps / round(1 / plan.sample_rate))))
+    curve_at: list[int] = []
+    curve_sums: list[int] = []
+
+    def held_out_loss(m: torch.nn.Module, epoch: int) -> None:
+        if epoch in at:
+            curve_at.append(epoch)
+            curve_sums.append(fixed_point_loss_sum(per_example_loss(predict(m, hold), hold.y, cfg.loss)))
+
+    result = train_dp(model, train, cfg, plan, after_epoch=held_out_loss)
     arrays = {names.get(k, k): v.numpy().astype(np.float32) for k, v in result.state.items()}
     (out / "model.safetensors").write_bytes(write_safetensors(arrays))
     out_train, out_hold = predict(model, train), predict(model, hold)
-    report: dict[str, Any] = {
-        "steps": result.steps, "epoch_losses": result.epoch_losses, "samples": result.samples,
-        "seconds": round(result.seconds, 3), "samples_per_second": round(result.samples_per_second, 1),
-        "peak_rss_mb": round(result.peak_rss_mb, 1), "n_train": len(train), "n_holdout": len(hold),
-    }
+    # Released with the model (DP on the held-out rows, eval_epsilon split in two halves):
+    half = cfg.eval_epsilon / 2
+    released: dict[str, Any] = {}
     if cfg.loss == "bce":
         prob = 1 / (1 + np.exp(-out_hold))
-        report["holdout"] = dp_holdout_metrics(prob, hold.y, cfg.eval_epsilon).to_dict()
-    report["attack"] = membership_attack(out_train, train.y, out_hold, hold.y, cfg.loss).to_dict()
+        released["holdout"] = dp_holdout_metrics(prob, hold.y, half).to_dict()
+        n_noisy = int(released["holdout"]["n_noisy"])
+    else:
+        n_noisy = max(0, int(laplace([len(hold)], 1, Fraction(str(half))).values[0]))
+    released["n_holdout_noisy"] = n_noisy
+    released["holdout_loss_curve"] = dp_loss_curve(curve_at, curve_sums, half, n_noisy).to_dict()
+    # For the stewards only (exact statistics of the rows, timings, the attack): never exported.
+    steward_only: dict[str, Any] = {
+        "epoch_losses_train": result.epoch_losses, "samples": result.samples, "path": result.path,
+        "seconds": round(result.seconds, 3), "samples_per_second": round(result.samples_per_second, 1),
+        "peak_rss_mb": round(result.peak_rss_mb, 1), "n_train": len(train), "n_holdout": len(hold),
+        "attack": membership_attack(out_train, train.y, out_hold, hold.y, cfg.loss).to_dict(),
+    }
+    report = {"steps": result.steps, "released": released, "steward_only": steward_only}
     (out / "report.json").write_text(json.dumps(report, allow_nan=True))
 
 

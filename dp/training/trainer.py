@@ -1,42 +1,48 @@
-"""DP-SGD with Opacus, done the way the accountant assumes.
+"""DP-SGD done the way the accountant assumes, fast for the declarative models.
 
-* **Poisson sampling** through a real :class:`opacus.data_loader.DPDataLoader` at the planned
-  rate q; an empty batch still takes a noise-only step (the accountant counts every step).
-* **σ fixed before training** (:func:`.accounting.plan_privacy`); the trainer never changes it.
-* **Secure randomness:** one ``torch.Generator`` seeded from ``os.urandom`` drives both the batch
-  sampling and the noise; no seed can be passed in, so two runs never share noise. The noise is
-  drawn the way Opacus' ``secure_mode`` draws it (the sum of four Gaussians, against the
-  floating-point attacks of Jin et al. 2021), without the unmaintained ``torchcsprng``.
-* **Per-sample clipping** with ghost clipping for ``Linear``/``Embedding`` (Opacus' fast
-  gradient clipping), functorch for anything else; ``ModuleValidator`` must find nothing, and a
-  model with buffers is refused.
-* **Export** only parameters owned by the DP optimizer.
+* **Poisson sampling** of row indices, vectorised (:func:`.rng.poisson_indices`), at the planned
+  rate q every step; an empty batch still takes a noise-only step (the accountant counts every
+  step). No per-sample ``DataLoader``.
+* **σ fixed before training** (:func:`.accounting.plan_privacy`, one accountant run); the trainer
+  never calls an accountant and never changes σ.
+* **Randomness:** each step's batch and noise come from a generator seeded with 64 fresh bits
+  of the OS CSPRNG (:mod:`.rng`, which also says what that does not guarantee); no seed can be
+  passed in, so two runs never share noise.
+* **Per-sample clipping**, two paths with the same arithmetic (clip factor
+  ``min(1, C/(‖∇_i‖+1e-6))``, sum, add N(0, σ²C²), divide by the expected batch N·q):
+
+  - ``bk`` — the declarative models (:mod:`.models`): book-keeping clipping
+    (:mod:`.bookkeeping`): ghost norms and one matmul per layer, no autograd, noise added here;
+  - ``opacus`` — anything else (custom graphs): Opacus' ``GradSampleModule`` + ``DPOptimizer``
+    (ghost clipping for ``Linear``/``Embedding``, functorch for the rest), fed the same sampled
+    indices and each step's generator.
+
+  ``ModuleValidator`` must find nothing, and a model with buffers is refused.
+* **Export** only parameters the DP update owns; nothing else leaves.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from .accounting import PrivacyPlan
 from .errors import ModelRefused, TrainingError
 from .features import Encoded
+from .rng import gaussian, poisson_indices, step_generator, step_sampler
 from .spec import TrainConfig
 
 LOSSES = {"bce": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}
-
-
-def secure_generator() -> torch.Generator:
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+PATHS = ("auto", "bk", "opacus")
 
 
 def _optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -65,14 +71,21 @@ class TrainResult:
     state: dict[str, torch.Tensor]
     steps: int
     noise_multiplier: float
+    #: mean training loss per epoch: exact statistics of the training rows — stewards only, never released
     epoch_losses: list[float] = field(default_factory=list)
     samples: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (all threads): robust to other load on the machine
     peak_rss_mb: float = 0.0
+    path: str = ""
 
     @property
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def samples_per_cpu_second(self) -> float:
+        return self.samples / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
 
 
 def _peak_rss_mb() -> float:
@@ -81,8 +94,99 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _tensors(data: Encoded) -> TensorDataset:
-    return TensorDataset(torch.from_numpy(data.x_num), torch.from_numpy(data.x_cat), torch.from_numpy(data.y))
+def _tensors(data: Encoded) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(data.x_num), torch.from_numpy(data.x_cat), torch.from_numpy(data.y)
+
+
+class _BKStep:
+    """One DP-SGD step by book-keeping clipping (:mod:`.bookkeeping`), noise added here.
+
+    The parameters are views of one flat tensor, which is what the optimizer updates; the clipped
+    sums are written into views of one flat gradient buffer, so the noise, the division by the
+    expected batch size and the update are a few operations per step whatever the layer count."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, plan: PrivacyPlan) -> None:
+        from .bookkeeping import shape_of
+
+        self.shape, self.loss = shape_of(model), cfg.loss
+        self.params = list(model.parameters())
+        if not all(p.requires_grad for p in self.params):
+            raise TrainingError("every parameter of a declarative model is trained")
+        with torch.no_grad():
+            self.flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in self.params]))
+        self.flat.grad = torch.zeros_like(self.flat)
+        self.views: dict[int, torch.Tensor] = {}
+        off = 0
+        for p in self.params:
+            p.data = self.flat.data[off:off + p.numel()].view_as(p)
+            self.views[id(p)] = self.flat.grad[off:off + p.numel()].view_as(p)
+            off += p.numel()
+        self.optimizer = _optimizer(cfg, [self.flat])
+        self.std = plan.noise_multiplier * plan.max_grad_norm
+        self.clip = plan.max_grad_norm
+        self.expected = plan.n_train * plan.sample_rate
+
+    def owned(self) -> set[int]:
+        """The parameters whose values live in the flat tensor the optimizer updates."""
+        lo = self.flat.data_ptr()
+        hi = lo + self.flat.numel() * self.flat.element_size()
+        storage = self.flat.untyped_storage().data_ptr()
+        return {id(p) for p in self.params if p.untyped_storage().data_ptr() == storage and lo <= p.data_ptr() < hi}
+
+    def __call__(self, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+        from .bookkeeping import clipped_sum_of_shape
+
+        grad = self.flat.grad
+        assert grad is not None
+        loss_sum = 0.0
+        if len(y):
+            loss_sum = clipped_sum_of_shape(self.shape, x_num, x_cat, y, self.loss, self.clip, self.views).loss_sum
+        else:
+            grad.zero_()
+        grad.add_(gaussian(grad.numel(), self.std, gen)).div_(self.expected)
+        self.optimizer.step()
+        return loss_sum
+
+
+class _OpacusStep:
+    """One DP-SGD step through Opacus (custom graphs), on the batch we sampled, with our generator."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, plan: PrivacyPlan, data: Encoded,
+                 grad_sample_mode: str) -> None:
+        from opacus import PrivacyEngine
+        from opacus.data_loader import DPDataLoader
+
+        # Opacus derives the expected batch size from a loader; it is never iterated (we sample).
+        loader = DPDataLoader(TensorDataset(*_tensors(data)), sample_rate=plan.sample_rate)
+        criterion = LOSSES[cfg.loss]()
+        optimizer = _optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+        engine = PrivacyEngine(accountant="prv")
+        made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader,
+                                   noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+                                   poisson_sampling=False, grad_sample_mode=grad_sample_mode,
+                                   criterion=criterion)
+        if grad_sample_mode == "ghost":
+            self.gsm, self.opt, self.crit, _ = made
+        else:
+            (self.gsm, self.opt, _), self.crit = made, criterion
+        if abs(self.opt.expected_batch_size - plan.n_train * plan.sample_rate) > 1:
+            raise TrainingError("Opacus did not keep the planned expected batch size")
+        self.opt.secure_mode = True  # four-Gaussian noise, drawn from each step's generator
+        self.gsm.train()
+
+    def owned(self) -> set[int]:
+        return {id(p) for group in self.opt.original_optimizer.param_groups for p in group["params"]}
+
+    def __call__(self, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+        self.opt.generator = gen
+        if len(y) == 0:
+            _noise_only_step(self.opt)
+            return 0.0
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.crit(self.gsm(x_num, x_cat), y)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach()) * len(y)
 
 
 def _noise_only_step(optimizer: Any) -> None:
@@ -98,96 +202,99 @@ def _noise_only_step(optimizer: Any) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def train_dp(model: nn.Module, data: Encoded, cfg: TrainConfig, plan: PrivacyPlan, *,
-             grad_sample_mode: str = "ghost", max_steps: int | None = None) -> TrainResult:
-    """Train ``model`` in place under DP-SGD with ``plan``'s σ, q and number of steps."""
+def choose_path(model: nn.Module, path: str = "auto") -> str:
+    from .bookkeeping import supports
+
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}")
+    if path == "auto":
+        return "bk" if supports(model) else "opacus"
+    if path == "bk" and not supports(model):
+        raise TrainingError("book-keeping clipping does not cover this model")
+    return path
+
+
+def train_dp(model: nn.Module, data: Encoded, cfg: TrainConfig, plan: PrivacyPlan, *, path: str = "auto",
+             grad_sample_mode: str = "ghost", max_steps: int | None = None,
+             after_epoch: Callable[[nn.Module, int], None] | None = None) -> TrainResult:
+    """Train ``model`` in place under DP-SGD with ``plan``'s σ, q and number of steps.
+
+    ``after_epoch(model, epoch)`` runs after each epoch (the held-out loss curve uses it)."""
     with warnings.catch_warnings():
         # Opacus warns about its own secure_mode (we draw secure noise ourselves, see above)
         # and about backward hooks on input-free layers; neither applies.
         warnings.simplefilter("ignore", UserWarning)
-        return _train_dp(model, data, cfg, plan, grad_sample_mode, max_steps)
+        return _train_dp(model, data, cfg, plan, choose_path(model, path), grad_sample_mode, max_steps, after_epoch)
 
 
-def _train_dp(model: nn.Module, data: Encoded, cfg: TrainConfig, plan: PrivacyPlan, grad_sample_mode: str,
-              max_steps: int | None) -> TrainResult:
-    from opacus import PrivacyEngine
-    from opacus.data_loader import DPDataLoader
-
+def _train_dp(model: nn.Module, data: Encoded, cfg: TrainConfig, plan: PrivacyPlan, path: str,
+              grad_sample_mode: str, max_steps: int | None,
+              after_epoch: Callable[[nn.Module, int], None] | None) -> TrainResult:
     validate_model(model)
     if len(data) != plan.n_train:
         raise TrainingError("the training rows differ from the ones the privacy plan was made for")
-    gen = secure_generator()
-    loader = DPDataLoader(_tensors(data), sample_rate=plan.sample_rate, generator=gen)
-    criterion = LOSSES[cfg.loss]()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(cfg, params)
-    engine = PrivacyEngine(accountant="prv")
-    made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader,
-                               noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
-                               poisson_sampling=False,  # the loader above already samples (Poisson, our RNG)
-                               grad_sample_mode=grad_sample_mode, criterion=criterion, noise_generator=gen)
-    if grad_sample_mode == "ghost":
-        gsm, dp_opt, dp_crit, dp_loader = made
-    else:
-        (gsm, dp_opt, dp_loader), dp_crit = made, criterion
-    if dp_loader is not loader or abs(dp_opt.expected_batch_size - plan.n_train * plan.sample_rate) > 1:
-        raise TrainingError("Opacus did not keep the planned Poisson sampler")
-    dp_opt.secure_mode = True  # four-Gaussian noise, drawn from our generator
+    x_num, x_cat, y = _tensors(data)
+    step = _BKStep(model, cfg, plan) if path == "bk" else _OpacusStep(model, cfg, plan, data, grad_sample_mode)
     steps_per_epoch = round(1 / plan.sample_rate)
     epochs = math.ceil(plan.steps / steps_per_epoch)
-    result = TrainResult({}, 0, plan.noise_multiplier)
-    started = time.perf_counter()
-    gsm.train()
-    for _ in range(epochs):
+    limit = plan.steps if max_steps is None else min(plan.steps, max_steps)
+    result = TrainResult({}, 0, plan.noise_multiplier, path=path)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    model.train()
+    for epoch in range(epochs):
         total, count = 0.0, 0
-        for x_num, x_cat, y in dp_loader:
-            if result.steps >= plan.steps or (max_steps is not None and result.steps >= max_steps):
+        for _ in range(steps_per_epoch):
+            if result.steps >= limit:
                 break
-            if len(y) == 0:
-                _noise_only_step(dp_opt)
-            else:
-                dp_opt.zero_grad(set_to_none=True)
-                loss = dp_crit(gsm(x_num, x_cat), y)
-                loss.backward()
-                dp_opt.step()
-                total += float(loss.detach()) * len(y)
-                count += len(y)
-                result.samples += len(y)
+            idx = poisson_indices(plan.n_train, plan.sample_rate, step_sampler())
+            total += step(x_num[idx], x_cat[idx], y[idx], step_generator())
+            count += len(idx)
             result.steps += 1
+        result.samples += count
         result.epoch_losses.append(total / max(count, 1))
+        if after_epoch is not None:
+            after_epoch(model, epoch)
+            model.train()
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu_started
     result.peak_rss_mb = _peak_rss_mb()
-    owned = {id(p) for group in dp_opt.original_optimizer.param_groups for p in group["params"]}
-    base = gsm._module if hasattr(gsm, "_module") else gsm
-    result.state = {n: p.detach().clone().contiguous() for n, p in base.named_parameters() if id(p) in owned}
+    owned = step.owned()
+    base = model._module if hasattr(model, "_module") else model
     if set(map(id, base.parameters())) - owned:
         raise TrainingError("some parameters are not owned by the DP optimizer; nothing is released")
+    result.state = {n: p.detach().clone().contiguous() for n, p in base.named_parameters() if id(p) in owned}
     return result
 
 
 def train_plain(model: nn.Module, data: Encoded, cfg: TrainConfig, *, batch_size: int, steps: int) -> TrainResult:
-    """Non-private training (shuffled fixed-size batches): the benchmarks' and tests' baseline only."""
+    """Non-private training (shuffled fixed-size batches, sliced from tensors — the same vectorised
+    batching as DP-SGD, so the benchmark compares clipping and noise, not data loading): the
+    benchmarks' and tests' baseline only."""
     criterion = LOSSES[cfg.loss]()
     optimizer = _optimizer(cfg, list(model.parameters()))
-    loader = DataLoader(_tensors(data), batch_size=batch_size, shuffle=True, generator=secure_generator())
-    result = TrainResult({}, 0, 0.0)
-    started = time.perf_counter()
+    x_num, x_cat, y = _tensors(data)
+    gen = step_generator()  # shuffling only; this baseline is not private
+    result = TrainResult({}, 0, 0.0, path="nonprivate")
+    started, cpu_started = time.perf_counter(), time.process_time()
     model.train()
     while result.steps < steps:
         total, count = 0.0, 0
-        for x_num, x_cat, y in loader:
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), batch_size):
             if result.steps >= steps:
                 break
+            idx = perm[i:i + batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x_num, x_cat), y)
+            loss = criterion(model(x_num[idx], x_cat[idx]), y[idx])
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-            result.samples += len(y)
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            result.samples += len(idx)
             result.steps += 1
         result.epoch_losses.append(total / max(count, 1))
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = time.process_time() - cpu_started
     result.peak_rss_mb = _peak_rss_mb()
     result.state = {n: p.detach().clone().contiguous() for n, p in model.named_parameters()}
     return result

@@ -40,11 +40,14 @@ DATASETS = [("enterprise_registry", "tax_steward"), ("tax_payments", "tax_stewar
 
 
 def build_warehouse(home: Path, *, fresh: bool = True, n_enterprises: int = 2000,
-                    say: Any = print) -> tuple[Warehouse, dict[str, LocalClient]]:
-    """Create a warehouse with the demo's users and landed datasets; return it and a client per user."""
+                    say: Any = print, engine: Settings | None = None) -> tuple[Warehouse, dict[str, LocalClient]]:
+    """Create a warehouse with the demo's users and landed datasets; return it and a client per user.
+
+    ``engine``: settings whose query engine (engine, spark_master, spark_conf) the demo uses."""
     if fresh and home.exists():
         shutil.rmtree(home)
-    wh = Warehouse.open(Settings(home=home.absolute()))
+    wh = Warehouse.open(Settings(home=home.absolute(), **(engine.model_dump(include={
+        "engine", "spark_master", "spark_conf"}) if engine is not None else {})))
     made = wh.users.bootstrap_admin()
     admin = LocalClient(wh, "admin")
     clients = {"admin": admin}
@@ -62,13 +65,14 @@ def build_warehouse(home: Path, *, fresh: bool = True, n_enterprises: int = 2000
     return wh, clients
 
 
-def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None) -> dict[str, Any]:
+def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
+             engine: Settings | None = None) -> dict[str, Any]:
     con = console or Console()
     say = con.print
     step = lambda n, text: con.print(Panel(text, title=f"step {n}", expand=False))  # noqa: E731
 
     step(1, "An operator creates the warehouse (a directory + a catalog) and its users.")
-    wh, c = build_warehouse(home, fresh=fresh, say=say)
+    wh, c = build_warehouse(home, fresh=fresh, say=say, engine=engine)
 
     step(2, "A bad batch arrives: the tax bureau's new file breaks the data contract.")
     try:

@@ -16,12 +16,14 @@ def run_training_step(c: dict[str, Any], job_dir: Path, dest: Path, say: Any) ->
     for steward in ("tax_steward", "hrss_steward", "bank_steward"):
         files = {f["name"]: f["data"] for f in c[steward].preview_export(export_id)}
         card = json.loads(files["model_card.json"])
-        p, a, h = card["privacy"], card["membership_inference"], card["holdout_metrics_dp"]
+        # the attack report and exact counts are for the stewards (job logs), never in the export
+        review = json.loads(c[steward].job_logs(job["id"])["training_review"])
+        p, a, h = card["privacy"], review["membership_inference"], card["holdout_metrics_dp"]
         if steward == "tax_steward":
             say(f"  model card: ε = [bold]{p['epsilon']:.3f}[/] (PRV upper bound; RDP cross-check "
                 f"{p['cross_check']['epsilon']:.3f}), δ = {p['delta']:.0e}, σ = {p['noise_multiplier']:.3f}, "
                 f"q = {p['sample_rate']:.3f}, {p['steps']} steps, clip {p['max_grad_norm']}")
-            say(f"  data: {card['data']['training_rows']} training / {card['data']['held_out_rows']} held-out "
+            say(f"  data: {review['data']['training_rows']} training / {review['data']['held_out_rows']} held-out "
                 f"enterprises, versions {card['data']['versions']}")
             say(f"  held-out AUC (DP, ε={h['epsilon']:g}) ≈ {h['auc']:.3f}; membership attack: AUC {a['auc']:.3f}, "
                 f"advantage {a['advantage']:.3f}, TPR@1%FPR {a['tpr_at_fpr_1pct']:.3f} → "

@@ -105,7 +105,7 @@ def _scan(root: exp.Select) -> None:
 def plan_query(sql: str, lookup: Callable[[str], TableInfo], *, populations: bool = True) -> QueryPlan:
     """Check ``sql`` against the gate's rules and the datasets' policies; return the plan to run.
 
-    ``populations``: also collect each cell's privacy-unit values (hidden ``units`` columns) for
+    ``populations``: also collect each cell's privacy units as ``hash(unit)`` (hidden ``units`` columns) for
     the differencing guard; only datasets with a privacy unit have any.
 
     Raises :class:`~sandbox.errors.QueryRefused` (``details["rule"]`` in :data:`RULES`);
@@ -145,6 +145,9 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
         if allowed is not None and any(o not in allowed for o in others):
             refuse("join_condition", f"the policy of {info.name!r} does not allow joining it with "
                                      f"{', '.join(o for o in others if o not in allowed)}")
+    if mode != "dp" and any(isinstance(i, AggregateSpec) and i.func == "quantile" for i, _ in items):
+        refuse("aggregate_not_allowed", "MEDIAN / QUANTILE / PERCENTILE are answered only in release mode dp: "
+                                        "under disclosure control an exact quantile is one record's value")
     if mode == "dp":  # noised aggregates: a rewrite of its own (contribution bounds, fixed point)
         from .dp_plan import plan_dp
 
@@ -256,7 +259,7 @@ def _release_mode(tables: list[TableInfo]) -> str:
 #
 # For the SDC mode, every SUM/AVG column also gets the ``top_n`` largest |contributions| (of
 # units, or of rows without a unit) and their total: dominance and p% read them. With a privacy
-# unit, each unit column gets the list of the cell's unit values (``units``) for the
+# unit, each unit column gets the list of the cell's ``hash(unit)`` values (``units``) for the
 # differencing guard. All hidden; the release mode drops them.
 
 
@@ -335,7 +338,9 @@ def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list
     hidden += [(HiddenColumn(f"__twh_key{k}", "key"), col(f"__twh_g{k}")) for k in range(len(groups))]
     if populations:
         for j in range(len(units)):
-            value = exp.Cast(this=col(f"__twh_u{j}"), to=exp.DataType.build("varchar"))
+            # DuckDB hash(unit): the guard maps it to dense ids through the snapshot's unit dictionary
+            # (sandbox/gate/unit_dictionary.py), so no unit value leaves the engine.
+            value = exp.Anonymous(this="hash", expressions=[col(f"__twh_u{j}")])
             listed = exp.ArrayAgg(this=exp.Distinct(expressions=[value]) if len(units) > 1 else value)
             not_null = exp.Where(this=exp.Not(this=exp.Is(this=col(f"__twh_u{j}"), expression=exp.Null())))
             hidden.append((HiddenColumn(f"__twh_ids_{j}", "units", unit=j), exp.Filter(this=listed, expression=not_null)))

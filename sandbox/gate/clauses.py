@@ -26,6 +26,8 @@ HIDDEN_PREFIX = "__twh"
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER_RE = re.compile(r"^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _COMPARISONS: tuple[type[exp.Expression], ...] = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE)
+#: quantile aggregates: parsed and checked everywhere, answered only by the dp release mode
+_QUANTILES: tuple[type[exp.Expression], ...] = (exp.Median, exp.Quantile, exp.PercentileCont, exp.PercentileDisc)
 _TEMPORAL = {exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ,
              exp.DataType.Type.TIMESTAMPTZ}
 
@@ -300,6 +302,9 @@ class Checker:
         if type(node) in (exp.Count, exp.Sum, exp.Avg):
             spec = self.aggregate(node, alias)
             return spec, spec.output
+        if type(node) in _QUANTILES or (isinstance(node, exp.WithinGroup) and type(node.this) in _QUANTILES):
+            spec = self.quantile(node, alias)
+            return spec, spec.output
         if isinstance(node, exp.Filter):
             refuse("aggregate_filter", "FILTER (WHERE ...) on aggregates is not allowed: use WHERE")
         agg = node if isinstance(node, exp.AggFunc) else node.find(exp.AggFunc)
@@ -327,6 +332,41 @@ class Checker:
             refuse("aggregate_argument", f"{func.upper()} takes {hint}")
         ref = self.use(arg, func)
         return AggregateSpec(func, ref, alias or f"{func}_{ref.column}")
+
+    def quantile(self, node: exp.Expression, alias: str | None) -> AggregateSpec:
+        """MEDIAN(x), QUANTILE[_CONT|_DISC](x, a), PERCENTILE_CONT|DISC(a) WITHIN GROUP (ORDER BY x):
+        one measure column and one literal fraction. The release mode decides whether it answers."""
+        desc = False
+        if isinstance(node, exp.WithinGroup):
+            only_args(node, {"this", "expression"}, "aggregate_argument", "WITHIN GROUP")
+            order = node.expression
+            if not isinstance(order, exp.Order) or len(order.expressions) != 1:
+                refuse("aggregate_argument", "WITHIN GROUP takes (ORDER BY one measure column)")
+            only_args(order, {"expressions"}, "aggregate_argument", "WITHIN GROUP")
+            ordered = order.expressions[0]
+            only_args(ordered, {"this", "desc", "nulls_first"}, "aggregate_argument", "WITHIN GROUP")
+            desc = bool(ordered.args.get("desc"))
+            func, arg, fraction = node.this, ordered.this, node.this.this
+            only_args(func, {"this"}, "aggregate_argument", func.sql_name())
+        elif isinstance(node, exp.Median):
+            only_args(node, {"this"}, "aggregate_argument", "MEDIAN")
+            func, arg, fraction = node, node.this, exp.Literal.number("0.5")
+        else:
+            key = "quantile" if isinstance(node, exp.Quantile) else "expression"
+            only_args(node, {"this", key}, "aggregate_argument", node.sql_name())
+            func, arg, fraction = node, node.this, node.args.get(key)
+        name = func.sql_name()
+        if not isinstance(arg, exp.Column):
+            refuse("aggregate_argument", f"{name} takes one measure column (no arithmetic)")
+        if not (type(fraction) is exp.Literal and not fraction.is_string and _NUMBER_RE.match(fraction.this)):
+            refuse("aggregate_argument", f"{name} takes one literal fraction between 0 and 1 (no lists)")
+        alpha = float(fraction.this)
+        if not 0 <= alpha <= 1:
+            refuse("aggregate_argument", f"{name}'s fraction must lie between 0 and 1")
+        ref = self.use(arg, "sum")  # a measure, like SUM's argument
+        alpha = 1 - alpha if desc else alpha
+        default = f"median_{ref.column}" if alpha == 0.5 else f"quantile_{ref.column}"
+        return AggregateSpec("quantile", ref, alias or default, alpha=alpha)
 
     # -- WHERE
 

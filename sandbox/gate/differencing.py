@@ -16,6 +16,19 @@ populations ``T``, ``V`` (of the same datasets, or earlier cells of the same que
     the union): ``q(S) + q(T) - q(V)`` weighs exactly the units of ``W``. Catches the general
     tracker ``q(C or T) + q(C or not T) - q(all) = q(C)``, in any release order, and two cells
     of one query adding up to an earlier population but a few units.
+``cover``
+    ``0 < |S - (E1 ∪ ... ∪ Ek)| < threshold`` for the earlier populations ``Ei`` inside ``S``,
+    or ``0 < |T - (S ∪ E1 ∪ ... ∪ Ek)| < threshold`` for an earlier ``T`` containing ``S`` and
+    the ``Ei`` inside ``T``: ``q(T) - q(S) - q(E1) - ...`` isolates the rest when the parts are
+    disjoint (cells of GROUP BYs, adjoining windows), whatever their number and release order.
+    With overlapping parts their union is not derivable and the refusal is conservative.
+``meet``
+    ``0 < |support(q(A) + q(B) - q(V) - q(M))| < threshold`` (:func:`support`: the units whose
+    coefficient is not zero), ``S`` in any of the four roles, ``|V|`` and ``|M|`` within
+    ``threshold`` of ``|A ∪ B|`` and ``|A ∩ B|``: ``q(A) + q(B) - q(A ∪ B)`` is
+    ``q(A ∩ B)``, so a population a few units from the overlap of two released ones, once
+    their union is released too (overlapping time windows: 2012-14, 2014-16, 2012-16, and
+    2014 less one firm), or a population ``A ∪ B`` from parts whose overlap ``M`` is released.
 ``union``
     a query's released cells are also checked (and recorded) as one population, their union:
     their sum is derivable, so ``GROUP BY`` with one firm filtered out is caught against
@@ -26,39 +39,47 @@ population (``|S Δ T| = 0``): allowed, and nothing new is learnt. An exact repe
 canonical engine SQL on the same pinned versions) is answered from the stored earlier answer
 without running (:func:`fingerprint`).
 
-Not caught (documented in ARCHITECTURE.md): sums of three or more earlier populations
-(reconstruction from many subset sums: that is what DP is for), differences of statistics
-other than the populations (e.g. two measures), and datasets without a privacy unit (no unit
-ids to compare). A refusal itself says "your population is within ``threshold`` of an earlier
-one", no more than suppression does.
+So every combination ``±q(S) ± q(T) ± q(V)`` of three populations (coefficients 1), ``q(A) +
+q(B) - q(V) - q(M)`` of four, and whole-less-parts of any number is checked. Not caught
+(ARCHITECTURE.md): other combinations of four or more (weights other than ±1, several
+overlapping parts; reconstruction from many subset sums is what DP is for), differences of
+statistics other than the populations (two measures), and datasets without a privacy unit.
+A refusal says "your population is within ``threshold`` of what earlier ones give", no more
+than suppression does.
 
-Populations are roaring bitmaps (``pyroaring``) over dense unit ids from one persisted
-dictionary (:class:`~sandbox.db.UnitId`). Checks prune by cardinality (``|S Δ T| >= ||S| -
-|T||``), so a ledger of many populations costs one intersection count per entry. Check and
-record happen in the transaction that writes the ``query.released`` audit record, holding the
-datasets' :class:`~sandbox.db.DifferencingHead` rows (``FOR UPDATE``; on SQLite ``BEGIN
-IMMEDIATE`` already serialises writers), so two concurrent jobs cannot both slip through.
+Populations are roaring bitmaps (``pyroaring``) of dense unit ids (:mod:`.unit_dictionary`:
+keyed hashes -> ids in files under the warehouse home; no unit value in the catalog). Cost
+per new population, with ``n`` populations in the ledger: ``n`` intersection counts; bitmap
+operations only for candidates within ``threshold`` by cardinality (a sorted ledger and binary
+search) and past cheap necessary conditions; at most ``MEET_CANDIDATES²/2`` pair counts for
+``meet``; ``cover`` unions cached per ledger entry and updated with one count per new entry.
+Check and record happen in the transaction that writes the ``query.released`` audit record,
+holding the datasets' :class:`~sandbox.db.DifferencingHead` rows (``FOR UPDATE``; on SQLite
+``BEGIN IMMEDIATE`` already serialises writers), so two concurrent jobs cannot both slip through.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from array import array
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyroaring import BitMap, FrozenBitMap
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import Database, DifferencingHead, ReleasedAnswer, ReleasedPopulation, UnitId
-from ..errors import QueryRefused
+from ..db import Database, DifferencingHead, ReleasedAnswer, ReleasedPopulation
+from ..errors import InternalError, QueryRefused
+from ..keys import load_or_create_key
+from ..snapshot import Snapshot
 from .engine import GatedResult
 from .plan import QueryPlan
+from .unit_dictionary import UnitDictionary
 
 RULE = "differencing"
 
@@ -86,6 +107,10 @@ class Ledger:
     cards: list[int] = field(default_factory=list)
     digests: set[str] = field(default_factory=set)
     last_id: int = 0
+    #: entries in the order they were added (what the derived sets below have seen)
+    order: list[Entry] = field(default_factory=list)
+    #: digest -> (union of the populations inside that entry, entries seen): :meth:`cover`
+    _covers: dict[str, tuple[BitMap | None, int]] = field(default_factory=dict)
 
     def add(self, entry: Entry) -> None:
         if entry.digest in self.digests:
@@ -94,10 +119,21 @@ class Ledger:
         self.cards.insert(at, entry.cardinality)
         self.entries.insert(at, entry)
         self.digests.add(entry.digest)
+        self.order.append(entry)
 
     def window(self, low: int, high: int) -> list[Entry]:
         """Entries with ``low < cardinality < high``."""
         return self.entries[bisect.bisect_right(self.cards, low):bisect.bisect_left(self.cards, high)]
+
+    def cover(self, whole: Entry) -> BitMap | None:
+        """The union of this ledger's other populations inside ``whole`` (None if none). Cached
+        and brought up to date incrementally: one intersection count per population added since."""
+        acc, seen = self._covers.get(whole.digest, (None, 0))
+        for x in self.order[seen:]:
+            if x.digest != whole.digest and x.bitmap.intersection_cardinality(whole.bitmap) == x.cardinality:
+                acc = BitMap(x.bitmap) if acc is None else acc.union(x.bitmap)
+        self._covers[whole.digest] = (acc, len(self.order))
+        return acc
 
 
 def entry_of(bitmap: BitMap | FrozenBitMap) -> Entry:
@@ -105,11 +141,28 @@ def entry_of(bitmap: BitMap | FrozenBitMap) -> Entry:
     return Entry(len(frozen), frozen, hashlib.sha256(frozen.serialize()).hexdigest())
 
 
+#: ``meet``: the pairs of earlier populations tried are those among the tightest (smallest,
+#: around ``s``) or largest (inside ``s``) this many: a bound on the cost
+MEET_CANDIDATES = 24
+
+
+def support(plus: Sequence[BitMap | FrozenBitMap], minus: Sequence[BitMap | FrozenBitMap]) -> BitMap:
+    """The units whose coefficient in ``sum q(plus) - sum q(minus)`` is not zero (two of each
+    at most): exactly what that combination of released statistics is a statistic of."""
+    def levels(sets: Sequence[BitMap | FrozenBitMap]) -> tuple[BitMap, BitMap]:  # (in one, in two)
+        if len(sets) == 1:
+            return BitMap(sets[0]), BitMap()
+        return BitMap(sets[0]) ^ sets[1], BitMap(sets[0]) & sets[1]
+    p1, p2 = levels(plus)
+    m1, m2 = levels(minus)
+    everyone = BitMap.union(*plus, *minus)
+    return everyone - ((p1 & m1) | (p2 & m2))
+
+
 def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int) -> str | None:
-    """The shape (``pair`` or ``tracker``) by which releasing ``s`` would disclose fewer than
-    ``threshold`` units against ``ledgers``, or None. See the module docstring."""
+    """The shape (``pair``, ``tracker``, ``cover`` or ``meet``) by which releasing ``s`` would
+    disclose fewer than ``threshold`` units against ``ledgers``, or None. See the module docstring."""
     n, t = len(s), threshold
-    entries = [e for ledger in ledgers for e in ledger.entries]
 
     def window(low: int, high: int) -> Iterable[Entry]:
         for ledger in ledgers:
@@ -121,42 +174,115 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
     for e in window(n - t, n + t):
         if 0 < s.symmetric_difference_cardinality(e.bitmap) < t:
             return "pair"
-    for e in entries:
-        common = s.intersection_cardinality(e.bitmap)
-        # s and e are both parts: q(s) + q(e) - q(v), v close to their union
-        if common < t:
-            union_card = n + e.cardinality - common
-            union = None
-            for v in window(union_card - t, union_card + t):
-                if v is e:
+    inside: list[tuple[Entry, int]] = []     # earlier populations nearly inside s, with |e ∩ s|
+    around: list[tuple[Ledger, Entry]] = []  # earlier populations nearly containing s
+    for ledger in ledgers:
+        for e in ledger.entries:
+            common = s.intersection_cardinality(e.bitmap)
+            if common == n == e.cardinality:
+                continue  # the same units: nothing new
+            # s and e are both parts: q(s) + q(e) - q(v), v close to their union
+            if common < t:
+                union_card = n + e.cardinality - common
+                union = None
+                for v in window(union_card - t, union_card + t):
+                    if v is e:
+                        continue
+                    union = union if union is not None else s | e.bitmap
+                    if small((s & e.bitmap) | (union ^ v.bitmap)):
+                        return "tracker"
+            # s is the union: q(e) + q(v) - q(s), e nearly inside s and v nearly s less e
+            if e.cardinality - common < t:
+                inside.append((e, common))
+                rest = n - common
+                for v in window(rest - t, rest + 2 * t):
+                    if v is e:
+                        continue
+                    if small((e.bitmap & v.bitmap) | ((e.bitmap | v.bitmap) ^ s)):
+                        return "tracker"
+            if n - common < t:
+                around.append((ledger, e))
+            # meet, s as one of two overlapping: q(s) + q(e) - q(v) - q(m), v ~ s ∪ e, m ~ s ∩ e.
+            # Units of s ∩ e outside v (or m) weigh 1 or 2: fewer than t of them, or no disclosure.
+            if common >= t:
+                both: BitMap | None = None
+                for v in window(n + e.cardinality - common - t, n + e.cardinality - common + t):
+                    if v is e:
+                        continue
+                    both = both if both is not None else s & e.bitmap
+                    if common - both.intersection_cardinality(v.bitmap) >= t:
+                        continue
+                    for m in window(common - t, common + t):
+                        if m is e or m is v or common - both.intersection_cardinality(m.bitmap) >= t:
+                            continue
+                        if small(support([s, e.bitmap], [v.bitmap, m.bitmap])):
+                            return "meet"
+    # cover: q(s) - q(e1) - q(e2) - ..., the e inside s; and s as one of the parts of an earlier whole
+    parts = [e.bitmap for e, common in inside if common == e.cardinality]
+    if parts and small(s - BitMap.union(*parts)):
+        return "cover"
+    for ledger, whole in around:
+        if whole.cardinality > n and s.intersection_cardinality(whole.bitmap) == n:
+            rest = ledger.cover(whole)
+            if small(whole.bitmap - (s | rest if rest is not None else s)):
+                return "cover"
+    # meet, s as the small part: q(a) + q(b) - q(v) - q(s), a and b around s, v ~ a ∪ b.
+    # Units of a ∩ b outside s (or v) weigh 1 or 2: fewer than t of them, or no disclosure.
+    tight = sorted((e for _, e in around), key=lambda e: e.cardinality)[:MEET_CANDIDATES]
+    for i, a in enumerate(tight):
+        for b in tight[i + 1:]:
+            both = a.bitmap.intersection_cardinality(b.bitmap)
+            if both - n >= t:
+                continue
+            meet = a.bitmap & b.bitmap
+            if both - meet.intersection_cardinality(s) >= t:
+                continue
+            either = a.cardinality + b.cardinality - both
+            for v in window(either - t, either + t):
+                if v is a or v is b or both - meet.intersection_cardinality(v.bitmap) >= t:
                     continue
-                union = union if union is not None else s | e.bitmap
-                if small((s & e.bitmap) | (union ^ v.bitmap)):
-                    return "tracker"
-        # s is the union: q(e) + q(v) - q(s), e nearly inside s and v nearly s less e
-        if e.cardinality - common < t:
-            rest = n - common
-            for v in window(rest - t, rest + 2 * t):
-                if v is e:
+                if small(support([a.bitmap, b.bitmap], [v.bitmap, s])):
+                    return "meet"
+    # meet, s as the union: q(a) + q(b) - q(s) - q(m), a and b nearly inside s, m ~ a ∩ b
+    large = sorted((e for e, _ in inside), key=lambda e: -e.cardinality)[:MEET_CANDIDATES]
+    for i, a in enumerate(large):
+        for b in large[i + 1:]:
+            both = a.bitmap.intersection_cardinality(b.bitmap)
+            if abs(a.cardinality + b.cardinality - both - n) >= t or both < t:
+                continue
+            meet = None
+            for m in window(both - t, both + t):
+                if m is a or m is b:
                     continue
-                if small((e.bitmap & v.bitmap) | ((e.bitmap | v.bitmap) ^ s)):
-                    return "tracker"
+                meet = meet if meet is not None else a.bitmap & b.bitmap
+                if both - meet.intersection_cardinality(m.bitmap) >= t:
+                    continue
+                if small(support([a.bitmap, b.bitmap], [s, m.bitmap])):
+                    return "meet"
     return None
 
 
 class DifferencingGuard:
     """The ledger of released populations and the answer cache, over the catalog database.
 
+    Unit ids come from ``units`` (:class:`~.unit_dictionary.UnitDictionary`): call
+    :meth:`prepare` before running a query (it builds a new table version's dictionary in a
+    transaction of its own), then :meth:`record` inside the query's transaction.
+
     Thread-safe: in-memory mirrors are refreshed (rows with a higher id than seen) inside the
     serialising transaction, under a process lock.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, units: UnitDictionary) -> None:
         self.db = db
+        self.units = units
         self._lock = threading.Lock()
-        self._ids: dict[str, int] = {}
-        self._max_id = 0
         self._ledgers: dict[str, Ledger] = {}
+
+    @classmethod
+    def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path) -> DifferencingGuard:
+        """The guard of a warehouse: dictionary under ``home/units``, key ``secrets/units.key``."""
+        return cls(db, UnitDictionary(db, Path(home) / "units", load_or_create_key(Path(secrets_dir) / "units.key")))
 
     # -- exact repeats
 
@@ -165,27 +291,40 @@ class DifferencingGuard:
             row = s.get(ReleasedAnswer, fp)
             return _result(row.result) if row is not None else None
 
+    # -- before running
+
+    def prepare(self, plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> None:
+        """Make sure the unit dictionaries of the snapshots ``plan`` reads units from exist
+        (once per table version; commits new ids on its own, before the query's transaction)."""
+        if plan.release_mode != "sdc" or not plan.hidden_indices("units"):
+            return
+        for unit in plan.unit_columns:
+            self.units.prepare(snapshots[unit.dataset], unit.column)
+
     # -- check and record, inside the caller's transaction
 
-    def record(self, session: Session, plan: QueryPlan, result: GatedResult, fp: str) -> GatedResult:
+    def record(self, session: Session, plan: QueryPlan, result: GatedResult, fp: str,
+               snapshots: Mapping[str, Snapshot] | None = None) -> GatedResult:
         """Refuse (``QueryRefused``, rule ``differencing``) or record ``result``'s populations and
-        the answer. Returns the answer to hand out: an identical query committed first wins."""
+        the answer. Returns the answer to hand out: an identical query committed first wins.
+        ``snapshots``: the pinned snapshots ``result`` was computed on (their unit dictionaries
+        must have been prepared); needed whenever the plan has a privacy unit."""
         earlier = session.get(ReleasedAnswer, fp)
         if earlier is not None:
             return _result(earlier.result)
         populations = result.populations if plan.unit_columns else []
+        if plan.unit_columns and plan.hidden_indices("units") and result.released_groups and not populations:
+            raise InternalError("the result of a query with a privacy unit carries no populations")
         if populations:
+            if snapshots is None:
+                raise InternalError("the differencing guard needs the snapshots the result was computed on")
+            candidates = self._candidates(plan, populations, snapshots)  # outside the lock: numpy work
             scopes = sorted({d for s in plan.unit_scopes for d in s})
-            for name in ["*", *scopes]:  # a fixed order: no deadlock between two guards
+            for name in scopes:  # a fixed order: no deadlock between two guards
                 self._lock_head(session, name)
             with self._lock:
                 self._refresh(session, scopes)
-                new_ids: dict[str, int] = {}
-                candidates = self._candidates(plan, populations, new_ids)
                 self._check(plan, candidates)
-            if new_ids:
-                # Core (not ORM) executemany: the first query over a dataset may bring a million units.
-                session.execute(insert(UnitId.__table__), [{"id": i, "value": v} for v, i in new_ids.items()])
             for j, entries in candidates.items():
                 for dataset in plan.unit_scopes[j]:
                     ledger = self._ledgers[dataset]
@@ -207,9 +346,6 @@ class DifferencingGuard:
             session.flush()
 
     def _refresh(self, session: Session, datasets: Sequence[str]) -> None:
-        for i, v in session.execute(select(UnitId.id, UnitId.value).where(UnitId.id > self._max_id)):
-            self._ids[v] = i
-            self._max_id = max(self._max_id, i)
         for name in datasets:
             ledger = self._ledgers.setdefault(name, Ledger())
             rows = session.execute(select(ReleasedPopulation.id, ReleasedPopulation.bitmap)
@@ -219,24 +355,13 @@ class DifferencingGuard:
                 ledger.add(entry_of(FrozenBitMap.deserialize(blob)))
                 ledger.last_id = pid
 
-    def _candidates(self, plan: QueryPlan, populations: list[tuple[list[str], ...]],
-                    new_ids: dict[str, int]) -> dict[int, list[Entry]]:
+    def _candidates(self, plan: QueryPlan, populations: list[tuple[Any, ...]],
+                    snapshots: Mapping[str, Snapshot]) -> dict[int, list[Entry]]:
         """Per unit column: each released cell's population, then their union (if several)."""
-        def ids(values: list[str]) -> BitMap:
-            try:
-                return BitMap(array("I", map(self._ids.__getitem__, values)))
-            except KeyError:
-                out = BitMap()
-                for v in values:
-                    i = self._ids.get(v) or new_ids.get(v)
-                    if i is None:
-                        i = new_ids[v] = self._max_id + len(new_ids) + 1
-                    out.add(i)
-                return out
-
         out: dict[int, list[Entry]] = {}
-        for j in range(len(plan.unit_columns)):
-            cells = [ids(p[j]) for p in populations]
+        for j, unit in enumerate(plan.unit_columns):
+            side = self.units.sidecar(snapshots[unit.dataset], unit.column)
+            cells = [side.bitmap(p[j]) for p in populations]
             entries = [entry_of(b) for b in cells]
             if len(cells) > 1:
                 entries.append(entry_of(BitMap.union(*cells)))

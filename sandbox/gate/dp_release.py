@@ -27,7 +27,7 @@ from fractions import Fraction
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
-from dp import noise, selection
+from dp import noise, quantile, selection
 
 from .release import Released, json_safe
 
@@ -50,25 +50,44 @@ class DpRelease:
         if dpp is None:
             raise ValueError("a dp release needs a dp plan")
         n_groups, n_stats = len(plan.group_columns), len(dpp.stats)
+        h = dpp.hist
+        bins = dpp.stats[h].bins if h >= 0 else 0
+        width = n_groups + n_stats + (1 if h >= 0 else 0)
         data: dict[str, tuple[list[Any], list[int]]] = {}
+        hists: dict[str, list[int]] = {}  # per cell, the hist statistic's count per bin
         for row in rows:
-            if len(row) != n_groups + n_stats:
+            if len(row) != width:
                 raise ValueError("engine row width does not match the plan")
             keys = list(row[:n_groups])
-            data[_key(keys)] = (keys, [int(v) if v is not None else 0 for v in row[n_groups:]])
+            values = [int(v) if v is not None else 0 for v in row[width - n_stats:]]
+            k = _key(keys)
+            if h < 0:
+                data[k] = (keys, values)
+                continue
+            # rows are per (cell, bin): the other statistics are sums, so add them up over bins
+            prev = data.setdefault(k, (keys, [0] * n_stats))[1]
+            for j, v in enumerate(values):
+                prev[j] += v
+            b = row[n_groups]
+            if b is not None:  # NULL values have no bin; the index is clamped into the public range
+                hist = hists.setdefault(k, [0] * bins)
+                hist[min(max(int(b), 0), bins - 1)] += values[h]
 
         n_noised = n_stats
         eps_each = dpp.epsilon / n_noised
         released_keys: list[tuple[str, list[Any]]] = []
         noisy: dict[int, dict[str, int]] = {}
+        quantiles_of: dict[str, dict[float, float | None]] = {}
         scales: dict[int, float] = {}
         threshold = None
         if dpp.keys_public:
             universe = [list(p) for p in product(*[list(k or ()) for k in dpp.public_keys])]
             # keys compare as text (public keys are declared as strings); others are dropped
             by_text = {_key([str(v) for v in keys]): stats for keys, stats in data.values()}
+            hist_text = {_key([str(v) for v in data[k][0]]): hv for k, hv in hists.items()}
             released_keys = [(_key(keys), keys) for keys in universe]
             values_of = {k: by_text.get(k, [0] * n_stats) for k, _ in released_keys}
+            hist_of = {k: hist_text.get(k, [0] * bins) for k, _ in released_keys}
         else:
             j = dpp.selection_stat
             stat = dpp.stats[j]
@@ -80,10 +99,22 @@ class DpRelease:
             noisy[j] = sel.counts
             released_keys = sorted(((k, data[k][0]) for k in sel.counts), key=lambda kv: kv[0])
             values_of = {k: data[k][1] for k, _ in released_keys}
+            hist_of = {k: hists.get(k, [0] * bins) for k, _ in released_keys}
 
         order = [k for k, _ in released_keys]
         for j, stat in enumerate(dpp.stats):
             if j in noisy:
+                continue
+            if j == h:  # every cell's every bin, as one vector: a unit's weight is spread over them
+                vec = noise.laplace([c for k in order for c in hist_of[k]], stat.sensitivity, eps_each)
+                noisy_hist = {k: vec.values[i * bins:(i + 1) * bins] for i, k in enumerate(order)}
+                scales[j] = vec.scale
+                noisy[j] = {}
+                edges = quantile.bin_edges(float(stat.lo or 0), float(stat.hi or 0), bins)
+                wanted = sorted({a for a in dpp.alphas if a is not None})
+                for k in order:  # post-processing: OpenDP's quantiles from each cell's noisy counts
+                    counts = [math.ldexp(c, -stat.exponent) for c in noisy_hist[k]]
+                    quantiles_of[k] = dict(zip(wanted, quantile.from_noisy_counts(counts, edges, wanted)))
                 continue
             vec = noise.laplace([values_of[k][j] for k in order], stat.sensitivity, eps_each)
             noisy[j] = dict(zip(order, vec.values))
@@ -99,8 +130,10 @@ class DpRelease:
                     gi += 1
                     continue
                 func, s, cnt = dpp.outputs[ai]
+                alpha = dpp.alphas[ai] if dpp.alphas else None
                 ai += 1
-                row.append(self._value(dpp, func, s, cnt, noisy, k))
+                row.append(quantiles_of[k][alpha] if func == "quantile" and alpha is not None
+                           else self._value(dpp, func, s, cnt, noisy, k))
             out_rows.append(row)
         for pos, desc in reversed(dpp.order):  # stable sorts, last key first
             out_rows.sort(key=lambda r, p=pos: (r[p] is None, r[p] if r[p] is not None else 0), reverse=desc)
@@ -115,6 +148,16 @@ class DpRelease:
             stat = dpp.stats[s]
             unit = math.ldexp(1.0, -stat.exponent)
             scale = scales[s] * unit
+            if func == "quantile":
+                columns_noise.append({
+                    "column": name, "func": "quantile", "alpha": dpp.alphas[ai - 1],
+                    "noise": "discrete_laplace on a histogram", "bins": stat.bins,
+                    "bin_width": float((stat.hi or 0) - (stat.lo or 0)) / stat.bins,
+                    "count_scale": scale, "count_ci95_halfwidth": noise.laplace_ci_halfwidth(scales[s], ALPHA) * unit,
+                    "sensitivity": stat.sensitivity * unit,
+                    "note": "OpenDP make_quantiles_from_counts over the noisy bin counts (post-processing; "
+                            "all quantiles of this column share one histogram); no closed-form interval"})
+                continue
             entry: dict[str, Any] = {"column": name, "func": func, "noise": "discrete_laplace",
                                      "scale": scale, "ci95_halfwidth": noise.laplace_ci_halfwidth(scales[s], ALPHA) * unit,
                                      "grid": unit, "sensitivity": stat.sensitivity * unit}

@@ -61,9 +61,9 @@ class GatedResult:
     #: the checks passed and the release decision; no data values
     decisions: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "sdc"
-    #: internal, never in ``to_dict``: per released row, per unit column, the cell's unit values
-    #: (the differencing guard's populations)
-    populations: list[tuple[list[str], ...]] = field(default_factory=list, repr=False, compare=False)
+    #: internal, never in ``to_dict``: per released row, per unit column, the cell's ``hash(unit)``
+    #: values as a numpy array (the differencing guard's populations)
+    populations: list[tuple[Any, ...]] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +218,37 @@ def _translate(exc: duckdb.Error) -> TwhError:
     return InternalError(f"the query engine failed ({kind})", details={"error_class": kind})
 
 
+def _rows_with_units(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> Iterator[Sequence[Any]]:
+    """Rows whose ``units`` columns (each cell's ``hash(unit)`` list, up to millions of values)
+    are numpy arrays: fetched through Arrow, not as Python ints (the guard's cost at 1M units).
+    The result is materialised once in memory; both reads keep its row order."""
+    con.execute(f"CREATE TEMP TABLE __twh_result AS {plan.engine_sql}")
+    names = [d[0] for d in con.execute("SELECT * FROM __twh_result LIMIT 0").description or []]
+    if tuple(names) != plan.output_columns + plan.hidden_columns:
+        raise InternalError("engine result columns do not match the plan")
+    units = set(plan.hidden_indices("units"))
+    lists = con.sql("SELECT " + ", ".join(_quote_ident(names[i]) for i in sorted(units))
+                    + " FROM __twh_result ORDER BY rowid").to_arrow_table()
+    arrays: dict[int, list[Any]] = {}
+    for k, i in enumerate(sorted(units)):
+        column = lists.column(k).combine_chunks()
+        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
+        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
+    plain = [i for i in range(len(names)) if i not in units]
+    cur = con.execute("SELECT " + ", ".join(_quote_ident(names[i]) for i in plain)
+                      + " FROM __twh_result ORDER BY rowid")
+    r = 0
+    while batch := cur.fetchmany(FETCH_BATCH):
+        for values in batch:
+            row: list[Any] = [None] * len(names)
+            for i, v in zip(plain, values):
+                row[i] = v
+            for i, cells in arrays.items():
+                row[i] = cells[r]
+            r += 1
+            yield row
+
+
 def _duckdb_rows(
     plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None
 ) -> Iterator[Sequence[Any]]:
@@ -233,7 +264,15 @@ def _duckdb_rows(
             timer.start()
         try:
             check_literal_types(con, plan)
-            cur = con.execute(plan.engine_sql)
+            if plan.hidden_indices("units"):
+                yield from _rows_with_units(con, plan)
+                return
+            sql = plan.engine_sql
+            if plan.dp is not None:  # dp: skip the heavy-unit join when no unit exceeds m (same result)
+                from .dp_bounding import engine_sql
+
+                sql = engine_sql(plan, snapshots)
+            cur = con.execute(sql)
             names = [d[0] for d in cur.description or []]
             if tuple(names) != plan.output_columns + plan.hidden_columns:
                 raise InternalError("engine result columns do not match the plan")
@@ -248,9 +287,19 @@ def _duckdb_rows(
         con.close()
 
 
-#: engine name -> row source. A Spark or test engine plugs in here.
+def _spark_rows(
+    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None
+) -> Iterator[Sequence[Any]]:
+    # Imported on first use: importing the gate never imports pyspark.
+    from .spark_engine import spark_rows
+
+    return spark_rows(plan, snapshots, timeout_s)
+
+
+#: engine name -> row source. A test engine plugs in here.
 ENGINES: dict[str, Callable[[QueryPlan, Mapping[str, Snapshot], float | None], Iterator[Sequence[Any]]]] = {
     "duckdb": _duckdb_rows,
+    "spark": _spark_rows,
 }
 
 

@@ -61,6 +61,7 @@ RULES: dict[str, str] = {
     "dp_unit": "dp mode: the datasets read must share one privacy unit (joined on it), or be one dataset",
     "dp_budget": "dp mode: the dataset's privacy budget (for this tenant and period) has too little left",
     "dp_keys": "dp mode: the group keys are neither public nor selectable (too many cells, or no delta)",
+    "dp_quantile": "dp mode: quantiles take one bounded measure per query and a literal fraction in [0, 1]",
     "differencing": "a released cell's population would differ from an earlier release by fewer than the threshold",
 }
 
@@ -88,23 +89,27 @@ class ColumnRef:
         return f"{self.dataset}.{self.column}"
 
 
-AggregateFunc = Literal["count", "sum", "avg"]
+AggregateFunc = Literal["count", "sum", "avg", "quantile"]
 
 
 @dataclass(frozen=True)
 class AggregateSpec:
-    """One aggregate of the select list. ``column`` is ``None`` for ``COUNT(*)``."""
+    """One aggregate of the select list. ``column`` is ``None`` for ``COUNT(*)``.
+
+    ``quantile`` (MEDIAN, QUANTILE_CONT/DISC, PERCENTILE_CONT/DISC): ``alpha`` is the fraction;
+    only the dp release mode answers it (a DP quantile from a noisy histogram)."""
 
     func: AggregateFunc
     column: ColumnRef | None
     output: str
+    alpha: float | None = None
 
 
 #: Kinds of hidden columns (never released):
 #: ``size`` -- a count the threshold applies to (rows, units, units with a known value);
 #: ``top`` -- list of the largest per-unit |contributions| to ``measure`` (dominance, p%);
 #: ``total`` -- sum of the per-unit |contributions| to ``measure``;
-#: ``units`` -- list of the unit values of the cell (the differencing guard's populations);
+#: ``units`` -- list of the cell's DuckDB ``hash(unit)`` values (the differencing guard's populations);
 #: ``key`` -- a group column's value, in ``group_columns`` order (selected or not: a cell's coordinates).
 HiddenKind = Literal["size", "top", "total", "units", "key"]
 

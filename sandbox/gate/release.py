@@ -43,9 +43,9 @@ class Released:
     columns: tuple[str, ...] = ()
     #: further decisions, one per rule that may suppress (e.g. how many cells dominance took)
     rule_decisions: tuple[dict[str, Any], ...] = ()
-    #: internal, never released: per released row, per unit column of the plan, the unit values
-    #: of the cell (the differencing guard's populations); empty when the plan collects none
-    populations: list[tuple[list[str], ...]] = field(default_factory=list, repr=False)
+    #: internal, never released: per released row, per unit column of the plan, the cell's
+    #: ``hash(unit)`` values (the differencing guard's populations); empty when the plan collects none
+    populations: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
 
 
 class ReleaseMode(Protocol):
@@ -94,7 +94,9 @@ class SdcRelease:
         verdict = self.assess(plan, rows, kept_rows)
         units = plan.hidden_indices("units")
         kept = [[json_safe(v) for v in kept_rows[i][:width]] for i in verdict.released]
-        populations = [tuple(list(kept_rows[i][u] or ()) for u in units) for i in verdict.released] if units else []
+        # each cell's hash(unit) values, as the engine gave them (numpy arrays from DuckDB): no copy
+        populations = [tuple(() if kept_rows[i][u] is None else kept_rows[i][u] for u in units)
+                       for i in verdict.released] if units else []
         suppressed = len(verdict.suppressed) + (verdict.zeros if plan.sdc.zeros_disclosive else 0)
         decision = {
             "rule": "sdc",

@@ -1,8 +1,9 @@
 """The web UI: server-rendered pages for stewards, auditors and enterprise users, on the API's app.
 
-Same tokens and roles as the API: a person signs in by pasting their token, which stays on the
-server (see :mod:`.sessions`); every page resolves the principal and calls the facade, so every
-permission rule is the services' own. No JavaScript; every POST carries the session's CSRF token.
+Same tokens and roles as the API: a person signs in by pasting their token, which is checked and
+not kept — the session, in the catalog, names the token's row (see :mod:`.sessions`); every page
+resolves the principal and calls the facade, so every permission rule is the services' own. No
+JavaScript; every POST carries the session's CSRF token.
 
 Pages (all under ``/ui``):
 
@@ -11,6 +12,10 @@ Pages (all under ``/ui``):
 ``/ui/queue``                      steward: pending exports of the datasets they steward
 ``/ui/exports[/{id}]``             exports with status; review page (files, gate decisions, code,
                                    withheld logs, bundle hash, approve/deny); downloads when approved
+``/ui/exports/{id}/model``         a training export's model card (ε, δ, accountant, σ, q, steps,
+                                   clipping, versions, hashes, DP held-out metrics and loss curve)
+                                   and its curves; for reviewers only, the job's training review
+                                   (membership-inference attack report, exact counts)
 ``/ui/jobs[/{id}]``                jobs with status; a job's queries, decisions, code and logs
 ``/ui/datasets[/{name}]``          catalog (schemas, column roles); policy, contract, versions,
                                    quarantine reports, budget burn-down, gate decisions plot
@@ -32,8 +37,9 @@ __all__ = ["mount"]
 
 def mount(app: FastAPI) -> None:
     """Add the pages to ``app`` (whose ``state.warehouse`` is set)."""
-    from . import pages_audit, pages_datasets, pages_session, pages_work
+    from . import pages_audit, pages_datasets, pages_model, pages_session, pages_work
 
-    app.state.web_sessions = SessionStore(app.state.warehouse.settings.secrets_dir)
-    for module in (pages_session, pages_work, pages_datasets, pages_audit):
+    wh = app.state.warehouse
+    app.state.web_sessions = SessionStore(wh.db, wh.settings.secrets_dir)
+    for module in (pages_session, pages_work, pages_model, pages_datasets, pages_audit):
         app.include_router(module.router)

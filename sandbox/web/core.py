@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ..auth import SYSTEM, Principal, Role, token_fingerprint
-from ..errors import AuthError, Forbidden, InvalidInput, TwhError
+from ..auth import SYSTEM, Principal, Role
+from ..errors import Forbidden, InvalidInput, TwhError
 from ..warehouse import Warehouse
 from .sessions import COOKIE, SessionStore, WebSession
 
@@ -79,14 +79,12 @@ def current_viewer(request: Request) -> Viewer:
         raise LoginRequired()
     wh = warehouse(request)
     where = {"method": request.method, "path": request.url.path[:200], "via": "web"}
-    try:
-        who = wh.users.authenticate(s.token)
-    except AuthError:
-        wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(s.token), where)
-        sessions.drop_token(s.token)
-        raise LoginRequired() from None
-    wh.ctx.record(who, "token.used", "token", token_fingerprint(s.token), where)
-    request.state.viewer = Viewer(who, s)
+    if s.principal is None:  # its token was revoked since signing in: the session ends with it
+        wh.ctx.record(SYSTEM, "token.rejected", "token", s.token_fingerprint, where)
+        sessions.revoke(s)
+        raise LoginRequired()
+    wh.ctx.record(s.principal, "token.used", "token", s.token_fingerprint, where)
+    request.state.viewer = Viewer(s.principal, s)
     return request.state.viewer
 
 

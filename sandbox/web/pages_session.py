@@ -72,7 +72,10 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)],
         wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(token), where)
         return _login_page(request, next, status=401, message=exc.message)
     wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
-    session = sessions.create(token)
+    try:
+        session = sessions.create(token)
+    except LookupError:  # revoked between the two reads
+        return _login_page(request, next, status=401, message="unknown or revoked token")
     resp = redirect(_safe_next(next) or home_for(who.role))
     resp.set_cookie(COOKIE, sessions.cookie_value(session), httponly=True, samesite="strict", path="/",
                     secure=request.url.scheme == "https", max_age=IDLE_SECONDS * 24)
@@ -82,7 +85,7 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)],
 
 @router.post("/ui/logout")
 def logout(request: Request, viewer: Checked) -> Response:
-    store(request).drop(viewer.session.id)
+    store(request).revoke(viewer.session)  # in the catalog: every process stops honouring it
     resp = redirect("/ui/login")
     resp.delete_cookie(COOKIE, path="/")
     return resp

@@ -15,6 +15,7 @@ from ..auth import Role
 from ..errors import NotFound, TwhError
 from .core import WH, Checked, HtmlRoute, Who, page_link, redirect, render
 from .files import query_rows, reviewed_bundle, show_file
+from .modelcard import number, read_model_card
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 Offset = Annotated[int, Query(ge=0)]
@@ -64,15 +65,19 @@ def export_page(request: Request, export_id: str, viewer: Who, wh: WH, done: str
     who = viewer.principal
     e = wh.exports.get(who, export_id)
     job = wh.jobs.get(who, e["job_id"])
-    files, logs, code = [], None, {}
+    files, logs, code, model = [], None, {}, None
     if who.role in REVIEWERS:
-        files = [show_file(f.name, f.data) for f in wh.exports.preview(who, export_id)]
-        logs = wh.jobs.logs(who, job["id"])
+        got = wh.exports.preview(who, export_id)
+        files = [show_file(f.name, f.data) for f in got]
+        logs = wh.jobs.logs(who, job["id"])  # with a training job's review (attack, exact counts)
+        model = read_model_card(job["id"], files, {f.name: f.data for f in got}, logs.get("training_review"))
         code = wh.jobs.code(who, job["id"])
+    elif e["state"] == "approved" and any(f["name"] == "model_card.json" for f in e["files"] or []):
+        model = True  # the submitter's link to the model page (which reads the approved bytes)
     mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD and e["state"] == "pending" else []
     return render(request, "export.html", viewer, e=e, job=job, files=files, logs=logs, code=code,
                   queries=query_rows(job.get("queries")), mine=mine,
-                  shown_bundle=reviewed_bundle(files) if files else None,
+                  shown_bundle=reviewed_bundle(files) if files else None, model=model, num=number,
                   done=done if done in ("approve", "deny") else None)
 
 

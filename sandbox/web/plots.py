@@ -204,3 +204,81 @@ def to_svg(fig: Figure) -> str:
 def data_uri(fig: Figure) -> str:
     """The figure as an SVG ``data:`` URI for an ``<img>``."""
     return "data:image/svg+xml;base64," + base64.b64encode(to_svg(fig).encode()).decode()
+
+
+def model_card_figure(card: Mapping[str, Any], attack: Mapping[str, Any] | None = None) -> Figure:
+    """A model card's curves: the DP held-out loss per epoch, the DP held-out calibration and — for a
+    viewer allowed the training review only (``attack`` not None) — the membership-attack ROC.
+
+    Reads the card's shape (:func:`dp.training.card.model_card`) and the review's
+    ``membership_inference`` (:mod:`sandbox.training`); a missing part is an empty panel.
+    """
+    panels = 2 if attack is None else 3
+    width = 4 * panels
+    fig = Figure(figsize=(width, 3.6), dpi=100, layout="constrained")
+    axes = list(fig.subplots(1, panels))
+    loss_ax, cal_ax = axes[0], axes[1]
+    for ax in axes:
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.tick_params(colors="#475569", labelsize=8)
+        ax.grid(color="#e2e8f0", linewidth=0.8)
+        ax.set_axisbelow(True)
+
+    def title(ax: Any, text: str) -> None:
+        ax.set_title(text, loc="left", fontsize=10, fontweight="bold", color="#0f172a")
+
+    curve = card.get("holdout_loss_curve_dp") or {}
+    points = [(int(e), float(v)) for e, v in zip(curve.get("epochs") or [], curve.get("loss") or [])
+              if _finite(e) and _finite(v)]
+    title(loss_ax, f"Held-out loss (DP, ε={_g(curve.get('epsilon'))})")
+    if points:
+        loss_ax.plot([e for e, _ in points], [v for _, v in points], marker="o", color="#2563eb", linewidth=2)
+        loss_ax.set_xlabel("epoch", fontsize=8, color="#475569")
+        loss_ax.xaxis.get_major_locator().set_params(integer=True)
+    else:
+        _empty(loss_ax, "no held-out loss curve")
+
+    h = card.get("holdout_metrics_dp") or {}
+    pos, neg = list(h.get("noisy_positives") or []), list(h.get("noisy_negatives") or [])
+    title(cal_ax, f"Held-out calibration (DP, ε={_g(h.get('epsilon'))})")
+    if pos and len(pos) == len(neg):
+        # noisy counts: a bin whose count came out <= 0 has no observed rate to show
+        bins = [((i + 0.5) / len(pos), max(float(a), 0), max(float(a), 0) + max(float(b), 0))
+                for i, (a, b) in enumerate(zip(pos, neg))]
+        bins = [(x, p, n) for x, p, n in bins if n > 0]
+        cal_ax.plot([0, 1], [0, 1], ls="--", color="#94a3b8", linewidth=1)
+        cal_ax.scatter([x for x, _, _ in bins], [p / n for _, p, n in bins], s=[8 + 2 * n for _, _, n in bins],
+                       color="#16a34a", alpha=0.8)
+        cal_ax.set(xlim=(0, 1), ylim=(0, 1))
+        cal_ax.set_xlabel(f"predicted probability · AUC≈{_g(h.get('auc'), 3)}", fontsize=8, color="#475569")
+        cal_ax.set_ylabel("observed rate", fontsize=8, color="#475569")
+    else:
+        _empty(cal_ax, "no held-out metrics")
+
+    if attack is not None:
+        roc_ax = axes[2]
+        flagged = bool(attack.get("flagged"))
+        title(roc_ax, "Membership inference " + ("— FLAGGED" if flagged else "(not flagged)" if attack else ""))
+        roc = [(float(p[0]), float(p[1])) for p in attack.get("roc") or []
+               if isinstance(p, list | tuple) and len(p) == 2]
+        if roc:
+            roc_ax.plot([x for x, _ in roc], [y for _, y in roc], color="#dc2626" if flagged else "#7c3aed",
+                        linewidth=2, label=f"attack AUC {_g(attack.get('auc'), 3)}")
+            roc_ax.plot([0, 1], [0, 1], ls="--", color="#94a3b8", linewidth=1, label="chance")
+            roc_ax.set(xlim=(0, 1), ylim=(0, 1))
+            roc_ax.set_xlabel("false positive rate", fontsize=8, color="#475569")
+            roc_ax.set_ylabel("true positive rate", fontsize=8, color="#475569")
+            roc_ax.legend(fontsize=8, frameon=False, loc="lower right")
+        else:
+            _empty(roc_ax, "no attack report")
+    fig.set_size_inches(width, 3.6)  # _empty shrinks a lone plot; this one keeps its panels
+    return fig
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def _g(v: Any, digits: int = 2) -> str:
+    return f"{v:.{digits}g}" if _finite(v) else "?"

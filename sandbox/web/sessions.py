@@ -1,10 +1,12 @@
-"""Browser sessions: an opaque, signed id in an HttpOnly SameSite=Strict cookie; everything else server-side.
+"""Browser sessions: an opaque, signed id in an HttpOnly SameSite=Strict cookie; the rest in the catalog.
 
 The cookie holds ``<random id>.<HMAC of the id>`` under a key in the warehouse's ``secrets/``
-directory — never the bearer token. The server keeps, per id, the token (to authenticate it again
-on every request, so a revoked token ends its sessions at once), a per-session CSRF token, and
-the times that expire it. Sessions live in this process's memory: a restart logs everyone out,
-which fails closed (run one service process per warehouse, as ``twh serve`` does).
+directory — never the bearer token. The catalog's ``web_sessions`` table keeps, per session,
+only the SHA-256 of the id, the user, *which* token signed in (its row, never the token), a
+per-session CSRF token, and the times that end it (idle, absolute, revoked). Every request
+re-resolves the principal through the token's row, so revoking the token ends its sessions at
+once; signing out revokes the row. Any number of service processes on one catalog (and one
+``secrets/``) honour the same sessions.
 """
 
 from __future__ import annotations
@@ -12,33 +14,47 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import delete, select, update
+
+from ..auth import Principal, Role, hash_token
+from ..db import Database, Token, User, WebSessionRow, utcnow
 from ..keys import load_or_create_key
 
 COOKIE = "twh_session"
 LOGIN_COOKIE = "twh_login"  # a nonce binding the login form to this browser (login CSRF)
 IDLE_SECONDS = 30 * 60
 MAX_AGE_SECONDS = 12 * 3600
-MAX_SESSIONS = 10_000
+#: ``last_seen_at`` is written at most this often, so browsing is not one catalog write per page
+TOUCH_SECONDS = 60
+#: ended rows are kept this long (for an operator's eyes), then pruned when someone signs in
+KEEP_ENDED = timedelta(days=7)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WebSession:
-    id: str
-    token: str = field(repr=False)
+    id_hash: str
+    user: str
     csrf: str = field(repr=False)
-    created: float
-    seen: float
+    #: what the audit log records about the signing-in token (its hash's first 12 hex digits)
+    token_fingerprint: str
+    #: None when the token was revoked (or its user removed) since signing in
+    principal: Principal | None
+    id: str = field(default="", repr=False)  # the raw id: only known right after create()
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class SessionStore:
-    def __init__(self, secrets_dir: Path, *, clock: object = time.monotonic) -> None:
+    def __init__(self, db: Database, secrets_dir: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
         self._key = load_or_create_key(secrets_dir / "web_session.key")
-        self._sessions: dict[str, WebSession] = {}
-        self._lock = threading.Lock()
         self._clock = clock
 
     # -- cookie values ---------------------------------------------------------------------
@@ -66,45 +82,63 @@ class SessionStore:
 
     # -- lifecycle --------------------------------------------------------------------------
     def create(self, token: str) -> WebSession:
-        now = self._clock()  # type: ignore[operator]
-        s = WebSession(id=secrets.token_urlsafe(32), token=token, csrf=secrets.token_urlsafe(32), created=now, seen=now)
-        with self._lock:
-            if len(self._sessions) >= MAX_SESSIONS:
-                self._expire(now)
-                while len(self._sessions) >= MAX_SESSIONS:  # still full: the oldest go
-                    self._sessions.pop(min(self._sessions.values(), key=lambda x: x.seen).id)
-            self._sessions[s.id] = s
-        return s
+        """A session for a token the caller has just authenticated (a revoked one gets none)."""
+        now = self._clock()
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self._db.transaction() as s:
+            row = s.execute(select(Token, User).join(User, User.id == Token.user_id).where(
+                Token.token_hash == hash_token(token), Token.revoked_at.is_(None))).first()
+            if row is None:
+                raise LookupError("the token is unknown or revoked")
+            tok, user = row
+            s.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now - KEEP_ENDED))
+            s.add(WebSessionRow(id_hash=_digest(sid), user_name=user.name, token_id=tok.id, csrf=csrf,
+                                created_at=now, last_seen_at=now,
+                                expires_at=now + timedelta(seconds=MAX_AGE_SECONDS)))
+        return WebSession(_digest(sid), user.name, csrf, tok.token_hash[:12],
+                          Principal(user.name, Role(user.role), user.tenant), id=sid)
 
     def get(self, cookie: str | None) -> WebSession | None:
+        """The live session of this cookie, or None (unsigned, unknown, idle, too old, signed out).
+
+        A session whose token has been revoked since is returned with ``principal=None``, so the
+        caller can record the rejection; :meth:`revoke` it then."""
         sid = self._id_from_cookie(cookie)
         if sid is None:
             return None
-        now = self._clock()  # type: ignore[operator]
-        with self._lock:
-            s = self._sessions.get(sid)
-            if s is None:
-                return None
-            if now - s.seen > IDLE_SECONDS or now - s.created > MAX_AGE_SECONDS:
-                del self._sessions[sid]
-                return None
-            s.seen = now
-            return s
+        now = self._clock()
+        id_hash = _digest(sid)
+        with self._db.read() as s:
+            found = s.execute(
+                select(WebSessionRow, Token, User)
+                .join(Token, Token.id == WebSessionRow.token_id)
+                .outerjoin(User, (User.id == Token.user_id) & (User.name == WebSessionRow.user_name))
+                .where(WebSessionRow.id_hash == id_hash, WebSessionRow.revoked_at.is_(None),
+                       WebSessionRow.expires_at > now,
+                       WebSessionRow.last_seen_at > now - timedelta(seconds=IDLE_SECONDS))
+            ).first()
+        if found is None:
+            return None
+        row, tok, user = found
+        live = tok.revoked_at is None and user is not None
+        principal = Principal(user.name, Role(user.role), user.tenant) if live else None
+        seen = row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=UTC)
+        if live and now - seen > timedelta(seconds=TOUCH_SECONDS):
+            self._touch(id_hash, now)
+        return WebSession(id_hash, row.user_name, row.csrf, tok.token_hash[:12], principal)
 
-    def drop(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
+    def _touch(self, id_hash: str, now: datetime) -> None:
+        with self._db.transaction() as s:
+            s.execute(update(WebSessionRow).where(
+                WebSessionRow.id_hash == id_hash,
+                WebSessionRow.last_seen_at < now - timedelta(seconds=TOUCH_SECONDS)).values(last_seen_at=now))
 
-    def drop_token(self, token: str) -> None:
-        """End every session of a token (it was rejected: revoked or unknown)."""
-        with self._lock:
-            for sid in [k for k, v in self._sessions.items() if hmac.compare_digest(v.token, token)]:
-                del self._sessions[sid]
-
-    def _expire(self, now: float) -> None:
-        for sid in [k for k, v in self._sessions.items()
-                    if now - v.seen > IDLE_SECONDS or now - v.created > MAX_AGE_SECONDS]:
-            del self._sessions[sid]
+    def revoke(self, session: WebSession) -> None:
+        """End a session (signing out, or its token was rejected): no process honours it again."""
+        with self._db.transaction() as s:
+            s.execute(update(WebSessionRow).where(WebSessionRow.id_hash == session.id_hash,
+                                                  WebSessionRow.revoked_at.is_(None))
+                      .values(revoked_at=self._clock()))
 
     def csrf_ok(self, s: WebSession, sent: str | None) -> bool:
         return bool(sent) and hmac.compare_digest(s.csrf, sent or "")

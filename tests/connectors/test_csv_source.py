@@ -62,6 +62,15 @@ def test_gbk_is_read_when_declared_and_refused_with_a_hint_when_not(tmp_path: Pa
     assert err.check == "encoding" and "encoding: gbk" in err.message and "line 2" in err.message
 
 
+@pytest.mark.parametrize("bad", [b"2,x\xffy,2\n", b'2,"xy"\xff,2\n', b"2\xff,xy,2\n"])
+def test_invalid_utf8_past_the_first_mib_is_refused_with_its_line(tmp_path: Path, bad: bytes) -> None:
+    # the first pass only hashes a UTF-8 file; the parser finds the bytes, the slow path the line
+    body = b"".join(b"%d,abc,%d\n" % (i, i) for i in range(100_000))
+    assert len(body) > 1 << 20
+    err = refused(write(tmp_path, b"code,name,n\n" + body + bad + b"3,c,3\n"))
+    assert err.check == "encoding" and "not valid utf-8 at line 100002" in err.message
+
+
 def test_utf8_bom_in_a_file_declared_gbk_is_refused(tmp_path: Path) -> None:
     p = write(tmp_path, b"\xef\xbb\xbfcode,name,n\n1,a,2\n")
     assert "probably UTF-8" in refused(p, encoding="gbk").message

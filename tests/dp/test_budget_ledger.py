@@ -200,3 +200,15 @@ def test_no_refund_when_the_run_fails(wh: Warehouse, snap: Any, monkeypatch: pyt
     with pytest.raises(InternalError):
         _answer(wh, snap, "SELECT COUNT(*) AS n FROM loans")
     assert _ledger_sum(wh)[1] == Budget.of("0.1")  # reserved before the run, kept after it failed
+
+
+def test_a_quantile_query_is_charged_once_and_its_split_is_stated(wh: Warehouse, snap: Any) -> None:
+    _job(wh)
+    r = _answer(wh, snap, "SELECT industry, MEDIAN(amount) AS med, QUANTILE_CONT(amount, 0.9) AS p90, "
+                          "COUNT(*) AS n FROM loans GROUP BY industry")
+    total, head, charges = _ledger_sum(wh)
+    assert charges == 1 and total == head == Budget.of("0.1")  # the query's ε, once, whatever it asks
+    d = next(d for d in r.decisions if d.get("rule") == "differential_privacy")
+    # one histogram serves both quantiles; with the count, two statistics share the 0.1
+    assert d["epsilon"] == "1/10" and d["per_statistic_epsilon"] == "1/20"
+    assert {n["column"]: n["func"] for n in d["noise"]} == {"med": "quantile", "p90": "quantile", "n": "count"}

@@ -237,7 +237,7 @@ def test_rule_names_are_pinned() -> None:
         "aggregate_argument", "aggregate_filter", "function_not_allowed", "select_item", "not_grouped", "alias",
         "where_clause", "group_by", "order_by", "release_mode", "literal_type", "engine_rejected", "timeout",
         "resource_limit", "differencing",
-        "dp_bounds", "dp_unit", "dp_keys", "dp_budget",
+        "dp_bounds", "dp_unit", "dp_keys", "dp_budget", "dp_quantile",
     }
 
 

@@ -20,7 +20,7 @@ from pyroaring import BitMap, FrozenBitMap
 from sandbox.db import Database, ReleasedPopulation, UnitId
 from sandbox.errors import QueryRefused
 from sandbox.gate import GatedResult, plan_query, run_query
-from sandbox.gate.differencing import DifferencingGuard, Ledger, entry_of, find_differencing, fingerprint
+from sandbox.gate.differencing import DifferencingGuard, Ledger, entry_of, find_differencing, fingerprint, support
 
 
 class Gate:
@@ -28,7 +28,8 @@ class Gate:
         self.tables = tables
         self.db = Database(f"sqlite:///{db_path}")
         self.db.create_all()
-        self.guard = DifferencingGuard(self.db)
+        home = db_path.with_name(db_path.name + ".home")  # one warehouse per catalog
+        self.guard = DifferencingGuard.for_warehouse(self.db, home, home / "secrets")
         self.runs = 0
 
     def ask(self, sql: str) -> GatedResult:
@@ -38,9 +39,10 @@ class Gate:
         if cached is not None:
             return cached
         self.runs += 1
+        self.guard.prepare(plan, self.tables.snapshots)
         result = run_query(plan, self.tables.snapshots)
         with self.db.transaction() as s:
-            return self.guard.record(s, plan, result, fp)
+            return self.guard.record(s, plan, result, fp, self.tables.snapshots)
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ def test_ledger_is_compact_and_deduplicated(gate: Gate) -> None:
         rows = s.query(ReleasedPopulation).all()
         assert len(rows) == 4  # three districts and their union, once
         assert {r.cardinality for r in rows} >= {300}
-        assert s.query(UnitId).count() == 300
+        assert s.query(UnitId).count() == 0  # the dictionary lives in files, under keyed hashes
         assert all(len(r.bitmap) < 2000 for r in rows)  # dense ids: a few bytes per unit at most
 
 
@@ -243,3 +245,185 @@ def test_small_cells_cannot_be_recovered_from_margins(tables: Tables) -> None:
         if len(unknown) == 1:
             recovered[unknown[0]] = total - sum(released[k] for k in line if k in released)
     assert recovered == {}, f"recovered {recovered}"
+
+
+# ------------------------------------------------------------------ three and more populations
+
+
+def _lone_dates(df: pd.DataFrame, lo: dt.date, hi: dt.date) -> list[dt.date]:
+    counts = df.reg_date.value_counts()
+    return sorted(d for d in counts[counts == 1].index if lo < d < hi)
+
+
+def test_whole_less_two_parts_in_every_release_order(tables: Tables, tmp_path: Path) -> None:
+    # q(A) - q(B) - q(C) with B ∪ C = A but the one firm of day d: whichever comes last is refused.
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2013, 1, 1), dt.date(2020, 1, 1))[0]
+    whole = "SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry"
+    before = f"SELECT SUM(capital) AS s FROM registry WHERE reg_date < '{d}'"
+    after = f"SELECT AVG(capital) AS a, COUNT(*) AS n FROM registry WHERE reg_date > '{d}'"
+    for k, (first, second, last) in enumerate([(whole, before, after), (after, whole, before),
+                                               (before, after, whole)]):
+        g = Gate(tables, tmp_path / f"order{k}.db")
+        g.ask(first)
+        g.ask(second)
+        assert refused(g, last) == "tracker"
+
+
+def test_three_part_cover_isolates_one_firm_in_any_order(gate: Gate, tables: Tables) -> None:
+    # B, C, E are disjoint and cover all but the one firm registered on day d:
+    # q(all) - q(B) - q(C) - q(E) is that firm. No two of them are close to anything (no pair or tracker).
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2013, 1, 1), dt.date(2020, 1, 1))[0]
+    a = "SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry"
+    b = f"SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry WHERE reg_date < '{d}'"
+    c = f"SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry WHERE reg_date > '{d}' AND district = 'yubei'"
+    e = f"SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry WHERE reg_date > '{d}' AND district <> 'yubei'"
+    assert df.district.notna().all() and (df.reg_date == d).sum() == 1
+    assert min((df.reg_date < d).sum(), ((df.reg_date > d) & (df.district == "yubei")).sum(),
+               ((df.reg_date > d) & (df.district != "yubei")).sum()) >= 30
+    for q in (a, b, c):
+        gate.ask(q)
+    assert refused(gate, e) == "cover"  # the last part
+    # the attack really works on what was released: all - B - C, with E, would be the firm
+    late = Gate(tables, Path(str(gate.db.url).removeprefix("sqlite:///") + ".late"))
+    for q in (b, c, e):
+        late.ask(q)
+    assert refused(late, a) == "cover"  # the whole comes last
+    # reworded parts are the same populations: released
+    late.ask(f"SELECT COUNT(*) AS n FROM registry WHERE reg_date <= '{d - dt.timedelta(days=1)}'")
+    late.ask(f"SELECT SUM(capital) AS s FROM registry WHERE NOT (reg_date <= '{d}') AND district IN ('yubei')")
+
+
+def test_overlapping_windows_sum_to_all_but_one(gate: Gate, tables: Tables) -> None:
+    # q(2012-14) + q(2014-16) - q(2014) = q(2012-16); less q(2012-16 without day d): the firm of day d.
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2012, 1, 1), dt.date(2016, 12, 31))[0]
+    gate.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' AND '2014-12-31'")
+    gate.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' AND '2016-12-31'")
+    gate.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' AND '2014-12-31'")
+    assert refused(gate, f"SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' "
+                         f"AND '2016-12-31' AND reg_date <> '{d}'") == "meet"  # s as the union of two
+    # far enough apart: a new window is released
+    gate.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2010-01-01' AND '2013-06-30'")
+
+
+def test_intersection_of_released_windows_less_one(gate: Gate, tables: Tables) -> None:
+    # q(2012-14) + q(2014-16) - q(2012-16) = q(2014); less q(2014 without day d): the firm of day d.
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2014, 1, 1), dt.date(2014, 12, 31))[0]
+    for window in ("2012-01-01' AND '2014-12-31", "2014-01-01' AND '2016-12-31", "2012-01-01' AND '2016-12-31"):
+        gate.ask(f"SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '{window}'")
+    assert refused(gate, f"SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' "
+                         f"AND '2014-12-31' AND reg_date <> '{d}'") == "meet"
+    # the small part first: the two windows alone give nothing away (their overlap is not derivable)...
+    late = Gate(tables, Path(str(gate.db.url).removeprefix("sqlite:///") + ".late"))
+    late.ask(f"SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' "
+             f"AND '2014-12-31' AND reg_date <> '{d}'")
+    late.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' AND '2014-12-31'")
+    late.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' AND '2016-12-31'")
+    # ...their union would make it so
+    assert refused(late, "SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' "
+                         "AND '2016-12-31'") == "meet"
+    # and with the union released before the second window, the second window is refused
+    third = Gate(tables, Path(str(gate.db.url).removeprefix("sqlite:///") + ".third"))
+    third.ask(f"SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' "
+              f"AND '2014-12-31' AND reg_date <> '{d}'")
+    third.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' AND '2014-12-31'")
+    third.ask("SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' AND '2016-12-31'")
+    assert refused(third, "SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2014-01-01' "
+                          "AND '2016-12-31'") == "meet"
+
+
+def test_ordinary_analysis_is_not_refused(gate: Gate) -> None:
+    # margins, drill-downs, disjoint and overlapping filters far apart, totals, reworded repeats
+    for sql in [
+        "SELECT COUNT(*) AS n, AVG(capital) AS c FROM registry",
+        "SELECT district, COUNT(*) AS n FROM registry GROUP BY district",
+        "SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry",
+        "SELECT industry, AVG(capital) AS c FROM registry WHERE district = 'yubei' GROUP BY industry",
+        "SELECT COUNT(*) AS n FROM registry WHERE district IN ('yubei', 'jiangbei')",
+        "SELECT COUNT(*) AS n FROM registry WHERE district <> 'banan'",  # reworded: the same units
+        "SELECT active, COUNT(*) AS n FROM registry GROUP BY active",
+        "SELECT COUNT(*) AS n FROM registry WHERE reg_date < DATE '2015-01-01'",
+        "SELECT COUNT(*) AS n FROM registry WHERE reg_date >= DATE '2015-01-01'",
+        "SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN DATE '2012-01-01' AND DATE '2017-12-31'",
+        "SELECT district, SUM(capital) AS s FROM registry WHERE industry = 'C' GROUP BY district",
+    ]:
+        gate.ask(sql)
+
+
+def test_ids_are_stable_across_versions_and_tables(tables: Tables, tmp_path: Path) -> None:
+    # A new version with one more firm: q(all, v1) - q(all, v0) is that firm.
+    from gate_fixtures import REGISTRY_TYPES, Tables as T
+
+    df = tables.frames["registry"]
+    write_table(tmp_path / "registry", df, REGISTRY_TYPES)
+    extra = df.iloc[[0]].assign(uscc="91500000NEWFIRM001", industry="K")
+    v0 = snapshot_of(tmp_path / "registry", "registry")
+    write_table(tmp_path / "registry", extra, REGISTRY_TYPES, mode="append")
+    v1 = snapshot_of(tmp_path / "registry", "registry")
+    assert v1.version == v0.version + 1
+    infos = {"registry": tables.infos["registry"]}
+    g0 = Gate(T(infos, {"registry": v0}, {"registry": df}, tmp_path), tmp_path / "c.db")
+    g1 = Gate(T(infos, {"registry": v1}, {"registry": df}, tmp_path), tmp_path / "c.db")
+    g0.ask("SELECT COUNT(*) AS n FROM registry")
+    assert refused(g1, "SELECT COUNT(*) AS n FROM registry") == "pair"
+    # (with ids that moved, the two would differ by hundreds and pass.) The same firms on both
+    # versions are the same population: released.
+    g0.ask("SELECT COUNT(*) AS n FROM registry WHERE industry = 'C'")
+    g1.ask("SELECT COUNT(*) AS n FROM registry WHERE industry = 'C'")
+
+
+# ------------------------------------------------------------------ the ledger holds no unit values
+
+
+def test_no_unit_value_in_the_catalog(gate: Gate, tables: Tables) -> None:
+    gate.ask("SELECT district, COUNT(*) AS n FROM registry GROUP BY district")
+    gate.ask("SELECT industry, AVG(capital) AS c FROM registry GROUP BY industry")
+    db_file = Path(str(gate.db.url).removeprefix("sqlite:///"))
+    catalog = b"".join(p.read_bytes() for p in db_file.parent.glob(db_file.name + "*") if p.is_file())
+    home = db_file.with_name(db_file.name + ".home")
+    sidecars = b"".join(p.read_bytes() for p in (home / "units").rglob("*") if p.is_file())
+    values = list(tables.frames["registry"].uscc)
+    assert values and len(catalog) > 10_000 and len(sidecars) > 1000
+    assert not [v for v in values if v.encode() in catalog or v.encode() in sidecars]
+    with gate.db.read() as s:
+        assert s.query(ReleasedPopulation).count() > 0 and s.query(UnitId).count() == 0
+
+
+def test_legacy_unit_ids_move_to_keyed_hashes_with_their_ids(gate: Gate, tables: Tables) -> None:
+    # A ledger written with the old raw-value table: its ids survive, the values leave the catalog.
+    values = list(tables.frames["registry"].uscc)
+    with gate.db.transaction() as s:
+        s.add_all(UnitId(id=1000 + i, value=v) for i, v in enumerate(reversed(values)))
+        s.add(ReleasedPopulation(dataset="registry", cardinality=len(values), digest="legacy",
+                                 bitmap=FrozenBitMap(range(1000, 1000 + len(values))).serialize()))
+    d = _one_firm_date(tables.frames["registry"])
+    assert refused(gate, f"SELECT COUNT(*) AS n FROM registry WHERE reg_date <> '{d}'") == "pair"
+    with gate.db.read() as s:
+        assert s.query(UnitId).count() == 0
+
+
+def test_find_differencing_cover_and_meet() -> None:
+    t = 10
+    ledger = Ledger()
+    for part in (range(0, 300), range(300, 600), range(600, 999)):  # all but unit 999, in three parts
+        ledger.add(entry_of(BitMap(part)))
+    assert find_differencing(FrozenBitMap(range(1000)), [ledger], t) == "cover"
+    assert find_differencing(FrozenBitMap(range(999)), [ledger], t) is None             # exactly the union
+    assert find_differencing(FrozenBitMap(range(1100)), [ledger], t) is None            # 101 more: allowed
+    whole = Ledger()
+    for e in (range(1000), range(0, 300), range(300, 600)):
+        whole.add(entry_of(BitMap(e)))
+    assert find_differencing(FrozenBitMap(range(600, 999)), [whole], t) == "cover"      # the last part
+    assert find_differencing(FrozenBitMap(range(600, 1000)), [whole], t) is None        # a partition
+    meet = Ledger()
+    for e in (range(0, 600), range(400, 1000)):                                         # a ∩ b: 400..599
+        meet.add(entry_of(BitMap(e)))
+    assert find_differencing(FrozenBitMap(range(401, 600)), [meet], t) is None          # a ∩ b not derivable
+    meet.add(entry_of(BitMap(range(1000))))                                             # a ∪ b: now it is
+    assert find_differencing(FrozenBitMap(range(401, 600)), [meet], t) == "meet"
+    assert find_differencing(FrozenBitMap(range(400, 600)), [meet], t) is None          # exactly a ∩ b
+    assert support([BitMap(range(0, 600)), BitMap(range(400, 1000))],
+                   [BitMap(range(1000)), BitMap(range(401, 600))]) == BitMap([400])

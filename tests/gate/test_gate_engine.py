@@ -460,7 +460,7 @@ def test_missing_snapshot_is_a_bug(tables: Tables) -> None:
     with pytest.raises(InternalError):
         run_query(plan, {"registry": wrong})
     with pytest.raises(InternalError):
-        run_query(plan, tables.snapshots, engine="spark")
+        run_query(plan, tables.snapshots, engine="no_such_engine")
 
 
 def test_snapshot_lacking_a_declared_column_is_a_bug(tables: Tables) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.outputs import escape_formula, gate_outputs
+from sandbox.outputs import GatedFile, escape_formula, gate_outputs, with_trained
 
 
 @dataclass
@@ -53,3 +53,12 @@ def test_escaped_cells_never_start_with_a_formula_prefix(cell):
     except ValueError:
         is_number = False
     assert is_number or not out.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_a_job_output_cannot_pose_as_the_trainers_certificate():
+    trained = [GatedFile("model.safetensors", b"w"), GatedFile("model_card.json", b'{"epsilon": 1}')]
+    forged = GatedFile("model_card.json", b'{"epsilon": 0.01}')
+    files, problems = with_trained([forged, GatedFile("summary.csv", b"a\n1\n")], trained)
+    assert files == [] and problems == ["model_card.json: the name is reserved for the platform's trainer"]
+    files, problems = with_trained([GatedFile("summary.csv", b"a\n1\n")], trained)
+    assert problems == [] and [f.name for f in files] == ["summary.csv", "model.safetensors", "model_card.json"]

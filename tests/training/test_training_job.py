@@ -46,8 +46,19 @@ def test_custom_model_is_trained_certified_and_released_for_review(demo, tmp_pat
                                        model={"kind": "custom", "module": "model.py"}))
     assert job["state"] == "awaiting_approval", c["bank_steward"].get_job(job["id"])["reason"]
     files = {f["name"]: f["data"] for f in c["bank_steward"].preview_export(job["export"]["id"])}
-    assert {"model.safetensors", "model_card.json", "model_card.png", "attack_report.json"} <= set(files)
+    # besides the job's own CSV outputs, the export holds the weights and the card only: no attack
+    # report, no exact counts, no training loss
+    assert {n for n in files if not n.endswith(".csv")} == {"model.safetensors", "model_card.json", "model_card.png"}
     card = json.loads(files["model_card.json"])
+    text = files["model_card.json"].decode()
+    for leak in ("membership_inference", "epoch_losses", "training_rows", "privacy_unit_rows", "samples_per_second"):
+        assert leak not in text
+    assert card["holdout_loss_curve_dp"]["loss"] and card["holdout_rows_dp"] is not None
+    # the stewards see the attack and the exact numbers with the job's logs; the enterprise does not
+    review = json.loads(c["bank_steward"].job_logs(job["id"])["training_review"])
+    assert "auc" in review["membership_inference"] and review["data"]["training_rows"] > 0
+    with pytest.raises(Exception):
+        c["analyst"].job_logs(job["id"])
     assert card["privacy"]["epsilon"] <= 1.0 and card["privacy"]["cross_check"]["epsilon"] >= card["privacy"]["epsilon"]
     assert card["hashes"]["graph_sha256"] and card["data"]["versions"]
     assert files["model_card.png"].startswith(b"\x89PNG")

@@ -20,6 +20,7 @@ from sandbox.api import create_app
 from sandbox.demo.scenario import JOBS, build_warehouse
 from sandbox.warehouse import Warehouse
 from serving import serving
+from tests.web.trained import submit_training_job
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,6 +48,7 @@ class Demo:
     tokens: dict[str, str]
     rate_job: dict[str, Any]  # the demo's default-rate job (awaiting approval)
     xss_job: dict[str, Any]  # a job whose CSV carries a script tag
+    train_job: dict[str, Any]  # a training job (model card + attack report), awaiting approval
 
     def bundle(self, export_id: str) -> str:
         return str(self.wh.exports.get(self.wh.users.principal("admin"), export_id)["bundle_sha256"])
@@ -60,8 +62,10 @@ def _job(root: Path, name: str, code: str, datasets: list[str]) -> Path:
 
 
 @contextmanager
-def demo_server(home: Path, *, n_enterprises: int = 300) -> Iterator[Demo]:
-    """The demo warehouse (jobs already run) behind a uvicorn server on a free loopback port."""
+def demo_server(home: Path, *, n_enterprises: int = 300, real_training: bool = False) -> Iterator[Demo]:
+    """The demo warehouse (jobs already run) behind a uvicorn server on a free loopback port.
+
+    The training job's trainer is a stand-in (``tests/web/trained.py``) unless ``real_training``."""
     wh, clients = build_warehouse(home / "wh", n_enterprises=n_enterprises, say=lambda *_a, **_k: None)
     admin = clients["admin"]
     admin.add_user("rival", "enterprise", "bank_b")
@@ -70,9 +74,10 @@ def demo_server(home: Path, *, n_enterprises: int = 300) -> Iterator[Demo]:
     analyst = clients["analyst"]
     rate_job = analyst.submit_job(JOBS / "default_rate")
     xss_job = analyst.submit_job(_job(home / "xss_job", "notes", XSS_JOB, ["enterprise_registry"]))
+    train_job = submit_training_job(wh, analyst, home, real=real_training)
     try:
         with serving(create_app(warehouse=wh)) as url:
-            yield Demo(wh, url, tokens, rate_job, xss_job)
+            yield Demo(wh, url, tokens, rate_job, xss_job, train_job)
     finally:
         wh.close()
 

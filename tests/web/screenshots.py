@@ -20,8 +20,11 @@ VIEWPORT = {"width": 1360, "height": 900}
 def main(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     shots: list[Path] = []
-    with tempfile.TemporaryDirectory(prefix="twh-shots-") as tmp, demo_server(Path(tmp)) as demo, browser() as b:
+    # the model card and training review are real: the platform's DP-SGD trainer runs (seconds to a minute here)
+    with tempfile.TemporaryDirectory(prefix="twh-shots-") as tmp, \
+            demo_server(Path(tmp), real_training=True) as demo, browser() as b:
         export_id = demo.rate_job["export"]["id"]
+        model_export = demo.train_job["export"]["id"]
 
         def shoot(user: str, path: str, name: str, full: bool = True) -> None:
             ctx = b.new_context(viewport=VIEWPORT, device_scale_factor=1)
@@ -35,6 +38,8 @@ def main(out: Path) -> list[Path]:
         shoot("tax_steward", "/ui/queue", "01-steward-queue")
         shoot("tax_steward", f"/ui/exports/{export_id}", "02-export-review")
         shoot("tax_steward", "/ui/datasets/tax_payments", "03-dataset")
+        shoot("bank_steward", f"/ui/exports/{model_export}", "09-training-export")
+        shoot("bank_steward", f"/ui/exports/{model_export}/model", "10-model-card")
         # the stewards approve, so the audit log and the replay show a whole story
         for steward in ("tax_steward", "bank_steward"):
             demo.wh.exports.decide(demo.wh.users.principal(steward), export_id, "approve",

@@ -137,3 +137,79 @@ def test_a_script_in_an_export_cell_is_shown_as_text(demo, page):
     assert XSS in cells  # shown verbatim, as text
     assert page.evaluate("window.__pwned") is None  # and nothing ran
     assert page.locator("main script").count() == 0 and page.locator("table.data img").count() == 0
+
+
+def test_a_steward_sees_the_model_card_and_attack_report_of_a_training_export(demo, page):
+    import json
+
+    export_id = demo.train_job["export"]["id"]
+    auditor = demo.wh.users.principal("auditor")
+    files = {f.name: f for f in demo.wh.exports.preview(auditor, export_id)}
+    assert {"model.safetensors", "model_card.json", "model_card.png"} <= set(files)  # the job's own CSV too
+    assert not [n for n in files if "attack" in n or "review" in n]  # no attack report in the export
+    card = json.loads(files["model_card.json"].data)
+    # the attack report is the stewards': in the job's training review (job logs), never in the export
+    review = json.loads(demo.wh.jobs.logs(auditor, demo.train_job["id"])["training_review"])
+    p, a = card["privacy"], review["membership_inference"]
+    login(page, demo.url, demo.tokens["bank_steward"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    summary = page.inner_text(".model-summary")
+    assert "card verified against the bundle" in summary and f"ε = {p['epsilon']:.4g}" in summary
+    assert ("attack flagged" if a["flagged"] else "attack not flagged") in summary
+    assert "membership_inference" in page.inner_text(".training-review")  # with the withheld logs
+    page.click("text=Model card and attack report")
+    assert page.url == f"{demo.url}/ui/exports/{export_id}/model"
+    assert "verified against the bundle" in page.inner_text("h1")
+    privacy = page.inner_text(".privacy")
+    for shown in (f"{p['epsilon']:.4g}", "1e-08", "PRV (Gopi et al. 2021)", "RDP (Mironov 2017)",
+                  f"{p['noise_multiplier']:.4g}", "Poisson", f"{p['steps']}"):
+        assert shown in privacy, shown
+    assert page.inner_text(".q").startswith(f"{p['sample_rate']:.4g}")
+    assert page.inner_text(".clip").startswith(f"{p['max_grad_norm']:.4g}")
+    attack = page.inner_text(".attack")
+    assert page.inner_text(".attack-metrics .auc") == f"{a['auc']:.3g}"
+    assert page.inner_text(".attack-metrics .advantage") == f"{a['advantage']:.3g}"
+    assert page.inner_text(".attack-metrics .tpr1") == f"{a['tpr_at_fpr_1pct']:.3g}"
+    assert ("flagged" in attack) and (("not flagged" in attack) != a["flagged"])
+    exact = page.inner_text(".exact")
+    assert f"{review['data']['training_rows']} / {review['data']['held_out_rows']}" in exact
+    versions = page.locator(".data .chip.version").all_inner_texts()
+    assert sorted(versions) == sorted(f"{d} v{v}" for d, v in card["data"]["versions"].items())
+    assert files["model.safetensors"].sha256 in page.inner_text(".hashes")
+    assert f"{card['holdout_metrics_dp']['auc']:.3g}" in page.inner_text(".holdout")
+    assert str(card["holdout_rows_dp"]) in page.inner_text(".holdout-rows")
+    # the curves render (an SVG the server drew from the card and the review) and so does the bundle's own PNG
+    assert page.evaluate("document.querySelector('img.curves').naturalWidth") > 0
+    page.click("text=model_card.png")
+    assert page.evaluate("document.querySelector('img.bundle-png').naturalWidth") > 0
+
+
+def test_the_model_page_is_for_training_exports_and_waits_for_approval_for_the_submitter(demo, page):
+    login(page, demo.url, demo.tokens["analyst"])
+    assert page.goto(f"{demo.url}/ui/exports/{demo.train_job['export']['id']}/model").status == 404
+    login(page, demo.url, demo.tokens["bank_steward"])
+    assert page.goto(f"{demo.url}/ui/exports/{demo.rate_job['export']['id']}/model").status == 404
+
+
+def test_the_enterprise_never_sees_the_attack_report_even_after_approval(demo, page):
+    export_id = demo.train_job["export"]["id"]
+    wh = demo.wh
+    e = wh.exports.get(wh.users.principal("admin"), export_id)
+    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+        e = wh.exports.decide(wh.users.principal(steward), export_id, "approve", "DP card checked",
+                              e["bundle_sha256"])
+    assert e["state"] == "approved"
+    login(page, demo.url, demo.tokens["analyst"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    summary = page.inner_text(".model-summary")
+    assert "attack" not in summary.lower() and page.locator(".training-review").count() == 0
+    page.click("text=Model card")
+    assert page.url == f"{demo.url}/ui/exports/{export_id}/model"
+    assert "verified against the bundle" in page.inner_text("h1")
+    html, text = page.content(), page.inner_text("main")
+    assert page.locator(".privacy").count() == 1 and page.locator(".holdout").count() == 1  # the DP card
+    assert page.locator(".attack").count() == 0 and page.locator(".exact").count() == 0
+    for secret in ("membership_inference", "Advantage", "TPR at", "epoch_losses_train", "training_rows",
+                   "privacy_unit_rows", "Training review"):
+        assert secret not in html, secret
+    assert "not part of the export" in text

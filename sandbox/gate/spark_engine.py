@@ -1,0 +1,344 @@
+"""The gate's Spark row source (``engine="spark"``): the checked plan, transpiled, over pinned Delta versions.
+
+The plan's ``engine_sql`` is DuckDB SQL generated from the checked AST; here it is parsed back
+with sqlglot and rewritten to Spark SQL so that every value equals DuckDB's (the parity tests
+in ``tests/gate/test_spark_parity.py`` hold the two engines to that):
+
+* each dataset is read with delta-spark at exactly its pinned version (``versionAsOf``),
+  projected to the columns the plan reads, and registered as a temp view under a per-query
+  name (``__twh_<id>_<i>``; the SQL keeps the dataset name as the table's alias, so concurrent
+  queries on one SparkSession never see each other's views);
+* ``MAX(x, n)`` (DuckDB's top-n list) becomes ``SLICE(SORT_ARRAY(COLLECT_LIST(x), FALSE), 1, n)``;
+* ``AVG(x)`` and ``a / b`` are computed in DOUBLE, as DuckDB does (Spark keeps DECIMAL and
+  rounds at scale + 4);
+* ``SUM`` of an integer column is a ``DECIMAL(38, 0)`` sum: DuckDB sums into HUGEINT, Spark's
+  ANSI BIGINT sum would fail on overflow instead;
+* ``LIKE``/``ILIKE`` get an ``ESCAPE`` character absent from the pattern (DuckDB has no default
+  escape, Spark's is the backslash);
+* the dp rewrite's ``HASH(unit)`` becomes ``XXHASH64(unit)``, and the heavy-unit tables are
+  computed here, on Spark, with the same hash (:func:`_heavy_units`);
+* the differencing guard's unit lists (``ARRAY_AGG(HASH(unit))``) must hold DuckDB's hashes, which
+  its unit dictionary is keyed on: Spark collects the unit values and DuckDB hashes the lists
+  (:func:`_hash_units`, in this process; no unit value leaves it);
+* NULL ordering is made explicit by sqlglot (DuckDB sorts NULLs last; Spark first when ASC).
+
+The session must run with ANSI mode on, UTC, ordinals in ORDER BY and escapes in string
+literals (sqlglot writes ``\\\\`` for a backslash): :data:`_REQUIRED_CONF` is set before each
+query. The time limit cancels the query's job group. Spark errors are translated without their
+messages (they can quote data values and paths).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+
+from ..errors import InternalError, QueryRefused, TwhError
+from ..snapshot import Snapshot
+from .engine import _COMPATIBLE, _EXPECTED, FETCH_BATCH, _columns_for
+from .plan import QueryPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+#: runtime settings the transpiled SQL relies on (values identical to DuckDB's)
+_REQUIRED_CONF: dict[str, str] = {
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.orderByOrdinal": "true",
+    "spark.sql.parser.escapedStringLiterals": "false",
+    "spark.sql.caseSensitive": "false",
+}
+_INTEGRAL = {"tinyint", "smallint", "integer", "bigint"}
+#: Spark type name (DataType.typeName()) -> the DuckDB type id check_literal_types reasons about
+_TYPE_IDS: dict[str, str] = {
+    "byte": "tinyint", "short": "smallint", "integer": "integer", "long": "bigint", "float": "float",
+    "double": "double", "decimal": "decimal", "string": "varchar", "varchar": "varchar", "char": "varchar",
+    "date": "date", "timestamp": "timestamp with time zone", "timestamp_ntz": "timestamp", "boolean": "boolean",
+}
+_ESCAPES = "!#$&~^|@"  # candidates for LIKE ... ESCAPE: any character absent from the pattern
+
+_config: tuple[str, dict[str, str]] = ("local[*]", {})
+_HEAVY: OrderedDict[tuple[str, int, str, int], DataFrame] = OrderedDict()
+_HEAVY_LOCK = threading.Lock()
+MAX_CACHED_HEAVY = 32
+
+
+def configure(master: str, conf: Mapping[str, str] | None = None) -> None:
+    """Which SparkSession queries run on (from Settings; the session starts on the first query)."""
+    global _config
+    _config = (master, dict(conf or {}))
+
+
+def session() -> SparkSession:
+    from ..spark import get_session
+
+    return get_session(*_config)
+
+
+def _quiet_pyspark(spark: SparkSession) -> None:
+    """PySpark 4 logs every SQL error's message to stderr (a cast error quotes the value), and
+    the driver's task-failure logs quote the failed task's exception: neither may carry data."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+    try:
+        jvm = spark.sparkContext._jvm
+        off = jvm.org.apache.logging.log4j.Level.OFF
+        for name in ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager"):
+            jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, off)
+    except Exception:  # noqa: BLE001 - another logging backend: its configuration is the operator's
+        pass
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def read_snapshot(spark: SparkSession, snap: Snapshot, columns: Sequence[str] = ()) -> DataFrame:
+    """``snap`` as a DataFrame: the Delta table at exactly its pinned version, projected to ``columns``."""
+    try:
+        df = spark.read.format("delta").option("versionAsOf", snap.version).load(snap.table_path)
+        return df.select(*[_quote(c) for c in columns]) if columns else df
+    except Exception:
+        # Spark's messages name host paths: keep them out of the response.
+        raise InternalError(
+            f"the snapshot of {snap.dataset!r} at version {snap.version} could not be opened",
+            details={"dataset": snap.dataset, "version": snap.version},
+        ) from None
+
+
+def _heavy_units(spark: SparkSession, snap: Snapshot, unit: str, max_rows: int) -> DataFrame:
+    """``xxhash64(unit) -> w = m / N, c = floor(m * 2**10 / N)`` for units with N > m rows, the
+    columns of :mod:`.dp_bounding`'s table; cached. (The dp plan's ``light_sql`` is not used:
+    ``engine_sql`` computes the same integers.)"""
+    from pyspark.sql import functions as F
+
+    from dp.grid import COUNT_EXPONENT
+
+    key = (snap.table_path, snap.version, unit, max_rows)
+    with _HEAVY_LOCK:
+        if key in _HEAVY:
+            _HEAVY.move_to_end(key)
+            return _HEAVY[key]
+    m = int(max_rows)
+    counts = (read_snapshot(spark, snap, (unit,)).select(F.xxhash64(F.col(_quote(unit))).alias("k"))
+              .groupBy("k").agg(F.count(F.lit(1)).alias("n")))
+    heavy = counts.where(F.col("n") > m).select(
+        "k", (F.lit(float(m)) / F.col("n")).alias("w"),
+        F.floor(F.lit(m * 2 ** COUNT_EXPONENT) / F.col("n")).cast("bigint").alias("c")).cache()
+    with _HEAVY_LOCK:
+        _HEAVY[key] = heavy
+        while len(_HEAVY) > MAX_CACHED_HEAVY:
+            _HEAVY.popitem(last=False)[1].unpersist()
+    return heavy
+
+
+def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str, str]]) -> str:
+    """The plan's DuckDB SQL as Spark SQL with identical results (see the module docstring).
+
+    ``views``: table name in the SQL -> temp view name; ``integral``: (dataset, column) pairs of
+    integer type, folded to lower case.
+    """
+    tree = sqlglot.parse_one(engine_sql, read="duckdb")
+    # AVG first: its SUM is then subject to the integer rule below.
+    tree = tree.transform(lambda n: exp.Div(this=exp.Sum(this=n.this), expression=exp.Nullif(
+        this=exp.Count(this=n.this.copy()), expression=exp.Literal.number(0))) if isinstance(n, exp.Avg) else n)
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.name in views:
+            alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name, quoted=True))
+            return exp.Table(this=exp.to_identifier(views[node.name], quoted=True), alias=alias)
+        if isinstance(node, exp.Anonymous) and node.name.upper() == "HASH":
+            if node.find_ancestor(exp.ArrayAgg) is not None:  # a unit list: DuckDB hashes it (_hash_units)
+                return node.expressions[0].copy()
+            return exp.Anonymous(this="XXHASH64", expressions=node.expressions)
+        if isinstance(node, exp.Max) and node.args.get("count") is not None:
+            arg = node.this
+            top = exp.Anonymous(this="SLICE", expressions=[
+                exp.Anonymous(this="SORT_ARRAY", expressions=[exp.Anonymous(this="COLLECT_LIST", expressions=[arg]),
+                                                              exp.false()]),
+                exp.Literal.number(1), node.args["count"]])
+            # DuckDB's MAX(x, n) is NULL over no values, not an empty list
+            return exp.Case(ifs=[exp.If(this=exp.EQ(this=exp.Count(this=arg.copy()), expression=exp.Literal.number(0)),
+                                        true=exp.Null())], default=top)
+        if isinstance(node, exp.Column) and node.table and (node.table.lower(), node.name.lower()) in integral \
+                and node.find_ancestor(exp.Sum) is not None:
+            return exp.Cast(this=node.copy(), to=exp.DataType.build("DECIMAL(38, 0)"))
+        if isinstance(node, (exp.Like, exp.ILike)) and isinstance(node.expression, exp.Literal) \
+                and not isinstance(node.parent, exp.Escape):
+            pattern = node.expression.this
+            char = next((c for c in _ESCAPES if c not in pattern), None)
+            if char is None:  # every candidate in one pattern: fail closed rather than guess
+                raise QueryRefused("the LIKE pattern cannot be passed to the engine unchanged",
+                                   details={"rule": "engine_rejected", "error_class": "like_escape"})
+            return exp.Escape(this=node.copy(), expression=exp.Literal.string(char))
+        return node
+
+    tree = tree.transform(rewrite)
+    # Divisions last: both sides DOUBLE, as DuckDB's `/` is.
+    tree = tree.transform(lambda n: exp.Div(
+        this=exp.Cast(this=n.this, to=exp.DataType.build("double")),
+        expression=exp.Cast(this=n.expression, to=exp.DataType.build("double"))) if isinstance(n, exp.Div) else n)
+    return tree.sql(dialect="spark")
+
+
+def check_literal_types(types: Mapping[str, Mapping[str, tuple[str, str]]], plan: QueryPlan) -> None:
+    """:func:`.engine.check_literal_types` on Spark's schema: refuse comparisons that would cast a column."""
+    for ref, kind in plan.literal_kinds:
+        if kind == "null":
+            continue
+        type_id, type_name = types.get(ref.dataset, {}).get(ref.column.casefold(), ("unknown", "unknown"))
+        if type_id not in _COMPATIBLE[kind]:
+            raise QueryRefused(
+                f"column {ref.column!r} of {ref.dataset!r} is {type_name}: it cannot be compared with "
+                f"{_EXPECTED[kind]}",
+                details={"rule": "literal_type", "column": str(ref), "column_type": type_name, "literal": kind},
+            )
+
+
+def _schema_types(df: DataFrame) -> dict[str, tuple[str, str]]:
+    return {f.name.casefold(): (_TYPE_IDS.get(f.dataType.typeName(), f.dataType.typeName()),
+                                f.dataType.simpleString()) for f in df.schema.fields}
+
+
+def _translate(exc: Exception) -> TwhError:
+    """Spark error -> ours, naming only its error condition (messages may quote data or paths)."""
+    from pyspark.errors import AnalysisException, ArithmeticException, NumberFormatException, PySparkException
+
+    condition = ""
+    if isinstance(exc, PySparkException):
+        condition = (exc.getCondition() if hasattr(exc, "getCondition") else exc.getErrorClass()) or ""
+    kind = condition or type(exc).__name__
+    if "OutOfMemoryError" in str(exc) or condition.startswith("UNABLE_TO_ACQUIRE_MEMORY"):
+        return QueryRefused("the query ran out of memory", details={"rule": "resource_limit"})
+    if isinstance(exc, (AnalysisException, ArithmeticException, NumberFormatException)) or condition.startswith(
+            ("CAST_", "ARITHMETIC_", "NUMERIC_", "DIVIDE_BY_ZERO", "INVALID_", "DATATYPE_MISMATCH")):
+        return QueryRefused(
+            f"the query engine could not run the query ({kind}); check literal types against the columns",
+            details={"rule": "engine_rejected", "error_class": kind},
+        )
+    return InternalError(f"the query engine failed ({kind})", details={"error_class": kind})
+
+
+def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None) -> Iterator[Sequence[Any]]:
+    """The row source registered as ``ENGINES["spark"]`` (see :func:`.engine.run_query`)."""
+    spark = session()
+    _quiet_pyspark(spark)
+    for key, value in _REQUIRED_CONF.items():
+        if spark.conf.get(key, None) != value:
+            spark.conf.set(key, value)
+    tag = uuid.uuid4().hex[:12]
+    views: dict[str, str] = {}
+    integral: set[tuple[str, str]] = set()
+    types: dict[str, dict[str, tuple[str, str]]] = {}
+    try:
+        for i, name in enumerate(plan.tables):
+            snap = snapshots[name]
+            df = read_snapshot(spark, snap, _columns_for(plan, snap))
+            types[name] = _schema_types(df)
+            integral |= {(name.lower(), c) for c, (t, _) in types[name].items() if t in _INTEGRAL}
+            views[name] = f"__twh_{tag}_{i}"
+            df.createOrReplaceTempView(views[name])
+        if plan.dp is not None:
+            for i, h in enumerate(plan.dp.heavy):
+                views[h.view_name(i)] = f"__twh_{tag}_h{i}"
+                _heavy_units(spark, snapshots[h.dataset], h.unit, h.max_rows).createOrReplaceTempView(
+                    views[h.view_name(i)])
+        check_literal_types(types, plan)
+        sql = transpile(plan.engine_sql, views, integral)
+        table = _collect(spark, sql, tag, timeout_s)
+    finally:
+        for view in views.values():
+            spark.catalog.dropTempView(view)
+    if tuple(table.column_names) != plan.output_columns + plan.hidden_columns:
+        raise InternalError("engine result columns do not match the plan")
+    table = _hash_units(table, plan)
+    # As the DuckDB engine yields them: unit lists as numpy uint64 arrays (empty for none), the
+    # rest as Python values.
+    units = set(plan.hidden_indices("units"))
+    arrays: dict[int, list[Any]] = {}
+    for i in units:
+        column = table.column(i).combine_chunks()
+        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
+        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
+    plain = [i for i in range(table.num_columns) if i not in units]
+    r = 0
+    for batch in table.select(plain).to_batches(FETCH_BATCH):
+        for values in zip(*(column.to_pylist() for column in batch.columns)):
+            row: list[Any] = [None] * table.num_columns
+            for i, v in zip(plain, values):
+                row[i] = v
+            for i, cells in arrays.items():
+                row[i] = cells[r]
+            r += 1
+            yield row
+
+
+def _hash_units(table: Any, plan: QueryPlan) -> Any:
+    """The unit lists as DuckDB ``hash(unit)`` values, which the differencing guard's unit
+    dictionary is keyed on: Spark collects the values (typed as in the table: Arrow carries the
+    type, so DuckDB hashes a BIGINT as a BIGINT), DuckDB hashes them here."""
+    units = set(plan.hidden_indices("units"))
+    if not units:
+        return table
+    import duckdb
+
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False, "enable_external_access": False,
+                                             "python_enable_replacements": False})
+    try:
+        con.register("__twh_result", table)
+        cols = ", ".join(
+            f"list_transform({q}, lambda x: hash(x)) AS {q}"
+            if i in units else q for i, q in enumerate('"' + n.replace('"', '""') + '"' for n in table.column_names))
+        return con.sql(f"SELECT {cols} FROM __twh_result").to_arrow_table()  # order kept (insertion order)
+    except duckdb.Error as exc:
+        raise InternalError(f"the unit lists could not be hashed ({type(exc).__name__})") from None
+    finally:
+        con.close()
+
+
+def _collect(spark: SparkSession, sql: str, tag: str, timeout_s: float | None) -> Any:
+    """Run ``sql`` as job group ``tag`` (cancelled at ``timeout_s``) and fetch it as an Arrow table."""
+    sc = spark.sparkContext
+    expired, done = threading.Event(), threading.Event()
+
+    def cancel() -> None:
+        # cancelJobGroup stops the group's running jobs only: the next stage's job would start
+        # afterwards, so keep cancelling until the call returns.
+        expired.set()
+        while True:
+            sc.cancelJobGroup(tag)
+            if done.wait(0.2):
+                return
+
+    timer = threading.Timer(timeout_s, cancel) if timeout_s else None
+    sc.setJobGroup(tag, "twh gated query", interruptOnCancel=True)
+    try:
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            table = spark.sql(sql).toArrow()
+        except Exception as exc:
+            if expired.is_set():
+                raise QueryRefused("the query ran past its time limit", details={"rule": "timeout"}) from None
+            # `from None`: the original message may carry data values; it must not reach logs.
+            raise _translate(exc) from None
+        if expired.is_set():  # finished while being cancelled: past the limit all the same
+            raise QueryRefused("the query ran past its time limit", details={"rule": "timeout"})
+        return table
+    finally:
+        done.set()
+        if timer is not None:
+            timer.cancel()
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+        sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
