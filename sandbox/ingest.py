@@ -53,7 +53,7 @@ from .auth import Principal, Role
 from .context import Context, get_dataset, stewards_of
 from .datasets import column_specs
 from .db import Dataset, DatasetVersion, Quarantine
-from .errors import Conflict, Forbidden, InvalidInput, ValidationFailed
+from .errors import Conflict, Forbidden, InvalidInput, TwhError, ValidationFailed
 from .loads import LoadWriter, NothingToLoad
 from .manifest import DatasetManifest, parse_manifest
 from .sources import LoadMode, SourceBlock
@@ -105,6 +105,34 @@ class Ingest:
     def ingest(self, principal: Principal, dataset: str, path: Path | None = None, *, encoding: str | None = None,
                kind: str | None = None, source_name: str | None = None, mode: str | None = None,
                progress: Progress | None = None, engine: str | None = None) -> dict[str, Any]:
+        out = self._ingest(principal, dataset, path, encoding=encoding, kind=kind, source_name=source_name,
+                           mode=mode, progress=progress, engine=engine)
+        if out.get("status") == "committed":
+            self._prepare_units(dataset, int(out["version"]))
+        return out
+
+    def _prepare_units(self, dataset: str, version: int) -> None:
+        """Build the differencing guard's unit dictionary of the new version now, so that no query
+        pays for it (:mod:`sandbox.gate.unit_dictionary`; seconds at a million units). The load is
+        committed already: if this fails, the first query that needs the dictionary builds it."""
+        with self.ctx.db.read() as s:
+            ds = get_dataset(s, dataset)
+            policy = parse_manifest(ds.manifest, source=dataset).build_policy()
+            table = uris.to_path(ds.table_path)
+        if not policy.privacy_unit or policy.release_mode != "sdc":
+            return
+        from .gate.differencing import DifferencingGuard
+
+        settings = self.ctx.settings
+        guard = DifferencingGuard.for_warehouse(self.ctx.db, settings.home, settings.secrets_dir)
+        try:
+            guard.units.prepare(storage.pin_snapshot(table, dataset, version), policy.privacy_unit)
+        except TwhError:
+            pass  # repaired lazily by Queries.answer (guard.prepare), which fails closed
+
+    def _ingest(self, principal: Principal, dataset: str, path: Path | None, *, encoding: str | None,
+                kind: str | None, source_name: str | None, mode: str | None, progress: Progress | None,
+                engine: str | None) -> dict[str, Any]:
         with self.ctx.db.read() as s:
             ds = get_dataset(s, dataset)
             if principal.role is not Role.ADMIN and principal.name not in stewards_of(s, ds.id):
