@@ -121,16 +121,21 @@ def schema_report(error: SourceError, *, rows_checked: int | None = None) -> Con
 # --- Great Expectations, behind one lazily created context ------------------------------------
 
 
+def ephemeral_whole_dataframe(kind: str, source: str, asset: str) -> tuple[Any, Any]:
+    """``(great_expectations, batch definition)``: an ephemeral, quiet GE context with one
+    ``kind`` (``pandas`` or ``spark``) datasource whose batches are whole dataframes."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    add_source = getattr(context.data_sources, f"add_{kind}")
+    return gx, add_source(source).add_dataframe_asset(asset).add_batch_definition_whole_dataframe("whole")
+
+
 class _Gx:
     def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        self.gx = gx
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        asset = context.data_sources.add_pandas("twh").add_dataframe_asset("batch")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self.gx, self.batch_definition = ephemeral_whole_dataframe("pandas", "twh", "batch")
 
 
 _GX: _Gx | None = None

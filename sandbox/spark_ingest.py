@@ -85,14 +85,9 @@ class _SparkGx:
     """One ephemeral Great Expectations context with a Spark datasource, per process."""
 
     def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from connectors.contracts import ephemeral_whole_dataframe
 
-        self.gx = gx
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        asset = context.data_sources.add_spark("twh_spark").add_dataframe_asset("load")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self.gx, self.batch_definition = ephemeral_whole_dataframe("spark", "twh_spark", "load")
 
 
 _GX: _SparkGx | None = None

@@ -22,7 +22,7 @@ quote a data value, an IO error a host path.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,24 +229,40 @@ def _rows_with_units(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> Iterato
     units = set(plan.hidden_indices("units"))
     lists = con.sql("SELECT " + ", ".join(_quote_ident(names[i]) for i in sorted(units))
                     + " FROM __twh_result ORDER BY rowid").to_arrow_table()
-    arrays: dict[int, list[Any]] = {}
-    for k, i in enumerate(sorted(units)):
-        column = lists.column(k).combine_chunks()
-        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
-        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
+    arrays = unit_arrays({i: lists.column(k) for k, i in enumerate(sorted(units))})
     plain = [i for i in range(len(names)) if i not in units]
     cur = con.execute("SELECT " + ", ".join(_quote_ident(names[i]) for i in plain)
                       + " FROM __twh_result ORDER BY rowid")
-    r = 0
+    yield from merge_rows(len(names), plain, _batches(cur), arrays)
+
+
+def _batches(cur: duckdb.DuckDBPyConnection) -> Iterator[Sequence[Any]]:
     while batch := cur.fetchmany(FETCH_BATCH):
-        for values in batch:
-            row: list[Any] = [None] * len(names)
-            for i, v in zip(plain, values):
-                row[i] = v
-            for i, cells in arrays.items():
-                row[i] = cells[r]
-            r += 1
-            yield row
+        yield from batch
+
+
+def unit_arrays(columns: Mapping[int, Any]) -> dict[int, list[Any]]:
+    """Result column index -> its cells' unit lists as numpy slices of one buffer (an Arrow list
+    column each; no Python int per unit)."""
+    arrays: dict[int, list[Any]] = {}
+    for i, chunked in columns.items():
+        column = chunked.combine_chunks()
+        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
+        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
+    return arrays
+
+
+def merge_rows(width: int, plain: Sequence[int], rows: Iterable[Sequence[Any]],
+               arrays: Mapping[int, list[Any]]) -> Iterator[list[Any]]:
+    """Full result rows: the ``plain`` columns' values from ``rows`` and the unit lists from
+    ``arrays``, in the same row order."""
+    for r, values in enumerate(rows):
+        row: list[Any] = [None] * width
+        for i, v in zip(plain, values):
+            row[i] = v
+        for i, cells in arrays.items():
+            row[i] = cells[r]
+        yield row
 
 
 def _duckdb_rows(

@@ -41,7 +41,7 @@ from sqlglot import exp
 
 from ..errors import InternalError, QueryRefused, TwhError
 from ..snapshot import Snapshot
-from .engine import _COMPATIBLE, _EXPECTED, FETCH_BATCH, _columns_for
+from .engine import _COMPATIBLE, _EXPECTED, FETCH_BATCH, _columns_for, merge_rows, unit_arrays
 from .plan import QueryPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -264,22 +264,11 @@ def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: fl
     # As the DuckDB engine yields them: unit lists as numpy uint64 arrays (empty for none), the
     # rest as Python values.
     units = set(plan.hidden_indices("units"))
-    arrays: dict[int, list[Any]] = {}
-    for i in units:
-        column = table.column(i).combine_chunks()
-        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
-        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
+    arrays = unit_arrays({i: table.column(i) for i in units})
     plain = [i for i in range(table.num_columns) if i not in units]
-    r = 0
-    for batch in table.select(plain).to_batches(FETCH_BATCH):
-        for values in zip(*(column.to_pylist() for column in batch.columns)):
-            row: list[Any] = [None] * table.num_columns
-            for i, v in zip(plain, values):
-                row[i] = v
-            for i, cells in arrays.items():
-                row[i] = cells[r]
-            r += 1
-            yield row
+    rows = (values for batch in table.select(plain).to_batches(FETCH_BATCH)
+            for values in zip(*(column.to_pylist() for column in batch.columns)))
+    yield from merge_rows(table.num_columns, plain, rows, arrays)
 
 
 def _hash_units(table: Any, plan: QueryPlan) -> Any:
