@@ -53,7 +53,7 @@ from .auth import Principal, Role
 from .context import Context, get_dataset, stewards_of
 from .datasets import column_specs
 from .db import Dataset, DatasetVersion, Quarantine
-from .errors import Conflict, Forbidden, InvalidInput, TwhError, ValidationFailed
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, ValidationFailed
 from .loads import LoadWriter, NothingToLoad
 from .manifest import DatasetManifest, parse_manifest
 from .sources import LoadMode, SourceBlock
@@ -105,30 +105,32 @@ class Ingest:
     def ingest(self, principal: Principal, dataset: str, path: Path | None = None, *, encoding: str | None = None,
                kind: str | None = None, source_name: str | None = None, mode: str | None = None,
                progress: Progress | None = None, engine: str | None = None) -> dict[str, Any]:
-        out = self._ingest(principal, dataset, path, encoding=encoding, kind=kind, source_name=source_name,
-                           mode=mode, progress=progress, engine=engine)
-        if out.get("status") == "committed":
-            self._prepare_units(dataset, int(out["version"]))
-        return out
+        return self._ingest(principal, dataset, path, encoding=encoding, kind=kind, source_name=source_name,
+                            mode=mode, progress=progress, engine=engine)
 
-    def _prepare_units(self, dataset: str, version: int) -> None:
-        """Build the differencing guard's unit dictionary of the new version now, so that no query
-        pays for it (:mod:`sandbox.gate.unit_dictionary`; seconds at a million units). The load is
-        committed already: if this fails, the first query that needs the dictionary builds it."""
+    def _reconcile(self, principal: Principal, dataset: str) -> None:
+        """Record every committed load the catalog never heard of. A load killed between its Delta
+        commit and the catalog write is repaired when it is retried (``_already_loaded``); if it is
+        never retried, the next load into the table would publish its rows (queries pin the latest
+        recorded version, which includes them) without lineage. So each ingest first walks the
+        table's history and records such commits, marked ``recovered``, before writing anything."""
         with self.ctx.db.read() as s:
             ds = get_dataset(s, dataset)
-            policy = parse_manifest(ds.manifest, source=dataset).build_policy()
+            known = set(s.execute(select(DatasetVersion.load_id).where(DatasetVersion.dataset_id == ds.id)).scalars())
             table = uris.to_path(ds.table_path)
-        if not policy.privacy_unit or policy.release_mode != "sdc":
-            return
-        from .gate.differencing import DifferencingGuard
-
-        settings = self.ctx.settings
-        guard = DifferencingGuard.for_warehouse(self.ctx.db, settings.home, settings.secrets_dir)
         try:
-            guard.units.prepare(storage.pin_snapshot(table, dataset, version), policy.privacy_unit)
-        except TwhError:
-            pass  # repaired lazily by Queries.answer (guard.prepare), which fails closed
+            commits = storage.history(table)
+        except NotFound:  # no table yet
+            return
+        for c in commits:
+            meta = c["metadata"]
+            load_id = meta.get(storage.LOAD_ID_KEY)
+            if not load_id or load_id in known or meta.get("twh.operation") == "migrate":
+                continue
+            self._record(principal, dataset, load_id, c["version"], c["rows_added"],
+                         {"file_name": meta.get("twh.file_name"), "source_sha256": meta.get("twh.source_sha256"),
+                          "load_id": load_id, "recovered": True, "rows": c["rows_added"],
+                          "rows_out": c["rows_added"]})
 
     def _ingest(self, principal: Principal, dataset: str, path: Path | None, *, encoding: str | None,
                 kind: str | None, source_name: str | None, mode: str | None, progress: Progress | None,
@@ -139,6 +141,7 @@ class Ingest:
                 raise Forbidden(f"only a steward of {dataset} (or an admin) may ingest into it")
             manifest = parse_manifest(ds.manifest, source=dataset)
             table = uris.to_path(ds.table_path)
+        self._reconcile(principal, dataset)
         try:
             load_mode = LoadMode(mode) if mode else manifest.load.mode
         except ValueError:
@@ -399,7 +402,10 @@ class Ingest:
                                 "file_name": lineage.get("file_name"), "mode": lineage.get("mode", "append"),
                                 "rows_quarantined": quarantined}) as s:
             ds = s.execute(select(Dataset).where(Dataset.name == dataset).with_for_update()).scalar_one()
-            s.add(DatasetVersion(dataset_id=ds.id, version=version, load_id=load_id, rows=rows, lineage=lineage))
+            if s.execute(select(DatasetVersion.id).where(DatasetVersion.dataset_id == ds.id,
+                                                         DatasetVersion.load_id == load_id)).first() is None:
+                # (else a concurrent ingest's _reconcile recorded this commit first: same version, same rows)
+                s.add(DatasetVersion(dataset_id=ds.id, version=version, load_id=load_id, rows=rows, lineage=lineage))
             if quarantined:
                 s.add(Quarantine(dataset_id=ds.id, load_id=load_id,
                                  report={"load_id": load_id, "rows_quarantined": quarantined, "committed": True,

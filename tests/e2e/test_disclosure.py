@@ -65,19 +65,3 @@ def test_differencing_tracker_and_repeats_through_jobs(landed, people, job_dir):
     assert [d.get("cached", False) for d in released] == [False, False, False, False, True]
     assert wh.audit_verify(people["auditor"]).ok
 
-
-def test_ingest_builds_the_unit_dictionary_so_no_query_pays_for_it(landed):
-    """The differencing guard's dictionary of each landed version exists before any query runs."""
-    from sqlalchemy import select
-
-    from sandbox import storage, uris
-    from sandbox.db import Dataset
-    from sandbox.gate.differencing import DifferencingGuard
-
-    s = landed.settings
-    guard = DifferencingGuard.for_warehouse(landed.ctx.db, s.home, s.secrets_dir)
-    with landed.ctx.db.read() as session:
-        tables = dict(session.execute(select(Dataset.name, Dataset.table_path)).all())
-    for name in ("firms", "loans"):
-        snap = storage.pin_snapshot(uris.to_path(tables[name]), name)
-        assert guard.units._sidecar_path(snap, "uscc").exists(), name

@@ -113,3 +113,35 @@ def test_two_concurrent_ingests_both_land_or_one_conflicts(settings, wh, people,
     assert _delta_rows(path) == 20_000 * len(landed)  # never silent loss
     show = wh.datasets.show(people["admin"], name)
     assert show["current_version"] == max(r["version"] for r in landed)
+
+
+def test_a_load_killed_after_its_commit_and_never_retried_is_recorded_by_the_next_ingest(wh, people, tmp_path,
+                                                                                        monkeypatch):
+    """The crash window between the Delta commit and the catalog write: if that load is never
+    retried, the next ingest into the table records it (lineage marked recovered) before landing
+    its own — the catalog never publishes rows it has no lineage for."""
+    name = register(wh, people, expectations=[])
+    steward = people["bank_steward"]
+    real = type(wh.ingest)._record
+    calls = {"n": 0}
+
+    def crash_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("killed between the Delta commit and the catalog")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(wh.ingest), "_record", crash_once)
+    with pytest.raises(KeyboardInterrupt):
+        wh.ingest.ingest(steward, name, _big_csv(tmp_path / "a.csv", 100))
+    monkeypatch.setattr(type(wh.ingest), "_record", real)
+    assert wh.datasets.show(people["admin"], name)["versions"] == []  # the catalog missed it
+    out = wh.ingest.ingest(steward, name, _big_csv(tmp_path / "b.csv", 50, start=100))
+    assert out["status"] == "committed"
+    versions = wh.datasets.show(people["admin"], name)["versions"]
+    assert [v["rows"] for v in versions] == [100, 50]
+    path = str(Path(wh.settings.home) / "tables" / "market" / name)
+    assert sum(v["rows"] for v in versions) == _delta_rows(path) == 150
+    # the retry of the killed load now finds it recorded: nothing lands twice
+    again = wh.ingest.ingest(steward, name, tmp_path / "a.csv")
+    assert again["status"] == "already_loaded" and _delta_rows(path) == 150
