@@ -71,6 +71,7 @@ from typing import Any
 
 from pyroaring import BitMap, FrozenBitMap
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import Database, DifferencingHead, ReleasedAnswer, ReleasedPopulation
@@ -79,7 +80,7 @@ from ..keys import load_or_create_key
 from ..snapshot import Snapshot
 from .engine import GatedResult
 from .plan import QueryPlan
-from .unit_dictionary import UnitDictionary
+from .unit_dictionary import DICTIONARY_HEAD, UnitDictionary
 
 RULE = "differencing"
 
@@ -298,6 +299,9 @@ class DifferencingGuard:
         (once per table version; commits new ids on its own, before the query's transaction)."""
         if plan.release_mode != "sdc" or not plan.hidden_indices("units"):
             return
+        # The lock rows exist before anyone locks them: two first writers inserting the same head
+        # inside their locking transactions would collide (a unique violation on PostgreSQL)
+        self._ensure_heads([DICTIONARY_HEAD, *sorted({d for scope in plan.unit_scopes for d in scope})])
         for unit in plan.unit_columns:
             self.units.prepare(snapshots[unit.dataset], unit.column)
 
@@ -337,6 +341,18 @@ class DifferencingGuard:
         session.add(ReleasedAnswer(fingerprint=fp, result=result.to_dict()))
         session.flush()
         return result
+
+    def _ensure_heads(self, names: Sequence[str]) -> None:
+        for name in names:
+            with self.db.read() as s:
+                if s.get(DifferencingHead, name) is not None:
+                    continue
+            try:
+                with self.db.transaction() as s:
+                    if s.get(DifferencingHead, name) is None:
+                        s.add(DifferencingHead(dataset=name, populations=0))
+            except IntegrityError:
+                pass  # a concurrent writer created it first: all we need is that it exists
 
     def _lock_head(self, session: Session, name: str) -> None:
         head = session.execute(select(DifferencingHead).where(DifferencingHead.dataset == name)
