@@ -279,6 +279,8 @@ class DifferencingGuard:
         self.units = units
         self._lock = threading.Lock()
         self._ledgers: dict[str, Ledger] = {}
+        #: head rows known to exist (never deleted): no catalog read for them on later queries
+        self._heads: set[str] = set()
 
     @classmethod
     def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path) -> DifferencingGuard:
@@ -344,15 +346,18 @@ class DifferencingGuard:
 
     def _ensure_heads(self, names: Sequence[str]) -> None:
         for name in names:
+            if name in self._heads:
+                continue
             with self.db.read() as s:
-                if s.get(DifferencingHead, name) is not None:
-                    continue
-            try:
-                with self.db.transaction() as s:
-                    if s.get(DifferencingHead, name) is None:
-                        s.add(DifferencingHead(dataset=name, populations=0))
-            except IntegrityError:
-                pass  # a concurrent writer created it first: all we need is that it exists
+                exists = s.get(DifferencingHead, name) is not None
+            if not exists:
+                try:
+                    with self.db.transaction() as s:
+                        if s.get(DifferencingHead, name) is None:
+                            s.add(DifferencingHead(dataset=name, populations=0))
+                except IntegrityError:
+                    pass  # a concurrent writer created it first: all we need is that it exists
+            self._heads.add(name)
 
     def _lock_head(self, session: Session, name: str) -> None:
         head = session.execute(select(DifferencingHead).where(DifferencingHead.dataset == name)
