@@ -28,6 +28,8 @@ from .snapshot import Snapshot
 MAX_SQL_CHARS = 20_000
 #: a query running longer than this is stopped and refused (rule ``timeout``)
 QUERY_TIMEOUT_S = 60.0
+#: under the warehouse home: dp mode's bounded copies of snapshots (sandbox/gate/dp_bounding.py)
+BOUNDED_COPIES = "bounded"
 
 
 class Queries:
@@ -91,7 +93,7 @@ class Queries:
             if fp is not None:  # a new table version's unit dictionary (once; its own transaction)
                 self.guard.prepare(plan, snapshots)
             result = run_query(plan, {t: snapshots[t] for t in plan.tables}, engine=self.ctx.settings.engine,
-                               timeout_s=QUERY_TIMEOUT_S)
+                               timeout_s=QUERY_TIMEOUT_S, copies_dir=self.ctx.settings.home / BOUNDED_COPIES)
         except TwhError as exc:
             self._record(principal, job_id, sql, sql_sha, versions, "refused",
                          {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule")})

@@ -14,7 +14,10 @@ From the checked pieces of the analyst's query (:class:`~.clauses.Checker`), bui
   extra hash probe rather than a window over all rows (see ARCHITECTURE.md for the numbers).
   Weighted counts are fixed point too: the table's integer ``c = floor(m * 2**10 / N)`` (with
   several joined datasets, ``floor(w1 * w2 * 2**10)``). When no unit of the snapshot is heavy
-  the engine runs ``light_sql`` instead: the same integers without the join.
+  the engine runs ``light_sql`` instead: the same integers without the join. With one dataset
+  and some heavy unit, DuckDB runs ``bounded_sql`` over the snapshot's *bounded copy* (its
+  dimensions and measures plus each row's ``c``, written once by :mod:`.dp_bounding`): the same
+  integers again, with no unit column read, hashed or probed per query.
 * **Quantiles** — one more group key, the value's bin on a public grid over the bounds; the
   release noises the per-bin counts and post-processes them into quantiles (:mod:`dp.quantile`).
 * **Group keys** — when every group column has a public key set, every key of their product
@@ -36,8 +39,9 @@ from sqlglot import exp
 from dp.budget import to_fraction
 from dp.grid import COUNT_EXPONENT, Grid
 from dp.quantile import QUANTILE_BINS
-from policies import Decision
+from policies import ColumnRole, Decision, Policy, PolicyError, column_role
 
+from ..errors import InternalError
 from .clauses import Checker, Item, ident, ref_sql, refuse
 from .plan import AggregateSpec, ColumnRef, QueryPlan
 
@@ -45,6 +49,8 @@ DIALECT = "duckdb"
 MAX_PUBLIC_CELLS = 100_000
 HEAVY_PREFIX = "__twh_heavy_"
 BIN_COLUMN = "__twh_b"
+#: the bounded copy's per-row count weight: ``COALESCE(c, 2**10)`` of the heavy-unit join
+WEIGHT_COLUMN = "__twh_c"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class DpPlan:
     #: the very same integers, so the engine may run it instead (:func:`.dp_bounding.engine_sql`):
     #: a choice between two plans whose released distributions are identical
     light_sql: str = ""
+    #: one dataset with a privacy unit, no join: ``engine_sql`` with the heavy-unit join replaced by
+    #: the bounded copy's weight column (:data:`WEIGHT_COLUMN`) -- the very same integers again
+    bounded_sql: str = ""
+    #: the columns a bounded copy of the dataset holds (its dimensions and measures)
+    bounded_columns: tuple[str, ...] = ()
 
     @property
     def keys_public(self) -> bool:
@@ -143,6 +154,33 @@ def _bin(st: DpStat) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=exp.LT(this=x.copy(), expression=_const(st.lo)), true=exp.Literal.number(0)),
                          exp.If(this=exp.GTE(this=x.copy(), expression=_const(st.hi)),
                                 true=exp.Literal.number(st.bins - 1))], default=index)
+
+
+def _role(policy: Policy, column: str) -> ColumnRole | None:
+    try:
+        return column_role(policy, column)
+    except PolicyError:
+        return None
+
+
+def _bounded(query: exp.Select, dataset: str) -> exp.Select:
+    """``query`` (the one-dataset weighted plan) reading each row's weight from the bounded copy's
+    :data:`WEIGHT_COLUMN` instead of the heavy-unit join: ``COALESCE("__twh_h0"."c", 1024)``
+    becomes ``COALESCE("<dataset>"."__twh_c", 1024)``, the same integer on every row."""
+    out = query.copy()
+    out.set("joins", [j for j in out.args.get("joins") or []
+                      if not (isinstance(j.this, exp.Table) and j.this.alias == "__twh_h0")] or None)
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and node.table == "__twh_h0":
+            if node.name != "c":
+                raise InternalError("the bounded plan reads only the heavy table's count weight")
+            return exp.Column(this=ident(WEIGHT_COLUMN), table=ident(dataset))
+        return node
+    out = out.transform(swap)
+    if "__twh_h0" in out.sql(dialect=DIALECT):
+        raise InternalError("the bounded plan still names the heavy-unit table")
+    return out
 
 
 def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
@@ -329,6 +367,13 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
     for ref in unit_refs:
         c.mark_read(ref)
 
+    bounded_sql, bounded_columns = "", ()
+    if len(heavy) == 1 and not joins:
+        bounded_sql = _bounded(base, c.tables[0].name).sql(dialect=DIALECT)
+        table = c.tables[0]
+        bounded_columns = tuple(col for col in table.columns
+                                if _role(table.policy, col) in (ColumnRole.DIMENSION, ColumnRole.MEASURE))
+
     order: list[tuple[int, bool]] = []
     if order_sql is not None:
         for o in order_sql.expressions:
@@ -336,7 +381,7 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
     dp_plan = DpPlan(tuple(stats), tuple(outputs), tuple(public), selection, m, epsilon, delta, heavy,
                      tuple(order), tuple(t.name for t in c.tables), tuple(name for _, name in items),
                      tuple("group" if isinstance(i, ColumnRef) else "agg" for i, _ in items), tuple(alphas), hist,
-                     light_base.sql(dialect=DIALECT) if heavy else "")
+                     light_base.sql(dialect=DIALECT) if heavy else "", bounded_sql, bounded_columns)
     unit_desc = ", ".join(str(u) for u in unit_refs) or "rows"
     decisions = [
         Decision(True, "select_only", "one SELECT statement without CTEs, subqueries, set operations or comments"),

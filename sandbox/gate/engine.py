@@ -24,7 +24,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -32,6 +33,9 @@ from ..errors import InternalError, QueryRefused, TwhError
 from ..snapshot import Snapshot
 from .plan import QueryPlan
 from .release import RELEASE_MODES
+
+if TYPE_CHECKING:
+    from .dp_bounding import DpRun
 
 #: rows fetched per round trip; suppressed rows are counted and dropped as they stream
 FETCH_BATCH = 10_000
@@ -125,20 +129,33 @@ def snapshot_source(con: duckdb.DuckDBPyConnection, snap: Snapshot, alias: str) 
     return _quote_ident(alias), ()
 
 
-def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot]) -> duckdb.DuckDBPyConnection:
-    """A locked-down connection exposing one view per dataset of ``plan`` (see module docstring)."""
+def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot],
+                    dp_run: DpRun | None = None) -> duckdb.DuckDBPyConnection:
+    """A locked-down connection exposing one view per dataset of ``plan`` (see module docstring).
+
+    ``dp_run`` (dp mode, :func:`.dp_bounding.choose`): datasets it names read their bounded copy
+    (the plan's columns less the privacy unit, plus the weight column), and the heavy-unit tables
+    are registered only when its SQL joins them. Without it they are always registered."""
     con = duckdb.connect(":memory:", config=dict(_CONFIG))
+    copies = dp_run.copies if dp_run is not None else {}
     try:
         allowed: list[str] = []
         for i, name in enumerate(plan.tables):
             snap = snapshots[name]
             cols = _columns_for(plan, snap)
+            if name in copies:  # the bounded copy: no unit column, one weight per row
+                from .dp_plan import WEIGHT_COLUMN
+
+                unit = {h.unit.casefold() for h in plan.dp.heavy if h.dataset == name}
+                cols = tuple(c for c in cols if c.casefold() not in unit) + (WEIGHT_COLUMN,)
+                source, files = f"read_parquet([{_quote_str(copies[name])}])", (copies[name],)
+            else:
+                source, files = snapshot_source(con, snap, f"__twh_src_{i}")
             projection = ", ".join(_quote_ident(c) for c in cols) if cols else "*"
-            source, files = snapshot_source(con, snap, f"__twh_src_{i}")
             allowed.extend(files)
             con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT {projection} FROM {source}")
-        if plan.dp is not None:  # dp mode: per-snapshot heavy-unit weights (see dp_bounding)
-            from .dp_bounding import heavy_units
+        if plan.dp is not None and (dp_run is None or dp_run.joins_heavy):
+            from .dp_bounding import heavy_units  # dp mode: per-snapshot heavy-unit weights
 
             for i, h in enumerate(plan.dp.heavy):
                 con.register(h.view_name(i), heavy_units(snapshots[h.dataset], h.unit, h.max_rows))
@@ -266,10 +283,15 @@ def merge_rows(width: int, plain: Sequence[int], rows: Iterable[Sequence[Any]],
 
 
 def _duckdb_rows(
-    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None
+    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None, copies_dir: Path | None = None
 ) -> Iterator[Sequence[Any]]:
+    dp_run = None
+    if plan.dp is not None:  # dp: the light plan when no unit exceeds m, else a bounded copy (same integers)
+        from .dp_bounding import choose
+
+        dp_run = choose(plan, snapshots, copies_dir)
     try:
-        con = open_connection(plan, snapshots)
+        con = open_connection(plan, snapshots, dp_run)
     except duckdb.Error as exc:  # e.g. a data file of the snapshot is gone: not the query's fault
         raise InternalError(f"the snapshots could not be opened ({type(exc).__name__})",
                             details={"error_class": type(exc).__name__}) from None
@@ -283,12 +305,7 @@ def _duckdb_rows(
             if plan.hidden_indices("units"):
                 yield from _rows_with_units(con, plan)
                 return
-            sql = plan.engine_sql
-            if plan.dp is not None:  # dp: skip the heavy-unit join when no unit exceeds m (same result)
-                from .dp_bounding import engine_sql
-
-                sql = engine_sql(plan, snapshots)
-            cur = con.execute(sql)
+            cur = con.execute(dp_run.sql if dp_run is not None else plan.engine_sql)
             names = [d[0] for d in cur.description or []]
             if tuple(names) != plan.output_columns + plan.hidden_columns:
                 raise InternalError("engine result columns do not match the plan")
@@ -304,16 +321,19 @@ def _duckdb_rows(
 
 
 def _spark_rows(
-    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None
+    plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None, copies_dir: Path | None = None
 ) -> Iterator[Sequence[Any]]:
+    # copies_dir is not used: Spark runs the heavy-unit join (a bounded copy written by one machine
+    # would undo the point of scaling out)
     # Imported on first use: importing the gate never imports pyspark.
     from .spark_engine import spark_rows
 
     return spark_rows(plan, snapshots, timeout_s)
 
 
-#: engine name -> row source. A test engine plugs in here.
-ENGINES: dict[str, Callable[[QueryPlan, Mapping[str, Snapshot], float | None], Iterator[Sequence[Any]]]] = {
+#: engine name -> row source ``(plan, snapshots, timeout_s, copies_dir)``. A test engine plugs in here.
+ENGINES: dict[str, Callable[[QueryPlan, Mapping[str, Snapshot], float | None, Path | None],
+                            Iterator[Sequence[Any]]]] = {
     "duckdb": _duckdb_rows,
     "spark": _spark_rows,
 }
@@ -325,10 +345,12 @@ def run_query(
     *,
     engine: str = "duckdb",
     timeout_s: float | None = None,
+    copies_dir: Path | None = None,
 ) -> GatedResult:
     """Run ``plan`` over ``snapshots`` (dataset name -> pinned snapshot) and release the result
-    by the plan's release mode. Raises ``QueryRefused`` (timeout, resource_limit,
-    engine_rejected) or ``InternalError``."""
+    by the plan's release mode. ``copies_dir``: where dp mode keeps bounded copies of snapshots
+    (:mod:`.dp_bounding`; None: the heavy-unit join instead). Raises ``QueryRefused`` (timeout,
+    resource_limit, engine_rejected) or ``InternalError``."""
     source = ENGINES.get(engine)
     if source is None:
         raise InternalError(f"unknown query engine {engine!r}")
@@ -340,7 +362,7 @@ def run_query(
         if snap is None or snap.dataset != name:
             raise InternalError(f"no snapshot pinned for dataset {name!r}", details={"dataset": name})
     try:
-        released = mode.release(plan, source(plan, snapshots, timeout_s))
+        released = mode.release(plan, source(plan, snapshots, timeout_s, copies_dir))
     except ValueError as exc:
         raise InternalError(str(exc)) from None
     decisions = ([d.to_dict() for d in plan.decisions] + [dict(released.decision)]

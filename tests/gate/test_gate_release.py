@@ -9,6 +9,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,7 +123,8 @@ def test_json_safe(value: Any, want: Any) -> None:
 
 def test_engine_registry_plugs_in_a_fake_engine(plan: QueryPlan, monkeypatch: pytest.MonkeyPatch) -> None:
     # The engine is an interface: any row source that yields output + hidden columns works.
-    def fake(p: QueryPlan, snaps: Mapping[str, Snapshot], timeout: float | None) -> Iterator[Sequence[Any]]:
+    def fake(p: QueryPlan, snaps: Mapping[str, Snapshot], timeout: float | None,
+             copies_dir: Path | None) -> Iterator[Sequence[Any]]:
         yield engine_row(p, "C", Decimal("10.5"), [50, 50, 50])
         yield engine_row(p, "Z", 3.0, [50, 4, 4])
         yield engine_row(p, "K", 3.0, [50, 7, 7])
@@ -138,6 +140,6 @@ def test_engine_registry_plugs_in_a_fake_engine(plan: QueryPlan, monkeypatch: py
 
 
 def test_fake_engine_with_wrong_width_is_an_internal_error(plan: QueryPlan, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ENGINES, "fake", lambda p, s, t: iter([["C", 1.0]]))
+    monkeypatch.setitem(ENGINES, "fake", lambda p, s, t, d: iter([["C", 1.0]]))
     with pytest.raises(InternalError):
         run_query(plan, {"registry": Snapshot("registry", "/nonexistent", 0, ())}, engine="fake")
