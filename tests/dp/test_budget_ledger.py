@@ -212,3 +212,14 @@ def test_a_quantile_query_is_charged_once_and_its_split_is_stated(wh: Warehouse,
     # one histogram serves both quantiles; with the count, two statistics share the 0.1
     assert d["epsilon"] == "1/10" and d["per_statistic_epsilon"] == "1/20"
     assert {n["column"]: n["func"] for n in d["noise"]} == {"med": "quantile", "p90": "quantile", "n": "count"}
+
+
+def test_the_broker_reads_heavy_units_through_a_bounded_copy_under_the_home(wh: Warehouse, snap: Any,
+                                                                          tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    _job(wh)
+    r = _answer(wh, snap, "SELECT industry, SUM(amount) AS s FROM loans GROUP BY industry")
+    assert [row[0] for row in r.rows] == ["C", "F", "G"]
+    (copy,) = (tmp_path / "wh" / "bounded").rglob("*.parquet")  # units here have ~10 rows, m = 5
+    assert "unit" not in pq.read_schema(copy).names
