@@ -100,8 +100,10 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
         raise AssertionError(f"job ended {job['state']}: {job['reason']}")
     export_id = job["export"]["id"]
 
-    step("3b", "The tax bureau's policy says dp: the analyst's query on tax_payments is answered with\n"
-               "OpenDP noise, bounded per enterprise, and charged to the dataset's ε budget before it runs.")
+    step("3b", "The tax bureau's policy says dp: the analyst's queries on tax_payments\n"
+               "(VAT by period; a histogram of VAT over buckets fixed by the declared\n"
+               "bounds) get OpenDP noise, bounded per enterprise, each charged to the\n"
+               "dataset's ε budget before it runs.")
     dp_job = c["analyst"].submit_job(JOBS / "tax_dp")
     say(f"  job {dp_job['id']} → [bold]{dp_job['state']}[/]")
     for q in c["tax_steward"].get_job(dp_job["id"])["queries"]:
@@ -109,7 +111,7 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
         if q["outcome"] != "released":
             raise AssertionError(f"dp query refused: {d.get('reason')}")
         rel = d["decisions"][-1]
-        say(f"  released {d['released_groups']} periods, ε spent [bold]{rel['epsilon']}[/] (δ {rel['delta']}, "
+        say(f"  released {d['released_groups']} groups, ε spent [bold]{rel['epsilon']}[/] (δ {rel['delta']}, "
             f"keys by {rel['keys']}); noise scale per value: "
             + ", ".join(f"{n['column']} {n['scale']:.3g}" for n in rel["noise"]))
     budget = c["tax_steward"].budget("tax_payments")

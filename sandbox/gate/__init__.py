@@ -13,7 +13,7 @@ import logging
 
 from .check import plan_query
 from .engine import ENGINES, GatedResult, open_connection, run_query
-from .plan import RULES, AggregateSpec, ColumnRef, HiddenColumn, QueryPlan, TableInfo
+from .plan import RULES, AggregateSpec, BucketRef, ColumnRef, HiddenColumn, QueryPlan, TableInfo
 from .release import RELEASE_MODES, Released, ReleaseMode, SdcRelease, json_safe
 
 # sqlglot logs unparsed statements (the user's SQL text) at WARNING; the gate reports refusals itself.
@@ -24,6 +24,7 @@ __all__ = [
     "RELEASE_MODES",
     "RULES",
     "AggregateSpec",
+    "BucketRef",
     "ColumnRef",
     "GatedResult",
     "HiddenColumn",

@@ -24,8 +24,8 @@ from sqlglot.tokens import TokenType
 from policies import Decision, SdcRules
 
 from ..errors import InternalError
-from .clauses import Checker, Item, ident, only_args, ref_sql, refuse, short
-from .plan import AggregateSpec, ColumnRef, HiddenColumn, QueryPlan, TableInfo
+from .clauses import Checker, Item, group_sql, ident, only_args, ref_sql, refuse, short
+from .plan import AggregateSpec, ColumnRef, GroupKey, HiddenColumn, QueryPlan, TableInfo
 from .release import RELEASE_MODES
 
 DIALECT = "duckdb"
@@ -132,7 +132,8 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
     c.table(from_.this)
     joins = [c.join(j) for j in root.args.get("joins") or []]
     c.refuse_identifiers(root)
-    groups = c.group_by(root.args.get("group"))
+    aliases = {e.alias.casefold(): e.this for e in root.expressions if isinstance(e, exp.Alias) and e.alias}
+    groups = c.group_by(root.args.get("group"), aliases)
     items = c.select_list(root.expressions, groups)
     where = root.args.get("where")
     where_sql = c.predicate(where.this) if where is not None else None
@@ -181,10 +182,10 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
                                                          f"below {sdc.p_ratio:g} of the largest are suppressed"))
         decisions.append(Decision(True, "secondary", "further cells are suppressed so that no suppressed cell "
                                                      "can be recovered from its row or column totals"))
-    categories = []
-    for g in groups:
+    categories: list[tuple[str, ...] | None] = []
+    for g in groups:  # a bucket's keys are numbers of the query's making: no declared categories
         declared = dict(next(t for t in c.tables if t.name == g.dataset).categories)
-        categories.append(declared.get(g.column))
+        categories.append(declared.get(g.column) if isinstance(g, ColumnRef) else None)
     return QueryPlan(
         original_sql=sql,
         sql_sha256=hashlib.sha256(sql.encode("utf-8")).hexdigest(),
@@ -263,7 +264,7 @@ def _release_mode(tables: list[TableInfo]) -> str:
 # differencing guard. All hidden; the release mode drops them.
 
 
-def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
+def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[exp.Join],
              where_sql: exp.Expression | None, units: list[ColumnRef], top_n: int = 0,
              populations: bool = True) -> tuple[exp.Select, list[HiddenColumn]]:
     aggregates = [item for item, _ in items if isinstance(item, AggregateSpec)]
@@ -288,22 +289,22 @@ def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list
                    for i, col in enumerate(measured)]
         for i in summed:
             hidden += contributions(i, ref_sql(measured[i]))
-        hidden += [(HiddenColumn(f"__twh_key{k}", "key"), ref_sql(g)) for k, g in enumerate(groups)]
-        exprs = [ref_sql(item) if isinstance(item, ColumnRef) else _aggregate_sql(item) for item, _ in items]
+        hidden += [(HiddenColumn(f"__twh_key{k}", "key"), group_sql(g)) for k, g in enumerate(groups)]
+        exprs = [_aggregate_sql(item) if isinstance(item, AggregateSpec) else group_sql(item) for item, _ in items]
         _select(base, items, exprs, hidden)
         if groups:
-            base.set("group", exp.Group(expressions=[ref_sql(g) for g in groups]))
+            base.set("group", exp.Group(expressions=[group_sql(g) for g in groups]))
         return base, [h for h, _ in hidden]
 
     # Level 1: one row per (group, unit, ...), with that unit's row count, counts and sums.
-    inner: list[exp.Expression] = [exp.alias_(ref_sql(g), f"__twh_g{k}", quoted=True) for k, g in enumerate(groups)]
+    inner: list[exp.Expression] = [exp.alias_(group_sql(g), f"__twh_g{k}", quoted=True) for k, g in enumerate(groups)]
     inner += [exp.alias_(ref_sql(u), f"__twh_u{j}", quoted=True) for j, u in enumerate(units)]
     inner.append(exp.alias_(exp.Count(this=exp.Star()), "__twh_n", quoted=True))
     for i, col in enumerate(measured):
         inner.append(exp.alias_(exp.Count(this=ref_sql(col)), f"__twh_c{i}", quoted=True))
         inner.append(exp.alias_(exp.Sum(this=ref_sql(col)), f"__twh_s{i}", quoted=True))
     base.set("expressions", inner)
-    base.set("group", exp.Group(expressions=[ref_sql(x) for x in [*groups, *units]]))
+    base.set("group", exp.Group(expressions=[*(group_sql(g) for g in groups), *(ref_sql(u) for u in units)]))
 
     # Level 2: per group. A unit is one level-1 row (NULL units are not counted); with several
     # units (a join of datasets whose units differ) each needs its distinct count.
@@ -315,7 +316,7 @@ def _rewrite(c: Checker, items: list[Item], groups: list[ColumnRef], joins: list
 
     exprs = []
     for item, _ in items:
-        if isinstance(item, ColumnRef):
+        if not isinstance(item, AggregateSpec):
             exprs.append(col(f"__twh_g{groups.index(item)}"))
             continue
         i = measured.index(item.column) if item.column is not None else -1

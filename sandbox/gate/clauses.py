@@ -9,7 +9,8 @@ not recognise passes: fail closed. The statement-level checks and the plan are i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from typing import Any, Literal, NoReturn
 
 from sqlglot import exp
@@ -17,7 +18,7 @@ from sqlglot import exp
 from policies import ColumnRole, PolicyError, column_role
 
 from ..errors import InternalError, QueryRefused
-from .plan import RULES, AggregateSpec, ColumnRef, TableInfo
+from .plan import MAX_BUCKETS, RULES, AggregateSpec, BucketRef, ColumnRef, GroupKey, TableInfo
 
 MAX_IN_LIST = 1_000
 #: output names starting with this are ours (hidden counts); users may not take them
@@ -31,12 +32,14 @@ _QUANTILES: tuple[type[exp.Expression], ...] = (exp.Median, exp.Quantile, exp.Pe
 _TEMPORAL = {exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ,
              exp.DataType.Type.TIMESTAMPTZ}
 
-#: a select item: a grouped column or an aggregate, with its output name
-Item = tuple[ColumnRef | AggregateSpec, str]
-Context = Literal["select", "group", "where", "count", "sum", "avg", "on"]
+#: a select item: a group key (a column or a bucket) or an aggregate, with its output name
+Item = tuple[ColumnRef | BucketRef | AggregateSpec, str]
+Context = Literal["select", "group", "bucket", "where", "count", "sum", "avg", "on"]
 _ALLOWED_ROLES: dict[Context, frozenset[ColumnRole]] = {
     "select": frozenset({ColumnRole.DIMENSION}),
     "group": frozenset({ColumnRole.DIMENSION}),
+    # a histogram of a measure: its value only ever leaves as the bucket of a gated cell
+    "bucket": frozenset({ColumnRole.DIMENSION, ColumnRole.MEASURE}),
     "where": frozenset({ColumnRole.DIMENSION}),
     "count": frozenset({ColumnRole.DIMENSION, ColumnRole.MEASURE}),
     "sum": frozenset({ColumnRole.MEASURE}),
@@ -62,6 +65,60 @@ def ident(name: str) -> exp.Identifier:
 
 def ref_sql(c: ColumnRef) -> exp.Column:
     return exp.Column(this=ident(c.column), table=ident(c.dataset))
+
+
+def number_sql(x: Fraction | int | float) -> exp.Expression:
+    v = float(x)
+    return exp.Neg(this=exp.Literal.number(repr(-v))) if v < 0 else exp.Literal.number(repr(v))
+
+
+def bucket_sql(b: BucketRef, x: exp.Expression) -> exp.Expression:
+    """The bucket index of the DOUBLE value ``x`` (NULL stays NULL). ``TRY_CAST``: a value too large
+    for BIGINT gets the NULL key rather than an error that would depend on the data."""
+    def index(value: exp.Expression) -> exp.Expression:
+        return exp.TryCast(this=exp.Floor(this=value), to=exp.DataType.build("bigint"))
+    if b.kind == "floor":
+        return index(exp.Div(this=x.copy(), expression=number_sql(b.width)))
+    # (x - lo) * n / (hi - lo), dividing last: on an edge lo + k (hi - lo) / n with exact operands the
+    # quotient is exactly k (multiplying by a rounded n / (hi - lo) can land just below it)
+    scaled = exp.Div(this=exp.Mul(this=exp.Paren(this=exp.Sub(this=x.copy(), expression=number_sql(b.lo))),
+                                  expression=exp.Literal.number(b.count)),
+                     expression=number_sql(b.hi - b.lo))
+    inner = exp.Least(this=exp.Add(this=index(scaled), expression=exp.Literal.number(1)),
+                      expressions=[exp.Literal.number(b.count)])
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=x.copy(), expression=exp.Null()), true=exp.Null()),
+                         exp.If(this=exp.LT(this=x.copy(), expression=number_sql(b.lo)), true=exp.Literal.number(0)),
+                         exp.If(this=exp.GTE(this=x.copy(), expression=number_sql(b.hi)),
+                                true=exp.Literal.number(b.count + 1))], default=inner)
+
+
+def double_sql(c: ColumnRef) -> exp.Expression:
+    return exp.Cast(this=ref_sql(c), to=exp.DataType.build("double"))
+
+
+def group_sql(g: GroupKey) -> exp.Expression:
+    """A group key's SQL without clamping (the sdc mode): the column, or the bucket (its lower
+    edge for ``FLOOR(x / w) * w``)."""
+    if isinstance(g, ColumnRef):
+        return ref_sql(g)
+    key = bucket_sql(g, double_sql(g.ref))
+    return exp.Mul(this=key, expression=_number_literal(g.width)) if g.scaled else key
+
+
+def _number_literal(x: Fraction) -> exp.Expression:
+    text = str(x.numerator) if x.denominator == 1 else repr(float(x))
+    return exp.Literal.number(text)
+
+
+def _number(node: exp.Expression | None, what: str) -> Fraction:
+    """A number literal's exact value (``-`` allowed), or a refusal naming ``what``."""
+    negative = isinstance(node, exp.Neg)
+    if negative:
+        node = node.this
+    if not (type(node) is exp.Literal and not node.is_string and _NUMBER_RE.match(node.this)):
+        refuse("group_by", f"{what} must be a number literal")
+    value = Fraction(node.this)
+    return -value if negative else value
 
 
 def only_args(node: exp.Expression, allowed: set[str], rule: str, what: str) -> None:
@@ -236,22 +293,75 @@ class Checker:
 
     # -- GROUP BY, select list, ORDER BY
 
-    def group_by(self, group: exp.Group | None) -> list[ColumnRef]:
-        groups: list[ColumnRef] = []
+    def group_by(self, group: exp.Group | None,
+                 aliases: Mapping[str, exp.Expression] | None = None) -> list[GroupKey]:
+        """The group keys: dimension columns, and histogram buckets (:meth:`bucket`), named in
+        GROUP BY by their expression or by the alias the select list gives them."""
+        groups: list[GroupKey] = []
         if group is None:
             return groups
         if any(group.args.get(k) for k in ("all", "cube", "rollup", "grouping_sets", "totals")):
             refuse("group_by", "GROUP BY ALL / CUBE / ROLLUP / GROUPING SETS are not supported: list the dimensions")
         only_args(group, {"expressions"}, "group_by", "GROUP BY")
         for g in group.expressions:
-            if not isinstance(g, exp.Column):
-                refuse("group_by", "GROUP BY takes dimension columns by name (no positions or expressions)")
-            ref = self.use(g, "group")
-            if ref not in groups:
-                groups.append(ref)
+            if (isinstance(g, exp.Column) and g.args.get("table") is None and aliases
+                    and g.name.casefold() in aliases and not self._names_column(g.name)):
+                g = aliases[g.name.casefold()]  # GROUP BY band, band being a bucket of the select list
+            key: GroupKey | None = self.bucket(g)
+            if key is None:
+                if not isinstance(g, exp.Column):
+                    refuse("group_by", "GROUP BY takes dimension columns by name, or a histogram bucket of a numeric "
+                                       "column (WIDTH_BUCKET(x, lo, hi, n), FLOOR(x / w), FLOOR(x / w) * w); no "
+                                       "positions or other expressions")
+                key = self.use(g, "group")
+            if key not in groups:
+                groups.append(key)
         return groups
 
-    def select_list(self, expressions: list[exp.Expression], groups: list[ColumnRef]) -> list[Item]:
+    def _names_column(self, name: str) -> bool:
+        return any(c.casefold() == name.casefold() for t in self.tables for c in t.columns)
+
+    def bucket(self, node: exp.Expression) -> BucketRef | None:
+        """``WIDTH_BUCKET(x, lo, hi, n)``, ``FLOOR(x / w)`` or ``FLOOR(x / w) * w`` of a numeric
+        dimension or measure, with literal bounds, count and width; None for anything else."""
+        if isinstance(node, exp.WidthBucket):
+            only_args(node, {"this", "min_value", "max_value", "num_buckets"}, "group_by", "WIDTH_BUCKET")
+            if not isinstance(node.this, exp.Column):
+                refuse("group_by", "WIDTH_BUCKET takes a column, then literal lo, hi and a bucket count")
+            lo = _number(node.args.get("min_value"), "WIDTH_BUCKET's lower bound")
+            hi = _number(node.args.get("max_value"), "WIDTH_BUCKET's upper bound")
+            n = _number(node.args.get("num_buckets"), "WIDTH_BUCKET's bucket count")
+            if not lo < hi:
+                refuse("group_by", "WIDTH_BUCKET's lower bound must be below its upper bound")
+            if n.denominator != 1 or not 1 <= n <= MAX_BUCKETS:
+                refuse("group_by", f"WIDTH_BUCKET's bucket count must be a whole number from 1 to {MAX_BUCKETS}")
+            ref = self._numeric(node.this)
+            return BucketRef(ref.dataset, ref.column, "width_bucket", lo=lo, hi=hi, count=int(n))
+        scale: exp.Expression | None = None
+        if isinstance(node, exp.Mul) and isinstance(node.this.unnest(), exp.Floor):
+            node, scale = node.this.unnest(), node.expression
+        if not isinstance(node, exp.Floor):
+            return None
+        only_args(node, {"this"}, "group_by", "FLOOR")
+        div = node.this.unnest()
+        if not (isinstance(div, exp.Div) and isinstance(div.this, exp.Column)):
+            refuse("group_by", "FLOOR takes (column / width) with a literal width: FLOOR(x / 1000)")
+        only_args(div, {"this", "expression"}, "group_by", "FLOOR's division")
+        width = _number(div.expression, "FLOOR's bucket width")
+        if width <= 0:
+            refuse("group_by", "FLOOR's bucket width must be positive")
+        if scale is not None and _number(scale, "the bucket width after FLOOR(x / w) *") != width:
+            refuse("group_by", "FLOOR(x / w) * w multiplies by the same width w it divides by")
+        ref = self._numeric(div.this)
+        return BucketRef(ref.dataset, ref.column, "floor", width=width, scaled=scale is not None)
+
+    def _numeric(self, node: exp.Column) -> ColumnRef:
+        ref = self.use(node, "bucket")
+        if (ref, "numeric") not in self.literal_kinds:  # the engine refuses a non-numeric column by its type
+            self.literal_kinds.append((ref, "numeric"))
+        return ref
+
+    def select_list(self, expressions: list[exp.Expression], groups: list[GroupKey]) -> list[Item]:
         items = [self.select_item(e, groups) for e in expressions]
         seen: set[str] = set()
         for _, name in items:
@@ -286,7 +396,7 @@ class Checker:
                                    nulls_first=bool(o.args.get("nulls_first"))))
         return exp.Order(expressions=out)
 
-    def select_item(self, node: exp.Expression, groups: list[ColumnRef]) -> Item:
+    def select_item(self, node: exp.Expression, groups: list[GroupKey]) -> Item:
         alias: str | None = None
         if isinstance(node, exp.Alias):
             only_args(node, {"this", "alias"}, "alias", "an alias")
@@ -294,6 +404,11 @@ class Checker:
             if not alias:
                 refuse("alias", "an empty output name is not allowed")
             node = node.this
+        bucket = self.bucket(node)
+        if bucket is not None:
+            if bucket not in groups:
+                refuse("not_grouped", f"{bucket} is selected but not in GROUP BY")
+            return bucket, alias or f"bucket_{bucket.column}"
         if isinstance(node, exp.Column):
             ref = self.use(node, "select")
             if ref not in groups:

@@ -22,7 +22,9 @@ From the checked pieces of the analyst's query (:class:`~.clauses.Checker`), bui
   release noises the per-bin counts and post-processes them into quantiles (:mod:`dp.quantile`).
 * **Group keys** — when every group column has a public key set, every key of their product
   is released (empty ones too); otherwise keys are chosen by DP partition selection in the
-  release mode.
+  release mode. A histogram bucket of a measure (``WIDTH_BUCKET(x, lo, hi, n)``,
+  ``FLOOR(x / w) [* w]``) buckets the *clamped* value, so its key set is every index the
+  declared bounds reach: public, whatever the data.
 
 The SQL is built as a sqlglot AST (DuckDB dialect; it transpiles to Spark SQL). ORDER BY is
 never sent to the engine: the release mode orders the *noisy* rows.
@@ -42,8 +44,8 @@ from dp.quantile import QUANTILE_BINS
 from policies import ColumnRole, Decision, Policy, PolicyError, column_role
 
 from ..errors import InternalError
-from .clauses import Checker, Item, ident, ref_sql, refuse
-from .plan import AggregateSpec, ColumnRef, QueryPlan
+from .clauses import Checker, Item, bucket_sql, ident, number_sql, ref_sql, refuse
+from .plan import AggregateSpec, BucketRef, ColumnRef, GroupKey, QueryPlan
 
 DIALECT = "duckdb"
 MAX_PUBLIC_CELLS = 100_000
@@ -86,8 +88,8 @@ class DpPlan:
     stats: tuple[DpStat, ...]
     #: per output aggregate: ("count"|"sum"|"avg", stat index, count stat index or -1)
     outputs: tuple[tuple[str, int, int], ...]
-    #: per group column: its public keys, or None
-    public_keys: tuple[tuple[str, ...] | None, ...]
+    #: per group column: its public keys (a bucket's: its indices), or None
+    public_keys: tuple[tuple[str | int, ...] | None, ...]
     #: the stat index partition selection counts on (-1 when keys are public)
     selection_stat: int
     rows_per_unit: int
@@ -115,6 +117,9 @@ class DpPlan:
     bounded_sql: str = ""
     #: the columns a bounded copy of the dataset holds (its dimensions and measures)
     bounded_columns: tuple[str, ...] = ()
+    #: per group column, its histogram bucket (the engine returns the index; the release shows
+    #: :meth:`~.plan.BucketRef.label`), or None for a dimension
+    buckets: tuple[BucketRef | None, ...] = ()
 
     @property
     def keys_public(self) -> bool:
@@ -127,19 +132,14 @@ class DpPlan:
                                 "grid_exponent": s.exponent, "sensitivity": s.sensitivity} for s in self.stats]}
 
 
-def _const(x: Fraction | int | float) -> exp.Expression:
-    v = float(x)
-    return exp.Neg(this=exp.Literal.number(repr(-v))) if v < 0 else exp.Literal.number(repr(v))
-
-
 def _clamp(column: ColumnRef, lo: Fraction, hi: Fraction) -> exp.Expression:
     """``x`` clamped to the declared ``[lo, hi]`` as a CASE: measured 2-3x cheaper per row than
     ``LEAST(GREATEST(x, lo), hi)`` in DuckDB, and plain SQL on Spark. NULL stays NULL (SUM skips
     it); NaN compares greater than any number on both engines, so it becomes ``hi``."""
     def x() -> exp.Expression:
         return exp.Cast(this=ref_sql(column), to=exp.DataType.build("double"))
-    return exp.Case(ifs=[exp.If(this=exp.LT(this=x(), expression=_const(lo)), true=_const(lo)),
-                         exp.If(this=exp.GT(this=x(), expression=_const(hi)), true=_const(hi))], default=x())
+    return exp.Case(ifs=[exp.If(this=exp.LT(this=x(), expression=number_sql(lo)), true=number_sql(lo)),
+                         exp.If(this=exp.GT(this=x(), expression=number_sql(hi)), true=number_sql(hi))], default=x())
 
 
 def _bin(st: DpStat) -> exp.Expression:
@@ -149,10 +149,10 @@ def _bin(st: DpStat) -> exp.Expression:
     assert st.column is not None and st.lo is not None and st.hi is not None
     x = exp.Cast(this=ref_sql(st.column), to=exp.DataType.build("double"))
     per_unit = Fraction(st.bins) / (st.hi - st.lo)
-    index = exp.Cast(this=exp.Floor(this=exp.Mul(this=exp.Paren(this=exp.Sub(this=x.copy(), expression=_const(st.lo))),
-                                                 expression=_const(per_unit))), to=exp.DataType.build("bigint"))
-    return exp.Case(ifs=[exp.If(this=exp.LT(this=x.copy(), expression=_const(st.lo)), true=exp.Literal.number(0)),
-                         exp.If(this=exp.GTE(this=x.copy(), expression=_const(st.hi)),
+    index = exp.Cast(this=exp.Floor(this=exp.Mul(this=exp.Paren(this=exp.Sub(this=x.copy(), expression=number_sql(st.lo))),
+                                                 expression=number_sql(per_unit))), to=exp.DataType.build("bigint"))
+    return exp.Case(ifs=[exp.If(this=exp.LT(this=x.copy(), expression=number_sql(st.lo)), true=exp.Literal.number(0)),
+                         exp.If(this=exp.GTE(this=x.copy(), expression=number_sql(st.hi)),
                                 true=exp.Literal.number(st.bins - 1))], default=index)
 
 
@@ -183,7 +183,7 @@ def _bounded(query: exp.Select, dataset: str) -> exp.Select:
     return out
 
 
-def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], joins: list[exp.Join],
+def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[GroupKey], joins: list[exp.Join],
             where_sql: exp.Expression | None, order_sql: exp.Order | None) -> QueryPlan:
     rules = {t.name: t.policy.dp for t in c.tables}
     if any(r is None for r in rules.values()):  # the policy model requires it; fail closed anyway
@@ -232,6 +232,8 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
         if bounds is None:
             refuse("dp_bounds", f"{what} of {column.column!r}: the policy of {column.dataset!r} declares no "
                                 f"clamping bounds for it (dp.bounds)")
+        if (column, "numeric") not in c.literal_kinds:  # CAST(x AS DOUBLE) of a string fails by the data
+            c.literal_kinds.append((column, "numeric"))
         return to_fraction(bounds[0]), to_fraction(bounds[1])
 
     def dpq_stat(column: ColumnRef, lo: Fraction, hi: Fraction) -> DpStat:
@@ -314,10 +316,26 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
             else:
                 outputs.append(("avg", stat("sum", item.column), stat("count", item.column)))
 
-    public: list[tuple[str, ...] | None] = []
-    for g in groups:
+    public: list[tuple[str | int, ...] | None] = []
+    keyed: list[tuple[exp.Expression, str]] = []
+    group_names = [f"__twh_g{k}" for k in range(len(groups))]
+    for g, name in zip(groups, group_names):
+        if isinstance(g, BucketRef):
+            # a histogram: the value clamped to the declared bounds, then bucketed by the query's
+            # literals, so every index it can take is known without the data (a public key set)
+            lo, hi = bounds_of(g.ref, f"a histogram ({g})")
+            indices = g.indices(lo, hi)
+            if len(indices) > MAX_PUBLIC_CELLS:
+                refuse("dp_keys", f"{g} has {len(indices)} buckets over the declared bounds [{lo}, {hi}] of "
+                                  f"{g.column!r}: at most {MAX_PUBLIC_CELLS} (widen the buckets)")
+            if max(abs(indices.start), abs(indices.stop)) > 2 ** 53:
+                refuse("dp_keys", f"{g}: the bucket indices are too large (widen the buckets)")
+            public.append(tuple(indices))
+            keyed.append((bucket_sql(g, _clamp(g.ref, lo, hi)), name))
+            continue
         keys = rules[g.dataset].public_keys.get(g.column)
         public.append(tuple(keys) if keys is not None else None)
+        keyed.append((ref_sql(g), name))
     epsilon = min(to_fraction(r.epsilon_per_query) for r in rules.values())
     delta = min(to_fraction(r.delta_per_query) for r in rules.values())
     selection = -1
@@ -349,9 +367,7 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
     if where_sql is not None:
         base.set("where", exp.Where(this=where_sql))
         light_base.set("where", exp.Where(this=where_sql.copy()))
-    group_names = [f"__twh_g{k}" for k in range(len(groups))]
     stat_names = [f"__twh_dp{j}" for j in range(len(stats))]
-    keyed: list[tuple[exp.Expression, str]] = [(ref_sql(g), n) for g, n in zip(groups, group_names)]
     hist = next((j for j, s in enumerate(stats) if s.kind == "hist"), -1)
     if hist >= 0:  # one more key: the value's bin (the release sums the other statistics over it)
         keyed.append((_bin(stats[hist]), BIN_COLUMN))
@@ -380,8 +396,9 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[ColumnRef], jo
             order.append((int(o.this.this) - 1, bool(o.args.get("desc"))))
     dp_plan = DpPlan(tuple(stats), tuple(outputs), tuple(public), selection, m, epsilon, delta, heavy,
                      tuple(order), tuple(t.name for t in c.tables), tuple(name for _, name in items),
-                     tuple("group" if isinstance(i, ColumnRef) else "agg" for i, _ in items), tuple(alphas), hist,
-                     light_base.sql(dialect=DIALECT) if heavy else "", bounded_sql, bounded_columns)
+                     tuple("agg" if isinstance(i, AggregateSpec) else "group" for i, _ in items), tuple(alphas), hist,
+                     light_base.sql(dialect=DIALECT) if heavy else "", bounded_sql, bounded_columns,
+                     tuple(g if isinstance(g, BucketRef) else None for g in groups))
     unit_desc = ", ".join(str(u) for u in unit_refs) or "rows"
     decisions = [
         Decision(True, "select_only", "one SELECT statement without CTEs, subqueries, set operations or comments"),

@@ -82,10 +82,11 @@ class DpRelease:
         threshold = None
         if dpp.keys_public:
             universe = [list(p) for p in product(*[list(k or ()) for k in dpp.public_keys])]
-            # keys compare as text (public keys are declared as strings); others are dropped
+            # keys compare as text (public keys are declared as strings, bucket indices are ints);
+            # others are dropped
             by_text = {_key([str(v) for v in keys]): stats for keys, stats in data.values()}
             hist_text = {_key([str(v) for v in data[k][0]]): hv for k, hv in hists.items()}
-            released_keys = [(_key(keys), keys) for keys in universe]
+            released_keys = [(_key([str(v) for v in keys]), keys) for keys in universe]
             values_of = {k: by_text.get(k, [0] * n_stats) for k, _ in released_keys}
             hist_of = {k: hist_text.get(k, [0] * bins) for k, _ in released_keys}
         else:
@@ -126,7 +127,9 @@ class DpRelease:
             gi = ai = 0
             for kind in dpp.item_kinds:
                 if kind == "group":
-                    row.append(json_safe(keys[gi]))
+                    bucket = dpp.buckets[gi] if dpp.buckets else None
+                    key = keys[gi]
+                    row.append(bucket.label(int(key)) if bucket is not None and key is not None else json_safe(key))
                     gi += 1
                     continue
                 func, s, cnt = dpp.outputs[ai]

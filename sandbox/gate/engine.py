@@ -191,9 +191,11 @@ _COMPATIBLE: dict[str, set[str]] = {
     "temporal": _TEMPORAL,
     "boolean": {"boolean"},
     "pattern": {"varchar"},
+    # a bucketed (or clamped) column: CAST(x AS DOUBLE) of a string would fail or not by the data
+    "numeric": _NUMERIC | {"boolean"},
 }
 _EXPECTED = {"number": "numbers", "string": "strings", "temporal": "DATE/TIMESTAMP literals",
-             "boolean": "TRUE/FALSE", "pattern": "LIKE patterns"}
+             "boolean": "TRUE/FALSE", "pattern": "LIKE patterns", "numeric": "numbers"}
 
 
 def check_literal_types(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> None:
@@ -212,9 +214,10 @@ def check_literal_types(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> None
             types[ref.dataset] = {c.casefold(): (t.id, str(t)) for c, t in zip(rel.columns, rel.types)}
         type_id, type_name = types[ref.dataset].get(ref.column.casefold(), ("unknown", "unknown"))
         if type_id not in _COMPATIBLE[kind]:
+            use = ("only numeric columns can be bucketed or clamped" if kind == "numeric"
+                   else f"it cannot be compared with {_EXPECTED[kind]}")
             raise QueryRefused(
-                f"column {ref.column!r} of {ref.dataset!r} is {type_name}: it cannot be compared with "
-                f"{_EXPECTED[kind]}",
+                f"column {ref.column!r} of {ref.dataset!r} is {type_name}: {use}",
                 details={"rule": "literal_type", "column": str(ref), "column_type": type_name, "literal": kind},
             )
 

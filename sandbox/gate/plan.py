@@ -6,7 +6,9 @@ only by :func:`sandbox.gate.check.plan_query`; the engine runs nothing else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from policies import Decision, Policy, SdcRules
@@ -50,7 +52,8 @@ RULES: dict[str, str] = {
     "not_grouped": "a selected column is not in GROUP BY",
     "alias": "an output name is invalid, reserved or duplicated",
     "where_clause": "WHERE allows AND/OR/NOT of comparisons, IN, BETWEEN, IS NULL, LIKE on dimensions vs literals",
-    "group_by": "GROUP BY allows dimension columns by name only",
+    "group_by": "GROUP BY allows dimension columns by name, and histogram buckets of numeric columns "
+                "(WIDTH_BUCKET(x, lo, hi, n), FLOOR(x / w), FLOOR(x / w) * w) that are also selected",
     "order_by": "ORDER BY allows output column names only",
     "release_mode": "the datasets read have no common, available release mode",
     "literal_type": "a literal's type does not match its column's type (no data-dependent casts)",
@@ -88,6 +91,64 @@ class ColumnRef:
     def __str__(self) -> str:
         return f"{self.dataset}.{self.column}"
 
+
+#: the most buckets one histogram group key may have (WIDTH_BUCKET's n; in dp mode also FLOOR's)
+MAX_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    """A histogram bucket of a numeric column, used as a group key.
+
+    ``WIDTH_BUCKET(x, lo, hi, n)`` (kind ``width_bucket``, SQL's definition: 0 below ``lo``,
+    ``n + 1`` at or above ``hi``, else ``1 + floor((x - lo) * n / (hi - lo))``), or
+    ``FLOOR(x / w)`` (kind ``floor``; ``scaled``: ``FLOOR(x / w) * w``, the bucket's lower edge).
+    Bucket bounds are the query's literals, never the data's. In dp mode the value is clamped
+    to the measure's declared bounds first, so the key set is public: :meth:`indices`."""
+
+    dataset: str
+    column: str
+    kind: Literal["width_bucket", "floor"]
+    lo: Fraction = Fraction(0)
+    hi: Fraction = Fraction(0)
+    count: int = 0
+    width: Fraction = Fraction(0)
+    scaled: bool = False
+
+    @property
+    def ref(self) -> ColumnRef:
+        return ColumnRef(self.dataset, self.column)
+
+    def index_of(self, x: Fraction) -> int:
+        """The bucket index of the value ``x`` (exact arithmetic; the engine computes it in floats)."""
+        if self.kind == "floor":
+            return math.floor(x / self.width)
+        if x < self.lo:
+            return 0
+        if x >= self.hi:
+            return self.count + 1
+        return min(math.floor((x - self.lo) * self.count / (self.hi - self.lo)) + 1, self.count)
+
+    def indices(self, lo: Fraction, hi: Fraction) -> range:
+        """Every index a value clamped to ``[lo, hi]`` can get: the public key set in dp mode."""
+        return range(self.index_of(lo), self.index_of(hi) + 1)
+
+    def label(self, index: int) -> int | float:
+        """What the analyst sees for ``index``: the index, or (``scaled``) the bucket's lower edge."""
+        if not self.scaled:
+            return index
+        edge = index * self.width
+        return int(edge) if edge.denominator == 1 else float(edge)
+
+    def __str__(self) -> str:
+        x = f"{self.dataset}.{self.column}"
+        if self.kind == "width_bucket":
+            return f"WIDTH_BUCKET({x}, {self.lo}, {self.hi}, {self.count})"
+        return f"FLOOR({x} / {self.width})" + (f" * {self.width}" if self.scaled else "")
+
+
+#: a group key: a dimension column, or a histogram bucket of a numeric column
+GroupKey = ColumnRef | BucketRef
 
 AggregateFunc = Literal["count", "sum", "avg", "quantile"]
 
@@ -139,7 +200,8 @@ class QueryPlan:
     engine_sql: str
     #: user-visible output columns, in order
     output_columns: tuple[str, ...]
-    group_columns: tuple[ColumnRef, ...]
+    #: group keys: dimension columns and histogram buckets (:class:`BucketRef`)
+    group_columns: tuple[ColumnRef | BucketRef, ...]
     aggregates: tuple[AggregateSpec, ...]
     #: per dataset, the declared columns the engine SQL touches (the views project only these)
     columns_read: tuple[tuple[str, tuple[str, ...]], ...]

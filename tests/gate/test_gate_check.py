@@ -155,6 +155,24 @@ REFUSED: list[tuple[str, str]] = [
     ("SELECT industry, COUNT(*) FROM registry GROUP BY ROLLUP (industry)", "group_by"),
     ("SELECT industry, COUNT(*) FROM registry GROUP BY CUBE (industry)", "group_by"),
     ("SELECT COUNT(*) FROM registry GROUP BY upper(industry)", "group_by"),
+    # histogram buckets: literal bounds, count and width; selected and grouped; numeric columns
+    ("SELECT FLOOR(capital / 1000) AS k, COUNT(*) FROM registry GROUP BY 1", "group_by"),
+    ("SELECT FLOOR(capital / 1000) AS k, COUNT(*) FROM registry", "not_grouped"),
+    ("SELECT WIDTH_BUCKET(capital, 0, 10, 3) AS k, COUNT(*) FROM registry GROUP BY industry", "not_grouped"),
+    ("SELECT FLOOR(capital / 1000) * 10 AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT FLOOR(capital / 0) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT FLOOR(capital / -5) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT FLOOR(capital) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT FLOOR(capital / employees) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT FLOOR((capital + 1) / 10) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital, 10, 1, 3) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital, 0, 10, 0) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital, 0, 10, 2.5) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital, 0, 10, 100000) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital, 0, '9', 3) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT WIDTH_BUCKET(capital * 2, 0, 10, 3) AS k, COUNT(*) FROM registry GROUP BY k", "group_by"),
+    ("SELECT COUNT(*) FROM registry r JOIN loans l ON r.uscc = l.uscc GROUP BY FLOOR(l.uscc / 10)",
+     "join_key_outside_on"),
     ("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry ORDER BY 2", "order_by"),
     ("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry ORDER BY COUNT(*)", "order_by"),
     ("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry, district ORDER BY district", "order_by"),
@@ -243,7 +261,8 @@ def test_rule_names_are_pinned() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(sandbox.gate.__all__) == sorted([
-        "ENGINES", "RELEASE_MODES", "RULES", "AggregateSpec", "ColumnRef", "GatedResult", "HiddenColumn", "QueryPlan",
+        "ENGINES", "RELEASE_MODES", "RULES", "AggregateSpec", "BucketRef", "ColumnRef", "GatedResult", "HiddenColumn",
+        "QueryPlan",
         "ReleaseMode", "Released", "SdcRelease", "TableInfo", "json_safe", "open_connection", "plan_query",
         "run_query",
     ])
@@ -403,6 +422,8 @@ TEMPLATES = [
     "SELECT industry, COUNT(*) AS n FROM registry r GROUP BY industry ORDER BY {c}",
     "SELECT {c} AS industry, COUNT(*) AS n FROM registry r GROUP BY industry",
     "SELECT COUNT(*) AS n FROM registry r JOIN loans l ON r.uscc = l.uscc WHERE {c} LIKE 'F%'",
+    "SELECT FLOOR({c} / 10) AS k, COUNT(*) AS n FROM registry r GROUP BY k",
+    "SELECT COUNT(*) AS n FROM registry r GROUP BY WIDTH_BUCKET({c}, 0, 10, 2)",
 ]
 
 

@@ -140,6 +140,10 @@ SHAPES = [
     # row-level (no privacy unit): one GROUP BY with sizes, top-n and totals per measure
     "SELECT grp, n, COUNT(*) AS k, SUM(qty) AS s, AVG(score) AS a, SUM(price) AS p FROM parity_rows "
     "GROUP BY grp, n",
+    # histogram buckets of measures and dimensions: doubles, decimals, integers, NULLs, labels
+    "SELECT WIDTH_BUCKET(score, 0, 10, 4) AS b, COUNT(*) AS n, SUM(qty) AS s FROM parity GROUP BY b",
+    "SELECT FLOOR(price / 0.25) * 0.25 AS band, grp, COUNT(*) AS n FROM parity GROUP BY band, grp",
+    "SELECT FLOOR(n / 2) AS h, COUNT(*) AS c, AVG(score) AS a FROM parity_rows GROUP BY h",
     # declared joins: same unit on both sides; different units (COUNT DISTINCT, list of distinct units)
     "SELECT r.industry, l.term, COUNT(*) AS n, SUM(l.amount) AS s, AVG(l.defaulted) AS d "
     "FROM registry r JOIN loans l ON r.uscc = l.uscc GROUP BY r.industry, l.term",
@@ -255,6 +259,8 @@ def _dp_table(path: Path, name: str, n: int, units: int, seed: int) -> Snapshot:
     "GROUP BY a.industry",  # two heavy-unit tables, weights multiplied
     "SELECT industry, COUNT(*) AS n, SUM(amount) AS s FROM rowlevel GROUP BY industry",  # no unit; selection
     "SELECT industry, MEDIAN(amount) AS m, COUNT(amount) AS k FROM loans GROUP BY industry",  # quantile bins
+    "SELECT WIDTH_BUCKET(amount, 0, 400, 8) AS b, COUNT(*) AS n, SUM(amount) AS s FROM loans GROUP BY b",
+    "SELECT FLOOR(amount / 50) * 50 AS band, industry, COUNT(*) AS n FROM loans GROUP BY band, industry",
 ])
 def test_dp_contribution_bounding_matches_before_noise(world: Tables, tmp_path_factory: pytest.TempPathFactory,
                                                        sql: str) -> None:
