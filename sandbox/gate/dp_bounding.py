@@ -111,7 +111,7 @@ _BUILDING: dict[str, threading.Lock] = {}
 
 def bounded_copy(snap: Snapshot, unit: str, max_rows: int, columns: tuple[str, ...], directory: Path) -> str:
     """The path of the snapshot's bounded copy: ``columns`` of every row plus the row's count weight
-    ``__twh_c = COALESCE(c, 2**10)`` from the heavy-unit table. Written once (to a temporary file,
+    ``__twh_c = floor(m·2**10 / N)`` for a unit of N > m rows, else ``2**10``. Written once (to a temporary file,
     then renamed: a reader never sees half a copy; two processes may both build, the last rename
     wins with the same rows), then reused by every dp query of that snapshot."""
     from .dp_plan import WEIGHT_COLUMN
@@ -129,17 +129,20 @@ def bounded_copy(snap: Snapshot, unit: str, max_rows: int, columns: tuple[str, .
             return str(path)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        heavy = heavy_units(snap, unit, max_rows)
         con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                                  "autoload_known_extensions": False,
                                                  "python_enable_replacements": False})
         try:
             source, _files = snapshot_source(con, snap, "__twh_src")
-            con.register("__twh_heavy", heavy)
+            u, m, one = _quote_ident(unit), int(max_rows), 2 ** COUNT_EXPONENT
             projected = ", ".join(f"s.{_quote_ident(c)}" for c in columns)
+            # Weights by the unit's value, not its hash: written once, so exactness is affordable here
+            # (two units sharing a 64-bit hash would otherwise be bounded together, and adding one
+            # could change the other's weight). NULL units are one unit, as in GROUP BY.
             con.execute(f"COPY (SELECT {projected}{', ' if projected else ''}"
-                        f"CAST(COALESCE(h.c, {2 ** COUNT_EXPONENT}) AS INTEGER) AS {_quote_ident(WEIGHT_COLUMN)} "
-                        f"FROM {source} AS s LEFT JOIN __twh_heavy AS h ON hash(s.{_quote_ident(unit)}) = h.k) "
+                        f"CAST(COALESCE(h.c, {one}) AS INTEGER) AS {_quote_ident(WEIGHT_COLUMN)} "
+                        f"FROM {source} AS s LEFT JOIN (SELECT {u} AS u, CAST(FLOOR({m} * {one} / COUNT(*)) AS BIGINT) "
+                        f"AS c FROM {source} GROUP BY 1 HAVING COUNT(*) > {m}) AS h ON s.{u} IS NOT DISTINCT FROM h.u) "
                         f"TO '{_quote_path(tmp)}' (FORMAT parquet)")
             os.replace(tmp, path)
         except duckdb.Error as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,27 @@ def write_table(path: Path, n: int = 20_000, units: int = 2_000, extra: dict[str
 
 def info(policy: Policy) -> TableInfo:
     return TableInfo("loans", policy, COLUMNS)
+
+
+def empirical_epsilon(a: np.ndarray, b: np.ndarray, z: float = 4.0, width: float = 1.0) -> float:
+    """A conservative lower bound on ε from samples of M(D) and M(D') (histogram ratio).
+
+    For each outcome bucket with enough mass, a lower confidence bound on p/q (Clopper-Pearson
+    style normal bounds with z standard errors on both sides); the largest log-ratio is an
+    estimate of ε that is, with high probability, not above the true ε. ``width``: outcomes are
+    bucketed by ``floor(x / width)`` first (any event obeys the bound), so widely spread noise
+    still has mass per bucket.
+    """
+    a, b = np.floor(np.asarray(a) / width), np.floor(np.asarray(b) / width)
+    best = 0.0
+    values = np.union1d(a, b)
+    for v in values:
+        ka, kb = int((a == v).sum()), int((b == v).sum())
+        if min(ka, kb) < 200:
+            continue
+        pa, pb = ka / len(a), kb / len(b)
+        sa, sb = math.sqrt(pa * (1 - pa) / len(a)), math.sqrt(pb * (1 - pb) / len(b))
+        lo = (pa - z * sa) / (pb + z * sb)
+        hi = (pb - z * sb) / (pa + z * sa)
+        best = max(best, math.log(lo) if lo > 0 else 0.0, math.log(hi) if hi > 0 else 0.0)
+    return best

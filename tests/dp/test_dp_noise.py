@@ -11,6 +11,7 @@ import pytest
 from dp import noise, quantile, selection
 from dp.errors import DPError
 from dp.grid import Grid
+from dp_fixtures import empirical_epsilon
 
 N = 20_000
 
@@ -32,38 +33,17 @@ def test_no_epsilon_no_noise() -> None:
         noise.laplace([1], 1, Fraction(0))
 
 
-def _empirical_epsilon(a: np.ndarray, b: np.ndarray, z: float = 4.0) -> float:
-    """A conservative lower bound on ε from samples of M(D) and M(D') (histogram ratio).
-
-    For each outcome bucket with enough mass, a lower confidence bound on p/q (Clopper-Pearson
-    style normal bounds with z standard errors on both sides); the largest log-ratio is an
-    estimate of ε that is, with high probability, not above the true ε.
-    """
-    best = 0.0
-    values = np.union1d(a, b)
-    for v in values:
-        ka, kb = int((a == v).sum()), int((b == v).sum())
-        if min(ka, kb) < 200:
-            continue
-        pa, pb = ka / len(a), kb / len(b)
-        sa, sb = math.sqrt(pa * (1 - pa) / len(a)), math.sqrt(pb * (1 - pb) / len(b))
-        lo = (pa - z * sa) / (pb + z * sb)
-        hi = (pb - z * sb) / (pa + z * sa)
-        best = max(best, math.log(lo) if lo > 0 else 0.0, math.log(hi) if hi > 0 else 0.0)
-    return best
-
-
 @pytest.mark.parametrize("eps", [Fraction(1, 2), Fraction(1)])
 def test_empirical_epsilon_of_count_stays_below_claim(eps: Fraction) -> None:
     # Neighbouring datasets: counts 100 and 101 (one unit, one row). N samples each, one call.
     a = np.array(noise.laplace([100] * N, 1, eps).values)
     b = np.array(noise.laplace([101] * N, 1, eps).values)
-    est = _empirical_epsilon(a, b)
+    est = empirical_epsilon(a, b)
     assert est <= float(eps)
     # The estimate is informative: a mechanism with 3x the ε would be caught.
     c = np.array(noise.laplace([101] * N, 1, 3 * eps).values)
     d = np.array(noise.laplace([100] * N, 1, 3 * eps).values)
-    assert _empirical_epsilon(d, c) > float(eps)
+    assert empirical_epsilon(d, c) > float(eps)
 
 
 def test_empirical_epsilon_of_sum_stays_below_claim() -> None:
@@ -73,7 +53,7 @@ def test_empirical_epsilon_of_sum_stays_below_claim() -> None:
     sens = 5
     a = np.array(noise.laplace([1000] * N, sens, eps).values)
     b = np.array(noise.laplace([1000 + sens] * N, sens, eps).values)
-    est = _empirical_epsilon(a, b)
+    est = empirical_epsilon(a, b)
     assert 0.3 < est <= float(eps)
 
 
