@@ -323,6 +323,9 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[GroupKey], joi
         if isinstance(g, BucketRef):
             # a histogram: the value clamped to the declared bounds, then bucketed by the query's
             # literals, so every index it can take is known without the data (a public key set)
+            if _role(next(t.policy for t in c.tables if t.name == g.dataset), g.column) is not ColumnRole.MEASURE:
+                refuse("dp_keys", f"{g}: in dp mode histograms bucket measures with declared bounds; group by "
+                                  f"the dimension {g.column!r} itself (its keys public or selected) instead")
             lo, hi = bounds_of(g.ref, f"a histogram ({g})")
             indices = g.indices(lo, hi)
             if len(indices) > MAX_PUBLIC_CELLS:

@@ -66,6 +66,10 @@ def test_histogram_needs_declared_bounds_and_few_enough_buckets() -> None:
         plan_query("SELECT WIDTH_BUCKET(flag, 0, 1, 2) AS b, COUNT(*) AS n FROM loans GROUP BY b",
                    lambda _n: info(dp_policy()))
     assert e.value.details["rule"] == "dp_bounds"  # flag has no dp.bounds: its range would come from the data
+    with pytest.raises(QueryRefused) as e:  # a dimension has no declared bounds: its range is the data's
+        plan_query("SELECT FLOOR(industry / 2) AS k, COUNT(*) AS n FROM loans GROUP BY k",
+                   lambda _n: info(dp_policy()))
+    assert e.value.details["rule"] == "dp_keys" and "measures with declared bounds" in e.value.message
     with pytest.raises(QueryRefused) as e:
         plan_query("SELECT FLOOR(amount / 0.001) AS k, COUNT(*) AS n FROM loans GROUP BY k",
                    lambda _n: info(dp_policy()))
