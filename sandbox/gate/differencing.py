@@ -29,6 +29,14 @@ populations ``T``, ``V`` (of the same datasets, or earlier cells of the same que
     ``q(A ∩ B)``, so a population a few units from the overlap of two released ones, once
     their union is released too (overlapping time windows: 2012-14, 2014-16, 2012-16, and
     2014 less one firm), or a population ``A ∪ B`` from parts whose overlap ``M`` is released.
+``span``
+    any combination ``sum y_i q(X_i)``, any rational weights, of ``S`` and up to 16 earlier
+    populations around it that is a statistic of fewer than ``threshold`` units and was not
+    derivable without ``S`` (:mod:`.span_audit`: atoms of the neighbourhood, exact ranks).
+    Catches what the shapes above miss: ``q(A) + q(B) + q(C) - q(A∩B) - q(B∩C) - q(all but
+    one)``, weights of 2 (``q(a+b+x) + q(b+c) + q(a+c) - 2 q(a+b+c) = q(x)``), parts that
+    overlap or stick out of their whole. The dearest, so it runs last: once every population
+    of the query has passed the shapes above.
 ``union``
     a query's released cells are also checked (and recorded) as one population, their union:
     their sum is derivable, so ``GROUP BY`` with one firm filtered out is caught against
@@ -40,19 +48,25 @@ canonical engine SQL on the same pinned versions) is answered from the stored ea
 without running (:func:`fingerprint`).
 
 So every combination ``±q(S) ± q(T) ± q(V)`` of three populations (coefficients 1), ``q(A) +
-q(B) - q(V) - q(M)`` of four, and whole-less-parts of any number is checked. Not caught
-(ARCHITECTURE.md): other combinations of four or more (weights other than ±1, several
-overlapping parts; reconstruction from many subset sums is what DP is for), differences of
-statistics other than the populations (two measures), and datasets without a privacy unit.
-A refusal says "your population is within ``threshold`` of what earlier ones give", no more
-than suppression does.
+q(B) - q(V) - q(M)`` of four, and whole-less-parts of any number is checked against the whole
+ledger, and every combination with any weights within ``S``'s neighbourhood (``span``, for the
+small groups that are unions of atoms it tries). Not caught (ARCHITECTURE.md): combinations
+that need populations outside that neighbourhood, small groups the ``span`` heuristic does not
+try (the least support is NP-hard to find; reconstruction from many subset sums is what DP is
+for), differences of statistics other than the populations (two measures), and datasets
+without a privacy unit. A refusal says "your population is within ``threshold`` of what
+earlier ones give", no more than suppression does.
 
 Populations are roaring bitmaps (``pyroaring``) of dense unit ids (:mod:`.unit_dictionary`:
 keyed hashes -> ids in files under the warehouse home; no unit value in the catalog). Cost
 per new population, with ``n`` populations in the ledger: ``n`` intersection counts; bitmap
 operations only for candidates within ``threshold`` by cardinality (a sorted ledger and binary
 search) and past cheap necessary conditions; at most ``MEET_CANDIDATES²/2`` pair counts for
-``meet``; ``cover`` unions cached per ledger entry and updated with one count per new entry.
+``meet``; ``cover`` unions cached per ledger entry and updated with one count per new entry;
+``span`` (nothing for a population already in the ledger) a count per population per outer
+level, a count per (atom, neighbour) at most and two bitmap operations per split of an atom
+(64 atoms at most: :data:`.span_audit.SPAN_MAX_ATOMS`), exact elimination on at most 17 rows
+only when an atom is small.
 Check and record happen in the transaction that writes the ``query.released`` audit record,
 holding the datasets' :class:`~sandbox.db.DifferencingHead` rows (``FOR UPDATE``; on SQLite
 ``BEGIN IMMEDIATE`` already serialises writers), so two concurrent jobs cannot both slip through.
@@ -67,7 +81,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyroaring import BitMap, FrozenBitMap
 from sqlalchemy import select
@@ -80,6 +94,7 @@ from ..keys import load_or_create_key
 from ..snapshot import Snapshot
 from .engine import GatedResult
 from .plan import QueryPlan
+from .span_audit import span_leak
 from .unit_dictionary import DICTIONARY_HEAD, UnitDictionary
 
 RULE = "differencing"
@@ -160,9 +175,22 @@ def support(plus: Sequence[BitMap | FrozenBitMap], minus: Sequence[BitMap | Froz
     return everyone - ((p1 & m1) | (p2 & m2))
 
 
-def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int) -> str | None:
-    """The shape (``pair``, ``tracker``, ``cover`` or ``meet``) by which releasing ``s`` would
-    disclose fewer than ``threshold`` units against ``ledgers``, or None. See the module docstring."""
+def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int, *,
+                      span: bool = True) -> str | None:
+    """The shape (``pair``, ``tracker``, ``cover``, ``meet`` or ``span``) by which releasing ``s``
+    would disclose fewer than ``threshold`` units against ``ledgers``, or None. See the module
+    docstring. ``span=False`` leaves out the ``span`` audit (to measure what it costs)."""
+    shape, others = _cheap_shapes(s, ledgers, threshold)
+    if shape is None and span and others is not None and span_leak(s, others, threshold):
+        return "span"
+    return shape
+
+
+def _cheap_shapes(s: FrozenBitMap, ledgers: Sequence[Ledger],
+                 threshold: int) -> tuple[str | None, list[tuple[str, FrozenBitMap, int]] | None]:
+    """The shapes but ``span``: (the shape found or None, and when none: what the ``span`` audit
+    of ``s`` needs, every other earlier population as (digest, bitmap, ``|s ∩ bitmap|``), or None
+    when ``s`` is an earlier population itself: its row adds nothing)."""
     n, t = len(s), threshold
 
     def window(low: int, high: int) -> Iterable[Entry]:
@@ -174,14 +202,18 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
 
     for e in window(n - t, n + t):
         if 0 < s.symmetric_difference_cardinality(e.bitmap) < t:
-            return "pair"
+            return "pair", None
     inside: list[tuple[Entry, int]] = []     # earlier populations nearly inside s, with |e ∩ s|
     around: list[tuple[Ledger, Entry]] = []  # earlier populations nearly containing s
+    others: list[tuple[str, FrozenBitMap, int]] = []  # for span: every other population, with |e ∩ s|
+    repeat = False
     for ledger in ledgers:
         for e in ledger.entries:
             common = s.intersection_cardinality(e.bitmap)
             if common == n == e.cardinality:
+                repeat = True
                 continue  # the same units: nothing new
+            others.append((e.digest, e.bitmap, common))
             # s and e are both parts: q(s) + q(e) - q(v), v close to their union
             if common < t:
                 union_card = n + e.cardinality - common
@@ -191,7 +223,7 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
                         continue
                     union = union if union is not None else s | e.bitmap
                     if small((s & e.bitmap) | (union ^ v.bitmap)):
-                        return "tracker"
+                        return "tracker", None
             # s is the union: q(e) + q(v) - q(s), e nearly inside s and v nearly s less e
             if e.cardinality - common < t:
                 inside.append((e, common))
@@ -200,7 +232,7 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
                     if v is e:
                         continue
                     if small((e.bitmap & v.bitmap) | ((e.bitmap | v.bitmap) ^ s)):
-                        return "tracker"
+                        return "tracker", None
             if n - common < t:
                 around.append((ledger, e))
             # meet, s as one of two overlapping: q(s) + q(e) - q(v) - q(m), v ~ s ∪ e, m ~ s ∩ e.
@@ -217,16 +249,16 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
                         if m is e or m is v or common - both.intersection_cardinality(m.bitmap) >= t:
                             continue
                         if small(support([s, e.bitmap], [v.bitmap, m.bitmap])):
-                            return "meet"
+                            return "meet", None
     # cover: q(s) - q(e1) - q(e2) - ..., the e inside s; and s as one of the parts of an earlier whole
     parts = [e.bitmap for e, common in inside if common == e.cardinality]
     if parts and small(s - BitMap.union(*parts)):
-        return "cover"
+        return "cover", None
     for ledger, whole in around:
         if whole.cardinality > n and s.intersection_cardinality(whole.bitmap) == n:
             rest = ledger.cover(whole)
             if small(whole.bitmap - (s | rest if rest is not None else s)):
-                return "cover"
+                return "cover", None
     # meet, s as the small part: q(a) + q(b) - q(v) - q(s), a and b around s, v ~ a ∪ b.
     # Units of a ∩ b outside s (or v) weigh 1 or 2: fewer than t of them, or no disclosure.
     tight = sorted((e for _, e in around), key=lambda e: e.cardinality)[:MEET_CANDIDATES]
@@ -243,7 +275,7 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
                 if v is a or v is b or both - meet.intersection_cardinality(v.bitmap) >= t:
                     continue
                 if small(support([a.bitmap, b.bitmap], [v.bitmap, s])):
-                    return "meet"
+                    return "meet", None
     # meet, s as the union: q(a) + q(b) - q(s) - q(m), a and b nearly inside s, m ~ a ∩ b
     large = sorted((e for e, _ in inside), key=lambda e: -e.cardinality)[:MEET_CANDIDATES]
     for i, a in enumerate(large):
@@ -259,8 +291,8 @@ def find_differencing(s: FrozenBitMap, ledgers: Sequence[Ledger], threshold: int
                 if both - meet.intersection_cardinality(m.bitmap) >= t:
                     continue
                 if small(support([a.bitmap, b.bitmap], [s, m.bitmap])):
-                    return "meet"
-    return None
+                    return "meet", None
+    return None, (None if repeat else others)
 
 
 class DifferencingGuard:
@@ -271,21 +303,24 @@ class DifferencingGuard:
     transaction of its own), then :meth:`record` inside the query's transaction.
 
     Thread-safe: in-memory mirrors are refreshed (rows with a higher id than seen) inside the
-    serialising transaction, under a process lock.
+    serialising transaction, under a process lock. ``span=False`` leaves out the ``span`` audit
+    (the benchmark's comparison; never in service).
     """
 
-    def __init__(self, db: Database, units: UnitDictionary) -> None:
+    def __init__(self, db: Database, units: UnitDictionary, *, span: bool = True) -> None:
         self.db = db
         self.units = units
+        self.span = span
         self._lock = threading.Lock()
         self._ledgers: dict[str, Ledger] = {}
         #: head rows known to exist (never deleted): no catalog read for them on later queries
         self._heads: set[str] = set()
 
     @classmethod
-    def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path) -> DifferencingGuard:
+    def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path, *, span: bool = True) -> DifferencingGuard:
         """The guard of a warehouse: dictionary under ``home/units``, key ``secrets/units.key``."""
-        return cls(db, UnitDictionary(db, Path(home) / "units", load_or_create_key(Path(secrets_dir) / "units.key")))
+        return cls(db, UnitDictionary(db, Path(home) / "units", load_or_create_key(Path(secrets_dir) / "units.key")),
+                   span=span)
 
     # -- exact repeats
 
@@ -390,21 +425,32 @@ class DifferencingGuard:
         return out
 
     def _check(self, plan: QueryPlan, candidates: dict[int, list[Entry]]) -> None:
+        t = plan.min_group_size
+        audits: list[tuple[Entry, bool, list[tuple[str, FrozenBitMap, int]]]] = []
         for j, entries in candidates.items():
             pending = Ledger()  # this query's earlier cells count as released
             ledgers = [self._ledgers[d] for d in plan.unit_scopes[j]] + [pending]
             for k, e in enumerate(entries):
-                shape = find_differencing(e.bitmap, ledgers, plan.min_group_size)
-                if shape is not None and len(entries) > 1 and k == len(entries) - 1:
-                    shape = "union"  # the last entry of several is the union of the query's cells
+                last = len(entries) > 1 and k == len(entries) - 1  # the union of the query's cells
+                shape, others = _cheap_shapes(e.bitmap, ledgers, t)
                 if shape is not None:
-                    raise QueryRefused(
-                        f"a population this query would release differs from an earlier release by fewer "
-                        f"than {plan.min_group_size} privacy units ({shape}): together they would disclose "
-                        "a small group",
-                        details={"rule": RULE, "shape": shape},
-                    )
+                    _refuse(t, "union" if last else shape)
+                if others is not None:
+                    audits.append((e, last, others))
                 pending.add(e)
+        # span, the dearest, once every population has passed the cheap shapes (the union too)
+        if self.span:
+            for e, last, others in audits:
+                if span_leak(e.bitmap, others, t):
+                    _refuse(t, "union" if last else "span")
+
+
+def _refuse(threshold: int, shape: str) -> NoReturn:
+    raise QueryRefused(
+        f"a population this query would release differs from an earlier release by fewer "
+        f"than {threshold} privacy units ({shape}): together they would disclose a small group",
+        details={"rule": RULE, "shape": shape},
+    )
 
 
 def _result(body: dict[str, Any]) -> GatedResult:

@@ -427,3 +427,64 @@ def test_find_differencing_cover_and_meet() -> None:
     assert find_differencing(FrozenBitMap(range(400, 600)), [meet], t) is None          # exactly a ∩ b
     assert support([BitMap(range(0, 600)), BitMap(range(400, 1000))],
                    [BitMap(range(1000)), BitMap(range(401, 600))]) == BitMap([400])
+
+
+# ------------------------------------------------------------------ any weights: the span audit
+
+
+def test_a_weight_of_two_isolates_a_firm(tables: Tables, tmp_path: Path) -> None:
+    # thirds of 2010-18 by date and one firm d after them:
+    # q(2010-15 or d) + q(2013-18) + q(2010-12 or 2016-18) - 2 q(2010-18) = q(d), in any order
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2019, 1, 1), dt.date(2023, 1, 1))[0]
+    q = "SELECT COUNT(*) AS n, SUM(capital) AS s FROM registry WHERE "
+    parts = [q + f"reg_date < '2016-01-01' OR reg_date = '{d}'",
+             q + "reg_date >= '2013-01-01' AND reg_date < '2019-01-01'",
+             q + "reg_date < '2013-01-01' OR (reg_date >= '2016-01-01' AND reg_date < '2019-01-01')",
+             q + "reg_date < '2019-01-01'"]
+    for k, last in enumerate(parts):
+        g = Gate(tables, tmp_path / f"order{k}.db")
+        for sql in parts:
+            if sql != last:
+                g.ask(sql)
+        assert refused(g, last) == "span"
+
+
+def test_windows_and_their_overlaps_less_one_firm(gate: Gate, tables: Tables) -> None:
+    # q(2010-13) + q(2013-16) + q(2016-) - q(2013) - q(2016) = q(all); less q(all but d): the firm of day d
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2010, 1, 1), dt.date(2013, 1, 1))[0]
+    q = "SELECT COUNT(*) AS n FROM registry WHERE "
+    for window in ("reg_date < '2014-01-01'", "reg_date BETWEEN '2013-01-01' AND '2016-12-31'",
+                   "reg_date >= '2016-01-01'", "reg_date BETWEEN '2013-01-01' AND '2013-12-31'",
+                   "reg_date BETWEEN '2016-01-01' AND '2016-12-31'"):
+        gate.ask(q + window)
+    assert refused(gate, q + f"reg_date <> '{d}'") == "span"
+    # the same windows with ten firms left out instead: allowed
+    tens = _lone_dates(df, dt.date(2010, 1, 1), dt.date(2013, 1, 1))[:10]
+    assert len(tens) == 10
+    gate.ask(q + "reg_date NOT IN (" + ", ".join(f"'{x}'" for x in tens) + ")")
+
+
+def test_overlapping_parts_sticking_out_of_the_whole(gate: Gate, tables: Tables) -> None:
+    # whole: before 2020; parts overlap (2013 and 2016 released) and the last one runs past 2020
+    # (that rest released too) but skips day d: whole - parts + overlaps + rest = the firm of day d
+    df = tables.frames["registry"]
+    d = _lone_dates(df, dt.date(2017, 1, 1), dt.date(2020, 1, 1))[0]
+    q = "SELECT COUNT(*) AS n, AVG(capital) AS c FROM registry WHERE "
+    for where in ("reg_date < '2014-01-01'", "reg_date BETWEEN '2013-01-01' AND '2016-12-31'",
+                  f"reg_date >= '2016-01-01' AND reg_date <> '{d}'", "reg_date BETWEEN '2013-01-01' AND '2013-12-31'",
+                  "reg_date BETWEEN '2016-01-01' AND '2016-12-31'", "reg_date >= '2020-01-01'"):
+        gate.ask(q + where)
+    assert refused(gate, q + "reg_date < '2020-01-01'") == "span"
+
+
+def test_margins_of_a_two_way_table_with_small_cells_are_allowed(gate: Gate) -> None:
+    # every (district, year range) cell is a small atom; no combination of margins isolates one
+    for sql in ["SELECT district, COUNT(*) AS n FROM registry GROUP BY district",
+                "SELECT COUNT(*) AS n FROM registry WHERE reg_date < '2014-01-01'",
+                "SELECT COUNT(*) AS n FROM registry WHERE reg_date BETWEEN '2012-01-01' AND '2017-12-31'",
+                "SELECT COUNT(*) AS n FROM registry WHERE reg_date >= '2016-01-01'",
+                "SELECT district, COUNT(*) AS n FROM registry WHERE reg_date >= '2015-01-01' GROUP BY district",
+                "SELECT COUNT(*) AS n FROM registry WHERE reg_date < '2015-01-01' AND district <> 'banan'"]:
+        gate.ask(sql)
