@@ -10,8 +10,9 @@ query at 10M rows / 1M units). So with one dataset, DuckDB reads a **bounded cop
 the snapshot's dimensions and measures plus each row's count weight ``c`` (``2**10`` for a unit
 within m rows), written once per (snapshot, unit, m, columns) as Parquet under the warehouse
 home (:func:`bounded_copy`) and read with ``DpPlan.bounded_sql``, whose integers are those of the
-join plan. Which plan runs (:func:`choose`) depends on the data only through "some unit exceeds
-m", which the released distribution does not (the plans compute identical integers).
+join plan (the copy weighs units by value, the join by a 64-bit hash: they differ only where two
+units share a hash, which the join bounds together). Which plan runs (:func:`choose`) depends on
+the data only through "some unit exceeds m", which the released distribution does not.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from ..errors import InternalError
 from ..snapshot import Snapshot
 from .engine import snapshot_source
 
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+           "python_enable_replacements": False}
 _CACHE: OrderedDict[tuple[str, int, str, int], pa.Table] = OrderedDict()
 _LOCK = threading.Lock()
 MAX_CACHED = 32
@@ -81,7 +84,8 @@ def choose(plan: Any, snapshots: Mapping[str, Snapshot], copies_dir: Path | None
     snapshots exceeds its m rows; else, given ``copies_dir``, ``bounded_sql`` over the bounded
     copy; else ``engine_sql`` (the join).
 
-    All three compute identical integers (weight 2**10 for a unit not in the heavy table), so the
+    All three compute identical integers (weight 2**10 for a unit not in the heavy table; the copy
+    weighs units by value, so it differs from the join only for two units sharing a hash), so the
     choice changes nothing released; it only skips reading, hashing and probing the unit column
     (the heavy tables are cached per snapshot: the check costs a dictionary lookup)."""
     dpp = plan.dp
@@ -129,9 +133,9 @@ def bounded_copy(snap: Snapshot, unit: str, max_rows: int, columns: tuple[str, .
             return str(path)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                                 "autoload_known_extensions": False,
-                                                 "python_enable_replacements": False})
+        # a large table may spill: into the copies' own folder under the home, never DuckDB's default
+        # ./.tmp of whatever directory the service was started in
+        con = duckdb.connect(":memory:", config={**_CONFIG, "temp_directory": str(Path(directory) / ".spill")})
         try:
             source, _files = snapshot_source(con, snap, "__twh_src")
             u, m, one = _quote_ident(unit), int(max_rows), 2 ** COUNT_EXPONENT
@@ -174,9 +178,7 @@ def _prune(folder: Path, keep: Path) -> None:
 
 
 def _compute(snap: Snapshot, unit: str, max_rows: int) -> pa.Table:
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False,
-                                             "python_enable_replacements": False})
+    con = duckdb.connect(":memory:", config={**_CONFIG, "temp_directory": ""})  # one column aggregated: no spill
     try:
         source, _files = snapshot_source(con, snap, "__twh_src")
         m = int(max_rows)
