@@ -24,15 +24,15 @@ bench: setup
 
 # PNGs of the main pages (steward queue, export review, audit log, job replay, ...) for a reviewer.
 screenshots: setup
-	$(BIN)/python tests/web/screenshots.py var/screenshots
+	$(BIN)/python tests/interfaces/web/screenshots.py var/screenshots
 
 setup: sysdeps $(STAMP)
 
-# delta-spark's JARs, resolved from Maven Central by Spark's Ivy once into the venv (sandbox/spark.py).
+# delta-spark's JARs, resolved from Maven Central by Spark's Ivy once into the venv (sandbox/engines/spark.py).
 SPARK_STAMP := $(VENV)/share/twh-spark-ivy/.resolved
 spark-jars: setup $(SPARK_STAMP)
 $(SPARK_STAMP): $(STAMP)
-	$(BIN)/python -m sandbox.spark
+	$(BIN)/python -m sandbox.engines.spark
 	@touch $@
 
 # System packages: bubblewrap isolates jobs; chromium runs the browser tests (never `playwright install`). Installed when missing (as root with apt-get),

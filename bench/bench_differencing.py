@@ -39,14 +39,13 @@ def _table(rows: int, units: int, seed: int) -> pa.Table:
 
 def bench_differencing(args: argparse.Namespace, tmp: Path) -> dict:
     from deltalake import write_deltalake
-    from run import median_ms
+    from timing import median_ms
 
     from policies import load_policy
-    from sandbox import storage
-    from sandbox.db import Database
-    from sandbox.gate import TableInfo, plan_query, run_query
-    from sandbox.gate import differencing
+    from sandbox.catalog.db import Database
+    from sandbox.gate import TableInfo, differencing, plan_query, run_query
     from sandbox.gate.differencing import DifferencingGuard
+    from sandbox.tables import storage
 
     units = args.units
     rows = 2 * units
@@ -117,7 +116,7 @@ def bench_differencing(args: argparse.Namespace, tmp: Path) -> dict:
     differencing.span_leak = audit
     t_g, t_b = times["guarded"], times["bare"]
     with db.read() as s:
-        from sandbox.db import ReleasedPopulation
+        from sandbox.catalog.db import ReleasedPopulation
 
         ledger = s.query(ReleasedPopulation).count()
 

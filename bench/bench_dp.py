@@ -21,7 +21,6 @@ import argparse
 import time
 from pathlib import Path
 
-
 _G = '"loans"."industry" AS "__twh_g0", "loans"."district" AS "__twh_g1"'
 _X = 'LEAST(GREATEST(CAST("loans"."amount" AS DOUBLE), 0.0), 1000.0)'
 _BY = 'GROUP BY "loans"."industry", "loans"."district"'
@@ -37,14 +36,13 @@ def bench_dp(args: argparse.Namespace, tmp: Path) -> dict:
     import duckdb
     from bench_gate import _table
     from deltalake import write_deltalake
-    from run import median_ms
+    from timing import median_ms
 
     from policies import load_policy
-    from sandbox import storage
-    from sandbox.gate import TableInfo, plan_query, run_query
-    from sandbox.gate import dp_bounding
+    from sandbox.gate import TableInfo, dp_bounding, plan_query, run_query
     from sandbox.gate.dp_release import DpRelease
     from sandbox.gate.engine import open_connection
+    from sandbox.tables import storage
 
     rows = args.rows
     path = tmp / "dp_loans"

@@ -29,11 +29,11 @@ def _table(rows: int, units: int) -> pa.Table:
 def bench_gate(args: argparse.Namespace, tmp: Path) -> dict:
     import duckdb
     from deltalake import write_deltalake
-    from run import interleaved, median_ms
+    from timing import interleaved, median_ms
 
     from policies import load_policy
-    from sandbox import storage
     from sandbox.gate import TableInfo, plan_query, run_query
+    from sandbox.tables import storage
 
     rows = args.rows
     path = tmp / "loans"

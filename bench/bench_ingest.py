@@ -34,7 +34,7 @@ _ARROW_TYPES = {"string": "string", "date": "date32", "float64": "float64", "int
 
 
 def _warehouse(home: Path):  # noqa: ANN202
-    from sandbox.manifest import parse_manifest
+    from sandbox.datasets.manifest import parse_manifest
     from sandbox.settings import Settings
     from sandbox.warehouse import Warehouse
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 
 def bench_sandbox(args: argparse.Namespace, tmp: Path) -> dict:
-    from run import interleaved, median_ms
+    from timing import interleaved, median_ms
 
-    from sandbox.runner import SandboxLimits, SandboxOutcome, run_in_sandbox
+    from sandbox.isolation.runner import SandboxLimits, SandboxOutcome, run_in_sandbox
 
     job = tmp / "empty_job"
     job.mkdir()

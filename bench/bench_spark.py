@@ -75,7 +75,7 @@ def _median_ms(xs: list[float]) -> float:
 
 def _cold_spark_start() -> float:
     code = ("import sys, time; sys.path.insert(0, %r); t = time.perf_counter(); "
-            "from sandbox.spark import get_session; s = get_session(); s.sql('SELECT 1').collect(); "
+            "from sandbox.engines.spark import get_session; s = get_session(); s.sql('SELECT 1').collect(); "
             "print(time.perf_counter() - t)") % str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1])
@@ -119,7 +119,7 @@ def make_csv(path: Path, mb: int) -> int:
 
 
 def _ingest(args: argparse.Namespace, tmp: Path) -> dict:
-    from sandbox.manifest import parse_manifest
+    from sandbox.datasets.manifest import parse_manifest
     from sandbox.settings import Settings
     from sandbox.warehouse import Warehouse
 
@@ -155,8 +155,8 @@ def _ingest(args: argparse.Namespace, tmp: Path) -> dict:
 def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
     import duckdb
 
-    from sandbox import storage
-    from sandbox.spark import get_session
+    from sandbox.engines.spark import get_session
+    from sandbox.tables import storage
 
     sizes = sorted(int(x) for x in str(getattr(args, "spark_sizes", None) or "1000000,10000000,50000000").split(","))
     path = HERE / "out" / "spark-data"

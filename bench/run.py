@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_dp import bench_dp  # noqa: E402
 from bench_differencing import bench_differencing  # noqa: E402
+from bench_dp import bench_dp  # noqa: E402
 from bench_gate import bench_gate  # noqa: E402
 from bench_ingest import bench_ingest  # noqa: E402
 from bench_sandbox import bench_sandbox  # noqa: E402
@@ -40,21 +38,6 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "ingest": bench_ingest,
     "spark": bench_spark,
 }
-
-
-def interleaved(a: Callable[[], object], b: Callable[[], object], repeat: int) -> tuple[list[float], list[float]]:
-    """Time ``a`` and ``b`` alternately ``repeat`` times each; return both lists of seconds."""
-    ta, tb = [], []
-    for _ in range(repeat):
-        for fn, out in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return ta, tb
-
-
-def median_ms(xs: list[float]) -> float:
-    return round(statistics.median(xs) * 1000, 3)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,9 +39,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .base import (
-    MiB,
     FileBatchStream,
     HashingReader,
+    MiB,
     Rejects,
     Scan,
     check_bad_rows,
@@ -51,6 +51,7 @@ from .base import (
 )
 from .convert import RowCheck, declared_batch
 from .errors import ConfigError, SourceError
+from .registry import register_source
 from .schema import ColumnSpec, arrow_schema, convert_text
 
 _CHUNK = MiB
@@ -339,3 +340,4 @@ class CsvSource:
             raise SourceError("the file changed while it was being read; load it again", check="file")
 
 
+register_source("csv", CsvSource)

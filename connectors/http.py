@@ -32,6 +32,7 @@ from .base import Rejects, SourceStream, check_bad_rows, options_from, positive_
 from .convert import RowCheck, declared_batch, python_rows_converter
 from .errors import ConfigError, SourceError
 from .jsonl import parse_object, records_to_columns
+from .registry import register_source
 from .schema import ColumnSpec, arrow_schema
 
 _CKAN_FIELDS = frozenset({"_id", "_full_text"})
@@ -181,3 +182,6 @@ class HttpSource:
             raise SourceError("the source changed while it was read (its first page or total differ at the end); "
                               "nothing was committed, load it again", check="changed")
         state["records_sha256"] = digest.hexdigest()
+
+
+register_source("http", HttpSource)

@@ -19,10 +19,20 @@ from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 
-from .base import FileBatchStream, HashingReader, Rejects, Scan, check_bad_rows, open_regular, options_from, positive_int
+from .base import (
+    FileBatchStream,
+    HashingReader,
+    Rejects,
+    Scan,
+    check_bad_rows,
+    open_regular,
+    options_from,
+    positive_int,
+)
 from .convert import RowCheck, declared_batch, python_rows_converter
 from .csv import _scan_text_file
 from .errors import SourceError
+from .registry import register_source
 from .schema import ColumnSpec, arrow_schema
 
 
@@ -142,3 +152,6 @@ class JsonlSource:
             yield batch
         if f.drain() != scan.sha256:
             raise SourceError("the file changed while it was being read; load it again", check="file")
+
+
+register_source("jsonl", JsonlSource)

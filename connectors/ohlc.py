@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from .base import SourceStream, check_bad_rows, options_from
 from .errors import ConfigError
+from .registry import get_source, register_source
 from .schema import ColumnSpec
 
 _VIA = ("csv", "parquet", "jsonl", "xlsx", "http")
@@ -93,8 +94,6 @@ class OhlcSource:
 
     def open(self, target: str | Path | Mapping[str, Any], specs: Sequence[ColumnSpec],
              options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail") -> SourceStream:
-        from .registry import get_source
-
         opts: OhlcOptions = options_from(OhlcOptions, options, "ohlc")
         check_bad_rows(bad_rows)
         declared = {s.name: s.type for s in specs}
@@ -112,3 +111,6 @@ class OhlcSource:
         stream = inner.open(target, specs, opts.via_options, bad_rows=bad_rows, row_check=check)  # type: ignore[call-arg]
         stream.kind = f"ohlc+{opts.via}"
         return stream
+
+
+register_source("ohlc", OhlcSource)

@@ -8,18 +8,28 @@ or undeclared columns as a :class:`SourceError` with ``check="header"``. Both ar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-import os
 from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .base import FileBatchStream, Rejects, check_bad_rows, hash_and_stat, open_regular, options_from, positive_int, unchanged
+from .base import (
+    FileBatchStream,
+    Rejects,
+    check_bad_rows,
+    hash_and_stat,
+    open_regular,
+    options_from,
+    positive_int,
+    unchanged,
+)
 from .convert import RowCheck, declared_batch
 from .errors import SchemaError, SchemaViolation, SourceError
+from .registry import register_source
 from .schema import ColumnSpec, allowed_source, arrow_schema, cast_column
 
 
@@ -121,3 +131,6 @@ def _check_columns(stored: pa.Schema, specs: Sequence[ColumnSpec]) -> None:
         raise SchemaError([SchemaViolation(check="retyped", column=c, message=f"column {c!r} is stored as {t}, "
                                            f"declared {d} (not converted: the cast could lose or invent information)")
                            for c, (t, d) in retyped.items()])
+
+
+register_source("parquet", ParquetSource)

@@ -2,7 +2,8 @@
 
 A source turns a target (a file path for the file kinds; a mapping for ``sql`` and ``http``)
 and the declared columns into a stream of Arrow record batches in the declared schema, in
-bounded memory. Callers never branch on the kind.
+bounded memory. Callers never branch on the kind. Each source module registers its kind here
+(:func:`register_source`); this module imports none of them.
 
 =========  ==================================================  ===================================
 kind       target                                              module
@@ -33,14 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from .errors import ConfigError
-from .csv import CsvSource
-from .http import HttpSource
-from .jsonl import JsonlSource
-from .ohlc import OhlcSource
-from .parquet import ParquetSource
 from .schema import ColumnSpec
-from .sql import SqlSource
-from .xlsx import XlsxSource
 
 
 @runtime_checkable
@@ -80,9 +74,9 @@ class Source(Protocol):
         ...
 
 
-#: connector kind -> source class
-SOURCES: dict[str, type[Source]] = {"csv": CsvSource, "parquet": ParquetSource, "xlsx": XlsxSource,
-                                     "jsonl": JsonlSource, "sql": SqlSource, "http": HttpSource, "ohlc": OhlcSource}
+#: connector kind -> source class; each source module registers its kind (``register_source``) when
+#: the package is imported, so this module knows none of them
+SOURCES: dict[str, type[Source]] = {}
 #: kinds whose target is one local file (hashed for lineage and idempotency)
 FILE_KINDS = frozenset({"csv", "parquet", "xlsx", "jsonl"})
 #: file suffix -> kind, for callers that are given only a file

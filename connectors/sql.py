@@ -28,6 +28,7 @@ from .base import Rejects, SourceStream, check_bad_rows, options_from, positive_
 from .convert import RowCheck, declared_batch, python_rows_converter
 from .csv import check_header
 from .errors import ConfigError, SourceError
+from .registry import register_source
 from .schema import ColumnSpec, arrow_schema
 
 
@@ -144,3 +145,6 @@ def _close(result: Any, conn: Any, engine: Any) -> None:
             except Exception:  # noqa: BLE001, S110 - closing after a failure: nothing left to do
                 pass
     engine.dispose()
+
+
+register_source("sql", SqlSource)

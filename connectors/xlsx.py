@@ -35,6 +35,7 @@ from .base import (
 from .convert import RowCheck, declared_batch, python_rows_converter
 from .csv import check_header
 from .errors import ConfigError, SourceError
+from .registry import register_source
 from .schema import ColumnSpec, arrow_schema
 
 
@@ -136,3 +137,6 @@ class XlsxSource:
             offset += len(buf)
             yield batch
         unchanged(f, before)
+
+
+register_source("xlsx", XlsxSource)

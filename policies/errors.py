@@ -2,7 +2,7 @@
 
 ``policies`` is a leaf library: it knows nothing of the application, so it has its own small
 error rather than the application's tree. The application translates it at its boundary
-(``sandbox.manifest`` turns it into ``ManifestInvalid``).
+(``sandbox.datasets.manifest`` turns it into ``ManifestInvalid``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:  # lazy: `import sandbox` stays cheap (the CL
 
         return Settings
     if name in ("Client", "LocalClient"):
-        from . import client
+        from .interfaces import client
 
         return getattr(client, name)
     raise AttributeError(name)

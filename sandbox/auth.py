@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .audit import Actor
+from .audit.log import Actor
 
 TOKEN_PREFIX = "twh_"
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .audit import AuditLog
+from .audit.log import AuditLog
 from .auth import Principal, Role
-from .db import Database, Dataset, DatasetSteward
+from .catalog.db import Database, Dataset, DatasetSteward
 from .errors import Forbidden, NotFound
 from .settings import Settings
 

@@ -15,7 +15,7 @@ Environment variables (all optional):
 ``TWH_LEASE_SECONDS``         job lease length (default 30)
 ``TWH_JOB_WALL_SECONDS``      wall-clock limit of one job (default 120)
 ``TWH_JOB_MEMORY_MB``         address-space limit of one job (default 2048)
-``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.client`)
+``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.interfaces.client`)
 ============================  ============================================================
 """
 
@@ -53,7 +53,7 @@ class Settings(BaseModel):
     run_worker: bool = True
     #: opening the warehouse migrates the catalog to the head; off: it only checks (``twh db upgrade``)
     auto_migrate: bool = True
-    #: who runs jobs claimed by this process (see :mod:`sandbox.leases`). Unique among live
+    #: who runs jobs claimed by this process (see :mod:`sandbox.jobs.leases`). Unique among live
     #: workers; stable across restarts of one embedded service, so that on start-up it ends the
     #: jobs its previous process held without waiting for their leases to expire
     worker_id: str = Field(default_factory=lambda: f"embedded@{socket.gethostname()}", min_length=1, max_length=120)
@@ -63,9 +63,9 @@ class Settings(BaseModel):
     @field_validator("home", mode="before")
     @classmethod
     def _home_location(cls, value: object) -> object:
-        # Storage locations are URIs (sandbox.uris): `file:///srv/wh` and `/srv/wh` are the same home.
+        # Storage locations are URIs (sandbox.tables.uris): `file:///srv/wh` and `/srv/wh` are the same home.
         if isinstance(value, str) and "://" in value:
-            from .uris import to_path
+            from .tables.uris import to_path
 
             return to_path(value)
         return value

@@ -11,7 +11,7 @@
 
 Each service checks the caller's role and writes its audit record in the same transaction as
 its action; the query path (policy → plan → run → gate → audit) exists only in
-:class:`sandbox.queries.Queries`, which only the job broker calls.
+:class:`sandbox.broker.queries.Queries`, which only the job broker calls.
 """
 
 from __future__ import annotations
@@ -19,22 +19,27 @@ from __future__ import annotations
 import functools
 from typing import IO, Any
 
-from . import auditsearch
-from .audit import AuditLog, VerifyResult
-from .auditsearch import AuditFilter
+from connectors import ConfigError
+
+from .access.users import Users
+from .audit import search as auditsearch
+from .audit.log import AuditLog, VerifyResult
+from .audit.search import AuditFilter
 from .auth import Principal, Role
+from .broker.queries import Queries
+from .catalog import schema
+from .catalog.db import Database
 from .context import Context, require_role
-from .datasets import Datasets
-from .db import Database
-from .errors import InvalidInput
-from .exports import Exports
-from .ingest import Ingest
-from .jobs import Jobs
-from .manifest import DatasetManifest
-from .queries import Queries
+from .datasets.declared import contract_of
+from .datasets.manifest import DatasetManifest
+from .datasets.service import Datasets
+from .datasets.synthetic import Synthetics
+from .errors import InvalidInput, ManifestInvalid
+from .jobs.service import Jobs
+from .landing import lineage, migrate
+from .landing.ingest import Ingest
+from .release.exports import Exports
 from .settings import Settings
-from .synthetic import Synthetics
-from .users import Users
 
 
 class Warehouse:
@@ -44,12 +49,11 @@ class Warehouse:
             d.mkdir(parents=True, exist_ok=True)
         settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.catalog_url)
-        self.db.prepare_schema(migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
+        schema.prepare(self.db, migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
         self.audit = AuditLog(self.db, settings.secrets_dir, settings.home / "audit" / "anchors.log")
         self.ctx = Context(settings, self.db, self.audit)
         self.users = Users(self.ctx)
         self.datasets = Datasets(self.ctx)
-        self.datasets.on_manifest_change = type(self).manifest.cache_clear  # a migration changed one
         self.ingest = Ingest(self.ctx)
         self.queries = Queries(self.ctx, self.manifest)
         self.budgets = self.queries.budgets
@@ -68,6 +72,21 @@ class Warehouse:
     @functools.lru_cache(maxsize=256)  # noqa: B019 - manifests are immutable once registered
     def manifest(self, name: str) -> DatasetManifest:
         return self.datasets.manifest(name)
+
+    # -- lineage and schema migration (sandbox.landing) -----------------------------------
+    def dataset_history(self, principal: Principal, name: str) -> dict[str, Any]:
+        """Every Delta version of ``name`` with its lineage."""
+        return lineage.history(self.ctx, principal, name)
+
+    def migrate_dataset(self, principal: Principal, name: str, manifest: DatasetManifest,
+                        renames: dict[str, str] | None = None) -> dict[str, Any]:
+        """Approve a new schema (steward of the dataset, or admin): rewrite the table into it, audited."""
+        if manifest.expectations:
+            try:
+                contract_of(manifest)
+            except ConfigError as exc:
+                raise ManifestInvalid(f"expectations: {exc}", details={"field": "expectations"}) from exc
+        return migrate.migrate(self.ctx, principal, name, manifest, renames or {}, type(self).manifest.cache_clear)
 
     # -- audit ----------------------------------------------------------------------------
     def audit_verify(self, principal: Principal) -> VerifyResult:
@@ -92,7 +111,7 @@ class Warehouse:
 
     def audit_search(self, principal: Principal, flt: AuditFilter, *, offset: int = 0, limit: int = 100,
                      newest_first: bool = False) -> tuple[list[dict[str, Any]], int]:
-        """A page of the records matching ``flt`` and how many match in all (see :mod:`sandbox.auditsearch`)."""
+        """A page of the records matching ``flt`` and how many match in all (see :mod:`sandbox.audit.search`)."""
         require_role(principal, Role.AUDITOR, Role.ADMIN)
         with self.db.read() as s:
             return auditsearch.search(s, flt, offset=offset, limit=limit, newest_first=newest_first)
@@ -101,8 +120,8 @@ class Warehouse:
                       object_id: str | None = None, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         from sqlalchemy import select
 
-        from .audit import record_dict
-        from .db import AuditRecord
+        from .audit.log import record_dict
+        from .catalog.db import AuditRecord
 
         require_role(principal, Role.AUDITOR, Role.ADMIN)
         q = select(AuditRecord).where(AuditRecord.seq > after).order_by(AuditRecord.seq).limit(max(1, min(limit, 1000)))

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.auth import Principal, Role
-from sandbox.settings import Settings
-
 # The catalog backend (SQLite, or PostgreSQL with `--database postgres` / TWH_TEST_DATABASE=postgres):
 from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
+
+from sandbox.auth import Principal, Role
+from sandbox.settings import Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,7 +63,7 @@ def enterprise() -> Principal:
 
 
 #: the master every Spark test shares: settings with engine="spark" in tests must use this, since
-#: sandbox.spark keeps one SparkSession per process and refuses a second configuration
+#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration
 SPARK_TEST_MASTER = "local[2]"
 
 
@@ -75,7 +75,7 @@ def spark():
         import pyspark  # noqa: F401
     except ImportError:
         pytest.skip("pyspark/delta-spark not installed: pip install 'training-warehouse[spark]'")
-    from sandbox.spark import get_session, stop_session
+    from sandbox.engines.spark import get_session, stop_session
 
     session = get_session(SPARK_TEST_MASTER)
     yield session

@@ -165,11 +165,12 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture(scope="session")
 def pg_template(pg_cluster: PgCluster) -> str:
     """A database with the catalog schema at the migration head: per-test databases copy it."""
-    from sandbox.db import Database
+    from sandbox.catalog import schema
+    from sandbox.catalog.db import Database
 
     db = Database(pg_cluster.create_database(TEMPLATE))
     try:
-        db.prepare_schema()
+        schema.prepare(db)
     finally:
         db.dispose()
     return TEMPLATE

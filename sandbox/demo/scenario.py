@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from ..client import LocalClient
 from ..errors import ValidationFailed
+from ..interfaces.client import LocalClient
 from ..settings import Settings
 from ..warehouse import Warehouse
 from .generate import generate, write_bad_batch

@@ -13,8 +13,9 @@ import logging
 
 from .check import plan_query
 from .engine import ENGINES, GatedResult, open_connection, run_query
+from .modes import RELEASE_MODES
 from .plan import RULES, AggregateSpec, BucketRef, ColumnRef, HiddenColumn, QueryPlan, TableInfo
-from .release import RELEASE_MODES, Released, ReleaseMode, SdcRelease, json_safe
+from .release import Released, ReleaseMode, SdcRelease, json_safe
 
 # sqlglot logs unparsed statements (the user's SQL text) at WARNING; the gate reports refusals itself.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)

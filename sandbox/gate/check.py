@@ -25,8 +25,8 @@ from policies import Decision, SdcRules
 
 from ..errors import InternalError
 from .clauses import Checker, Item, group_sql, ident, only_args, ref_sql, refuse, short
+from .modes import RELEASE_MODES
 from .plan import AggregateSpec, ColumnRef, GroupKey, HiddenColumn, QueryPlan, TableInfo
-from .release import RELEASE_MODES
 
 DIALECT = "duckdb"
 MAX_SQL_CHARS = 20_000

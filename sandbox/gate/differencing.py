@@ -68,7 +68,7 @@ level, a count per (atom, neighbour) at most and two bitmap operations per split
 (64 atoms at most: :data:`.span_audit.SPAN_MAX_ATOMS`), exact elimination on at most 17 rows
 only when an atom is small.
 Check and record happen in the transaction that writes the ``query.released`` audit record,
-holding the datasets' :class:`~sandbox.db.DifferencingHead` rows (``FOR UPDATE``; on SQLite
+holding the datasets' :class:`~sandbox.catalog.db.DifferencingHead` rows (``FOR UPDATE``; on SQLite
 ``BEGIN IMMEDIATE`` already serialises writers), so two concurrent jobs cannot both slip through.
 """
 
@@ -88,10 +88,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import Database, DifferencingHead, ReleasedAnswer, ReleasedPopulation
+from ..catalog.db import Database, DifferencingHead, ReleasedAnswer, ReleasedPopulation
+from ..catalog.keys import load_or_create_key
 from ..errors import InternalError, QueryRefused
-from ..keys import load_or_create_key
-from ..snapshot import Snapshot
+from ..tables.snapshot import Snapshot
 from .engine import GatedResult
 from .plan import QueryPlan
 from .span_audit import span_leak

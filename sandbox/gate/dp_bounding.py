@@ -34,18 +34,14 @@ import pyarrow as pa
 from dp.grid import COUNT_EXPONENT
 
 from ..errors import InternalError
-from ..snapshot import Snapshot
-from .engine import snapshot_source
+from ..tables.snapshot import Snapshot
+from .scan import quote_ident, snapshot_source
 
 _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
            "python_enable_replacements": False}
 _CACHE: OrderedDict[tuple[str, int, str, int], pa.Table] = OrderedDict()
 _LOCK = threading.Lock()
 MAX_CACHED = 32
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def heavy_units(snap: Snapshot, unit: str, max_rows: int) -> pa.Table:
@@ -138,13 +134,13 @@ def bounded_copy(snap: Snapshot, unit: str, max_rows: int, columns: tuple[str, .
         con = duckdb.connect(":memory:", config={**_CONFIG, "temp_directory": str(Path(directory) / ".spill")})
         try:
             source, _files = snapshot_source(con, snap, "__twh_src")
-            u, m, one = _quote_ident(unit), int(max_rows), 2 ** COUNT_EXPONENT
-            projected = ", ".join(f"s.{_quote_ident(c)}" for c in columns)
+            u, m, one = quote_ident(unit), int(max_rows), 2 ** COUNT_EXPONENT
+            projected = ", ".join(f"s.{quote_ident(c)}" for c in columns)
             # Weights by the unit's value, not its hash: written once, so exactness is affordable here
             # (two units sharing a 64-bit hash would otherwise be bounded together, and adding one
             # could change the other's weight). NULL units are one unit, as in GROUP BY.
             con.execute(f"COPY (SELECT {projected}{', ' if projected else ''}"
-                        f"CAST(COALESCE(h.c, {one}) AS INTEGER) AS {_quote_ident(WEIGHT_COLUMN)} "
+                        f"CAST(COALESCE(h.c, {one}) AS INTEGER) AS {quote_ident(WEIGHT_COLUMN)} "
                         f"FROM {source} AS s LEFT JOIN (SELECT {u} AS u, CAST(FLOOR({m} * {one} / COUNT(*)) AS BIGINT) "
                         f"AS c FROM {source} GROUP BY 1 HAVING COUNT(*) > {m}) AS h ON s.{u} IS NOT DISTINCT FROM h.u) "
                         f"TO '{_quote_path(tmp)}' (FORMAT parquet)")
@@ -184,7 +180,7 @@ def _compute(snap: Snapshot, unit: str, max_rows: int) -> pa.Table:
         m = int(max_rows)
         # c: the count weight in 2**-10 steps, rounded down, so a unit's rows add up to at most
         # m * 2**10; the sums use w = c / 2**10 too (exact), so no float rounding can exceed m.
-        return con.sql(f"SELECT hash({_quote_ident(unit)}) AS k, CAST({m} AS DOUBLE) / COUNT(*) AS w, "
+        return con.sql(f"SELECT hash({quote_ident(unit)}) AS k, CAST({m} AS DOUBLE) / COUNT(*) AS w, "
                        f"CAST(FLOOR({m} * {2 ** COUNT_EXPONENT} / COUNT(*)) AS BIGINT) AS c "
                        f"FROM {source} GROUP BY 1 HAVING COUNT(*) > {m}").to_arrow_table()
     except duckdb.Error as exc:

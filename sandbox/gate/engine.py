@@ -22,7 +22,7 @@ quote a data value, an IO error a host path.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,16 +30,15 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from ..errors import InternalError, QueryRefused, TwhError
-from ..snapshot import Snapshot
+from ..tables.snapshot import Snapshot
+from .modes import RELEASE_MODES
 from .plan import QueryPlan
-from .release import RELEASE_MODES
+from .rows import COMPATIBLE, EXPECTED, FETCH_BATCH, merge_rows, unit_arrays
+from .scan import columns_for, quote_ident, quote_str, snapshot_source
 
 if TYPE_CHECKING:
     from .dp_bounding import DpRun
 
-#: rows fetched per round trip; suppressed rows are counted and dropped as they stream
-FETCH_BATCH = 10_000
-_GLOB_CHARS = set("*?[]{}")
 
 _CONFIG: dict[str, Any] = {
     "autoinstall_known_extensions": False,
@@ -80,55 +79,6 @@ class GatedResult:
         }
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_str(text: str) -> str:
-    # DuckDB string literals: standard SQL, backslashes are not escapes.
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _plain_files(snapshot: Snapshot) -> bool:
-    """Whether read_parquet can take the snapshot's file list verbatim.
-
-    read_parquet expands globs and URL schemes; a path with such characters is read through
-    delta-rs instead, so that the engine reads exactly the pinned files.
-    """
-    return bool(snapshot.files) and all(
-        f.startswith("/") and "://" not in f and "\x00" not in f and not (_GLOB_CHARS & set(f))
-        for f in snapshot.files
-    )
-
-
-def _columns_for(plan: QueryPlan, snapshot: Snapshot) -> tuple[str, ...]:
-    wanted = plan.columns_of(snapshot.dataset)
-    if snapshot.columns:
-        present = {c.casefold() for c in snapshot.columns}
-        missing = [c for c in wanted if c.casefold() not in present]
-        if missing:  # catalog and storage disagree: a bug or a schema change to look at
-            raise InternalError(
-                f"the snapshot of {snapshot.dataset!r} (version {snapshot.version}) lacks declared columns",
-                details={"dataset": snapshot.dataset, "version": snapshot.version, "columns": missing},
-            )
-    # COUNT(*) with no column read still needs a relation with rows: keep one column.
-    return wanted or (snapshot.columns[:1] if snapshot.columns else ())
-
-
-def snapshot_source(con: duckdb.DuckDBPyConnection, snap: Snapshot, alias: str) -> tuple[str, tuple[str, ...]]:
-    """A FROM source reading exactly ``snap``, and the files it reads.
-
-    The fast path scans the pinned version's own Parquet files; otherwise the delta-rs dataset is
-    registered on ``con`` as ``alias``. Trusted callers (the gate's views, DP bounding, the
-    synthesiser) all read snapshots through this one function.
-    """
-    if not snap.needs_delta_reader and _plain_files(snap):
-        files = ", ".join(_quote_str(f) for f in snap.files)
-        return f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)", tuple(snap.files)
-    con.register(alias, _delta_dataset(snap))
-    return _quote_ident(alias), ()
-
-
 def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot],
                     dp_run: DpRun | None = None) -> duckdb.DuckDBPyConnection:
     """A locked-down connection exposing one view per dataset of ``plan`` (see module docstring).
@@ -142,18 +92,18 @@ def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot],
         allowed: list[str] = []
         for i, name in enumerate(plan.tables):
             snap = snapshots[name]
-            cols = _columns_for(plan, snap)
+            cols = columns_for(plan, snap)
             if name in copies:  # the bounded copy: no unit column, one weight per row
                 from .dp_plan import WEIGHT_COLUMN
 
                 unit = {h.unit.casefold() for h in plan.dp.heavy if h.dataset == name}
                 cols = tuple(c for c in cols if c.casefold() not in unit) + (WEIGHT_COLUMN,)
-                source, files = f"read_parquet([{_quote_str(copies[name])}])", (copies[name],)
+                source, files = f"read_parquet([{quote_str(copies[name])}])", (copies[name],)
             else:
                 source, files = snapshot_source(con, snap, f"__twh_src_{i}")
-            projection = ", ".join(_quote_ident(c) for c in cols) if cols else "*"
+            projection = ", ".join(quote_ident(c) for c in cols) if cols else "*"
             allowed.extend(files)
-            con.execute(f"CREATE VIEW {_quote_ident(name)} AS SELECT {projection} FROM {source}")
+            con.execute(f"CREATE VIEW {quote_ident(name)} AS SELECT {projection} FROM {source}")
         if plan.dp is not None and (dp_run is None or dp_run.joins_heavy):
             from .dp_bounding import heavy_units  # dp mode: per-snapshot heavy-unit weights
 
@@ -168,36 +118,6 @@ def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot],
         raise
 
 
-def _delta_dataset(snap: Snapshot) -> Any:
-    import deltalake  # imported here: only the slow path needs it
-
-    try:
-        return deltalake.DeltaTable(snap.table_path, version=snap.version).to_pyarrow_dataset()
-    except Exception:
-        # delta-rs messages name host paths: keep them out of the response.
-        raise InternalError(
-            f"the snapshot of {snap.dataset!r} at version {snap.version} could not be opened",
-            details={"dataset": snap.dataset, "version": snap.version},
-        ) from None
-
-
-_NUMERIC = {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint", "uinteger",
-            "ubigint", "uhugeint", "float", "double", "decimal"}
-_TEMPORAL = {"date", "timestamp", "timestamp with time zone", "timestamp_s", "timestamp_ms", "timestamp_ns"}
-#: literal kind -> column type ids it may be compared with without DuckDB casting the column
-_COMPATIBLE: dict[str, set[str]] = {
-    "number": _NUMERIC,
-    "string": {"varchar", "enum"} | _TEMPORAL,  # DuckDB casts the literal, once, not the column
-    "temporal": _TEMPORAL,
-    "boolean": {"boolean"},
-    "pattern": {"varchar"},
-    # a bucketed (or clamped) column: CAST(x AS DOUBLE) of a string would fail or not by the data
-    "numeric": _NUMERIC | {"boolean"},
-}
-_EXPECTED = {"number": "numbers", "string": "strings", "temporal": "DATE/TIMESTAMP literals",
-             "boolean": "TRUE/FALSE", "pattern": "LIKE patterns", "numeric": "numbers"}
-
-
 def check_literal_types(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> None:
     """Refuse comparisons that would make DuckDB cast a column's values.
 
@@ -210,12 +130,12 @@ def check_literal_types(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> None
         if kind == "null":
             continue
         if ref.dataset not in types:
-            rel = con.sql(f"SELECT * FROM {_quote_ident(ref.dataset)}")
+            rel = con.sql(f"SELECT * FROM {quote_ident(ref.dataset)}")
             types[ref.dataset] = {c.casefold(): (t.id, str(t)) for c, t in zip(rel.columns, rel.types)}
         type_id, type_name = types[ref.dataset].get(ref.column.casefold(), ("unknown", "unknown"))
-        if type_id not in _COMPATIBLE[kind]:
+        if type_id not in COMPATIBLE[kind]:
             use = ("only numeric columns can be bucketed or clamped" if kind == "numeric"
-                   else f"it cannot be compared with {_EXPECTED[kind]}")
+                   else f"it cannot be compared with {EXPECTED[kind]}")
             raise QueryRefused(
                 f"column {ref.column!r} of {ref.dataset!r} is {type_name}: {use}",
                 details={"rule": "literal_type", "column": str(ref), "column_type": type_name, "literal": kind},
@@ -247,11 +167,11 @@ def _rows_with_units(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> Iterato
     if tuple(names) != plan.output_columns + plan.hidden_columns:
         raise InternalError("engine result columns do not match the plan")
     units = set(plan.hidden_indices("units"))
-    lists = con.sql("SELECT " + ", ".join(_quote_ident(names[i]) for i in sorted(units))
+    lists = con.sql("SELECT " + ", ".join(quote_ident(names[i]) for i in sorted(units))
                     + " FROM __twh_result ORDER BY rowid").to_arrow_table()
     arrays = unit_arrays({i: lists.column(k) for k, i in enumerate(sorted(units))})
     plain = [i for i in range(len(names)) if i not in units]
-    cur = con.execute("SELECT " + ", ".join(_quote_ident(names[i]) for i in plain)
+    cur = con.execute("SELECT " + ", ".join(quote_ident(names[i]) for i in plain)
                       + " FROM __twh_result ORDER BY rowid")
     yield from merge_rows(len(names), plain, _batches(cur), arrays)
 
@@ -259,30 +179,6 @@ def _rows_with_units(con: duckdb.DuckDBPyConnection, plan: QueryPlan) -> Iterato
 def _batches(cur: duckdb.DuckDBPyConnection) -> Iterator[Sequence[Any]]:
     while batch := cur.fetchmany(FETCH_BATCH):
         yield from batch
-
-
-def unit_arrays(columns: Mapping[int, Any]) -> dict[int, list[Any]]:
-    """Result column index -> its cells' unit lists as numpy slices of one buffer (an Arrow list
-    column each; no Python int per unit)."""
-    arrays: dict[int, list[Any]] = {}
-    for i, chunked in columns.items():
-        column = chunked.combine_chunks()
-        offsets, values = column.offsets.to_numpy(), column.values.to_numpy(zero_copy_only=False)
-        arrays[i] = [values[offsets[r]:offsets[r + 1]] for r in range(len(column))]
-    return arrays
-
-
-def merge_rows(width: int, plain: Sequence[int], rows: Iterable[Sequence[Any]],
-               arrays: Mapping[int, list[Any]]) -> Iterator[list[Any]]:
-    """Full result rows: the ``plain`` columns' values from ``rows`` and the unit lists from
-    ``arrays``, in the same row order."""
-    for r, values in enumerate(rows):
-        row: list[Any] = [None] * width
-        for i, v in zip(plain, values):
-            row[i] = v
-        for i, cells in arrays.items():
-            row[i] = cells[r]
-        yield row
 
 
 def _duckdb_rows(

@@ -2,7 +2,7 @@
 
 A mode receives the engine's rows (output columns followed by the plan's hidden counts) and
 returns the rows that may leave, JSON-safe, with the hidden counts removed. Modes are picked
-from :data:`RELEASE_MODES` by ``Policy.release_mode``, so differential privacy plugs in as one
+from :data:`.modes.RELEASE_MODES` by ``Policy.release_mode``, so differential privacy plugs in as one
 more entry (it will also need the planner to add clamping and contribution bounds; the plan
 carries ``release_mode`` for that reason).
 
@@ -140,17 +140,3 @@ class SdcRelease:
                 seen.append(row)
         categories = plan.group_categories or (None,) * len(keys)
         return assess(cells, plan.min_group_size, plan.sdc, categories if keys else ())
-
-
-#: release_mode (from the policy) -> mode. "dp" will be added here.
-RELEASE_MODES: dict[str, ReleaseMode] = {"sdc": SdcRelease()}
-
-
-def _register_dp() -> None:
-    # Imported here: dp_release needs OpenDP, and this module must stay importable without it.
-    from .dp_release import DpRelease
-
-    RELEASE_MODES["dp"] = DpRelease()
-
-
-_register_dp()

@@ -40,9 +40,10 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import InternalError, QueryRefused, TwhError
-from ..snapshot import Snapshot
-from .engine import _COMPATIBLE, _EXPECTED, FETCH_BATCH, _columns_for, merge_rows, unit_arrays
+from ..tables.snapshot import Snapshot
 from .plan import QueryPlan
+from .rows import COMPATIBLE, EXPECTED, FETCH_BATCH, merge_rows, unit_arrays
+from .scan import columns_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -77,7 +78,7 @@ def configure(master: str, conf: Mapping[str, str] | None = None) -> None:
 
 
 def session() -> SparkSession:
-    from ..spark import get_session
+    from ..engines.spark import get_session
 
     return get_session(*_config)
 
@@ -196,10 +197,10 @@ def check_literal_types(types: Mapping[str, Mapping[str, tuple[str, str]]], plan
         if kind == "null":
             continue
         type_id, type_name = types.get(ref.dataset, {}).get(ref.column.casefold(), ("unknown", "unknown"))
-        if type_id not in _COMPATIBLE[kind]:
+        if type_id not in COMPATIBLE[kind]:
             raise QueryRefused(
                 f"column {ref.column!r} of {ref.dataset!r} is {type_name}: it cannot be compared with "
-                f"{_EXPECTED[kind]}",
+                f"{EXPECTED[kind]}",
                 details={"rule": "literal_type", "column": str(ref), "column_type": type_name, "literal": kind},
             )
 
@@ -242,7 +243,7 @@ def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: fl
     try:
         for i, name in enumerate(plan.tables):
             snap = snapshots[name]
-            df = read_snapshot(spark, snap, _columns_for(plan, snap))
+            df = read_snapshot(spark, snap, columns_for(plan, snap))
             types[name] = _schema_types(df)
             integral |= {(name.lower(), c) for c, (t, _) in types[name].items() if t in _INTEGRAL}
             views[name] = f"__twh_{tag}_{i}"

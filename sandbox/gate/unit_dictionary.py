@@ -31,8 +31,8 @@ import hmac
 import os
 import tempfile
 import threading
-from collections import OrderedDict
 from array import array
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ import pyarrow.parquet as pq
 from pyroaring import BitMap
 from sqlalchemy import delete, select
 
-from ..db import Database, DifferencingHead, UnitId
+from ..catalog.db import Database, DifferencingHead, UnitId
 from ..errors import InternalError
-from ..snapshot import Snapshot
+from ..tables.snapshot import Snapshot
 
 #: the catalog row whose ``populations`` column counts the ids handed out
 DICTIONARY_HEAD = "*"
@@ -170,7 +170,7 @@ class UnitDictionary:
         path = self._sidecar_path(snap, unit)
         if path.exists():
             return self.sidecar(snap, unit)
-        from .engine import snapshot_source  # the engine's one way of reading a snapshot
+        from .scan import snapshot_source  # the one way trusted code reads a snapshot
 
         con = duckdb.connect(":memory:", config={"temp_directory": ""})
         try:

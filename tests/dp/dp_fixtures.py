@@ -11,9 +11,9 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from policies import Policy, load_policy
-from sandbox import storage
 from sandbox.gate import TableInfo
-from sandbox.snapshot import Snapshot
+from sandbox.tables import storage
+from sandbox.tables.snapshot import Snapshot
 
 COLUMNS = ("unit", "industry", "amount", "flag")
 ROLES = {"unit": "join_key", "industry": "dimension", "amount": "measure", "flag": "measure"}

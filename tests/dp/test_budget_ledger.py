@@ -13,9 +13,9 @@ from dp_fixtures import write_table
 from sqlalchemy import select
 
 from dp.budget import Budget, from_text
-from sandbox.db import BudgetCharge, BudgetHead
+from sandbox.catalog.db import BudgetCharge, BudgetHead
+from sandbox.datasets.manifest import parse_manifest
 from sandbox.errors import QueryRefused
-from sandbox.manifest import parse_manifest
 from sandbox.settings import Settings
 from sandbox.warehouse import Warehouse
 
@@ -163,7 +163,7 @@ def snap(tmp_path: Path) -> Any:
 
 
 def _job(wh: Warehouse) -> None:
-    from sandbox.db import Job
+    from sandbox.catalog.db import Job
 
     with wh.db.transaction() as s:
         s.add(Job(id="job-1", tenant="bank_a", submitted_by="ana_bank_a", purpose="x", datasets=["loans"],
@@ -190,7 +190,7 @@ def test_exact_repeats_return_the_stored_answer_and_averaging_is_stopped(wh: War
 
 def test_no_refund_when_the_run_fails(wh: Warehouse, snap: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _job(wh)
-    import sandbox.queries as q
+    import sandbox.broker.queries as q
     from sandbox.errors import InternalError
 
     def boom(*_a: Any, **_k: Any) -> Any:

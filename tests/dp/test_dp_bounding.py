@@ -16,11 +16,11 @@ import pytest
 from deltalake import write_deltalake
 from dp_fixtures import COLUMNS, dp_policy, info, write_table
 
-from sandbox import storage
 from sandbox.gate import TableInfo, dp_bounding, plan_query, run_query
 from sandbox.gate.dp_bounding import DpRun, choose, engine_sql, heavy_units
 from sandbox.gate.engine import open_connection
-from sandbox.snapshot import Snapshot
+from sandbox.tables import storage
+from sandbox.tables.snapshot import Snapshot
 
 SQL = ("SELECT industry, COUNT(*) AS n, COUNT(amount) AS k, SUM(amount) AS s, MEDIAN(amount) AS m "
        "FROM loans WHERE industry <> 'G' GROUP BY industry")

@@ -13,7 +13,7 @@ from dp_fixtures import dp_policy, info, write_table
 
 from sandbox.errors import QueryRefused
 from sandbox.gate import plan_query, run_query
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 SQL = "SELECT industry, COUNT(*) AS n, SUM(amount) AS s, AVG(amount) AS a FROM loans GROUP BY industry"
 
@@ -101,9 +101,9 @@ def test_order_by_sorts_noisy_values(snap: Snapshot) -> None:
 
 def test_row_level_policy_needs_no_unit(tmp_path: Path) -> None:
     snap = write_table(tmp_path / "loans", n=2000)
-    from policies import load_policy
-
     from dp_fixtures import COLUMNS, ROLES  # noqa: F401
+
+    from policies import load_policy
     policy = load_policy({"tenants": ["*"], "purposes": ["x"], "columns": ROLES, "release_mode": "dp",
                           "dp": {"bounds": {"amount": [0, 500]}, "budget": {"epsilon": 1},
                                  "public_keys": {"industry": ["C", "F", "G"]}}})
@@ -131,8 +131,8 @@ def test_a_join_both_policies_do_not_allow_is_refused() -> None:
 
 
 def test_dp_join_on_other_than_the_unit_is_refused() -> None:
-    from sandbox.gate import TableInfo
     from policies import load_policy
+    from sandbox.gate import TableInfo
 
     roles = {"unit": "join_key", "other_key": "join_key", "industry": "dimension", "amount": "measure"}
     pol = load_policy({"tenants": ["*"], "purposes": ["x"], "columns": roles, "privacy_unit": "unit",

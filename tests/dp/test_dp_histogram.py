@@ -15,7 +15,7 @@ from sandbox.errors import QueryRefused
 from sandbox.gate import plan_query, run_query
 from sandbox.gate.engine import open_connection
 from sandbox.gate.plan import BucketRef
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 ROOMY = {"budget": {"epsilon": 100, "delta": 1e-6}, "epsilon_per_query": 50}
 

@@ -18,7 +18,7 @@ from dp import noise
 from sandbox.gate import plan_query
 from sandbox.gate.dp_bounding import choose
 from sandbox.gate.engine import open_connection
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 #: the added enterprise: 40 rows (m = 5) at the top of the bounds, all in one cell
 INTRUDER = {"unit": ["X"] * 40, "industry": ["C"] * 40, "amount": [1e9] * 40, "flag": [1] * 40}

@@ -14,7 +14,7 @@ from dp import noise, quantile
 from policies import load_policy
 from sandbox.errors import QueryRefused
 from sandbox.gate import TableInfo, plan_query, run_query
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 QSQL = ("SELECT industry, MEDIAN(amount) AS med, COUNT(*) AS n, "
         "PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY amount) AS p90 FROM loans GROUP BY industry")

@@ -68,7 +68,7 @@ def write_data(d: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def landed(wh, people, tmp_path):
     """wh with `firms` (tax_steward) and `loans` (bank_steward) registered and landed."""
-    from sandbox.manifest import parse_manifest
+    from sandbox.datasets.manifest import parse_manifest
 
     firms, loans = write_data(tmp_path)
     wh.datasets.register(people["tax_steward"], parse_manifest(FIRMS))

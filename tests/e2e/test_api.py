@@ -8,11 +8,11 @@ import random
 import httpx
 import pytest
 import yaml
-
-from sandbox.api import create_app
-from sandbox.client import Client
-from sandbox.errors import AuthError, Forbidden, InvalidInput, NotFound
 from serving import serving
+
+from sandbox.errors import AuthError, Forbidden, InvalidInput, NotFound
+from sandbox.interfaces.api.app import create_app
+from sandbox.interfaces.client import Client
 
 from .conftest import FIRMS, LOANS, write_data
 from .test_flow import RATE_JOB

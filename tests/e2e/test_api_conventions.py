@@ -22,16 +22,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from serving import serving
 from typer.testing import CliRunner
 
-from sandbox.api import create_app
-from sandbox.cli import app as cli_app
-from sandbox.client import Client, LocalClient
+from sandbox.datasets.manifest import parse_manifest
 from sandbox.errors import ERRORS_BY_CODE, TwhError
-from sandbox.manifest import parse_manifest
+from sandbox.interfaces.api.app import create_app
+from sandbox.interfaces.cli.main import app as cli_app
+from sandbox.interfaces.client import Client, LocalClient
 from sandbox.settings import Settings
 from sandbox.warehouse import Warehouse
-from serving import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 #: responses that are not lists of things but one whole thing, and why they are not paged
@@ -226,6 +226,6 @@ def test_every_list_endpoint_pages(site):
 
 
 def test_the_manifest_example_is_a_valid_manifest():
-    from sandbox.api_schema import MANIFEST_IN
+    from sandbox.interfaces.api.schema import MANIFEST_IN
 
     parse_manifest(yaml.safe_load(yaml.safe_dump(MANIFEST_IN["dataset"]["value"])))

@@ -1,6 +1,6 @@
 """Attacks through the whole stack: each fails, the job ends with a clear status, the audit log has it.
 
-The runner's own attack suite (tests/sandbox/test_runner_attacks.py) goes deeper into each
+The runner's own attack suite (tests/isolation/test_runner_attacks.py) goes deeper into each
 defence; these show the same attacks end to end, as an enterprise would submit them.
 """
 

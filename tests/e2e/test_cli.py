@@ -13,7 +13,7 @@ import yaml
 from .conftest import FIRMS, LOANS, write_data
 from .test_flow import RATE_JOB
 
-TWH = [sys.executable, "-m", "sandbox.cli"]
+TWH = [sys.executable, "-m", "sandbox.interfaces.cli.main"]
 
 
 def twh(home: Path, *args: str, user: str | None = None, ok: bool = True, env: dict | None = None):

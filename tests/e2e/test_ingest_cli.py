@@ -12,7 +12,7 @@ import yaml
 from .test_api import server  # noqa: F401 - the running-service fixture
 from .test_cli import twh
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "sandbox"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "landing"))
 from ingest_helpers import manifest, write_csv  # noqa: E402
 
 
@@ -51,8 +51,8 @@ def test_cli_source_block_history_mock_and_run_local(tmp_path):
 
 
 def test_api_history_migrate_mock_and_source_rerun(server, wh, people, tmp_path):  # noqa: F811
-    from sandbox.client import Client
     from sandbox.errors import Conflict, Forbidden
+    from sandbox.interfaces.client import Client
 
     url, tokens = server
     steward, analyst = Client(url, tokens["bank_steward"]), Client(url, tokens["analyst"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "sandbox"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "landing"))
 from ingest_helpers import register  # noqa: E402
 
 from sandbox.errors import Conflict  # noqa: E402
@@ -122,7 +122,7 @@ def test_a_load_killed_after_its_commit_and_never_retried_is_recorded_by_the_nex
     its own — the catalog never publishes rows it has no lineage for."""
     name = register(wh, people, expectations=[])
     steward = people["bank_steward"]
-    real = type(wh.ingest)._record
+    real = type(wh.ingest).record
     calls = {"n": 0}
 
     def crash_once(self, *args, **kwargs):
@@ -131,10 +131,10 @@ def test_a_load_killed_after_its_commit_and_never_retried_is_recorded_by_the_nex
             raise KeyboardInterrupt("killed between the Delta commit and the catalog")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(wh.ingest), "_record", crash_once)
+    monkeypatch.setattr(type(wh.ingest), "record", crash_once)
     with pytest.raises(KeyboardInterrupt):
         wh.ingest.ingest(steward, name, _big_csv(tmp_path / "a.csv", 100))
-    monkeypatch.setattr(type(wh.ingest), "_record", real)
+    monkeypatch.setattr(type(wh.ingest), "record", real)
     assert wh.datasets.show(people["admin"], name)["versions"] == []  # the catalog missed it
     out = wh.ingest.ingest(steward, name, _big_csv(tmp_path / "b.csv", 50, start=100))
     assert out["status"] == "committed"

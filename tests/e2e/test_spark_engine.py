@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from sandbox import storage, uris
-from sandbox.db import Dataset
+from sandbox.catalog.db import Dataset
 from sandbox.errors import QueryRefused
+from sandbox.tables import storage, uris
 from sandbox.warehouse import Warehouse
 
 # The first test also starts the SparkSession (JVM + Ivy): minutes on a loaded 2-core box.
@@ -84,7 +84,7 @@ def test_demo_takes_its_engine_from_the_environment(monkeypatch: pytest.MonkeyPa
     from typer.testing import CliRunner
 
     import sandbox.demo.scenario as scenario
-    from sandbox import cli
+    from sandbox.interfaces.cli import main as cli
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(scenario, "run_demo", lambda home, **kw: seen.update(kw) or {})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sandbox import uris
+from sandbox.tables import uris
 
 
 def test_the_catalog_records_table_locations_as_uris(landed):
-    from sandbox.db import Dataset
+    from sandbox.catalog.db import Dataset
 
     with landed.db.read() as s:
         locations = [d.table_path for d in s.query(Dataset).all()]

@@ -16,10 +16,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, update
 
-from sandbox import leases
-from sandbox.db import Export, Job
+from sandbox.catalog.db import Export, Job
+from sandbox.catalog.states import JobState
 from sandbox.errors import InvalidTransition
-from sandbox.states import JobState
+from sandbox.jobs import leases
 
 from .test_flow import RATE_JOB
 
@@ -41,7 +41,7 @@ def _start_worker(settings, worker_id: str, *extra: str) -> subprocess.Popen:
                TWH_JOB_WALL_SECONDS=str(settings.job_wall_seconds))
     if settings.database_url:
         env["TWH_DATABASE_URL"] = settings.database_url
-    return subprocess.Popen([sys.executable, "-m", "sandbox.cli", "--json", "worker", "--id", worker_id, *extra],
+    return subprocess.Popen([sys.executable, "-m", "sandbox.interfaces.cli.main", "--json", "worker", "--id", worker_id, *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from policies import Policy, load_policy
 from sandbox.errors import NotFound
 from sandbox.gate import TableInfo
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 INDUSTRIES = ["C"] * 40 + ["F"] * 25 + ["G"] * 20 + ["K"] * 12 + ["Z"] * 3  # Z: a small group
 DISTRICTS = ["yubei"] * 5 + ["jiangbei"] * 3 + ["banan"] * 1

@@ -1,6 +1,6 @@
 """Disclosure attacks at the gate: differencing, trackers, reworded repeats, margins, dominance.
 
-``Gate`` is the sdc path of :meth:`sandbox.queries.Queries.answer` without the warehouse:
+``Gate`` is the sdc path of :meth:`sandbox.broker.queries.Queries.answer` without the warehouse:
 plan, repeat cache, run, then the differencing check and record in one catalog transaction.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from gate_fixtures import Tables, snapshot_of, table_info, write_table
 from pyroaring import BitMap, FrozenBitMap
 
-from sandbox.db import Database, ReleasedPopulation, UnitId
+from sandbox.catalog.db import Database, ReleasedPopulation, UnitId
 from sandbox.errors import QueryRefused
 from sandbox.gate import GatedResult, plan_query, run_query
 from sandbox.gate.differencing import DifferencingGuard, Ledger, entry_of, find_differencing, fingerprint, support
@@ -355,7 +355,8 @@ def test_ordinary_analysis_is_not_refused(gate: Gate) -> None:
 
 def test_ids_are_stable_across_versions_and_tables(tables: Tables, tmp_path: Path) -> None:
     # A new version with one more firm: q(all, v1) - q(all, v0) is that firm.
-    from gate_fixtures import REGISTRY_TYPES, Tables as T
+    from gate_fixtures import REGISTRY_TYPES
+    from gate_fixtures import Tables as T
 
     df = tables.frames["registry"]
     write_table(tmp_path / "registry", df, REGISTRY_TYPES)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 from gate_fixtures import (
     LOANS_POLICY,
     REGISTRY_POLICY,
@@ -25,13 +26,12 @@ from gate_fixtures import (
     table_info,
     write_table,
 )
-from deltalake import DeltaTable
 
-from sandbox.errors import InternalError, QueryRefused
 from policies import SdcRules
+from sandbox.errors import InternalError, QueryRefused
 from sandbox.gate import GatedResult, TableInfo, open_connection, plan_query, run_query
 from sandbox.gate.sdc import Cell, Contribution, assess
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 Agg = tuple[str, str | None]  # (func, column): ("count", None) is COUNT(*)
 

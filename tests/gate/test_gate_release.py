@@ -16,7 +16,7 @@ import pytest
 
 from sandbox.errors import InternalError
 from sandbox.gate import ENGINES, RELEASE_MODES, QueryPlan, SdcRelease, TableInfo, json_safe, plan_query, run_query
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 
 @pytest.fixture

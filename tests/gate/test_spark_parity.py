@@ -23,7 +23,7 @@ from gate_fixtures import Tables, snapshot_of, table_info, write_table
 from sandbox.errors import QueryRefused
 from sandbox.gate import ENGINES, TableInfo, plan_query, run_query
 from sandbox.gate.plan import QueryPlan
-from sandbox.snapshot import Snapshot
+from sandbox.tables.snapshot import Snapshot
 
 # The first test also starts the SparkSession (JVM + Ivy): minutes on a loaded 2-core box.
 pytestmark = pytest.mark.timeout(900)
@@ -238,7 +238,7 @@ def _dp_table(path: Path, name: str, n: int, units: int, seed: int) -> Snapshot:
     import numpy as np
     from deltalake import write_deltalake
 
-    from sandbox import storage
+    from sandbox.tables import storage
 
     rng = np.random.default_rng(seed)
     amount = rng.lognormal(4, 1.5, n)
@@ -269,7 +269,7 @@ def test_dp_contribution_bounding_matches_before_noise(world: Tables, tmp_path_f
         root.mkdir()
         _dp_table(root / "loans", "loans", 4_000, 400, 0)
         _dp_table(root / "other", "other", 2_000, 300, 1)
-    from sandbox import storage
+    from sandbox.tables import storage
 
     infos = {"loans": TableInfo("loans", _dp_policy(), DP_COLUMNS),
              "other": TableInfo("other", _dp_policy(max_rows_per_unit=3, bounds={"amount": [-10, 100]}), DP_COLUMNS),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.errors import QueryRefused
-from sandbox.features import UNIT, FeatureInfo, plan_features
+from sandbox.training.features import UNIT, FeatureInfo, plan_features
 
 INFOS = {i.name: i for i in (
     FeatureInfo("enterprise_registry", {"uscc": "join_key", "industry": "dimension", "registered_capital": "measure"},

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory):
-    from sandbox.runner import check_sandbox_available
+    from sandbox.isolation.runner import check_sandbox_available
 
     check_sandbox_available()
     wh, clients = build_warehouse(tmp_path_factory.mktemp("train") / "wh", n_enterprises=500, say=lambda *a: None)
@@ -87,8 +87,8 @@ def test_a_batchnorm_model_is_refused_in_the_sandbox_with_its_reason(demo, tmp_p
 
 def test_a_trainer_killed_mid_training_keeps_the_charge_and_releases_nothing(demo, tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox import training
-    from sandbox.runner import SandboxLimits
+    from sandbox.isolation.runner import SandboxLimits
+    from sandbox.training import service as training
 
     wh, c = demo
     real = training.Training._limits

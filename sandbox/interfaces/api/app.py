@@ -1,0 +1,411 @@
+"""The HTTP API (FastAPI). Thin: authenticate, validate the body, call the facade, shape the answer.
+
+Every error has one shape — ``{"error": {"code", "message", "details"}}`` — with the stable codes of
+:mod:`sandbox.errors`; the client maps them back to the same classes. Request bodies reject
+unknown fields (no mass assignment). Every authenticated request is recorded (``token.used``),
+and so is every rejected token. Every route declares its summary, description, response model,
+examples and error codes (:mod:`sandbox.interfaces.api.schema`); every list pages with ``offset``/``limit``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ...audit.search import AuditFilter
+from ...auth import SYSTEM, Principal, token_fingerprint
+from ...datasets.manifest import parse_manifest
+from ...errors import AuthError, InvalidInput, JobSpecInvalid, TwhError
+from ...jobs.spec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
+from ...settings import Settings
+from ...warehouse import Warehouse
+from .. import web
+from .schema import (
+    DECISION_IN,
+    INGEST_EXAMPLES,
+    JOB_IN,
+    MANIFEST_IN,
+    MIGRATE_IN,
+    MOCK_CSV,
+    PARQUET,
+    RECORD_LINE,
+    USER_IN,
+    AuditPage,
+    BudgetOut,
+    DatasetOut,
+    DatasetPage,
+    ExportOut,
+    ExportPage,
+    FilesOut,
+    HistoryOut,
+    IngestOut,
+    JobOut,
+    JobPage,
+    LogsOut,
+    Out,
+    UserCreatedOut,
+    UserOut,
+    VerifyOut,
+    errors,
+    ok,
+    raw,
+)
+
+log = logging.getLogger(__name__)
+MAX_INGEST_BYTES = 2 * 1024**3
+
+
+class MigrateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    manifest: dict[str, Any]
+    renames: dict[str, str] = Field(default_factory=dict)
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserIn(In):
+    name: str = Field(examples=["bank_a_analyst"])
+    role: Literal["enterprise", "steward", "auditor", "admin"]
+    tenant: str = Field(examples=["bank_a"])
+
+
+class JobIn(In):
+    #: file name -> base64 content; must include job.yaml and the entrypoint
+    files: dict[str, str] = Field(examples=[{"job.yaml": "bmFtZTogLi4u", "job.py": "aW1wb3J0IHR3aF9qb2I="}])
+
+
+class DecisionIn(In):
+    decision: Literal["approve", "deny"]
+    reason: str = Field(min_length=1, max_length=2000, examples=["only aggregates over >= 10 firms"])
+    bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+Offset = Annotated[int, Query(ge=0, description="index of the first item")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+
+
+def current_principal(request: Request) -> Principal:
+    """Authenticate the bearer token; record its use (or its rejection) in the audit log."""
+    wh: Warehouse = request.app.state.warehouse
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    where = {"method": request.method, "path": request.url.path[:200]}
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("send the header 'Authorization: Bearer <token>'")
+    try:
+        who = wh.users.authenticate(token.strip())
+    except AuthError:
+        wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(token), where)
+        raise
+    wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
+    return who
+
+
+Who = Annotated[Principal, Depends(current_principal)]
+
+
+def _error(exc: TwhError) -> JSONResponse:
+    return JSONResponse(status_code=exc.http_status, content={"error": exc.to_dict()})
+
+
+def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None = None) -> FastAPI:
+    wh = warehouse or Warehouse.open(settings or Settings.from_env())
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        wh.jobs.recover()
+        worker = None
+        if wh.settings.run_worker:
+            worker = threading.Thread(target=_worker_loop, args=(wh, stop), name="twh-worker", daemon=True)
+            worker.start()
+        yield
+        stop.set()
+        if worker:
+            worker.join(timeout=5)
+
+    app = FastAPI(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
+                  description="Raw data never leaves; only gated aggregates and DP weights do.")
+    app.state.warehouse = wh
+    web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
+
+    @app.exception_handler(TwhError)
+    async def _twh(_req: Request, exc: TwhError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(InvalidInput(f"{field or 'body'}: {first.get('msg')}", details={"field": field}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "invalid_input")
+        return JSONResponse(status_code=exc.status_code, content={"error": {"code": code, "message": str(exc.detail),
+                                                                            "details": {}}})
+
+    @app.exception_handler(Exception)
+    async def _bug(_req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")  # the log has the trace; the response has no internals
+        return JSONResponse(status_code=500, content={"error": {"code": "internal_error",
+                                                                "message": "internal error", "details": {}}})
+
+
+    @app.get("/v1/me", tags=["users"], summary="Who am I", response_model=UserOut,
+             responses={**ok("me"), **errors()})
+    def me(who: Who) -> dict[str, Any]:
+        """The principal of the bearer token: name, role and tenant."""
+        return {"name": who.name, "role": who.role.value, "tenant": who.tenant}
+
+    @app.post("/v1/users", tags=["users"], status_code=201, summary="Add a user", response_model=UserCreatedOut,
+              responses={**ok("user_created", 201), **errors("forbidden", "conflict")})
+    def add_user(body: Annotated[UserIn, Body(openapi_examples=USER_IN)], who: Who) -> dict[str, Any]:
+        """Admins only. Creates the user and its first token, which is in this answer and nowhere else."""
+        user, token = wh.users.add(who, body.name, body.role, body.tenant)
+        return {"user": user, "token": token}
+
+    @app.get("/v1/datasets", tags=["datasets"], summary="List datasets", response_model=DatasetPage,
+             responses={**ok("datasets"), **errors()})
+    def list_datasets(who: Who, offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
+        """The catalog: every dataset's name, kind, stewards, current version and column roles (paged)."""
+        return _page(wh.datasets.list(who), offset, limit)
+
+    @app.post("/v1/datasets", tags=["datasets"], status_code=201, summary="Register a dataset",
+              response_model=DatasetOut, responses={**ok("dataset", 201), **errors("forbidden", "conflict",
+                                                                                   "manifest_invalid")})
+    def register_dataset(manifest: Annotated[dict[str, Any], Body(openapi_examples=MANIFEST_IN)],
+                         who: Who) -> dict[str, Any]:
+        """Stewards register a manifest (schema with column roles, contract, policy); the table starts empty."""
+        return wh.datasets.register(who, parse_manifest(manifest))
+
+    @app.get("/v1/datasets/{name}", tags=["datasets"], summary="Show a dataset", response_model=DatasetOut,
+             responses={**ok("dataset"), **errors("not_found")})
+    def show_dataset(name: str, who: Who) -> dict[str, Any]:
+        """Schema, policy, contract and versions; quarantine reports for the dataset's stewards only."""
+        return wh.datasets.show(who, name)
+
+    @app.get("/v1/datasets/{name}/budget", tags=["datasets"], summary="A dataset's DP budget",
+             response_model=BudgetOut, responses={**ok("budget"), **errors("not_found", "forbidden")})
+    def dataset_budget(name: str, who: Who) -> dict[str, Any]:
+        """Total, spent and remaining ε/δ per scope and period, and the charges (exact fractions as text)."""
+        return wh.budgets.show(who, name)
+
+    @app.post("/v1/datasets/{name}/ingest", tags=["datasets"], status_code=201, summary="Land a batch",
+              response_model=IngestOut, openapi_extra=INGEST_EXAMPLES,
+              responses={**ok("ingest", 201), **errors("not_found", "forbidden", "conflict", "validation_failed")})
+    def ingest(name: str, who: Who, file: Annotated[UploadFile | None, File()] = None,
+               encoding: Annotated[str | None, Form()] = None, mode: Annotated[str | None, Form()] = None,
+               kind: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        """Upload a file (CSV, Excel, JSON lines, Parquet…), or send no file to re-run the manifest's source.
+
+        The batch is checked against the contract: it commits whole as a new version, or is quarantined whole."""
+        if file is None:  # re-run the manifest's source: block
+            return wh.ingest.ingest(who, name, None, mode=mode)
+        suffix = Path(file.filename or "upload.csv").suffix.lower()
+        with tempfile.TemporaryDirectory(prefix="twh-upload-") as tmp:
+            dest = Path(tmp) / f"upload{suffix}"
+            with open(dest, "wb") as fh:
+                copied = _copy_capped(file.file, fh, MAX_INGEST_BYTES)
+            if copied > MAX_INGEST_BYTES:
+                raise InvalidInput(f"upload larger than {MAX_INGEST_BYTES} bytes")
+            return wh.ingest.ingest(who, name, dest, encoding=encoding, source_name=file.filename, mode=mode,
+                                    kind=kind)
+
+    @app.get("/v1/datasets/{name}/history", tags=["datasets"], summary="A dataset's versions",
+             response_model=HistoryOut, responses={**ok("history"), **errors("not_found", "forbidden")})
+    def dataset_history(name: str, who: Who) -> dict[str, Any]:
+        """Every Delta version with its load, mode, connector and source hash."""
+        return wh.dataset_history(who, name)
+
+    @app.post("/v1/datasets/{name}/migrate", tags=["datasets"], summary="Migrate a dataset's schema",
+              response_model=Out, responses={200: {"content": {"application/json": {"example": {
+                  "dataset": "tax_payments", "version": 2, "renames": {"vat": "vat_paid"}}}}},
+                  **errors("not_found", "forbidden", "conflict", "manifest_invalid")})
+    def migrate_dataset(name: str, body: Annotated[MigrateIn, Body(openapi_examples=MIGRATE_IN)],
+                        who: Who) -> dict[str, Any]:
+        """Rewrite the table into a new manifest's schema in one commit (renames map old to new names)."""
+        return wh.migrate_dataset(who, name, parse_manifest(body.manifest), body.renames)
+
+    @app.get("/v1/datasets/{name}/mock", tags=["datasets"], summary="Mock rows of a dataset",
+             response_class=Response, responses={**raw({"text/csv": MOCK_CSV, PARQUET: None},
+                                                       "random rows that follow the schema, never the data"),
+                                                 **errors("not_found", "access_refused")})
+    def mock_dataset(name: str, who: Who, rows: Annotated[int, Query(ge=1, le=100_000)] = 1000, seed: int = 0,
+                     format: Literal["csv", "parquet"] = "csv") -> Response:  # noqa: A002 - the query name
+        """Rows drawn from the declared schema and domains only (no data is read): for writing job code."""
+        data = wh.datasets.mock(who, name, rows=rows, seed=seed, fmt=format)
+        media = "text/csv" if format == "csv" else PARQUET
+        return Response(content=data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{name}-mock.{format}"'})
+
+    @app.get("/v1/datasets/{name}/synthetic", tags=["datasets"], summary="DP synthetic rows of a dataset",
+             response_class=Response, responses={**raw({PARQUET: None, "text/csv": MOCK_CSV},
+                                                       "the dataset's DP synthetic table (generated once per version)"),
+                                                 **errors("not_found", "forbidden", "refused", "budget_exhausted",
+                                                          "conflict")})
+    def synthetic_dataset(name: str, who: Who,
+                          format: Literal["csv", "parquet"] = "parquet") -> Response:  # noqa: A002 - the query name
+        """Generated once per version under the policy's ε (charged to the shared budget), then served to all."""
+        data = wh.synthetic.get(who, name, fmt=format)
+        media = "text/csv" if format == "csv" else PARQUET
+        return Response(content=data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{name}-synthetic.{format}"'})
+
+    @app.post("/v1/jobs", tags=["jobs"], status_code=201, summary="Submit a job", response_model=JobOut,
+              responses={**ok("job", 201), **errors("job_spec_invalid", "access_refused", "not_found")})
+    def submit_job(body: Annotated[JobIn, Body(openapi_examples=JOB_IN)], who: Who) -> dict[str, Any]:
+        """Enterprise users upload job.yaml and code (base64); the job is queued for a worker's sandbox."""
+        files = _decode_job_files(body.files)
+        spec = parse_job_spec(files.get("job.yaml", b""))
+        if spec.entrypoint not in files:
+            raise JobSpecInvalid(f"entrypoint {spec.entrypoint} is not among the uploaded files")
+        return wh.jobs.submit_files(who, spec, files)
+
+    @app.get("/v1/jobs", tags=["jobs"], summary="List jobs", response_model=JobPage,
+             responses={**ok("jobs"), **errors()})
+    def list_jobs(who: Who, offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
+        """Jobs the caller may see: a tenant's own, a steward's datasets', everything for auditors (paged)."""
+        return _page(wh.jobs.list(who), offset, limit)
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], summary="Show a job", response_model=JobOut,
+             responses={**ok("job"), **errors("not_found")})
+    def show_job(job_id: str, who: Who) -> dict[str, Any]:
+        """State, reason, pinned versions, export; the queries and gate decisions for reviewers only."""
+        return wh.jobs.get(who, job_id)
+
+    @app.get("/v1/jobs/{job_id}/logs", tags=["jobs"], summary="A job's logs", response_model=LogsOut,
+             responses={**ok("logs"), **errors("not_found", "forbidden")})
+    def job_logs(job_id: str, who: Who) -> dict[str, Any]:
+        """stdout and stderr of the sandbox run: reviewers only (they can carry what the gate withheld)."""
+        return wh.jobs.logs(who, job_id)
+
+    @app.get("/v1/exports", tags=["exports"], summary="List exports", response_model=ExportPage,
+             responses={**ok("exports"), **errors()})
+    def list_exports(who: Who, state: Literal["pending", "approved", "denied"] | None = None, offset: Offset = 0,
+                     limit: Limit = 100) -> dict[str, Any]:
+        """Exports the caller may see, newest first, optionally in one state (paged)."""
+        return _page(wh.exports.list(who, state), offset, limit)
+
+    @app.get("/v1/exports/{export_id}", tags=["exports"], summary="Show an export", response_model=ExportOut,
+             responses={**ok("export"), **errors("not_found")})
+    def show_export(export_id: str, who: Who) -> dict[str, Any]:
+        """State, bundle hash, files (names, sizes, hashes) and decisions; file details withheld from the
+        submitter until approved."""
+        return wh.exports.get(who, export_id)
+
+    @app.get("/v1/exports/{export_id}/preview", tags=["exports"], summary="The bytes under review",
+             response_model=FilesOut, responses={**ok("files"), **errors("not_found", "forbidden")})
+    def preview_export(export_id: str, who: Who) -> dict[str, Any]:
+        """Stewards, auditors and admins read the exact bytes (base64) an approval would release."""
+        return {"files": [_file_json(f) for f in wh.exports.preview(who, export_id)]}
+
+    @app.post("/v1/exports/{export_id}/decision", tags=["exports"], summary="Approve or deny an export",
+              response_model=ExportOut, responses={**ok("export"), **errors("not_found", "forbidden", "conflict",
+                                                                             "invalid_transition")})
+    def decide_export(export_id: str, body: Annotated[DecisionIn, Body(openapi_examples=DECISION_IN)],
+                      who: Who) -> dict[str, Any]:
+        """A steward's decision, bound to the bundle hash they reviewed; another hash is refused."""
+        return wh.exports.decide(who, export_id, body.decision, body.reason, body.bundle_sha256)
+
+    @app.get("/v1/exports/{export_id}/download", tags=["exports"], summary="Download an approved export",
+             response_model=FilesOut, responses={**ok("files"), **errors("not_found", "forbidden")})
+    def download_export(export_id: str, who: Who) -> dict[str, Any]:
+        """The submitting tenant downloads an approved export; the bytes are re-hashed first (audited)."""
+        return {"files": [_file_json(f) for f in wh.exports.download(who, export_id)]}
+
+    @app.get("/v1/audit/verify", tags=["audit"], summary="Verify the audit chain", response_model=VerifyOut,
+             responses={**ok("verify"), **errors("forbidden")})
+    def audit_verify(who: Who) -> dict[str, Any]:
+        """Recompute every hash and seal; name the first record modified, deleted or reordered."""
+        return wh.audit_verify(who).to_dict()
+
+    @app.get("/v1/audit/records", tags=["audit"], summary="Search the audit log", response_model=AuditPage,
+             responses={**ok("records"), **errors("forbidden")})
+    def audit_records(who: Who, action: str | None = None, actor: str | None = None, object_id: str | None = None,
+                      tenant: str | None = None, job_id: str | None = None, since: str | None = None,
+                      until: str | None = None, after: Annotated[int, Query(ge=0)] = 0, offset: Offset = 0,
+                      limit: Limit = 100) -> dict[str, Any]:
+        """Filter by action (``query.*`` wildcards), actor, tenant, object, job and time; page by offset or
+        by ``after`` (the last seq seen)."""
+        flt = AuditFilter.of(action=action, actor=actor, tenant=tenant, object_id=object_id, job_id=job_id,
+                             since=since, until=until, after=after or None)
+        items, total = wh.audit_search(who, flt, offset=offset, limit=limit)
+        return {"items": items, "total": total, "offset": offset, "limit": limit,
+                "next_after": items[-1]["seq"] if items else None}
+
+    @app.get("/v1/audit/export", tags=["audit"], summary="Export the audit log", response_class=Response,
+             responses={**raw({"application/x-ndjson": RECORD_LINE}, "every record, one JSON object a line"),
+                        **errors("forbidden")})
+    def audit_export(who: Who) -> PlainTextResponse:
+        """The whole log as JSON lines (what an external verifier checks); the export itself is audited."""
+        buf = io.StringIO()
+        wh.audit_export(who, buf)
+        return PlainTextResponse(buf.getvalue(), media_type="application/x-ndjson")
+
+    return app
+
+
+def _page(items: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise InvalidInput("offset must be >= 0 and limit between 1 and 1000")
+    return {"items": items[offset:offset + limit], "total": len(items), "offset": offset, "limit": limit}
+
+
+def _file_json(f: Any) -> dict[str, Any]:
+    return {"name": f.name, "sha256": f.sha256, "size": len(f.data), "data_b64": base64.b64encode(f.data).decode()}
+
+
+def _decode_job_files(files: dict[str, str]) -> dict[str, bytes]:
+    if len(files) > MAX_JOB_FILES:
+        raise JobSpecInvalid(f"a job has at most {MAX_JOB_FILES} files")
+    out: dict[str, bytes] = {}
+    total = 0
+    for name, b64 in files.items():
+        if "/" in name or "\\" in name or name.startswith(".") or not name or len(name) > 100:
+            raise JobSpecInvalid(f"job file name {name[:40]!r} is not a plain file name")
+        try:
+            out[name] = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise JobSpecInvalid(f"job file {name!r} is not valid base64") from exc
+        total += len(out[name])
+        if total > MAX_JOB_BYTES:
+            raise JobSpecInvalid(f"job files are larger than {MAX_JOB_BYTES} bytes")
+    if "job.yaml" not in out:
+        raise JobSpecInvalid("job.yaml is missing")
+    return out
+
+
+def _copy_capped(src: Any, dst: Any, cap: int) -> int:
+    n = 0
+    while chunk := src.read(1 << 20):
+        n += len(chunk)
+        if n > cap:
+            return n
+        dst.write(chunk)
+    return n
+
+
+def _worker_loop(wh: Warehouse, stop: threading.Event) -> None:
+    # The same queue and leases as `twh worker` processes (sandbox.jobs.workers): they can run beside it.
+    from ...jobs.workers import Worker
+
+    Worker(wh).serve(stop)
+

@@ -1,0 +1,5 @@
+"""``python -m sandbox.interfaces.cli`` is ``twh``."""
+
+from .main import app
+
+app()

@@ -1,0 +1,36 @@
+"""``twh audit …``: verify the hash chain and export the log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import ctx, emit, out, run
+
+audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
+
+@audit_app.command("verify")
+def audit_verify(c: typer.Context) -> None:
+    """Recompute the hash chain; name the first record modified, deleted or reordered."""
+    data = run(lambda: ctx(c).client().audit_verify())
+    emit(c, data, lambda d: out.print(f"audit chain OK: {d['records']} records" if d["ok"] else
+                                      f"[bold red]audit chain BROKEN[/] at record {d['first_bad_seq']}: {d['problem']}"))
+    if not data["ok"]:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(c: typer.Context,
+                 out_file: Annotated[Path | None, typer.Option("--out", help="file (default stdout)")] = None) -> None:
+    """Write the audit log as JSON lines."""
+    def go() -> int:
+        if out_file is None:
+            return ctx(c).client().audit_export(sys.stdout)
+        with open(out_file, "w", encoding="utf-8") as fh:
+            return ctx(c).client().audit_export(fh)
+    n = run(go)
+    if out_file is not None:
+        emit(c, {"records": n, "file": str(out_file)}, lambda d: out.print(f"wrote {d['records']} records to {d['file']}"))

@@ -1,0 +1,156 @@
+"""``twh dataset …``, ``twh ingest`` and ``twh budget show``: what a steward lands and what anyone may read about it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ...errors import InvalidInput
+from .output import ctx, emit, err, out, run
+
+dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help=True)
+budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
+#: top-level commands of this module (``twh ingest``)
+top = typer.Typer()
+
+@dataset_app.command("register")
+def dataset_register(c: typer.Context, manifest: Path) -> None:
+    """Register a dataset from its manifest (schema, roles, expectations, policy)."""
+    data = run(lambda: ctx(c).client().register_dataset(manifest))
+    emit(c, data, lambda d: out.print(f"registered {d['name']} ({d['provider_kind']}), stewards {d['stewards']}"))
+
+
+@dataset_app.command("list")
+def dataset_list(c: typer.Context) -> None:
+    """List the catalog."""
+    def render(rows: list[dict[str, Any]]) -> None:
+        t = Table("name", "zone", "version", "columns", "stewards")
+        for d in rows:
+            t.add_row(d["name"], d["provider_kind"], str(d["current_version"]), str(len(d["columns"])),
+                      ", ".join(d["stewards"]))
+        out.print(t)
+    emit(c, run(lambda: ctx(c).client().list_datasets()), render)
+
+
+@dataset_app.command("show")
+def dataset_show(c: typer.Context, name: str) -> None:
+    """Show a dataset: schema with roles, policy, versions."""
+    def render(d: dict[str, Any]) -> None:
+        t = Table("column", "type", "role", title=f"{d['name']} (version {d['current_version']})")
+        for col in d["schema"]:
+            t.add_row(col["name"], col["type"], col["role"])
+        out.print(t)
+        out.print(f"policy: {json.dumps(d['policy'], ensure_ascii=False)}")
+        for v in d["versions"]:
+            out.print(f"  v{v['version']}: {v['rows']} rows, load {v['load_id']}")
+    emit(c, run(lambda: ctx(c).client().show_dataset(name)), render)
+
+
+@budget_app.command("show")
+def budget_show(c: typer.Context, dataset: str) -> None:
+    """A dataset's DP budget: total, spent and remaining per scope, and every charge."""
+    def render(d: dict[str, Any]) -> None:
+        if d["budget"] is None:
+            out.print(f"{d['dataset']} has no DP budget (release mode sdc)")
+            return
+        t = Table("scope", "period", "total ε", "spent ε", "remaining ε", "spent δ",
+                  title=f"{d['dataset']} budget")
+        for sc in d["scopes"]:
+            t.add_row(sc["scope"], sc["period"], sc["total"]["epsilon"], sc["spent"]["epsilon"],
+                      sc["remaining"]["epsilon"], sc["spent"]["delta"])
+        out.print(t)
+        h = Table("id", "at", "tenant", "actor", "job", "kind", "ε", "δ", title="charges")
+        for r in d["history"]:
+            h.add_row(str(r["id"]), str(r["at"]), r["tenant"], r["actor"], str(r["job_id"]), r["kind"],
+                      r["epsilon"], r["delta"])
+        out.print(h)
+    emit(c, run(lambda: ctx(c).client().budget(dataset)), render)
+
+
+@top.command()
+def ingest(c: typer.Context, dataset: str,
+           file: Annotated[Path | None, typer.Argument(help="a file; omit to re-run the manifest's source: block")]
+           = None,
+           encoding: Annotated[str | None, typer.Option(help="CSV encoding, e.g. gbk")] = None,
+           mode: Annotated[str | None, typer.Option(help="append|overwrite|merge|incremental (default: manifest)")]
+           = None,
+           kind: Annotated[str | None, typer.Option(help="connector kind of FILE (default: from its suffix)")]
+           = None,
+           engine: Annotated[str | None, typer.Option(help="spark: land a big CSV/Parquet file with Spark + "
+                                                          "delta-spark (default: TWH_ENGINE)")] = None) -> None:
+    """Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."""
+    from .progress import ingest_with_progress
+
+    if engine is not None:
+        if engine not in ("duckdb", "spark"):
+            raise typer.BadParameter("--engine is duckdb or spark")
+        if ctx(c).url:
+            raise typer.BadParameter("--engine applies to local mode; a service lands with its own TWH_ENGINE")
+        ctx(c).engine = engine
+    data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
+                                            console=err, show=not ctx(c).as_json))
+    emit(c, data, lambda d: out.print(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
+                                      + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
+                                      + ")"))
+
+
+@dataset_app.command("history")
+def dataset_history(c: typer.Context, name: str) -> None:
+    """Every version of a dataset with its lineage: source, connector, load, rows, validation."""
+    from .progress import render_history
+
+    emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out, d))
+
+
+@dataset_app.command("migrate")
+def dataset_migrate(c: typer.Context, name: str, manifest: Path,
+                    rename: Annotated[list[str] | None, typer.Option(help="OLD=NEW column rename (repeatable)")]
+                    = None) -> None:
+    """Approve a new schema (steward): rewrite the table into NEW_MANIFEST's schema, audited."""
+    def go() -> Any:
+        renames = {}
+        for r in rename or []:
+            old, sep, new = r.partition("=")
+            if not sep or not old or not new:
+                raise InvalidInput(f"--rename {r!r}: use OLD=NEW")
+            renames[old] = new
+        return ctx(c).client().migrate_dataset(name, manifest, renames)
+    emit(c, run(go), lambda d: out.print(f"migrated {d['dataset']} to version {d['version']} ({d['rows']} rows): "
+                                         + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
+
+
+@dataset_app.command("mock")
+def dataset_mock(c: typer.Context, name: str,
+                 rows: Annotated[int, typer.Option(help="how many mock rows")] = 1000,
+                 seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
+                 out_file: Annotated[Path | None, typer.Option("--out", help="FILE.csv or FILE.parquet")] = None) -> None:
+    """A schema-identical mock table (no real values) for developing jobs locally."""
+    fmt = "parquet" if out_file is not None and out_file.suffix.lower() in (".parquet", ".pq") else "csv"
+    data = run(lambda: ctx(c).client().mock_dataset(name, rows=rows, seed=seed, fmt=fmt))
+    if out_file is None:
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out_file.write_bytes(data)
+    emit(c, {"file": str(out_file), "rows": rows, "format": fmt},
+         lambda d: out.print(f"wrote {d['rows']} mock rows to {d['file']}"))
+
+
+@dataset_app.command("synthetic")
+def dataset_synthetic(c: typer.Context, name: str,
+                      out_file: Annotated[Path | None, typer.Option("--out", help="FILE.parquet or FILE.csv")]
+                      = None) -> None:
+    """The dataset's DP synthetic table (real shape of the distributions; the first request spends
+    the policy's dp.synthetic epsilon, later ones are free)."""
+    fmt = "csv" if out_file is None or out_file.suffix.lower() == ".csv" else "parquet"
+    data = run(lambda: ctx(c).client().synthetic_dataset(name, fmt=fmt))
+    if out_file is None:
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    out_file.write_bytes(data)
+    emit(c, {"file": str(out_file), "format": fmt, "bytes": len(data)},
+         lambda d: out.print(f"wrote the synthetic table of {name} to {d['file']}"))

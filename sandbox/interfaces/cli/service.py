@@ -1,0 +1,88 @@
+"""``twh serve``, ``twh worker``, ``twh db …`` and ``twh demo``: running the warehouse."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ...settings import Settings
+from .output import ctx, emit, out, run
+
+db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
+#: top-level commands of this module
+top = typer.Typer()
+
+@top.command()
+def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP API (and a job worker) on this warehouse."""
+    import uvicorn
+
+    from ..api.app import create_app
+
+    uvicorn.run(create_app(run(lambda: ctx(c).settings())), host=host, port=port, log_level="info")
+
+
+@top.command()
+def worker(c: typer.Context,
+           worker_id: Annotated[str | None, typer.Option("--id", help="worker identity [env TWH_WORKER_ID; "
+                                                                      "default HOST:PID]")] = None,
+           max_jobs: Annotated[int | None, typer.Option(help="exit after running this many jobs")] = None,
+           exit_when_idle: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
+    """Run queued jobs (start as many workers as you like, on one machine or several)."""
+    import logging
+    import signal
+    import threading
+
+    from ...jobs.leases import default_worker_id
+    from ...jobs.workers import Worker
+    from ...warehouse import Warehouse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    wid = worker_id or os.environ.get("TWH_WORKER_ID") or default_worker_id()
+    wh = run(lambda: Warehouse.open(ctx(c).settings().model_copy(update={"worker_id": wid})))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the job at hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    n = run(lambda: Worker(wh, wid).serve(stop, max_jobs=max_jobs, exit_when_idle=exit_when_idle))
+    wh.close()
+    emit(c, {"worker_id": wid, "jobs_run": n}, lambda d: out.print(f"worker {d['worker_id']} ran {d['jobs_run']} job(s)"))
+
+
+def _schema(c: typer.Context, upgrade: bool) -> dict[str, Any]:
+    from ...catalog import schema
+    from ...catalog.db import make_engine
+
+    settings = ctx(c).settings()
+    settings.home.mkdir(parents=True, exist_ok=True)  # the SQLite catalog lives there
+    engine = make_engine(settings.catalog_url)
+    try:
+        return {"revision": schema.upgrade(engine) if upgrade else schema.current(engine), "head": schema.head()}
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(c: typer.Context) -> None:
+    """Migrate the catalog database to the code's schema (idempotent; safe with others running)."""
+    emit(c, run(lambda: _schema(c, True)), lambda d: out.print(f"catalog at revision {d['revision']} (head {d['head']})"))
+
+
+@db_app.command("current")
+def db_current(c: typer.Context) -> None:
+    """The catalog database's schema revision, and the code's."""
+    emit(c, run(lambda: _schema(c, False)),
+         lambda d: out.print(f"catalog at revision {d['revision'] or 'none'} (head {d['head']})"))
+
+
+@top.command()
+def demo(c: typer.Context, home: Annotated[Path, typer.Option(help="where to build the demo warehouse")]
+         = Path("demo-warehouse"), fresh: bool = True) -> None:
+    """Run the small-business credit scenario end to end, explaining each step."""
+    from ...demo.scenario import run_demo
+
+    # The query engine follows the environment (`make demo ENGINE=spark` sets TWH_ENGINE).
+    run(lambda: run_demo(home, fresh=fresh, console=out, engine=Settings.from_env(home=home.absolute())))

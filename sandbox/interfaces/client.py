@@ -1,0 +1,291 @@
+"""Python client for a running warehouse service (httpx), and its local twin.
+
+Both :class:`Client` (remote, over HTTP) and :class:`LocalClient` (embedded: the facade in this
+process, acting as a named user) offer the same methods, so the CLI and notebooks work the same
+way against either. Errors come back as the same :mod:`sandbox.errors` classes the server raised.
+
+    >>> c = Client("http://127.0.0.1:8000", token)          # doctest: +SKIP
+    >>> job = c.submit_job("notebooks/jobs/default_rate")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from ..datasets.manifest import load_manifest
+from ..errors import InternalError, TwhError, from_dict
+from ..jobs.spec import load_job_files
+from ..release.exports import bundle_hash
+
+__all__ = ["Client", "LocalClient", "write_files"]
+
+_DONE = {"awaiting_approval", "released", "denied", "failed"}
+
+
+def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
+    """Write downloaded files into ``dest``, checking each against its SHA-256."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in files:
+        data = f["data"] if "data" in f else base64.b64decode(f["data_b64"])
+        if hashlib.sha256(data).hexdigest() != f["sha256"]:
+            raise InternalError(f"{f['name']}: downloaded bytes do not match their SHA-256")
+        name = Path(f["name"]).name  # never a path from the server
+        (dest / name).write_bytes(data)
+        out.append(dest / name)
+    return out
+
+
+class Client:
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            r = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise TwhError(f"cannot reach the warehouse service: {exc}") from exc
+        if r.status_code >= 400:
+            try:
+                payload = r.json()["error"]
+            except Exception:  # noqa: BLE001 - not our error shape
+                raise TwhError(f"HTTP {r.status_code} from the service") from None
+            raise from_dict(payload)
+        if r.headers.get("content-type", "").startswith("application/json"):
+            return r.json()
+        return r.text
+
+    def _all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        items, offset = [], 0
+        while True:
+            page = self._call("GET", path, params={**params, "offset": offset, "limit": 500})
+            items += page["items"]
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                return items
+
+    def whoami(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/me")
+
+    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
+        return self._call("POST", "/v1/users", json={"name": name, "role": role, "tenant": tenant})
+
+    def register_dataset(self, manifest_path: str | Path) -> dict[str, Any]:
+        manifest = load_manifest(manifest_path)  # validate locally first: clearer errors, no round trip
+        return self._call("POST", "/v1/datasets", json=manifest.model_dump(mode="json", by_alias=True))
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self._all("/v1/datasets")
+
+    def show_dataset(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/datasets/{name}")
+
+    def budget(self, name: str) -> dict[str, Any]:
+        """A dataset's DP budget: totals, what each scope spent and has left, the charges."""
+        return self._call("GET", f"/v1/datasets/{name}/budget")
+
+    def ingest(self, name: str, path: str | Path | None = None, *, encoding: str | None = None,
+               mode: str | None = None, kind: str | None = None, progress: Any = None) -> dict[str, Any]:
+        data = {k: v for k, v in (("encoding", encoding), ("mode", mode), ("kind", kind)) if v}
+        if path is None:  # the service re-runs the manifest's source: block
+            return self._call("POST", f"/v1/datasets/{name}/ingest", data=data)
+        p = Path(path)
+        with open(p, "rb") as fh:
+            return self._call("POST", f"/v1/datasets/{name}/ingest", files={"file": (p.name, fh)}, data=data)
+
+    def dataset_history(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/datasets/{name}/history")
+
+    def migrate_dataset(self, name: str, manifest_path: str | Path,
+                        renames: dict[str, str] | None = None) -> dict[str, Any]:
+        manifest = load_manifest(manifest_path)
+        return self._call("POST", f"/v1/datasets/{name}/migrate",
+                          json={"manifest": manifest.model_dump(mode="json", by_alias=True), "renames": renames or {}})
+
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
+        """The dataset's DP synthetic table (the first request generates it and spends ε)."""
+        return self._bytes(f"/v1/datasets/{name}/synthetic", {"format": fmt})
+
+    def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
+        return self._bytes(f"/v1/datasets/{name}/mock", {"rows": rows, "seed": seed, "format": fmt})
+
+    def _bytes(self, path: str, params: dict[str, Any]) -> bytes:
+        try:
+            r = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise TwhError(f"cannot reach the warehouse service: {exc}") from exc
+        if r.status_code >= 400:
+            try:
+                payload = r.json()["error"]
+            except Exception:  # noqa: BLE001 - not our error shape
+                raise TwhError(f"HTTP {r.status_code} from the service") from None
+            raise from_dict(payload)
+        return r.content
+
+    def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
+        _spec, files = load_job_files(Path(job_dir))
+        job = self._call("POST", "/v1/jobs",
+                         json={"files": {n: base64.b64encode(b).decode() for n, b in files.items()}})
+        return self.wait_job(job["id"], timeout=timeout) if wait else job
+
+    def wait_job(self, job_id: str, *, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job["state"] in _DONE or time.monotonic() > deadline:
+                return job
+            time.sleep(0.3)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}")
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return self._all("/v1/jobs")
+
+    def job_logs(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}/logs")
+
+    def list_exports(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self._all("/v1/exports", **({"state": state} if state else {}))
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/exports/{export_id}")
+
+    def preview_export(self, export_id: str) -> list[dict[str, Any]]:
+        files = self._call("GET", f"/v1/exports/{export_id}/preview")["files"]
+        return [{**f, "data": base64.b64decode(f["data_b64"])} for f in files]
+
+    def decide_export(self, export_id: str, decision: str, reason: str,
+                      bundle_sha256: str | None = None) -> dict[str, Any]:
+        digest = bundle_sha256 or reviewed_bundle(self.preview_export(export_id))
+        return self._call("POST", f"/v1/exports/{export_id}/decision",
+                          json={"decision": decision, "reason": reason, "bundle_sha256": digest})
+
+    def download_export(self, export_id: str, dest: str | Path) -> list[Path]:
+        return write_files(self._call("GET", f"/v1/exports/{export_id}/download")["files"], Path(dest))
+
+    def audit_verify(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/audit/verify")
+
+    def audit_records(self, **filters: Any) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/audit/records", params={k: v for k, v in filters.items() if v is not None})["items"]
+
+    def audit_export(self, out: IO[str]) -> int:
+        text = self._call("GET", "/v1/audit/export")
+        out.write(text)
+        return text.count("\n")
+
+
+def reviewed_bundle(files: list[dict[str, Any]]) -> str:
+    """The bundle hash of the bytes the reviewer actually received (not what the server says)."""
+    return bundle_hash([(f["name"], hashlib.sha256(f["data"]).hexdigest()) for f in files])
+
+
+class LocalClient:
+    """The same surface as :class:`Client`, on a warehouse in this process, acting as ``user``."""
+
+    def __init__(self, warehouse: Any, user: str) -> None:
+        self.wh = warehouse
+        self.principal = warehouse.users.principal(user)
+
+    def close(self) -> None:
+        pass
+
+    def whoami(self) -> dict[str, Any]:
+        p = self.principal
+        return {"name": p.name, "role": p.role.value, "tenant": p.tenant}
+
+    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
+        user, token = self.wh.users.add(self.principal, name, role, tenant)
+        return {"user": user, "token": token}
+
+    def register_dataset(self, manifest_path: str | Path) -> dict[str, Any]:
+        return self.wh.datasets.register(self.principal, load_manifest(manifest_path))
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return self.wh.datasets.list(self.principal)
+
+    def show_dataset(self, name: str) -> dict[str, Any]:
+        return self.wh.datasets.show(self.principal, name)
+
+    def budget(self, name: str) -> dict[str, Any]:
+        return self.wh.budgets.show(self.principal, name)
+
+    def ingest(self, name: str, path: str | Path | None = None, *, encoding: str | None = None,
+               mode: str | None = None, kind: str | None = None, progress: Any = None) -> dict[str, Any]:
+        return self.wh.ingest.ingest(self.principal, name, Path(path) if path is not None else None,
+                                     encoding=encoding, mode=mode, kind=kind, progress=progress)
+
+    def dataset_history(self, name: str) -> dict[str, Any]:
+        return self.wh.dataset_history(self.principal, name)
+
+    def migrate_dataset(self, name: str, manifest_path: str | Path,
+                        renames: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.wh.migrate_dataset(self.principal, name, load_manifest(manifest_path), renames or {})
+
+    def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
+        return self.wh.datasets.mock(self.principal, name, rows=rows, seed=seed, fmt=fmt)
+
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
+        return self.wh.synthetic.get(self.principal, name, fmt=fmt)
+
+    def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
+        job = self.wh.jobs.submit(self.principal, Path(job_dir))
+        if wait:  # embedded default: the runner runs right here
+            self.wh.jobs.run(job["id"])
+            return self.get_job(job["id"])
+        return job
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self.wh.jobs.get(self.principal, job_id)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return self.wh.jobs.list(self.principal)
+
+    def job_logs(self, job_id: str) -> dict[str, Any]:
+        return self.wh.jobs.logs(self.principal, job_id)
+
+    def list_exports(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self.wh.exports.list(self.principal, state)
+
+    def get_export(self, export_id: str) -> dict[str, Any]:
+        return self.wh.exports.get(self.principal, export_id)
+
+    def preview_export(self, export_id: str) -> list[dict[str, Any]]:
+        return [{"name": f.name, "sha256": f.sha256, "size": len(f.data), "data": f.data}
+                for f in self.wh.exports.preview(self.principal, export_id)]
+
+    def decide_export(self, export_id: str, decision: str, reason: str,
+                      bundle_sha256: str | None = None) -> dict[str, Any]:
+        digest = bundle_sha256 or reviewed_bundle(self.preview_export(export_id))
+        return self.wh.exports.decide(self.principal, export_id, decision, reason, digest)
+
+    def download_export(self, export_id: str, dest: str | Path) -> list[Path]:
+        files = self.wh.exports.download(self.principal, export_id)
+        return write_files([{"name": f.name, "sha256": f.sha256, "data": f.data} for f in files], Path(dest))
+
+    def audit_verify(self) -> dict[str, Any]:
+        return self.wh.audit_verify(self.principal).to_dict()
+
+    def audit_records(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.wh.audit_records(self.principal, **filters)
+
+    def audit_export(self, out: IO[str]) -> int:
+        return self.wh.audit_export(self.principal, out)

@@ -1,0 +1,59 @@
+"""The web UI: server-rendered pages for stewards, auditors and enterprise users, on the API's app.
+
+Same tokens and roles as the API: a person signs in by pasting their token, which is checked and
+not kept — the session, in the catalog, names the token's row (see :mod:`.sessions`); every page
+resolves the principal and calls the facade, so every permission rule is the services' own. No
+JavaScript; every POST carries the session's CSRF token.
+
+Pages (all under ``/ui``):
+
+=================================  ===============================================================
+``/ui/login``, ``/ui/logout``      sign in with a token, sign out
+``/ui/queue``                      steward: pending exports of the datasets they steward
+``/ui/exports[/{id}]``             exports with status; review page (files, gate decisions, code,
+                                   withheld logs, bundle hash, approve/deny); downloads when approved
+``/ui/exports/{id}/model``         a training export's model card (ε, δ, accountant, σ, q, steps,
+                                   clipping, versions, hashes, DP held-out metrics and loss curve)
+                                   and its curves; for reviewers only, the job's training review
+                                   (membership-inference attack report, exact counts)
+``/ui/jobs[/{id}]``                jobs with status; a job's queries, decisions, code and logs
+``/ui/datasets[/{name}]``          catalog (schemas, column roles); policy, contract, versions,
+                                   quarantine reports, budget burn-down, gate decisions plot
+``/ui/audit``                      auditor: searchable, filterable, paginated log; chain verification;
+                                   export as JSON lines / CSV
+``/ui/audit/activity``             activity and gate-decision plots over time
+``/ui/audit/jobs/{id}``            replay of one job from its audit records
+=================================  ===============================================================
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .sessions import SessionStore
+
+__all__ = ["mount"]
+
+
+def mount(app: FastAPI) -> None:
+    """Add the pages to ``app`` (whose ``state.warehouse`` is set)."""
+    from .pages import (
+        audit as pages_audit,
+    )
+    from .pages import (
+        datasets as pages_datasets,
+    )
+    from .pages import (
+        model as pages_model,
+    )
+    from .pages import (
+        session as pages_session,
+    )
+    from .pages import (
+        work as pages_work,
+    )
+
+    wh = app.state.warehouse
+    app.state.web_sessions = SessionStore(wh.db, wh.settings.secrets_dir)
+    for module in (pages_session, pages_work, pages_model, pages_datasets, pages_audit):
+        app.include_router(module.router)

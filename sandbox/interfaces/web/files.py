@@ -1,0 +1,84 @@
+"""Showing export files to reviewers: CSV as a table, JSON pretty-printed, anything else as text.
+
+Every byte here was written by a job (an attacker, as far as we know): these functions only
+parse and structure; escaping is the templates' (Jinja2 autoescape), and the page's CSP forbids
+scripts and inline styles on top.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...release.exports import bundle_hash
+
+MAX_ROWS = 2000
+MAX_TEXT = 200_000
+
+
+@dataclass(frozen=True)
+class ShownFile:
+    name: str
+    sha256: str
+    size: int
+    kind: str  # "csv" | "json" | "text"
+    text: str  # the exact bytes as text (shown raw on request)
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    total_rows: int = 0
+    pretty: str = ""
+    problem: str = ""
+
+
+def show_file(name: str, data: bytes) -> ShownFile:
+    digest = hashlib.sha256(data).hexdigest()
+    text = data[:MAX_TEXT].decode("utf-8", "replace")
+    base = {"name": name, "sha256": digest, "size": len(data), "text": text}
+    lower = name.lower()
+    if lower.endswith(".csv"):
+        try:
+            rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            return ShownFile(kind="text", problem=f"does not parse as CSV ({type(exc).__name__})", **base)
+        header, body = (rows[0], rows[1:]) if rows else ([], [])
+        return ShownFile(kind="csv", header=header, rows=body[:MAX_ROWS], total_rows=len(body), **base)
+    if lower.endswith(".json"):
+        try:
+            pretty = json.dumps(json.loads(data.decode("utf-8")), indent=2, ensure_ascii=False, sort_keys=True)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return ShownFile(kind="text", problem=f"does not parse as JSON ({type(exc).__name__})", **base)
+        return ShownFile(kind="json", pretty=pretty[:MAX_TEXT], **base)
+    return ShownFile(kind="text", **base)
+
+
+def reviewed_bundle(files: list[ShownFile]) -> str:
+    """The bundle hash of the bytes this page shows: what the steward's decision is bound to."""
+    return bundle_hash([(f.name, f.sha256) for f in files])
+
+
+def query_rows(queries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The gate's decisions per query, flattened for a table: outcome, what was suppressed and why."""
+    out = []
+    for i, q in enumerate(queries or [], 1):
+        d = q.get("details") or {}
+        rules = [x for x in d.get("decisions", []) if "allowed" in x]
+        suppression = [suppression_line(x) for x in d.get("decisions", []) if "suppressed" in x]
+        out.append({
+            "n": i, "sql": (q.get("sql") or "").strip(), "outcome": q.get("outcome"), "versions": q.get("versions") or {},
+            "mode": d.get("mode", ""), "released": d.get("released_groups"), "suppressed": d.get("suppressed_groups"),
+            "reason": d.get("reason", ""), "rule": d.get("rule", ""), "code": d.get("code", ""),
+            "rules": rules, "suppression": suppression,
+            "epsilon": d.get("epsilon") or d.get("eps"),
+        })
+    return out
+
+
+def suppression_line(decision: dict[str, Any]) -> dict[str, Any]:
+    """One suppression rule's outcome: its name, how many cells it suppressed, and its parameters."""
+    params = {k: v for k, v in decision.items() if k not in ("rule", "suppressed", "released", "allowed", "reason")}
+    shown = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(params.items()))
+    return {"rule": decision.get("rule", ""), "suppressed": decision.get("suppressed"), "params": shown}

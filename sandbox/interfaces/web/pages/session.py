@@ -1,0 +1,102 @@
+"""Signing in with a token, signing out, the home redirect and the stylesheet."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from ....auth import SYSTEM, token_fingerprint
+from ....errors import AuthError, Forbidden
+from ..core import (
+    HERE,
+    Checked,
+    HtmlRoute,
+    LoginRequired,
+    current_viewer,
+    home_for,
+    redirect,
+    render,
+    store,
+    warehouse,
+)
+from ..sessions import COOKIE, IDLE_SECONDS, LOGIN_COOKIE
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+CSS = (HERE / "static" / "app.css").read_text()
+
+
+def _safe_next(target: str | None) -> str | None:
+    # only our own pages: never an absolute URL or a scheme-relative //host
+    if target and target.startswith("/ui/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+@router.get("/")
+def root() -> Response:
+    return redirect("/ui/")
+
+
+@router.get("/ui/static/app.css")
+def stylesheet() -> Response:
+    return PlainTextResponse(CSS, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/ui")
+@router.get("/ui/")
+def home(request: Request) -> Response:
+    try:
+        viewer = current_viewer(request)
+    except LoginRequired:
+        return redirect("/ui/login")
+    return redirect(home_for(viewer.principal.role))
+
+
+@router.get("/ui/login")
+def login_form(request: Request, next: str | None = None) -> Response:
+    return _login_page(request, next)
+
+
+def _login_page(request: Request, next: str | None, status: int = 200, message: str = "") -> Response:
+    nonce = store(request).new_nonce()
+    resp = render(request, "login.html", None, status=status, nonce=nonce, next=_safe_next(next) or "",
+                  message=message)
+    resp.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path="/ui/login",
+                    secure=request.url.scheme == "https", max_age=3600)
+    return resp
+
+
+@router.post("/ui/login")
+def login(request: Request, token: Annotated[str, Form(max_length=200)],
+          nonce: Annotated[str, Form(max_length=200)] = "", next: Annotated[str, Form(max_length=300)] = "") -> Response:
+    sessions = store(request)
+    if not sessions.nonce_ok(request.cookies.get(LOGIN_COOKIE), nonce):
+        raise Forbidden("the sign-in form expired or did not come from this site: load it again")
+    wh = warehouse(request)
+    token = token.strip()
+    where = {"method": "POST", "path": "/ui/login", "via": "web"}
+    try:
+        who = wh.users.authenticate(token)
+    except AuthError as exc:
+        wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(token), where)
+        return _login_page(request, next, status=401, message=exc.message)
+    wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
+    try:
+        session = sessions.create(token)
+    except LookupError:  # revoked between the two reads
+        return _login_page(request, next, status=401, message="unknown or revoked token")
+    resp = redirect(_safe_next(next) or home_for(who.role))
+    resp.set_cookie(COOKIE, sessions.cookie_value(session), httponly=True, samesite="strict", path="/",
+                    secure=request.url.scheme == "https", max_age=IDLE_SECONDS * 24)
+    resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+    return resp
+
+
+@router.post("/ui/logout")
+def logout(request: Request, viewer: Checked) -> Response:
+    store(request).revoke(viewer.session)  # in the catalog: every process stops honouring it
+    resp = redirect("/ui/login")
+    resp.delete_cookie(COOKIE, path="/")
+    return resp

@@ -1,0 +1,131 @@
+"""Jobs and exports: the steward's review queue and export review, everyone's job and export lists.
+
+What a page shows is what the facade returns for the viewer: an enterprise gets its own tenant's
+jobs and exports (without query details or unapproved files — the services withhold them), a
+steward those touching the datasets they steward, an auditor everything.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request, Response
+
+from ....auth import Role
+from ....errors import NotFound, TwhError
+from ..core import WH, Checked, HtmlRoute, Who, page_link, redirect, render
+from ..files import query_rows, reviewed_bundle, show_file
+from ..modelcard import number, read_model_card
+
+router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+REVIEWERS = (Role.STEWARD, Role.AUDITOR, Role.ADMIN)
+
+
+def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {"items": items[offset:offset + limit], "total": len(items), "offset": offset, "limit": limit}
+
+
+def _pending_for(wh: Any, steward: str, export: dict[str, Any]) -> list[str]:
+    """The datasets of this export that still wait for this steward's decision."""
+    decided = {a["dataset"] for a in export["approvals"]}
+    return sorted((set(export["needs_approval_from"]) & wh.datasets.stewarded_by(steward)) - decided)
+
+
+@router.get("/ui/queue")
+def queue(request: Request, viewer: Who, wh: WH) -> Response:
+    who = viewer.principal
+    pending = wh.exports.list(who, "pending")
+    rows = []
+    for e in pending:
+        job = wh.jobs.get(who, e["job_id"])
+        mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD else []
+        rows.append({"export": e, "job": job, "mine": mine})
+    rows.sort(key=lambda r: (not r["mine"], r["export"]["created_at"]))
+    decided = [e for e in wh.exports.list(who) if e["state"] != "pending"][:10]
+    return render(request, "queue.html", viewer, rows=rows, decided=decided,
+                  waiting=sum(1 for r in rows if r["mine"]))
+
+
+@router.get("/ui/exports")
+def exports(request: Request, viewer: Who, wh: WH, state: str | None = None, offset: Offset = 0,
+            limit: Limit = 50) -> Response:
+    state = state if state in ("pending", "approved", "denied") else None
+    page = _page(wh.exports.list(viewer.principal, state), offset, limit)
+    params = {"state": state, "limit": limit}
+    return render(request, "exports.html", viewer, page=page, state=state,
+                  prev=page_link("/ui/exports", params, offset=max(0, offset - limit)) if offset else None,
+                  next=page_link("/ui/exports", params, offset=offset + limit)
+                  if offset + limit < page["total"] else None)
+
+
+@router.get("/ui/exports/{export_id}")
+def export_page(request: Request, export_id: str, viewer: Who, wh: WH, done: str | None = None) -> Response:
+    who = viewer.principal
+    e = wh.exports.get(who, export_id)
+    job = wh.jobs.get(who, e["job_id"])
+    files, logs, code, model = [], None, {}, None
+    if who.role in REVIEWERS:
+        got = wh.exports.preview(who, export_id)
+        files = [show_file(f.name, f.data) for f in got]
+        logs = wh.jobs.logs(who, job["id"])  # with a training job's review (attack, exact counts)
+        model = read_model_card(job["id"], files, {f.name: f.data for f in got}, logs.get("training_review"))
+        code = wh.jobs.code(who, job["id"])
+    elif e["state"] == "approved" and any(f["name"] == "model_card.json" for f in e["files"] or []):
+        model = True  # the submitter's link to the model page (which reads the approved bytes)
+    mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD and e["state"] == "pending" else []
+    return render(request, "export.html", viewer, e=e, job=job, files=files, logs=logs, code=code,
+                  queries=query_rows(job.get("queries")), mine=mine,
+                  shown_bundle=reviewed_bundle(files) if files else None, model=model, num=number,
+                  done=done if done in ("approve", "deny") else None)
+
+
+@router.post("/ui/exports/{export_id}/decision")
+def decide(request: Request, export_id: str, viewer: Checked, wh: WH,
+           decision: Annotated[str, Form(pattern="^(approve|deny)$")],
+           reason: Annotated[str, Form(min_length=1, max_length=2000)],
+           bundle_sha256: Annotated[str, Form(pattern="^[0-9a-f]{64}$")]) -> Response:
+    # The service binds the decision to the bundle hash this page showed, and refuses other bytes.
+    wh.exports.decide(viewer.principal, export_id, decision, reason, bundle_sha256)
+    return redirect(f"/ui/exports/{export_id}?done={decision}")
+
+
+@router.get("/ui/exports/{export_id}/files/{name}")
+def download(export_id: str, name: str, viewer: Who, wh: WH) -> Response:
+    files = wh.exports.download(viewer.principal, export_id)  # approved only, audited, bytes re-hashed
+    match = next((f for f in files if f.name == name), None)
+    if match is None:
+        raise NotFound(f"export {export_id!r} has no file {name[:60]!r}")
+    safe = "".join(c for c in match.name if c.isalnum() or c in "._-")[:100] or "export.bin"
+    return Response(match.data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{safe}"',
+                             "X-Content-SHA256": match.sha256})
+
+
+@router.get("/ui/jobs")
+def jobs(request: Request, viewer: Who, wh: WH, state: str | None = None, offset: Offset = 0,
+         limit: Limit = 50) -> Response:
+    items = wh.jobs.list(viewer.principal)
+    if state:
+        items = [j for j in items if j["state"] == state]
+    page = _page(items, offset, limit)
+    params = {"state": state, "limit": limit}
+    return render(request, "jobs.html", viewer, page=page, state=state,
+                  prev=page_link("/ui/jobs", params, offset=max(0, offset - limit)) if offset else None,
+                  next=page_link("/ui/jobs", params, offset=offset + limit) if offset + limit < page["total"] else None)
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_page(request: Request, job_id: str, viewer: Who, wh: WH) -> Response:
+    who = viewer.principal
+    job = wh.jobs.get(who, job_id)
+    logs = wh.jobs.logs(who, job_id) if who.role in REVIEWERS else None
+    export = None
+    if job.get("export"):
+        try:
+            export = wh.exports.get(who, job["export"]["id"])
+        except TwhError:
+            export = None
+    return render(request, "job.html", viewer, job=job, queries=query_rows(job.get("queries")),
+                  logs=logs, code=wh.jobs.code(who, job_id), export=export)

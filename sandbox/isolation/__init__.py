@@ -1,0 +1,17 @@
+"""Job isolation: untrusted code runs under bubblewrap with a trusted broker as its only door to data.
+
+    result = run_in_sandbox(job_dir, scratch_dir, handler, SandboxLimits())   # handler answers the job's requests
+    result.outcome, result.outputs                                           # read only after teardown
+
+Modules: :mod:`.runner` (the supervisor), :mod:`.stage` (root-side launcher, run as a script),
+:mod:`.procs` (per-run uid, process teardown), :mod:`.cgroup` (memory and process ceilings),
+:mod:`.scratch` (what the job sees), :mod:`.channel` (the broker conversation and capped pipes),
+:mod:`.outbox` (the job's output folder, read fail-closed). ``jobclient/twh_job.py`` is the
+job's side of the conversation, bound read-only into every sandbox. Errors: ``SandboxError``,
+``JobSpecInvalid``.
+
+May import: :mod:`sandbox.errors` only. Isolation knows nothing of the catalog, the gate or the
+audit: the handler it is given is its whole world.
+"""
+
+__all__ = ["cgroup", "channel", "outbox", "procs", "runner", "scratch", "stage"]

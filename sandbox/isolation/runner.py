@@ -1,0 +1,403 @@
+"""Run untrusted job code under bubblewrap, with a trusted broker as its only door to data.
+
+The process chain, all started with a scrubbed environment (bwrap's own PID-1 init keeps the
+environment it was started with, and the job can read it through ``/proc/1/environ``)::
+
+    supervisor (this module, root, threads: broker, stdout, stderr)
+      └─ stage.py           root: joins the run's cgroup, private mount ns, stages bind sources,
+         │                   fds 3 (broker) / 4 (info)
+         └─ prlimit          RLIMIT_CPU/AS/NPROC/FSIZE/NOFILE, CORE=0
+            └─ setpriv       drop to a fresh per-run uid U (NPROC counts only this run), no_new_privs
+               └─ bwrap      all namespaces, no caps, no userns, new session, only /usr + python
+                  └─ init (pid 1) ─ python job.py
+
+Teardown is the same for every run: SIGKILL the sandbox init (its pid namespace dies with it),
+SIGKILL bwrap, then kill every process whose real uid is U until none is left. Outputs are read
+only after that (see :mod:`sandbox.isolation.outbox`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxError
+from .cgroup import run_cgroup
+from .channel import Broker, CappedReader
+from .outbox import OutputFile, collect_outputs, watch_violation
+from .procs import kill_verified, processes_of_uid, reap_uid, uid_lease
+from .scratch import job_env, prepare_scratch
+from .stage import BROKER_FD, INFO_FD
+
+__all__ = [
+    "Handler",
+    "OutputFile",
+    "SandboxLimits",
+    "SandboxOutcome",
+    "SandboxResult",
+    "check_sandbox_available",
+    "run_in_sandbox",
+]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict], dict]
+
+_MiB = 1024 * 1024
+_SAFE_PATH = "/usr/bin:/bin"
+_TOOLS = ("bwrap", "prlimit", "setpriv")
+_STAGE_SCRIPT = Path(__file__).with_name("stage.py")
+JOBCLIENT_DIR = Path(__file__).with_name("jobclient")
+_STAGE_POINT = "/tmp"  # covered by a tmpfs in the launcher's private mount namespace only
+_POLL_SECONDS = 0.2
+_SHM_BYTES = 1 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one run. Kernel limits are per process; the watcher caps ``/out``."""
+
+    wall_seconds: float = 120
+    cpu_seconds: int = 120
+    memory_bytes: int = 2048 * _MiB  # RLIMIT_AS
+    max_processes: int = 64  # RLIMIT_NPROC of the per-run uid
+    max_file_bytes: int = 32 * _MiB  # RLIMIT_FSIZE
+    max_open_files: int = 64
+    tmp_bytes: int = 64 * _MiB  # size of the private /tmp tmpfs
+    max_output_files: int = 16
+    max_output_bytes: int = 16 * _MiB  # all outputs together
+    stdout_bytes: int = 1 * _MiB  # kept of each of stdout and stderr; the rest is counted
+    allowed_output_suffixes: tuple[str, ...] = (".csv", ".json")
+
+    def __post_init__(self) -> None:
+        for name in ("wall_seconds", "cpu_seconds", "memory_bytes", "max_processes", "max_file_bytes",
+                     "max_open_files", "tmp_bytes", "max_output_files", "max_output_bytes"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SandboxLimits.{name} must be positive")
+        if self.stdout_bytes < 0:
+            raise ValueError("SandboxLimits.stdout_bytes must not be negative")
+        if not all(re.fullmatch(r"\.[a-z0-9]{1,12}", s) for s in self.allowed_output_suffixes):
+            raise ValueError("allowed_output_suffixes must look like '.csv'")
+
+
+class SandboxOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the job exited non-zero (or was killed by a kernel limit)
+    TIMED_OUT = "timed_out"  # wall-clock limit
+    LIMIT_EXCEEDED = "limit_exceeded"  # the output watcher stopped it
+    OUTPUT_REJECTED = "output_rejected"  # bad entries in /out; nothing is released
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    outcome: SandboxOutcome
+    exit_code: int | None
+    reason: str  # human-readable, never file contents
+    stdout: bytes
+    stderr: bytes
+    stdout_dropped: int
+    stderr_dropped: int
+    outputs: tuple[OutputFile, ...]  # empty unless outcome is SUCCEEDED
+    rejected: tuple[tuple[str, str], ...]
+    leftover_processes_killed: int
+    wall_seconds: float
+    broker_requests: int
+
+
+# -- availability ------------------------------------------------------------------------------
+
+_available_lock = threading.Lock()
+_available = False
+
+
+def _tool(name: str) -> str:
+    for d in _SAFE_PATH.split(":"):
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK):
+            return path
+    what, package = ("bubblewrap", "bubblewrap") if name == "bwrap" else (name, "util-linux")
+    raise SandboxError(f"{what} is not installed: apt-get install {package}")
+
+
+def check_sandbox_available() -> None:
+    """Raise :class:`SandboxError` saying what is missing, unless a real sandbox run works.
+
+    The first success is cached; it costs one empty sandboxed run (well under a second).
+    """
+    global _available
+    with _available_lock:
+        if _available:
+            return
+        if os.geteuid() != 0:
+            raise SandboxError("the sandbox runner must run as root: it drops each job to its own uid")
+        for name in _TOOLS:
+            _tool(name)
+        max_ns = Path("/proc/sys/user/max_user_namespaces")
+        if max_ns.exists() and max_ns.read_text().strip() == "0":
+            raise SandboxError("user namespaces are disabled: sysctl user.max_user_namespaces=15000")
+        clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
+        if clone.exists() and clone.read_text().strip() == "0":
+            raise SandboxError("unprivileged user namespaces are disabled: "
+                               "sysctl kernel.unprivileged_userns_clone=1")
+        with tempfile.TemporaryDirectory(prefix="twh-probe-") as tmp:
+            job, scratch = Path(tmp, "code"), Path(tmp, "run")
+            job.mkdir()
+            scratch.mkdir()
+            (job / "job.py").write_text("")
+            try:
+                result = _run(job, scratch, lambda _req: {"ok": False}, SandboxLimits(wall_seconds=30),
+                              "job.py", None)
+            except SandboxError as exc:
+                raise SandboxError(f"bubblewrap cannot start a sandbox here: {exc.message}") from exc
+        if result.outcome is not SandboxOutcome.SUCCEEDED:
+            raise SandboxError(f"an empty job failed in the sandbox: {result.reason}; "
+                               f"stderr: {result.stderr[-300:]!r}")
+        _available = True
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def _binds(job_copy: Path, out_dir: Path) -> tuple[list[list[str]], list[str]]:
+    """Staged sources for the launcher, and the matching bwrap mount arguments."""
+    staged: list[list[str]] = []
+    args: list[str] = []
+
+    def add(name: str, src: str, dest: str, flag: str = "--ro-bind") -> None:
+        staged.append([name, src])
+        args.extend([flag, f"{_STAGE_POINT}/{name}", dest])
+
+    # The interpreter and its libraries, at their own paths so the venv's links still resolve.
+    prefixes = {os.path.realpath(p): os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
+    for i, (real, path) in enumerate(sorted(prefixes.items())):
+        if not (real == "/usr" or real.startswith("/usr/")):  # /usr is bound anyway
+            add(f"py{i}", real, path)
+    add("twh", str(JOBCLIENT_DIR), "/twh")
+    add("job", str(job_copy), "/job")
+    add("out", str(out_dir), "/out", "--bind")
+    return staged, args
+
+
+def _usr_args() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):  # merged-/usr systems: keep the symlink, not a second tree
+            args += ["--symlink", os.readlink(host), host]
+        elif os.path.isdir(host):
+            args += ["--ro-bind", host, host]
+    return args
+
+
+def _command(uid: int, limits: SandboxLimits, job_copy: Path, out_dir: Path, entrypoint: str,
+             env: Mapping[str, str] | None) -> tuple[list[list[str]], list[str]]:
+    staged, bind_args = _binds(job_copy, out_dir)
+    argv = [
+        _tool("prlimit"), f"--cpu={limits.cpu_seconds}", f"--as={limits.memory_bytes}",
+        f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_bytes}",
+        f"--nofile={limits.max_open_files}", "--core=0", "--",
+        _tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--",
+        _tool("bwrap"), "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
+        "--new-session", "--die-with-parent", "--hostname", "twh-job", "--info-fd", str(INFO_FD),
+        # The private /tmp first: a bind below it (a venv or checkout under /tmp, as in a CI clone)
+        # must be mounted on top of it, not hidden by it.
+        "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+        *_usr_args(), *bind_args,
+        # Every other writable tmpfs would be unbounded memory: shm gets a small one, the
+        # root (and /dev's own tmpfs) become read-only once the tree is built.
+        "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/",
+        "--chdir", "/job", "--clearenv",
+    ]
+    for key, value in job_env(env, _SAFE_PATH, BROKER_FD).items():
+        argv += ["--setenv", key, value]
+    argv += ["--", sys.executable, entrypoint]
+    return staged, argv
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+def run_in_sandbox(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimits = SandboxLimits(),
+                   *, entrypoint: str = "job.py", env: Mapping[str, str] | None = None) -> SandboxResult:
+    """Run ``entrypoint`` from a copy of ``job_dir`` in a fresh sandbox and return what happened.
+
+    ``scratch_dir`` must be an empty, supervisor-owned directory created for this run; the
+    caller deletes it afterwards. ``handler`` answers each broker request (in a thread).
+    Raises :class:`SandboxError` if the sandbox cannot be set up, :class:`JobSpecInvalid` for
+    an unusable job folder; everything the job does is reported in the result instead.
+    """
+    check_sandbox_available()
+    return _run(Path(job_dir), Path(scratch_dir), handler, limits, entrypoint, env)
+
+
+@dataclass
+class _Run:
+    proc: subprocess.Popen[bytes]
+    uid: int
+    init_pid: int | None = None
+    violation: str | None = None
+    timed_out: bool = False
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+def _run(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimits, entrypoint: str,
+         env: Mapping[str, str] | None) -> SandboxResult:
+    started = time.monotonic()
+    with uid_lease() as uid, run_cgroup(f"twh-run-{uid}", limits.memory_bytes, limits.max_processes) as cgroups:
+        job_copy, out_dir = prepare_scratch(job_dir, scratch_dir, entrypoint, uid)
+        staged, argv = _command(uid, limits, job_copy, out_dir, entrypoint, env)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        info_r, info_w = os.pipe()
+        spec = {"stage": _STAGE_POINT, "binds": staged, "broker_fd": theirs.fileno(), "info_fd": info_w,
+                "cgroup_procs": cgroups, "argv": argv}
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), json.dumps(spec)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(theirs.fileno(), info_w), env={"PATH": _SAFE_PATH}, cwd="/",
+            )
+        except OSError as exc:
+            ours.close()
+            raise SandboxError(f"could not start the sandbox launcher: {exc.strerror}") from exc
+        finally:
+            theirs.close()  # only the sandbox may hold its end, or the broker never sees EOF
+            os.close(info_w)
+        assert proc.stdout is not None and proc.stderr is not None
+        run = _Run(proc, uid)
+        out_reader = CappedReader(proc.stdout, limits.stdout_bytes)
+        err_reader = CappedReader(proc.stderr, limits.stdout_bytes)
+        broker = Broker(ours, handler)
+        run.threads = [out_reader, err_reader, broker]
+        for t in run.threads:
+            t.start()
+        leftovers = 0
+        try:
+            run.init_pid = _read_init_pid(info_r, started + limits.wall_seconds)
+            _supervise(run, out_dir, limits, started + limits.wall_seconds)
+        finally:
+            os.close(info_r)
+            leftovers = _teardown(run)
+            broker.stop()
+            for t in run.threads:
+                t.join(timeout=5)
+        if run.init_pid is None and not run.timed_out:
+            # Only our launcher and bwrap have written to stderr at this point: no job output.
+            raise SandboxError("the sandbox failed to start: "
+                               + err_reader.data[-500:].decode("utf-8", "replace").strip())
+        if run.proc.returncode == 1 and err_reader.data.startswith(b"bwrap: ") and not run.violation:
+            # bwrap reports its pid before building the sandbox, so a set-up failure looks like
+            # an exit of 1 with bwrap's message first. A job could fake it, but only to get its
+            # own run marked as an error, so the (job-reachable) text is not quoted here.
+            raise SandboxError("the sandbox failed to start: bubblewrap could not set it up")
+        outputs, rejected = collect_outputs(out_dir, limits)
+    return _result(run, limits, out_reader, err_reader, broker, outputs, rejected, leftovers,
+                   time.monotonic() - started)
+
+
+def _read_init_pid(fd: int, deadline: float) -> int | None:
+    """Read bwrap's ``--info-fd`` JSON; ``None`` if bwrap died before writing it."""
+    buf = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, min(1.0, deadline - time.monotonic())))
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        buf += chunk
+        try:
+            info: Any = json.loads(buf)
+        except ValueError:
+            continue  # not complete yet
+        pid = info.get("child-pid") if isinstance(info, dict) else None
+        return pid if isinstance(pid, int) and pid > 1 else None
+    return None
+
+
+def _supervise(run: _Run, out_dir: Path, limits: SandboxLimits, deadline: float) -> None:
+    # A pidfd becomes readable the moment bwrap exits: no polling latency on short jobs.
+    pidfd = os.pidfd_open(run.proc.pid)
+    try:
+        while True:
+            timeout = max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+            if select.select([pidfd], [], [], timeout)[0]:
+                run.proc.wait()
+                return
+            run.violation = watch_violation(out_dir, limits)
+            if run.violation is not None:
+                return
+            if time.monotonic() >= deadline:
+                run.timed_out = True
+                return
+    finally:
+        os.close(pidfd)
+
+
+def _teardown(run: _Run) -> int:
+    """Kill everything of this run; return how many processes had outlived the job or the limits."""
+    outlived = set(processes_of_uid(run.uid)) - {run.init_pid, run.proc.pid}
+    if run.init_pid is not None:
+        kill_verified(run.init_pid, run.uid)  # the pid namespace, and all in it, dies with its init
+    if run.proc.poll() is None:
+        run.proc.kill()
+    run.proc.wait()
+    killed = reap_uid(run.uid)
+    return len(outlived | (killed - {run.init_pid}))
+
+
+_SIGNAL_REASONS = {
+    signal.SIGXCPU: "CPU time limit reached",
+    signal.SIGKILL: "killed (memory or CPU limit)",
+    signal.SIGXFSZ: "file size limit reached",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+}
+
+
+def _exit_reason(code: int) -> str:
+    if code > 128 and code - 128 in signal.Signals._value2member_map_:
+        sig = signal.Signals(code - 128)
+        return f"the job was killed by {sig.name}: {_SIGNAL_REASONS.get(sig, 'signal')}"
+    return f"the job exited with status {code}"
+
+
+def _result(run: _Run, limits: SandboxLimits, out: CappedReader, err: CappedReader, broker: Broker,
+            outputs: tuple[OutputFile, ...], rejected: tuple[tuple[str, str], ...], leftovers: int,
+            wall: float) -> SandboxResult:
+    code = run.proc.returncode
+    exit_code = code if code is not None and code >= 0 and not (run.violation or run.timed_out) else None
+    if run.violation is not None:
+        outcome, reason = SandboxOutcome.LIMIT_EXCEEDED, f"stopped: {run.violation}"
+    elif run.timed_out:
+        outcome, reason = SandboxOutcome.TIMED_OUT, f"wall-clock limit of {limits.wall_seconds:g} s reached"
+    elif exit_code != 0:
+        outcome = SandboxOutcome.FAILED
+        reason = _exit_reason(exit_code) if exit_code is not None else "the sandbox was killed"
+    elif rejected:
+        outcome, reason = SandboxOutcome.OUTPUT_REJECTED, f"{len(rejected)} output entries refused"
+    else:
+        outcome, reason = SandboxOutcome.SUCCEEDED, f"the job succeeded with {len(outputs)} output file(s)"
+    if broker.problem:
+        reason += f"; broker: {broker.problem}"
+    if leftovers:
+        reason += f"; {leftovers} leftover process(es) killed"
+    return SandboxResult(
+        outcome=outcome, exit_code=exit_code, reason=reason,
+        stdout=out.data, stderr=err.data, stdout_dropped=out.dropped, stderr_dropped=err.dropped,
+        outputs=outputs if outcome is SandboxOutcome.SUCCEEDED else (),
+        rejected=rejected, leftover_processes_killed=leftovers, wall_seconds=round(wall, 3),
+        broker_requests=broker.requests,
+    )

@@ -1,0 +1,170 @@
+"""Exports: what a job wants to take out, the stewards' decisions, and downloads.
+
+An approval is bound to ``bundle_sha256`` — the hash over every file's name and SHA-256 — which
+the steward's client sends back with the decision. An approval for other bytes is refused, and a
+download re-hashes the stored bytes before anything leaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..auth import Principal, Role
+from ..catalog.db import Approval, Export, ExportFile, Job, utcnow
+from ..catalog.states import ExportState, JobState, check_export_transition, check_job_transition
+from ..context import Context, require_role, stewarded_by
+from ..errors import Forbidden, InternalError, InvalidInput, NotFound
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def bundle_hash(files: list[tuple[str, str]]) -> str:
+    """SHA-256 over the sorted ``name:sha256`` lines of an export's files."""
+    body = "".join(f"{name}:{digest}\n" for name, digest in sorted(files))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    name: str
+    sha256: str
+    data: bytes
+
+
+def export_dict(e: Export, files: list[ExportFile], approvals: list[Approval]) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "job_id": e.job_id,
+        "tenant": e.tenant,
+        "state": e.state,
+        "bundle_sha256": e.bundle_sha256,
+        "needs_approval_from": e.needs_approval_from,
+        "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
+        "approvals": [
+            {"dataset": a.dataset, "steward": a.steward, "decision": a.decision, "reason": a.reason,
+             "bundle_sha256": a.bundle_sha256, "at": a.created_at.isoformat()} for a in approvals
+        ],
+        "created_at": e.created_at.isoformat(),
+    }
+
+
+class Exports:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- visibility -----------------------------------------------------------------------
+    def _visible(self, s: Session, principal: Principal, e: Export) -> bool:
+        if principal.role in (Role.ADMIN, Role.AUDITOR):
+            return True
+        if principal.role is Role.ENTERPRISE:
+            return e.tenant == principal.tenant
+        if principal.role is Role.STEWARD:
+            return bool(set(e.needs_approval_from) & stewarded_by(s, principal.name))
+        return False
+
+    def _load(self, s: Session, principal: Principal, export_id: str) -> Export:
+        e = s.get(Export, export_id) if isinstance(export_id, str) and len(export_id) <= 40 else None
+        # Another tenant's export answers exactly like a missing one: 404, never 403.
+        if e is None or not self._visible(s, principal, e):
+            raise NotFound(f"export {export_id!r} does not exist")
+        return e
+
+    def _dict(self, s: Session, e: Export, principal: Principal) -> dict[str, Any]:
+        files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id).order_by(ExportFile.name)).scalars().all()
+        approvals = s.execute(select(Approval).where(Approval.export_id == e.id).order_by(Approval.id)).scalars().all()
+        out = export_dict(e, list(files), list(approvals))
+        if principal.role is Role.ENTERPRISE and e.state != ExportState.APPROVED.value:
+            # Names, sizes and hashes of unapproved files are job-chosen: a covert channel (a hash of a
+            # single number can be brute-forced). The submitter sees them once the stewards approve.
+            out["files"] = None
+            out["bundle_sha256"] = None
+        return out
+
+    def get(self, principal: Principal, export_id: str) -> dict[str, Any]:
+        with self.ctx.db.read() as s:
+            return self._dict(s, self._load(s, principal, export_id), principal)
+
+    def list(self, principal: Principal, state: str | None = None) -> list[dict[str, Any]]:
+        with self.ctx.db.read() as s:
+            q = select(Export).order_by(Export.created_at.desc())
+            if state:
+                q = q.where(Export.state == ExportState(state).value)
+            return [self._dict(s, e, principal) for e in s.execute(q).scalars() if self._visible(s, principal, e)]
+
+    def preview(self, principal: Principal, export_id: str) -> list[DownloadedFile]:
+        """The exact bytes, for the stewards who review them (and auditors)."""
+        require_role(principal, Role.STEWARD, Role.AUDITOR, Role.ADMIN)
+        with self.ctx.db.read() as s:
+            e = self._load(s, principal, export_id)
+            return [DownloadedFile(f.name, f.sha256, f.data) for f in
+                    s.execute(select(ExportFile).where(ExportFile.export_id == e.id)).scalars()]
+
+    # -- decisions ------------------------------------------------------------------------
+    def decide(self, principal: Principal, export_id: str, decision: str, reason: str,
+               bundle_sha256: str) -> dict[str, Any]:
+        require_role(principal, Role.STEWARD)
+        if decision not in ("approve", "deny"):
+            raise InvalidInput("decision must be 'approve' or 'deny'", details={"field": "decision"})
+        reason = (reason or "").strip()
+        if not reason or len(reason) > 2000:
+            raise InvalidInput("a reason (1-2000 characters) is required", details={"field": "reason"})
+        if not _HEX64.match(bundle_sha256 or ""):
+            raise InvalidInput("bundle_sha256 must be the 64-hex SHA-256 of the reviewed files",
+                               details={"field": "bundle_sha256"})
+        with self.ctx.db.transaction() as s:
+            e = self._load(s, principal, export_id)
+            job = s.get(Job, e.job_id)
+            if job is None:
+                raise InternalError("export without a job")
+            if job.submitted_by == principal.name:
+                raise Forbidden("nobody approves their own export")
+            if e.bundle_sha256 != bundle_sha256:
+                raise Forbidden("the decision is for other bytes than this export holds: review it again",
+                                details={"expected": e.bundle_sha256})
+            check_export_transition(e.state, ExportState.APPROVED)
+            decided = {a.dataset for a in s.execute(select(Approval).where(Approval.export_id == e.id)).scalars()}
+            mine = (set(e.needs_approval_from) & stewarded_by(s, principal.name)) - decided
+            if not mine:
+                raise Forbidden("you have no pending decision on this export")
+            for ds in sorted(mine):
+                s.add(Approval(export_id=e.id, dataset=ds, steward=principal.name, decision=decision,
+                               reason=reason, bundle_sha256=bundle_sha256))
+            outcome = e.state
+            if decision == "deny":
+                outcome = ExportState.DENIED.value
+                check_job_transition(job.state, JobState.DENIED)
+                job.state, job.reason = JobState.DENIED.value, "export denied by a steward"
+            elif decided | mine >= set(e.needs_approval_from):
+                outcome = ExportState.APPROVED.value
+                check_job_transition(job.state, JobState.RELEASED)
+                job.state, job.reason = JobState.RELEASED.value, "export approved by every steward"
+            e.state, e.updated_at, job.updated_at = outcome, utcnow(), utcnow()
+            s.flush()
+            self.ctx.audit.append(s, principal.actor, f"export.{'approved' if decision == 'approve' else 'denied'}",
+                                  "export", e.id, {"datasets": sorted(mine), "reason": reason,
+                                                   "bundle_sha256": bundle_sha256, "export_state": outcome,
+                                                   "job_id": job.id})
+            return self._dict(s, e, principal)
+
+    # -- download -------------------------------------------------------------------------
+    def download(self, principal: Principal, export_id: str) -> list[DownloadedFile]:
+        require_role(principal, Role.ENTERPRISE)
+        with self.ctx.db.transaction() as s:
+            e = self._load(s, principal, export_id)
+            if e.state != ExportState.APPROVED.value:
+                raise Forbidden(f"export {e.id} is {e.state}; only approved exports can be downloaded")
+            files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id)).scalars().all()
+            out = [DownloadedFile(f.name, f.sha256, f.data) for f in files]
+            # Re-hash what is about to leave: it must be exactly what was approved.
+            actual = [(f.name, hashlib.sha256(f.data).hexdigest()) for f in out]
+            if bundle_hash(actual) != e.bundle_sha256 or any(d != f.sha256 for (_, d), f in zip(actual, out)):
+                raise InternalError("stored export bytes do not match their approved hash; nothing was released")
+            self.ctx.audit.append(s, principal.actor, "export.downloaded", "export", e.id,
+                                  {"bundle_sha256": e.bundle_sha256, "files": [[n, d] for n, d in actual]})
+        return out

@@ -1,0 +1,415 @@
+"""Delta storage: one table per dataset, one atomic commit per load, snapshots pinned by version.
+
+Layout under the warehouse root::
+
+    <root>/tables/<provider_kind>/<dataset>/        a Delta table (zones: government, market)
+    <root>/quarantine/<dataset>/<load_id>.json      the report of a load that failed its contract
+
+A load is one ``write_deltalake(mode="append")`` fed by a ``pyarrow.RecordBatchReader`` over the
+batches: delta-rs writes the Parquet parts while it streams and only then writes the single
+commit file ``_delta_log/<version>.json`` (put-if-absent). A crash at any point before that
+leaves the previous version intact — the parts already written are orphans that no version
+references (``vacuum`` removes them) — and a crash after it leaves the whole load committed.
+
+Each commit carries our metadata in its ``commitInfo`` (``twh.load_id``, ``twh.source_sha256``,
+...) and a Delta *application transaction* ``txn(appId="twh.load:<load_id>")``. The txn makes
+:func:`find_load` cheap and turns two concurrent commits of the same load into a conflict for
+the second (delta-rs's conflict checker refuses a commit whose appId a concurrent winner already
+used), so a load can never land twice. Expired-log cleanup is disabled on our tables so that the
+history an auditor replays is never truncated.
+
+deltalake's exceptions are translated here (``CommitFailedError`` -> :class:`Conflict`, ...);
+an exception raised by the batches themselves (a connector's ``SourceError``, a failed contract)
+is re-raised as it was, with nothing committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError, TableNotFoundError
+
+from ..errors import Conflict, InternalError, InvalidInput, NotFound
+from .snapshot import Snapshot
+
+ZONES = ("government", "market")
+LOAD_ID_KEY = "twh.load_id"
+SOURCE_SHA256_KEY = "twh.source_sha256"
+_TXN_PREFIX = "twh.load:"
+#: the application-transaction id prefix of a load (delta-spark writes it as ``txnAppId``)
+TXN_PREFIX = _TXN_PREFIX
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # the manifest's dataset-name rule
+_LOAD_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: table properties of every table we create
+TABLE_CONFIGURATION = {"delta.enableExpiredLogCleanup": "false"}
+#: reader features a plain scan of the live Parquet files still reads correctly
+_PLAIN_SCAN_READER_FEATURES = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
+
+
+# --- layout -----------------------------------------------------------------------------------
+
+
+def table_path(root: str | Path, provider_kind: str, name: str) -> Path:
+    """``<root>/tables/<provider_kind>/<name>``: the one table of one dataset."""
+    kind = str(getattr(provider_kind, "value", provider_kind))
+    if kind not in ZONES:
+        raise InvalidInput(f"provider_kind {kind[:30]!r} must be one of {list(ZONES)}",
+                           details={"field": "provider_kind"})
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidInput(f"dataset name {str(name)[:70]!r} must match {_NAME_RE.pattern}", details={"field": "name"})
+    return Path(root).absolute() / "tables" / kind / name
+
+
+def quarantine_path(root: str | Path, dataset: str, load_id: str) -> Path:
+    """``<root>/quarantine/<dataset>/<load_id>.json``."""
+    if not isinstance(dataset, str) or not _NAME_RE.match(dataset):
+        raise InvalidInput(f"dataset name {str(dataset)[:70]!r} must match {_NAME_RE.pattern}")
+    _check_load_id(load_id)
+    return Path(root).absolute() / "quarantine" / dataset / f"{load_id}.json"
+
+
+def write_quarantine_report(root: str | Path, dataset: str, load_id: str, report: Mapping[str, Any]) -> Path:
+    """Write a quarantine report atomically (a reader never sees half a file)."""
+    path = quarantine_path(root, dataset, load_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(dict(report), f, ensure_ascii=False, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_load_id(load_id: str) -> None:
+    if not isinstance(load_id, str) or not _LOAD_ID_RE.match(load_id):
+        raise InvalidInput("load id must be 1-128 characters of [A-Za-z0-9_.:-]")
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _open(path: str | Path, version: int | None = None) -> DeltaTable:
+    try:
+        return DeltaTable(str(path), version=version)
+    except TableNotFoundError:
+        raise NotFound(f"no Delta table at {Path(path).name!r}") from None
+    except DeltaError as exc:
+        if version is not None and "version" in str(exc).lower():
+            raise NotFound(f"table {Path(path).name!r} has no version {version}") from None
+        raise InternalError(f"cannot open Delta table {Path(path).name!r}: {type(exc).__name__}") from exc
+
+
+def _history(dt: DeltaTable) -> list[dict[str, Any]]:
+    """``dt.history()`` (newest first) with delta-spark's commits read like delta-rs's: delta-spark
+    keeps our commit metadata as one JSON object in ``userMetadata`` (see :mod:`sandbox.landing.spark`)
+    and counts written rows as ``numOutputRows``."""
+    out = []
+    for entry in dt.history():
+        user = entry.get("userMetadata")
+        if isinstance(user, str) and user.startswith("{"):
+            try:
+                meta = json.loads(user)
+            except ValueError:
+                meta = {}
+            if isinstance(meta, dict):
+                entry = {**{k: v for k, v in meta.items() if isinstance(k, str) and k.startswith("twh.")
+                            and isinstance(v, str)}, **entry}
+        metrics = entry.get("operationMetrics") or {}
+        if "num_added_rows" not in metrics and "numOutputRows" in metrics and entry.get("operation") == "WRITE":
+            entry = {**entry, "operationMetrics": {**metrics, "num_added_rows": metrics["numOutputRows"]}}
+        out.append(entry)
+    return out
+
+
+def _arrow_schema(dt: DeltaTable) -> pa.Schema:
+    return pa.schema(dt.schema().to_arrow())
+
+
+def create_table(path: str | Path, schema: pa.Schema) -> int:
+    """Create an empty Delta table (version 0) with the declared schema; refuse if one exists."""
+    p = Path(path)
+    if DeltaTable.is_deltatable(str(p)):
+        raise Conflict(f"a Delta table already exists at {p.name!r}")
+    p.mkdir(parents=True, exist_ok=True)
+    try:
+        dt = DeltaTable.create(str(p), schema, mode="error", configuration=TABLE_CONFIGURATION)
+    except DeltaError as exc:
+        if "exist" in str(exc).lower():
+            raise Conflict(f"a Delta table already exists at {p.name!r}") from None
+        raise InternalError(f"cannot create Delta table {p.name!r}: {type(exc).__name__}") from exc
+    return dt.version()
+
+
+def latest_version(path: str | Path) -> int:
+    return _open(path).version()
+
+
+class _Batches:
+    """Feeds batches to the writer, checking their schema and keeping any exception they raise
+    (it crosses the Arrow C stream as an opaque error otherwise)."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
+        self._batches = batches
+        self._schema = schema
+        self.error: BaseException | None = None
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in self._batches:
+                if not batch.schema.equals(self._schema):
+                    raise InvalidInput("a batch does not have the table's schema",
+                                       details={"expected": self._schema.names, "got": batch.schema.names})
+                self.rows += batch.num_rows
+                yield batch
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def append_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
+                   metadata: Mapping[str, str], target_file_size: int | None = None) -> int:
+    """Append all batches as ONE atomic Delta commit and return its version.
+
+    ``metadata`` goes into the commit's ``commitInfo`` and must hold ``twh.load_id``; keys are
+    strings starting with ``twh.``. A load id already committed raises :class:`Conflict`
+    (``details["version"]`` names its version): check :func:`find_load` first to be idempotent.
+    An exception raised while iterating ``batches`` propagates unchanged and nothing is committed.
+    ``target_file_size`` (bytes) bounds the Parquet parts, hence the writer's buffer.
+    """
+    return write_batches(path, batches, schema, metadata=metadata, mode="append", target_file_size=target_file_size)
+
+
+def _prepare(path: str | Path, schema: pa.Schema | None, metadata: Mapping[str, str]) -> tuple[DeltaTable, dict, str]:
+    meta = dict(metadata)
+    load_id = meta.get(LOAD_ID_KEY)
+    _check_load_id(load_id)  # type: ignore[arg-type]
+    for k, v in meta.items():
+        if not (isinstance(k, str) and k.startswith("twh.") and isinstance(v, str)):
+            raise InvalidInput("commit metadata keys must be strings starting with 'twh.' and values strings")
+    dt = _open(path)
+    table_schema = _arrow_schema(dt)
+    if schema is not None and not table_schema.equals(schema):
+        raise Conflict("the batches' schema differs from the table's (schema drift)",
+                       details={"table": [f"{f.name}:{f.type}" for f in table_schema],
+                                "batches": [f"{f.name}:{f.type}" for f in schema]})
+    app_id = _TXN_PREFIX + load_id  # type: ignore[operator]
+    if dt.transaction_version(app_id) is not None:
+        raise Conflict(f"load {load_id} is already committed", details={"version": find_load(path, load_id)})
+    return dt, meta, app_id
+
+
+def _translate_write_error(exc: BaseException, feed: _Batches, load_id: str) -> BaseException:
+    if feed.error is not None:
+        return feed.error
+    if isinstance(exc, CommitFailedError):
+        return Conflict(f"load {load_id} conflicted with a concurrent commit and was not committed; "
+                        "retry (it may have been committed by the other writer)", details={"load_id": load_id})
+    if isinstance(exc, SchemaMismatchError):
+        return Conflict("the batches do not fit the table's schema", details={"load_id": load_id})
+    if isinstance(exc, DeltaError):
+        # delta-rs reports a null in a non-nullable column as an invariant/schema error
+        return InvalidInput(f"Delta refused the batches ({type(exc).__name__}); nothing was committed",
+                            details={"load_id": load_id})
+    return exc
+
+
+def write_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
+                  metadata: Mapping[str, str], mode: str = "append", target_file_size: int | None = None,
+                  schema_mode: str | None = None) -> int:
+    """Write all batches as ONE atomic Delta commit (``mode`` append or overwrite); its version.
+
+    Overwrite replaces the table's rows in the same single commit (readers of older versions
+    keep their files until vacuum). ``schema_mode="overwrite"`` (migrations only) replaces the
+    table's schema too. See :func:`append_batches` for metadata, conflicts and errors."""
+    if mode not in ("append", "overwrite"):
+        raise InternalError(f"unknown write mode {mode!r}")
+    dt, meta, app_id = _prepare(path, None if schema_mode else schema, metadata)
+    load_id = meta[LOAD_ID_KEY]
+    feed = _Batches(batches, schema)
+    reader = pa.RecordBatchReader.from_batches(schema, iter(feed))
+    properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(app_id=app_id, version=1)])
+    try:
+        write_deltalake(dt, reader, mode=mode, commit_properties=properties, target_file_size=target_file_size,
+                        schema_mode=schema_mode)  # type: ignore[arg-type]
+    except BaseException as exc:
+        translated = _translate_write_error(exc, feed, load_id)
+        if translated is exc:
+            raise
+        raise translated from (None if feed.error is not None else exc)
+    return _committed(path, load_id)
+
+
+def merge_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, keys: list[str],
+                  metadata: Mapping[str, str]) -> tuple[int, dict[str, int]]:
+    """Upsert the batches on ``keys`` as ONE atomic Delta commit: rows whose keys exist are
+    updated, others inserted. Returns (version, {"updated", "inserted"}).
+
+    A key that appears twice in the batches is refused (which row should win is not ours to
+    guess); so is a null key. Keys seen are kept in memory (only the keys, not the rows)."""
+    dt, meta, app_id = _prepare(path, schema, metadata)
+    load_id = meta[LOAD_ID_KEY]
+    if not keys or any(k not in schema.names for k in keys):
+        raise InvalidInput(f"merge keys {keys} must be declared columns")
+    seen: set[tuple[Any, ...]] = set()
+
+    def unique(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            cols = [b.column(k) for k in keys]
+            if any(c.null_count for c in cols):
+                raise InvalidInput(f"a merge key column {keys} has a null value; nothing was committed")
+            for key in zip(*(c.to_pylist() for c in cols), strict=True):
+                if key in seen:
+                    raise InvalidInput(f"merge key {keys} appears more than once in the load; nothing was committed",
+                                       details={"keys": keys})
+                seen.add(key)
+            yield b
+
+    feed = _Batches(unique(batches), schema)
+    reader = pa.RecordBatchReader.from_batches(schema, iter(feed))
+    predicate = " AND ".join(f"t.{_quote_col(k)} = s.{_quote_col(k)}" for k in keys)
+    properties = CommitProperties(custom_metadata=meta, app_transactions=[Transaction(app_id=app_id, version=1)])
+    try:
+        metrics = (dt.merge(reader, predicate, source_alias="s", target_alias="t", commit_properties=properties)
+                   .when_matched_update_all().when_not_matched_insert_all().execute())
+    except BaseException as exc:
+        translated = _translate_write_error(exc, feed, load_id)
+        if translated is exc:
+            raise
+        raise translated from (None if feed.error is not None else exc)
+    counts = {"updated": int(metrics.get("num_target_rows_updated", 0)),
+              "inserted": int(metrics.get("num_target_rows_inserted", 0))}
+    return _committed(path, load_id), counts
+
+
+def _quote_col(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _committed(path: str | Path, load_id: str) -> int:
+    version = find_load(path, load_id)
+    if version is None:
+        raise InternalError(f"load {load_id} was written but its commit cannot be found")
+    return version
+
+
+WATERMARK_KEY = "twh.watermark"
+
+
+def last_watermark(path: str | Path, column: str) -> str | None:
+    """The watermark (as stored: text) of the newest commit that recorded one for ``column``."""
+    for entry in _history(_open(path)):  # newest first
+        if entry.get("twh.watermark_column") == column and entry.get(WATERMARK_KEY) is not None:
+            return str(entry[WATERMARK_KEY])
+        if entry.get("twh.operation") == "migrate" or entry.get("operation") in ("CREATE TABLE",):
+            continue
+    return None
+
+
+def table_rows(path: str | Path, version: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The table's rows at ``version`` as batches (bounded memory)."""
+    dt = _open(path, version)
+    return iter(dt.to_pyarrow_dataset().to_batches())
+
+
+def table_schema(path: str | Path) -> pa.Schema:
+    return _arrow_schema(_open(path))
+
+
+def find_load(path: str | Path, load_id: str) -> int | None:
+    """The version that committed ``load_id``, or None if it was never committed."""
+    _check_load_id(load_id)
+    dt = _open(path)
+    if dt.transaction_version(_TXN_PREFIX + load_id) is None:
+        return None
+    for entry in _history(dt):
+        if entry.get(LOAD_ID_KEY) == load_id:
+            return int(entry["version"])
+    raise InternalError(f"load {load_id} is recorded in the table state but not in its history")
+
+
+def _commit(path: str | Path, version: int) -> dict[str, Any]:
+    dt = _open(path)
+    if not 0 <= version <= dt.version():
+        raise NotFound(f"table {Path(path).name!r} has no version {version}")
+    for entry in _history(dt):
+        if int(entry["version"]) == version:
+            return entry
+    raise NotFound(f"the commit of version {version} is no longer in the log")
+
+
+def rows_added(path: str | Path, version: int) -> int:
+    """How many rows the commit of ``version`` added (from its operation metrics)."""
+    metrics = _commit(path, version).get("operationMetrics") or {}
+    return int(metrics.get("num_added_rows", 0))
+
+
+def history(path: str | Path) -> list[dict[str, Any]]:
+    """Commits, oldest first: version, timestamp (UTC ISO 8601), operation, rows added, our metadata."""
+    out = []
+    for entry in reversed(_history(_open(path))):
+        ts = entry.get("timestamp")
+        out.append({
+            "version": int(entry["version"]),
+            "timestamp": datetime.fromtimestamp(ts / 1000, tz=UTC).isoformat() if isinstance(ts, int) else None,
+            "operation": entry.get("operation"),
+            "rows_added": int((entry.get("operationMetrics") or {}).get("num_added_rows", 0)),
+            "metadata": {k: v for k, v in entry.items() if k.startswith("twh.")},
+            "metrics": {k: v for k, v in (entry.get("operationMetrics") or {}).items()
+                        if k in ("num_added_rows", "num_removed_files", "num_target_rows_updated",
+                                 "num_target_rows_inserted", "num_output_rows")},
+        })
+    return out
+
+
+def needs_delta_reader(dt: DeltaTable) -> bool:
+    """True when scanning the live Parquet files would not give the table's rows exactly."""
+    protocol = dt.protocol()
+    metadata = dt.metadata()
+    config = metadata.configuration or {}
+    if metadata.partition_columns:
+        return True  # partition values live in the log, not in the files
+    if protocol.min_reader_version == 2:
+        return True  # reader version 2 exists for column mapping
+    if set(protocol.reader_features or ()) - _PLAIN_SCAN_READER_FEATURES:
+        return True  # deletion vectors, column mapping, type widening, ...: fail closed
+    if str(config.get("delta.columnMapping.mode", "none")).lower() != "none":
+        return True
+    return str(config.get("delta.enableDeletionVectors", "false")).lower() == "true"
+
+
+def _local_path(uri: str) -> str:
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return str(Path(uri).absolute())
+
+
+def pin_snapshot(path: str | Path, dataset: str, version: int | None = None) -> Snapshot:
+    """A read-only view of the table at ``version`` (latest if None): its live files and columns."""
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
+        raise InvalidInput("version must be a non-negative integer")
+    dt = _open(path, version)
+    if version is not None and dt.version() != version:
+        raise NotFound(f"table {Path(path).name!r} has no version {version}")
+    return Snapshot(
+        dataset=dataset,
+        table_path=_local_path(str(path)),
+        version=dt.version(),
+        files=tuple(_local_path(u) for u in dt.file_uris()),
+        needs_delta_reader=needs_delta_reader(dt),
+        columns=tuple(_arrow_schema(dt).names),
+    )

@@ -1,0 +1,215 @@
+"""The pages end to end: headless Chromium (Playwright) against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import XSS, browser, demo_server, login
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    with demo_server(tmp_path_factory.mktemp("web")) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture
+def page(chromium):
+    ctx = chromium.new_context()
+    yield ctx.new_page()
+    ctx.close()
+
+
+def test_login_sets_an_opaque_strict_cookie_and_logout_ends_the_session(demo, page):
+    page.goto(f"{demo.url}/ui/queue")
+    assert page.url.startswith(f"{demo.url}/ui/login")  # no session: the login page
+    page.fill("input[name=token]", "twh_not_a_token")
+    page.click("button[type=submit]")
+    assert "unknown or revoked token" in page.inner_text("main")
+
+    login(page, demo.url, demo.tokens["tax_steward"])
+    assert page.url == f"{demo.url}/ui/queue"
+    assert "Review queue" in page.inner_text("h1")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "twh_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert demo.tokens["tax_steward"] not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""  # nothing readable by scripts
+
+    page.click("text=Sign out")
+    page.goto(f"{demo.url}/ui/queue")
+    assert page.url.startswith(f"{demo.url}/ui/login")
+
+
+def test_stewards_approve_the_default_rate_export_and_the_analyst_downloads_it(demo, page, tmp_path):
+    export_id = demo.rate_job["export"]["id"]
+    for steward in ("tax_steward", "bank_steward"):
+        login(page, demo.url, demo.tokens[steward])
+        assert export_id in page.inner_text("table")  # in the queue
+        page.click(f"a[href='/ui/exports/{export_id}'] >> nth=0")
+        assert "default_rate_by_industry_district.csv" in page.inner_text("main")
+        assert page.locator("table.data tbody tr").count() >= 1  # the CSV as a table
+        assert "refused by rule" in page.inner_text("table.queries")  # the gate's decisions per query
+        assert "refused as expected" in page.inner_text("main")  # the withheld stdout
+        page.fill("textarea[name=reason]", "aggregates over >= 10 enterprises only")
+        page.click("button[value=approve]")
+        assert "Your decision (approve) was recorded" in page.inner_text("main")
+        page.click("text=Sign out")
+    assert demo.wh.exports.get(demo.wh.users.principal("auditor"), export_id)["state"] == "approved"
+
+    login(page, demo.url, demo.tokens["analyst"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    with page.expect_download() as dl:
+        page.click("text=Download")
+    path = tmp_path / "got.csv"
+    dl.value.save_as(path)
+    assert path.read_text().startswith("industry,district,loans")
+
+
+def test_auditor_verifies_the_chain_and_sees_a_tampered_record(demo, page):
+    login(page, demo.url, demo.tokens["auditor"])
+    assert page.url == f"{demo.url}/ui/audit"
+    page.click("text=Verify the chain")
+    assert "Chain verified" in page.inner_text(".verify")
+
+    with demo.wh.db.transaction() as s:  # someone edits record 3 behind the warehouse's back
+        from sandbox.catalog.db import AuditRecord
+        rec = s.get(AuditRecord, 3)
+        original = dict(rec.details)
+        rec.details = {**original, "tampered": True}
+    try:
+        page.click("text=Verify the chain")
+        text = page.inner_text(".verify")
+        assert "Chain broken at record 3" in text and "modified" in text
+    finally:
+        with demo.wh.db.transaction() as s:
+            s.get(AuditRecord, 3).details = original
+    page.click("text=Verify the chain")
+    assert "Chain verified" in page.inner_text(".verify")
+
+
+def test_auditor_filters_the_log_and_replays_a_job(demo, page):
+    login(page, demo.url, demo.tokens["auditor"])
+    page.fill("input[name=action]", "query.*")
+    page.click("button:has-text('Search')")
+    actions = page.locator("table.audit tbody .act").all_inner_texts()
+    assert actions and set(actions) <= {"query.released", "query.refused"}
+    page.goto(f"{demo.url}/ui/audit/jobs/{demo.rate_job['id']}")
+    text = page.inner_text("main")
+    assert "SELECT * FROM bank_loans" in text and "refused by rule" in text
+    assert "bank_loans v1" in text and demo.rate_job["export"]["id"] in text
+
+
+def test_a_tenant_cannot_see_another_tenants_job_or_export(demo, page):
+    login(page, demo.url, demo.tokens["rival"])
+    for path in (f"/ui/jobs/{demo.rate_job['id']}", f"/ui/exports/{demo.rate_job['export']['id']}"):
+        resp = page.goto(demo.url + path)
+        assert resp.status == 404
+        assert "Not found" in page.inner_text("h1")
+    page.goto(f"{demo.url}/ui/jobs")
+    assert demo.rate_job["id"] not in page.inner_text("main")
+
+
+def test_a_post_without_the_csrf_token_is_refused(demo, page):
+    export_id = demo.xss_job["export"]["id"]
+    login(page, demo.url, demo.tokens["tax_steward"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    bundle = page.input_value("input[name=bundle_sha256]")
+    form = {"decision": "deny", "reason": "forged", "bundle_sha256": bundle}
+    for extra in ({}, {"csrf": "x" * 43}):
+        r = page.request.post(f"{demo.url}/ui/exports/{export_id}/decision", form={**form, **extra},
+                              max_redirects=0)
+        assert r.status == 403 and "CSRF" in r.text()
+    assert demo.wh.exports.get(demo.wh.users.principal("auditor"), export_id)["state"] == "pending"
+
+
+def test_a_script_in_an_export_cell_is_shown_as_text(demo, page):
+    login(page, demo.url, demo.tokens["tax_steward"])
+    page.goto(f"{demo.url}/ui/exports/{demo.xss_job['export']['id']}")
+    cells = page.locator("table.data td").all_inner_texts()
+    assert XSS in cells  # shown verbatim, as text
+    assert page.evaluate("window.__pwned") is None  # and nothing ran
+    assert page.locator("main script").count() == 0 and page.locator("table.data img").count() == 0
+
+
+def test_a_steward_sees_the_model_card_and_attack_report_of_a_training_export(demo, page):
+    import json
+
+    export_id = demo.train_job["export"]["id"]
+    auditor = demo.wh.users.principal("auditor")
+    files = {f.name: f for f in demo.wh.exports.preview(auditor, export_id)}
+    assert {"model.safetensors", "model_card.json", "model_card.png"} <= set(files)  # the job's own CSV too
+    assert not [n for n in files if "attack" in n or "review" in n]  # no attack report in the export
+    card = json.loads(files["model_card.json"].data)
+    # the attack report is the stewards': in the job's training review (job logs), never in the export
+    review = json.loads(demo.wh.jobs.logs(auditor, demo.train_job["id"])["training_review"])
+    p, a = card["privacy"], review["membership_inference"]
+    login(page, demo.url, demo.tokens["bank_steward"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    summary = page.inner_text(".model-summary")
+    assert "card verified against the bundle" in summary and f"ε = {p['epsilon']:.4g}" in summary
+    assert ("attack flagged" if a["flagged"] else "attack not flagged") in summary
+    assert "membership_inference" in page.inner_text(".training-review")  # with the withheld logs
+    page.click("text=Model card and attack report")
+    assert page.url == f"{demo.url}/ui/exports/{export_id}/model"
+    assert "verified against the bundle" in page.inner_text("h1")
+    privacy = page.inner_text(".privacy")
+    for shown in (f"{p['epsilon']:.4g}", "1e-08", "PRV (Gopi et al. 2021)", "RDP (Mironov 2017)",
+                  f"{p['noise_multiplier']:.4g}", "Poisson", f"{p['steps']}"):
+        assert shown in privacy, shown
+    assert page.inner_text(".q").startswith(f"{p['sample_rate']:.4g}")
+    assert page.inner_text(".clip").startswith(f"{p['max_grad_norm']:.4g}")
+    attack = page.inner_text(".attack")
+    assert page.inner_text(".attack-metrics .auc") == f"{a['auc']:.3g}"
+    assert page.inner_text(".attack-metrics .advantage") == f"{a['advantage']:.3g}"
+    assert page.inner_text(".attack-metrics .tpr1") == f"{a['tpr_at_fpr_1pct']:.3g}"
+    assert ("flagged" in attack) and (("not flagged" in attack) != a["flagged"])
+    exact = page.inner_text(".exact")
+    assert f"{review['data']['training_rows']} / {review['data']['held_out_rows']}" in exact
+    versions = page.locator(".data .chip.version").all_inner_texts()
+    assert sorted(versions) == sorted(f"{d} v{v}" for d, v in card["data"]["versions"].items())
+    assert files["model.safetensors"].sha256 in page.inner_text(".hashes")
+    assert f"{card['holdout_metrics_dp']['auc']:.3g}" in page.inner_text(".holdout")
+    assert str(card["holdout_rows_dp"]) in page.inner_text(".holdout-rows")
+    # the curves render (an SVG the server drew from the card and the review) and so does the bundle's own PNG
+    assert page.evaluate("document.querySelector('img.curves').naturalWidth") > 0
+    page.click("text=model_card.png")
+    assert page.evaluate("document.querySelector('img.bundle-png').naturalWidth") > 0
+
+
+def test_the_model_page_is_for_training_exports_and_waits_for_approval_for_the_submitter(demo, page):
+    login(page, demo.url, demo.tokens["analyst"])
+    assert page.goto(f"{demo.url}/ui/exports/{demo.train_job['export']['id']}/model").status == 404
+    login(page, demo.url, demo.tokens["bank_steward"])
+    assert page.goto(f"{demo.url}/ui/exports/{demo.rate_job['export']['id']}/model").status == 404
+
+
+def test_the_enterprise_never_sees_the_attack_report_even_after_approval(demo, page):
+    export_id = demo.train_job["export"]["id"]
+    wh = demo.wh
+    e = wh.exports.get(wh.users.principal("admin"), export_id)
+    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+        e = wh.exports.decide(wh.users.principal(steward), export_id, "approve", "DP card checked",
+                              e["bundle_sha256"])
+    assert e["state"] == "approved"
+    login(page, demo.url, demo.tokens["analyst"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    summary = page.inner_text(".model-summary")
+    assert "attack" not in summary.lower() and page.locator(".training-review").count() == 0
+    page.click("text=Model card")
+    assert page.url == f"{demo.url}/ui/exports/{export_id}/model"
+    assert "verified against the bundle" in page.inner_text("h1")
+    html, text = page.content(), page.inner_text("main")
+    assert page.locator(".privacy").count() == 1 and page.locator(".holdout").count() == 1  # the DP card
+    assert page.locator(".attack").count() == 0 and page.locator(".exact").count() == 0
+    for secret in ("membership_inference", "Advantage", "TPR at", "epoch_losses_train", "training_rows",
+                   "privacy_unit_rows", "Training review"):
+        assert secret not in html, secret
+    assert "not part of the export" in text
