@@ -7,7 +7,17 @@ documented in ``policies/README.md``; examples live in ``policies/examples/``.
 
 from .errors import PolicyError
 from .evaluate import Decision, access_decisions, check_access, check_group_release, column_role, resolve_column
-from .model import ANY_TENANT, ColumnRole, OutputRules, Policy, ReleaseMode, SdcRules, load_policy
+from .model import (
+    ANY_TENANT,
+    ColumnRole,
+    OutputRules,
+    Policy,
+    PTableSpec,
+    ReleaseBudget,
+    ReleaseMode,
+    SdcRules,
+    load_policy,
+)
 
 __all__ = [
     "ANY_TENANT",
@@ -16,6 +26,8 @@ __all__ = [
     "OutputRules",
     "Policy",
     "PolicyError",
+    "PTableSpec",
+    "ReleaseBudget",
     "ReleaseMode",
     "SdcRules",
     "access_decisions",

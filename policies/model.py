@@ -61,6 +61,39 @@ class OutputRules(BaseModel):
     min_group_size: StrictInt = Field(default=10, ge=1)
     #: a steward must approve the exact bytes before an export leaves
     require_approval: StrictBool = True
+    #: released numbers (SUM, AVG, dp estimates) are rounded to this many significant digits:
+    #: the last digits of an exact float carry nothing a reader needs and can carry a value
+    significant_digits: StrictInt = Field(default=4, ge=1, le=17)
+    #: released counts of the exact sdc mode (``sdc.perturbation: none``) are rounded to a multiple
+    #: of this base (OpenSAFELY rounds to 5); the cell-key p-table decides perturbed counts
+    count_base: StrictInt = Field(default=1, ge=1, le=1000)
+    #: how many jobs reading this dataset one tenant may submit per day (UTC); bounds what the
+    #: residual channels before a steward's review can carry (ARCHITECTURE.md "Channels before approval")
+    max_jobs_per_day: StrictInt | None = Field(default=100, ge=1, le=100_000)
+
+
+class PTableSpec(BaseModel):
+    """A generated count p-table: for each count, a perturbation in ``[-min(count, D), D]`` with
+    mean 0 and the given variance (the maximum-entropy distribution under those constraints)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_perturbation: StrictInt = Field(ge=1, le=20)
+    variance: float = Field(gt=0, le=50)
+
+
+class ReleaseBudget(BaseModel):
+    """Distinct released populations (cells) the ``sdc`` mode may release from a dataset.
+
+    Counted per tenant and ``period`` (``month``: calendar month, UTC) and, with ``total``, over
+    all tenants. A repeat of a population already released (the same rows) costs nothing.
+    The default comes from a reconstruction experiment on the demo data (ARCHITECTURE.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_tenant: StrictInt = Field(default=2000, ge=1, le=10_000_000)
+    total: StrictInt | None = Field(default=None, ge=1, le=100_000_000)
+    period: Literal["none", "month", "year"] = "month"
 
 
 class SdcRules(BaseModel):
@@ -84,6 +117,46 @@ class SdcRules(BaseModel):
     #: a cell with no units while its categories are known is disclosive (e.g. "no firm of this
     #: district defaulted"): counted as suppressed and protected by secondary suppression
     zeros_disclosive: StrictBool = True
+    #: consistent perturbation of released cells (the cell-key method of the ABS TableBuilder and
+    #: the ONS Census 2021): ``cell_key`` (default) or ``none`` (exact releases, open to
+    #: reconstruction and differencing of near-identical populations)
+    perturbation: Literal["cell_key", "none"] = "cell_key"
+    #: the count p-table: ``ons_10_5`` (the ONS "10/5 rule": counts below 10 become 0, others are
+    #: rounded to 5) or a generated one, ``{max_perturbation: D, variance: V}``
+    ptable: Literal["ons_10_5"] | PTableSpec = "ons_10_5"
+    #: magnitude perturbation of SUM/AVG: noise of about ``magnitude_scale`` times the cell's
+    #: ``magnitude_top`` largest contributions (each weighted by a key-drawn factor in [0.5, 1.5])
+    magnitude_scale: float = 0.1
+    magnitude_top: StrictInt = Field(default=2, ge=1, le=10)
+    #: measure -> public bucket edges (ascending): a measure may be a group key (WIDTH_BUCKET) only
+    #: when every edge of the query's buckets is one of these
+    bucket_edges: dict[str, list[float]] = Field(default_factory=dict)
+    #: how many distinct populations (released cells) one tenant may have released from the
+    #: dataset per period, and all tenants together: linear reconstruction needs many equations
+    release_budget: ReleaseBudget = Field(default_factory=lambda: ReleaseBudget())
+
+    @field_validator("magnitude_scale", mode="before")
+    @classmethod
+    def _scale_number(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return v
+
+    @field_validator("magnitude_scale")
+    @classmethod
+    def _scale(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError("magnitude_scale must be greater than 0 and at most 1")
+        return float(v)
+
+    @field_validator("bucket_edges")
+    @classmethod
+    def _edges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for col, edges in v.items():
+            if len(edges) < 2 or len(edges) > 10_000 or any(not (abs(e) < _INF) for e in edges) \
+                    or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"bucket_edges of {col!r} must be 2 to 10000 finite, strictly ascending numbers")
+        return v
 
     @field_validator("dominance_k", "p_ratio", mode="before")
     @classmethod
@@ -112,11 +185,17 @@ class SdcRules(BaseModel):
         """One rule set at least as strict as each of ``rules`` (for a query reading several datasets)."""
         if not rules:
             return cls()
+        perturbed = [r for r in rules if r.perturbation == "cell_key"]
         return cls(
             dominance_n=max(r.dominance_n for r in rules),
             dominance_k=min(r.dominance_k for r in rules),
             p_ratio=max(r.p_ratio for r in rules),
             zeros_disclosive=any(r.zeros_disclosive for r in rules),
+            # perturbed if any dataset read asks for it; its p-table is the first such dataset's
+            perturbation="cell_key" if perturbed else "none",
+            ptable=perturbed[0].ptable if perturbed else "ons_10_5",
+            magnitude_scale=max(r.magnitude_scale for r in rules),
+            magnitude_top=max(r.magnitude_top for r in rules),
         )
 
 
@@ -294,6 +373,13 @@ class Policy(BaseModel):
                 "omit it to have it derived"
             )
         return expected
+
+    @model_validator(mode="after")
+    def _sdc_rules(self) -> Policy:
+        for col in self.sdc.bucket_edges:
+            if self.columns.get(col) is not ColumnRole.MEASURE:
+                raise ValueError(f"sdc.bucket_edges names {col!r}, which is not a measure column")
+        return self
 
     @model_validator(mode="after")
     def _dp_rules(self) -> Policy:

@@ -17,6 +17,7 @@ from ..catalog.db import Dataset, DatasetSteward, DatasetVersion, Quarantine, Us
 from ..context import Context, get_dataset, require_role, stewarded_by, stewards_of
 from ..errors import Conflict, Forbidden, ManifestInvalid
 from ..tables import storage, uris
+from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
 from .manifest import DatasetManifest, parse_manifest
 
@@ -47,7 +48,7 @@ class Datasets:
             raise Conflict(f"a table already exists at {path.relative_to(self.ctx.settings.home)}; refusing to share it")
         manifest_json = manifest.model_dump(mode="json", by_alias=True)
         digest = hashlib.sha256(canonical(manifest_json)).hexdigest()
-        storage.create_table(path, arrow_schema(column_specs(manifest)))
+        storage.create_table(path, keyed_schema(arrow_schema(column_specs(manifest))))
         try:
             with self.ctx.recorded(principal, "dataset.registered", "dataset", manifest.name,
                                    {"provider_kind": manifest.provider_kind.value, "manifest_sha256": digest,

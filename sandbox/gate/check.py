@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from fractions import Fraction
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokens import TokenType
 
-from policies import Decision, SdcRules
+from policies import ColumnRole, Decision, SdcRules, column_role
 
 from ..errors import InternalError
+from ..tables.record_keys import RECORD_KEY
+from .cellkey import CellKey
 from .clauses import Checker, Item, group_sql, ident, only_args, ref_sql, refuse, short
 from .modes import RELEASE_MODES
-from .plan import AggregateSpec, ColumnRef, GroupKey, HiddenColumn, QueryPlan, TableInfo
+from .plan import AggregateSpec, BucketRef, ColumnRef, GroupKey, HiddenColumn, QueryPlan, TableInfo
 
 DIALECT = "duckdb"
 MAX_SQL_CHARS = 20_000
@@ -155,10 +158,16 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
         return plan_dp(sql, c, items, groups, joins, where_sql, order_sql)
     threshold = max(info.policy.min_group_size for info in c.tables)
     sdc = SdcRules.strictest([info.policy.sdc for info in c.tables])
-    # Dominance and p% need the largest per-unit contributions (at least two, for p%).
-    top_n = max(sdc.dominance_n, 2) if mode == "sdc" else 0
+    perturbed = mode == "sdc" and sdc.perturbation == "cell_key"
+    _check_buckets(c, groups)
+    # Dominance and p% need the largest per-unit contributions (at least two, for p%); the
+    # cell-key magnitude perturbation needs the top ``magnitude_top`` with their keys.
+    top_n = max(sdc.dominance_n, 2, sdc.magnitude_top if perturbed else 0) if mode == "sdc" else 0
+    keys = [ColumnRef(t.name, RECORD_KEY) for t in c.tables] if mode == "sdc" else []
+    for k in keys:  # every row's secret record key: the cell key, and the cell's identity
+        c.mark_read(k)
 
-    query, hidden = _rewrite(c, items, groups, joins, where_sql, units, top_n, populations)
+    query, hidden = _rewrite(c, items, groups, joins, where_sql, units, top_n, populations, keys, perturbed)
     if order_sql is not None:
         query.set("order", order_sql)
 
@@ -182,6 +191,13 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
                                                          f"below {sdc.p_ratio:g} of the largest are suppressed"))
         decisions.append(Decision(True, "secondary", "further cells are suppressed so that no suppressed cell "
                                                      "can be recovered from its row or column totals"))
+        if perturbed:
+            decisions.append(Decision(True, "cell_key", "released counts and sums are perturbed consistently "
+                                                        "(the cell-key method): the same rows always get the same "
+                                                        "answer, and near-identical populations get unrelated noise"))
+        else:
+            decisions.append(Decision(True, "exact", "the policy releases exact values (perturbation: none): "
+                                                     "reconstruction and differencing attacks apply"))
     categories: list[tuple[str, ...] | None] = []
     for g in groups:  # a bucket's keys are numbers of the query's making: no declared categories
         declared = dict(next(t for t in c.tables if t.name == g.dataset).categories)
@@ -206,7 +222,38 @@ def _plan(sql: str, lookup: Callable[[str], TableInfo], populations: bool) -> Qu
         unit_columns=tuple(units),
         release_mode=mode,
         require_approval=any(t.policy.output.require_approval for t in c.tables),
+        perturbation=CellKey.from_rules(sdc) if perturbed else None,
+        significant_digits=min(t.policy.output.significant_digits for t in c.tables),
+        count_base=max(t.policy.output.count_base for t in c.tables),
     )
+
+
+def _check_buckets(c: Checker, groups: list[GroupKey]) -> None:
+    """sdc mode: a measure is a group key only through WIDTH_BUCKET with the policy's public edges.
+
+    Buckets of the query's own choosing would let it bisect one unit's value (is it below H?),
+    one released or suppressed cell at a time; edges the steward published are a fixed grid."""
+    for g in groups:
+        if not isinstance(g, BucketRef):
+            continue
+        info = next(t for t in c.tables if t.name == g.dataset)
+        if column_role(info.policy, g.column) is not ColumnRole.MEASURE:
+            continue
+        edges = info.policy.sdc.bucket_edges.get(g.column)
+        if edges is None:
+            refuse("bucket_edges", f"{g.column!r} of {g.dataset!r} is a measure: it may be a group key only "
+                                   "through WIDTH_BUCKET on the public edges its policy declares (sdc.bucket_edges), "
+                                   "and it declares none")
+        public = {Fraction(e) for e in edges}
+        if g.kind != "width_bucket" or any(g.lo + k * (g.hi - g.lo) / g.count not in public
+                                           for k in range(g.count + 1)):
+            refuse("bucket_edges", f"the buckets of {g.column!r} must be WIDTH_BUCKET({g.column}, lo, hi, n) whose "
+                                   f"edges are all among the policy's public edges {_edges_text(edges)}")
+
+
+def _edges_text(edges: list[float]) -> str:
+    shown = ", ".join(f"{e:g}" for e in edges[:12])
+    return f"[{shown}{', …' if len(edges) > 12 else ''}]"
 
 
 def _units(c: Checker) -> tuple[list[ColumnRef], list[tuple[str, ...]]]:
@@ -266,17 +313,35 @@ def _release_mode(tables: list[TableInfo]) -> str:
 
 def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[exp.Join],
              where_sql: exp.Expression | None, units: list[ColumnRef], top_n: int = 0,
-             populations: bool = True) -> tuple[exp.Select, list[HiddenColumn]]:
+             populations: bool = True, keys: list[ColumnRef] | None = None,
+             perturbed: bool = False) -> tuple[exp.Select, list[HiddenColumn]]:
     aggregates = [item for item, _ in items if isinstance(item, AggregateSpec)]
     measured = list(dict.fromkeys(a.column for a in aggregates if a.column is not None))
     summed = [measured.index(col) for col in dict.fromkeys(
         a.column for a in aggregates if a.func in ("sum", "avg") and a.column is not None)] if top_n else []
+    averaged = [measured.index(col) for col in dict.fromkeys(
+        a.column for a in aggregates if a.func == "avg" and a.column is not None)] if perturbed else []
+    # A joined row's record key: the sum of its tables' rows' keys (a cell key sums them all).
+    row_key: exp.Expression | None = None
+    for k in keys or []:
+        row_key = ref_sql(k) if row_key is None else exp.Add(this=row_key, expression=ref_sql(k))
 
-    def contributions(i: int, value: exp.Expression) -> list[tuple[HiddenColumn, exp.Expression]]:
+    def contributions(i: int, value: exp.Expression, key: exp.Expression | None = None
+                      ) -> list[tuple[HiddenColumn, exp.Expression]]:
         magnitude = exp.Abs(this=value)
-        return [(HiddenColumn(f"__twh_top_a{i}", "top", measure=measured[i]),
-                 exp.Max(this=magnitude, count=exp.Literal.number(top_n))),
-                (HiddenColumn(f"__twh_total_a{i}", "total", measure=measured[i]), exp.Sum(this=magnitude.copy()))]
+        out = [(HiddenColumn(f"__twh_top_a{i}", "top", measure=measured[i]),
+                exp.Max(this=magnitude, count=exp.Literal.number(top_n))),
+               (HiddenColumn(f"__twh_total_a{i}", "total", measure=measured[i]), exp.Sum(this=magnitude.copy()))]
+        if perturbed and key is not None:
+            # the keys of the top contributors, ordered as the top list (|value|, then key: ties
+            # broken the same way on every engine)
+            order = exp.Struct(expressions=[exp.PropertyEQ(this=ident("v"), expression=magnitude.copy()),
+                                            exp.PropertyEQ(this=ident("k"), expression=key.copy())])
+            ranked = exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null())],
+                              default=order)
+            out.append((HiddenColumn(f"__twh_topkey_a{i}", "topkey", measure=measured[i]),
+                        exp.ArgMax(this=key.copy(), expression=ranked, count=exp.Literal.number(top_n))))
+        return out
     base = exp.Select(from_=exp.From(this=exp.Table(this=ident(c.tables[0].name))))
     if joins:
         base.set("joins", joins)
@@ -288,7 +353,11 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
         hidden += [(HiddenColumn(f"{ROWS_COLUMN}_a{i}", "size"), exp.Count(this=ref_sql(col)))
                    for i, col in enumerate(measured)]
         for i in summed:
-            hidden += contributions(i, ref_sql(measured[i]))
+            hidden += contributions(i, ref_sql(measured[i]), row_key)
+        hidden += [(HiddenColumn(f"__twh_nonnull_a{i}", "nonnull", measure=measured[i]),
+                    exp.Count(this=ref_sql(measured[i]))) for i in averaged]
+        if row_key is not None:
+            hidden.append((HiddenColumn("__twh_ckey", "ckey"), exp.Sum(this=row_key.copy())))
         hidden += [(HiddenColumn(f"__twh_key{k}", "key"), group_sql(g)) for k, g in enumerate(groups)]
         exprs = [_aggregate_sql(item) if isinstance(item, AggregateSpec) else group_sql(item) for item, _ in items]
         _select(base, items, exprs, hidden)
@@ -303,6 +372,8 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
     for i, col in enumerate(measured):
         inner.append(exp.alias_(exp.Count(this=ref_sql(col)), f"__twh_c{i}", quoted=True))
         inner.append(exp.alias_(exp.Sum(this=ref_sql(col)), f"__twh_s{i}", quoted=True))
+    if row_key is not None:  # the unit's rows' keys in this cell: the unit's key as a contributor
+        inner.append(exp.alias_(exp.Sum(this=row_key.copy()), "__twh_k", quoted=True))
     base.set("expressions", inner)
     base.set("group", exp.Group(expressions=[*(group_sql(g) for g in groups), *(ref_sql(u) for u in units)]))
 
@@ -335,7 +406,11 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
                    for j in range(len(units))]
     for i in summed:
         # A level-1 row is one unit's contribution (with several unit columns: one combination's).
-        hidden += contributions(i, col(f"__twh_s{i}"))
+        hidden += contributions(i, col(f"__twh_s{i}"), col("__twh_k") if row_key is not None else None)
+    hidden += [(HiddenColumn(f"__twh_nonnull_a{i}", "nonnull", measure=measured[i]),
+                exp.Sum(this=col(f"__twh_c{i}"))) for i in averaged]
+    if row_key is not None:
+        hidden.append((HiddenColumn("__twh_ckey", "ckey"), exp.Sum(this=col("__twh_k"))))
     hidden += [(HiddenColumn(f"__twh_key{k}", "key"), col(f"__twh_g{k}")) for k in range(len(groups))]
     if populations:
         for j in range(len(units)):

@@ -104,7 +104,7 @@ def fingerprint(plan: QueryPlan, versions: Mapping[str, int]) -> str:
     """The canonical identity of a query's answer: the generated engine SQL (aliases, case and
     quoting already normalised by the rewrite), the pinned versions and the release settings."""
     body = {"engine_sql": plan.engine_sql, "versions": {t: versions[t] for t in plan.tables},
-            "mode": plan.release_mode, "threshold": plan.min_group_size, "sdc": plan.sdc.model_dump()}
+            "mode": plan.release_mode, "threshold": plan.min_group_size, "sdc": plan.sdc.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

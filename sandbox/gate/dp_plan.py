@@ -429,5 +429,6 @@ def plan_dp(sql: str, c: Checker, items: list[Item], groups: list[GroupKey], joi
         unit_columns=tuple(unit_refs),
         release_mode="dp",
         require_approval=any(t.policy.output.require_approval for t in c.tables),
+        significant_digits=min(t.policy.output.significant_digits for t in c.tables),
         dp=dp_plan,
     )

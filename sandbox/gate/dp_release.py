@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from dp import noise, quantile, selection
 
+from .cellkey import round_significant
 from .release import Released, json_safe
 
 if TYPE_CHECKING:
@@ -135,8 +136,11 @@ class DpRelease:
                 func, s, cnt = dpp.outputs[ai]
                 alpha = dpp.alphas[ai] if dpp.alphas else None
                 ai += 1
-                row.append(quantiles_of[k][alpha] if func == "quantile" and alpha is not None
-                           else self._value(dpp, func, s, cnt, noisy, k))
+                value = (quantiles_of[k][alpha] if func == "quantile" and alpha is not None
+                         else self._value(dpp, func, s, cnt, noisy, k))
+                # post-processing: rounding to the policy's precision costs no privacy
+                row.append(round_significant(value, plan.significant_digits)
+                           if isinstance(value, float) else value)
             out_rows.append(row)
         for pos, desc in reversed(dpp.order):  # stable sorts, last key first
             out_rows.sort(key=lambda r, p=pos: (r[p] is None, r[p] if r[p] is not None else 0), reverse=desc)

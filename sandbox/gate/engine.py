@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from .dp_bounding import DpRun
 
 
+#: what a job is told about cells it was not given (the same sentence whatever happened)
+WITHHELD_NOTE = ("cells that did not pass disclosure control are not shown; how many there were, and why, is "
+                 "withheld (it could carry the values they hide)")
+
 _CONFIG: dict[str, Any] = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -67,8 +71,11 @@ class GatedResult:
     #: internal, never in ``to_dict``: per released row, per unit column, the cell's ``hash(unit)``
     #: values as a numpy array (the differencing guard's populations)
     populations: list[tuple[Any, ...]] = field(default_factory=list, repr=False, compare=False)
+    #: internal, never in ``to_dict``: per released row, which rows it holds (the release budget's unit)
+    identities: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything the audit and the stewards see (suppression counts and per-rule decisions)."""
         return {
             "columns": list(self.columns),
             "rows": [list(r) for r in self.rows],
@@ -77,6 +84,19 @@ class GatedResult:
             "decisions": [dict(d) for d in self.decisions],
             "mode": self.mode,
         }
+
+    def for_job(self) -> dict[str, Any]:
+        """What the job's code is told: the released rows and the query's static checks.
+
+        Nothing about suppressed cells -- how many, which, under which rule -- reaches the job in
+        any mode: with a filter that isolates one unit and a group key over a measure, "how many
+        cells were hidden" answers "is the value below H?" (stewards and auditors still see it).
+        dp decisions are kept: ε, δ and bounds are public and data-independent."""
+        decisions = [dict(d) for d in self.decisions
+                     if self.mode == "dp" or ("suppressed" not in d and "released" not in d)]
+        return {"columns": list(self.columns), "rows": [list(r) for r in self.rows],
+                "released_groups": len(self.rows), "decisions": decisions, "mode": self.mode,
+                "suppressed_groups": None, "notes": [WITHHELD_NOTE] if self.mode != "dp" else []}
 
 
 def open_connection(plan: QueryPlan, snapshots: Mapping[str, Snapshot],
@@ -274,4 +294,5 @@ def run_query(
         decisions=decisions,
         mode=mode.name,
         populations=released.populations,
+        identities=released.identities,
     )

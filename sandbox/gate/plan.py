@@ -66,6 +66,9 @@ RULES: dict[str, str] = {
     "dp_keys": "dp mode: the group keys are neither public nor selectable (too many cells, or no delta)",
     "dp_quantile": "dp mode: quantiles take one bounded measure per query and a literal fraction in [0, 1]",
     "differencing": "a released cell's population would differ from an earlier release by fewer than the threshold",
+    "bucket_edges": "sdc mode: a measure may be a group key only through WIDTH_BUCKET on the policy's public edges",
+    "release_budget": "sdc mode: the dataset's release budget (distinct populations per tenant and period) is spent",
+    "record_keys": "sdc mode: a table version without record keys cannot be released under the cell-key method",
 }
 
 
@@ -171,8 +174,13 @@ class AggregateSpec:
 #: ``top`` -- list of the largest per-unit |contributions| to ``measure`` (dominance, p%);
 #: ``total`` -- sum of the per-unit |contributions| to ``measure``;
 #: ``units`` -- list of the cell's DuckDB ``hash(unit)`` values (the differencing guard's populations);
-#: ``key`` -- a group column's value, in ``group_columns`` order (selected or not: a cell's coordinates).
-HiddenKind = Literal["size", "top", "total", "units", "key"]
+#: ``key`` -- a group column's value, in ``group_columns`` order (selected or not: a cell's coordinates);
+#: ``ckey`` -- the sum of the cell's rows' record keys (the cell key; also the cell's identity for
+#: the release budget);
+#: ``topkey`` -- the keys of the ``top`` contributors to ``measure``, in the same order (cell-key
+#: magnitude perturbation);
+#: ``nonnull`` -- how many rows have a value of ``measure`` (an AVG's denominator).
+HiddenKind = Literal["size", "top", "total", "units", "key", "ckey", "topkey", "nonnull"]
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,12 @@ class QueryPlan:
     #: per unit column, the datasets whose privacy unit it stands for (itself and any unit
     #: joined to it by equality): the differencing ledgers its populations go to
     unit_scopes: tuple[tuple[str, ...], ...] = ()
+    #: sdc mode with ``perturbation: cell_key``: the :class:`~.cellkey.CellKey` settings; None: exact
+    perturbation: Any = None
+    #: released numbers are rounded to this many significant digits (the strictest policy's)
+    significant_digits: int = 15
+    #: exact sdc counts are rounded to a multiple of this (the strictest policy's ``count_base``)
+    count_base: int = 1
 
     def hidden_indices(self, kind: HiddenKind) -> list[int]:
         """Row positions of the hidden columns of ``kind`` (after the output columns)."""
@@ -261,6 +275,6 @@ class QueryPlan:
             "unit_columns": [str(c) for c in self.unit_columns],
             "release_mode": self.release_mode,
             "require_approval": self.require_approval,
-            "sdc": self.sdc.model_dump(),
+            "sdc": self.sdc.model_dump(mode="json"),
             "decisions": [d.to_dict() for d in self.decisions],
         }

@@ -17,6 +17,7 @@ cells of the table count as suppressed when the policy says zeros are disclosive
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import uuid
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .cellkey import round_count, round_significant
 from .sdc import SDC_RULES, Assessment, Cell, Contribution, assess
 
 if TYPE_CHECKING:  # the plan module is typing-only here: modes see plans, never build them
@@ -46,6 +48,9 @@ class Released:
     #: internal, never released: per released row, per unit column of the plan, the cell's
     #: ``hash(unit)`` values (the differencing guard's populations); empty when the plan collects none
     populations: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    #: internal, never released: per released row, a digest of the rows in the cell (its record keys'
+    #: sum and count): what the sdc release budget counts
+    identities: list[str] = field(default_factory=list, repr=False)
 
 
 class ReleaseMode(Protocol):
@@ -89,11 +94,11 @@ class SdcRelease:
     name = "sdc"
 
     def release(self, plan: QueryPlan, rows: Iterable[Sequence[Any]]) -> Released:
-        width = len(plan.output_columns)
         kept_rows: list[Sequence[Any]] = []
         verdict = self.assess(plan, rows, kept_rows)
         units = plan.hidden_indices("units")
-        kept = [[json_safe(v) for v in kept_rows[i][:width]] for i in verdict.released]
+        kept = [[json_safe(v) for v in published(plan, kept_rows[i])] for i in verdict.released]
+        identities = [cell_identity(plan, kept_rows[i]) for i in verdict.released]
         # each cell's hash(unit) values, as the engine gave them (numpy arrays from DuckDB): no copy
         populations = [tuple(() if kept_rows[i][u] is None else kept_rows[i][u] for u in units)
                        for i in verdict.released] if units else []
@@ -114,7 +119,9 @@ class SdcRelease:
         }
         rule_decisions = tuple({"rule": rule, "suppressed": verdict.by_rule[rule], **settings.get(rule, {})}
                                for rule in SDC_RULES)
-        return Released(kept, len(kept), suppressed, decision, rule_decisions=rule_decisions, populations=populations)
+        decision["perturbation"] = "cell_key" if plan.perturbation is not None else "none"
+        return Released(kept, len(kept), suppressed, decision, rule_decisions=rule_decisions, populations=populations,
+                        identities=identities)
 
     def assess(self, plan: QueryPlan, rows: Iterable[Sequence[Any]],
                seen: list[Sequence[Any]] | None = None) -> Assessment:
@@ -140,3 +147,57 @@ class SdcRelease:
                 seen.append(row)
         categories = plan.group_categories or (None,) * len(keys)
         return assess(cells, plan.min_group_size, plan.sdc, categories if keys else ())
+
+
+_MOD64 = 1 << 64
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def cell_identity(plan: QueryPlan, row: Sequence[Any]) -> str:
+    """A digest of which rows a released cell holds: the datasets, the sum of the rows' record keys
+    and the row count. Same rows, same identity, whatever the query's wording."""
+    ckeys = plan.hidden_indices("ckey")
+    rows = next((i for i, h in zip(plan.hidden_indices("size"), plan.hidden) if h.name == "__twh_rows"), None)
+    body = f"{','.join(sorted(plan.tables))}|{_int(row[ckeys[0]]) % _MOD64 if ckeys else 'nokey'}|" \
+           f"{_int(row[rows]) if rows is not None else ''}"
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def published(plan: QueryPlan, row: Sequence[Any]) -> list[Any]:
+    """A released row's output values: counts and sums perturbed by the cell-key method (when the
+    plan says so), then rounded to the policy's precision. Group keys are left as they are."""
+    out = list(row[: len(plan.output_columns)])
+    spec = plan.perturbation
+    ckeys = plan.hidden_indices("ckey")
+    cell_key = _int(row[ckeys[0]]) if ckeys else 0
+    width = len(plan.output_columns)
+    by_kind: dict[tuple[str, Any], int] = {}
+    for j, h in enumerate(plan.hidden):
+        if h.kind in ("top", "topkey", "nonnull"):
+            by_kind[(h.kind, h.measure)] = width + j
+    specs = {a.output: a for a in plan.aggregates}
+    for i, name in enumerate(plan.output_columns):
+        agg = specs.get(name)
+        if agg is None or out[i] is None:
+            continue
+        value = out[i]
+        if agg.func == "count":
+            n = int(value)
+            out[i] = spec.count(n, cell_key) if spec is not None else round_count(n, plan.count_base)
+            continue
+        x = float(value)
+        if spec is not None and agg.func in ("sum", "avg"):
+            tops = row[by_kind[("top", agg.column)]] or ()
+            keys = row[by_kind[("topkey", agg.column)]] or ()
+            top = sorted(zip((abs(float(v)) for v in tops if v is not None), (int(k) for k in keys)),
+                         key=lambda p: (p[0], p[1]), reverse=True)
+            noise = spec.magnitude(cell_key, top)
+            if agg.func == "avg":
+                n = _int(row[by_kind[("nonnull", agg.column)]])
+                noise = noise / n if n else 0.0
+            x += noise
+        out[i] = round_significant(x, plan.significant_digits)
+    return out

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InternalError
+from ..errors import InternalError, QueryRefused
+from ..tables.record_keys import RECORD_KEY
 from ..tables.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ def columns_for(plan: QueryPlan, snapshot: Snapshot) -> tuple[str, ...]:
     if snapshot.columns:
         present = {c.casefold() for c in snapshot.columns}
         missing = [c for c in wanted if c.casefold() not in present]
+        if missing == [RECORD_KEY]:  # landed before record keys existed: no cell key, no release
+            raise QueryRefused(
+                f"the table version of {snapshot.dataset!r} (version {snapshot.version}) has no record keys; a "
+                "steward re-lands it or migrates the dataset (`twh dataset migrate`) to add them",
+                details={"rule": "record_keys", "dataset": snapshot.dataset, "version": snapshot.version})
         if missing:  # catalog and storage disagree: a bug or a schema change to look at
             raise InternalError(
                 f"the snapshot of {snapshot.dataset!r} (version {snapshot.version}) lacks declared columns",

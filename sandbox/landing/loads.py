@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from ..datasets.sources import LoadBlock, LoadMode
 from ..errors import InvalidInput
 from ..tables import storage
+from ..tables.record_keys import keyed_schema, with_record_keys
 from .staging import Staged
 
 
@@ -150,11 +151,12 @@ class LoadWriter:
     def write(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema, metadata: dict[str, str], *,
               staged: Staged | None = None) -> WriteResult:
         rows = [0]
+        schema = keyed_schema(schema)  # every row lands with a fresh secret record key
 
         def counted() -> Iterator[pa.RecordBatch]:
             for b in prefetched(batches, PREFETCH_DEPTH):
                 rows[0] += b.num_rows
-                yield b
+                yield with_record_keys(b)
             if rows[0] == 0:
                 raise NothingToLoad("no data rows")
 

@@ -32,6 +32,7 @@ from ..datasets.declared import column_specs
 from ..datasets.manifest import DatasetManifest, parse_manifest
 from ..errors import Conflict, Forbidden, InvalidInput, ManifestInvalid
 from ..tables import storage, uris
+from ..tables.record_keys import RECORD_KEY, fresh_keys, keyed_schema
 from .staging import stage
 
 
@@ -78,7 +79,7 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
     if old_sha == new_sha:
         raise Conflict(f"{name}: the new manifest is the current one; nothing to migrate")
     specs = column_specs(new)
-    schema = arrow_schema(specs)
+    schema = keyed_schema(arrow_schema(specs))
     load_id = "mg_" + hashlib.sha256(f"{name}\0{old_sha}\0{new_sha}".encode()).hexdigest()[:24]
     base = storage.latest_version(table)
     sources = {b: a for a, b in renames.items()}
@@ -97,6 +98,9 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
                     arrays.append(values)
                 else:
                     arrays.append(pa.nulls(batch.num_rows, spec.arrow_type))
+            # rows keep their record keys (a table landed before keys existed gets fresh ones)
+            arrays.append(batch.column(RECORD_KEY) if RECORD_KEY in batch.schema.names
+                          else fresh_keys(batch.num_rows))
             rows[0] += batch.num_rows
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 

@@ -28,6 +28,7 @@ options Spark cannot honour) stays on the streaming path. The rules are the same
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from ..datasets.sources import LoadMode
 from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, parquet_frame
 from ..errors import Conflict, InternalError, InvalidInput
 from ..tables import storage
+from ..tables.record_keys import RECORD_KEY
 from .plan import LoadBook, LoadPlan, load_id_for, validation_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -278,6 +280,11 @@ class SparkLoad:
         cols = [F.when(F.coalesce(any_bad, F.lit(True)), F.raise_error(F.lit("twh: the source changed after it was "
                                                                               "checked"))).otherwise(
             frame.typed[first]).alias(first)] + [frame.typed[s.name].alias(s.name) for s in specs[1:]]
+        # Record keys (sandbox.tables.record_keys): a keyed hash of each row's unique id under a salt
+        # drawn from the OS CSPRNG for this load only and never stored, so no one can predict them.
+        salt = os.urandom(16).hex()
+        digest = F.sha2(F.concat(F.lit(salt), F.monotonically_increasing_id().cast("string")), 256)
+        cols.append(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long").alias(RECORD_KEY))
         load_id = meta[storage.LOAD_ID_KEY]
         try:
             (frame.raw.select(*cols).write.format("delta").mode(mode)

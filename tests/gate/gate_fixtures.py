@@ -22,6 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from policies import Policy, load_policy
 from sandbox.errors import NotFound
 from sandbox.gate import TableInfo
+from sandbox.tables.record_keys import RECORD_KEY, fresh_keys
 from sandbox.tables.snapshot import Snapshot
 
 INDUSTRIES = ["C"] * 40 + ["F"] * 25 + ["G"] * 20 + ["K"] * 12 + ["Z"] * 3  # Z: a small group
@@ -84,7 +85,13 @@ REGISTRY_POLICY: dict[str, Any] = {
         "reg_date": "dimension", "capital": "measure", "employees": "measure", "active": "dimension",
     },
     "privacy_unit": "uscc",
-    "output": {"min_group_size": 10},
+    # these fixtures check the exact SDC rules against ACRO and pandas (all digits kept); the
+    # cell-key perturbation and the rounding have tests of their own (test_gate_cellkey.py)
+    "output": {"min_group_size": 10, "significant_digits": 17},
+    # measures are group keys only through WIDTH_BUCKET on public edges the steward declares
+    "sdc": {"perturbation": "none", "bucket_edges": {
+        "capital": [0, 1e6, 2e6, 2.5e6, 3e6, 4e6, 5e6, 6e6, 7e6, 7.5e6, 8e6, 9e6, 1e7],
+        "employees": [0, 100, 200, 300, 400, 500]}},
 }
 LOANS_POLICY: dict[str, Any] = {
     "tenants": ["bank_a"],
@@ -92,12 +99,17 @@ LOANS_POLICY: dict[str, Any] = {
     "columns": {"loan_id": "identifier", "uscc": "join_key", "term": "dimension", "defaulted": "measure",
                 "amount": "measure"},
     "privacy_unit": "uscc",
-    "output": {"min_group_size": 20},
+    "output": {"min_group_size": 20, "significant_digits": 17},
+    "sdc": {"perturbation": "none"},
 }
 
 
-def write_table(path: Path, df: pd.DataFrame, schema: pa.Schema, **kwargs: Any) -> None:
-    write_deltalake(str(path), pa.Table.from_pandas(df, schema=schema, preserve_index=False), **kwargs)
+def write_table(path: Path, df: pd.DataFrame, schema: pa.Schema, *, record_keys: Any = None, **kwargs: Any) -> None:
+    """Write ``df`` as a warehouse table: the declared columns and a record key per row (fresh
+    ones from the CSPRNG, or ``record_keys`` when a test needs to know them)."""
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    keys = fresh_keys(table.num_rows) if record_keys is None else pa.array(record_keys, type=pa.int64())
+    write_deltalake(str(path), table.append_column(pa.field(RECORD_KEY, pa.int64(), nullable=False), keys), **kwargs)
 
 
 def snapshot_of(path: Path, name: str, version: int | None = None, *, needs_delta_reader: bool = False) -> Snapshot:

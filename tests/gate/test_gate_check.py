@@ -254,7 +254,7 @@ def test_rule_names_are_pinned() -> None:
         "identifier_column", "measure_outside_aggregate", "join_key_outside_on", "aggregate_not_allowed",
         "aggregate_argument", "aggregate_filter", "function_not_allowed", "select_item", "not_grouped", "alias",
         "where_clause", "group_by", "order_by", "release_mode", "literal_type", "engine_rejected", "timeout",
-        "resource_limit", "differencing",
+        "resource_limit", "differencing", "bucket_edges", "release_budget", "record_keys",
         "dp_bounds", "dp_unit", "dp_keys", "dp_budget", "dp_quantile",
     }
 
@@ -296,8 +296,8 @@ def test_count_by_dimension_plan(lookup: Lookup) -> None:
     assert plan.tables == ("registry",)
     assert plan.output_columns == ("industry", "n")
     assert plan.group_columns == (ColumnRef("registry", "industry"),)
-    assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_key0", "__twh_ids_0")
-    assert [h.kind for h in plan.hidden] == ["size", "size", "key", "units"]
+    assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_ckey", "__twh_key0", "__twh_ids_0")
+    assert [h.kind for h in plan.hidden] == ["size", "size", "ckey", "key", "units"]
     assert plan.unit_columns == (ColumnRef("registry", "uscc"),)
     assert plan.unit_scopes == (("registry",),)
     assert plan.min_group_size == 10
@@ -308,13 +308,16 @@ def test_count_by_dimension_plan(lookup: Lookup) -> None:
     assert 'GROUP BY "registry"."industry", "registry"."uscc"' in plan.engine_sql
     assert 'COUNT("__twh_u0") AS "__twh_units"' in plan.engine_sql
     assert "ORDER BY 2 DESC" in plan.engine_sql
-    assert dict(plan.columns_read) == {"registry": ("industry", "uscc")}
+    # the rows' secret record keys are read too: their sum is the cell key (and the cell's identity)
+    assert dict(plan.columns_read) == {"registry": ("industry", "uscc", "__twh_rkey")}
+    assert 'SUM("__twh_k") AS "__twh_ckey"' in plan.engine_sql
     assert len(plan.sql_sha256) == 64
-    assert all(d.allowed and d.rule in {*RULES, "min_group_size", "dominance", "p_percent", "secondary"}
+    assert all(d.allowed and d.rule in {*RULES, "min_group_size", "dominance", "p_percent", "secondary", "exact"}
                for d in plan.decisions)
     # the differencing guard's unit lists are collected only when asked for
     bare = plan_query("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry", lookup, populations=False)
-    assert bare.hidden_columns == ("__twh_rows", "__twh_units", "__twh_key0") and "ARRAY_AGG" not in bare.engine_sql
+    assert bare.hidden_columns == ("__twh_rows", "__twh_units", "__twh_ckey", "__twh_key0")
+    assert "ARRAY_AGG" not in bare.engine_sql
 
 
 def test_case_and_quoting_resolve_to_declared_names(lookup: Lookup) -> None:
@@ -348,7 +351,7 @@ def test_join_plan_uses_strictest_threshold_and_one_unit(lookup: Lookup) -> None
 def test_aggregates_are_sized_by_their_non_null_units(lookup: Lookup) -> None:
     plan = plan_query("SELECT SUM(employees) AS e, COUNT(*) AS n FROM registry", lookup)
     assert plan.hidden_columns == ("__twh_rows", "__twh_units", "__twh_units_0_a0", "__twh_top_a0",
-                                   "__twh_total_a0", "__twh_ids_0")
+                                   "__twh_total_a0", "__twh_ckey", "__twh_ids_0")
     # dominance and p% read the two largest per-unit |sums| and their total
     assert 'MAX(ABS("__twh_s0"), 2) AS "__twh_top_a0"' in plan.engine_sql
     assert 'SUM(ABS("__twh_s0")) AS "__twh_total_a0"' in plan.engine_sql
@@ -361,9 +364,12 @@ def test_rows_are_the_unit_without_privacy_unit() -> None:
     info = TableInfo("stats", policy, ("d", "m"))
     plan = plan_query("SELECT d, SUM(m) AS s FROM stats GROUP BY d", lambda name: info)
     assert plan.unit_columns == ()
-    # rows are the contributors; no unit values to collect
-    assert plan.hidden_columns == ("__twh_rows", "__twh_rows_a0", "__twh_top_a0", "__twh_total_a0", "__twh_key0")
+    # rows are the contributors; no unit values to collect. The policy's default perturbs: the top
+    # contributors' record keys and the cell key come along
+    assert plan.hidden_columns == ("__twh_rows", "__twh_rows_a0", "__twh_top_a0", "__twh_total_a0",
+                                   "__twh_topkey_a0", "__twh_ckey", "__twh_key0")
     assert 'MAX(ABS("stats"."m"), 2)' in plan.engine_sql
+    assert plan.perturbation is not None and plan.perturbation.ptable == "ons_10_5"
 
 
 def test_where_shapes_are_accepted(lookup: Lookup) -> None:

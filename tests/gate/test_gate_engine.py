@@ -130,15 +130,15 @@ def test_histogram_buckets_of_a_measure(tables: Tables) -> None:
     df = tables.frames["registry"].copy()
     capital = df["capital"]
     df["b"] = np.where(capital < 1e6, 0, np.where(capital >= 9e6, 9, np.floor((capital - 1e6) * 8 / 8e6) + 1))
-    df["band"] = (np.floor(capital / 2.5e6) * 2.5e6).astype(int)
+    df["band"] = np.where(capital >= 1e7, 5, np.floor(capital / 2.5e6) + 1).astype(int)
     got = gated(tables, "SELECT WIDTH_BUCKET(capital, 1000000, 9000000, 8) AS b, COUNT(*) AS n, "
                         "AVG(employees) AS e FROM registry GROUP BY b")
     want, suppressed = expected(df.astype({"b": int}), ["b"], [("count", None), ("avg", "employees")],
                                 unit="uscc", threshold=10)
     assert len(want) == 10  # every bucket, the under- and overflow ones too, holds 10 firms or more
     assert_rows_match(got, want, suppressed)
-    # GROUP BY the select list's alias; the label is the bucket's lower edge; small cells suppressed
-    got = gated(tables, "SELECT industry, FLOOR(capital / 2500000) * 2500000 AS band, COUNT(*) AS n, "
+    # GROUP BY the select list's alias; small cells suppressed
+    got = gated(tables, "SELECT industry, WIDTH_BUCKET(capital, 0, 10000000, 4) AS band, COUNT(*) AS n, "
                         "SUM(capital) AS s FROM registry GROUP BY industry, band")
     want, suppressed = expected(df, ["industry", "band"], [("count", None), ("sum", "capital")],
                                 unit="uscc", threshold=10)
@@ -230,8 +230,12 @@ def test_output_values_are_json_safe(tables: Tables) -> None:
 
 
 def _one_table(tmp_path: Path, name: str, df: pd.DataFrame, policy: dict[str, Any]) -> Tables:
+    """One table under ``policy``, released exactly (these tests check the SDC rules' counts; the
+    cell-key perturbation is tested in test_gate_cellkey.py) unless the policy says otherwise."""
     schema = pa.Schema.from_pandas(df, preserve_index=False)
     write_table(tmp_path / name, df, schema)
+    policy = {**policy, "sdc": {"perturbation": "none", **policy.get("sdc", {})},
+              "output": {"significant_digits": 17, **policy.get("output", {})}}
     info = table_info(name, policy, schema)
     return Tables({name: info}, {name: snapshot_of(tmp_path / name, name)}, {name: df}, tmp_path)
 
@@ -281,7 +285,8 @@ def test_datasets_with_different_units_count_each(tmp_path: Path, tables: Tables
                            "salary": [rng.choice([None, rng.uniform(1e3, 1e5)]) for _ in range(600)]})
     schema = pa.schema([("person", pa.string()), ("uscc", pa.string()), ("salary", pa.float64())])
     write_table(tmp_path / "directors", people, schema)
-    policy = {"tenants": ["*"], "purposes": ["x"], "privacy_unit": "person", "output": {"min_group_size": 12},
+    policy = {"tenants": ["*"], "purposes": ["x"], "privacy_unit": "person",
+              "output": {"min_group_size": 12, "significant_digits": 17}, "sdc": {"perturbation": "none"},
               "columns": {"person": "identifier", "uscc": "join_key", "salary": "measure"}}
     infos = {**tables.infos, "directors": table_info("directors", policy, schema)}
     snaps = {**tables.snapshots, "directors": snapshot_of(tmp_path / "directors", "directors")}
@@ -426,7 +431,9 @@ def test_views_expose_only_the_columns_read(tables: Tables) -> None:
     con = _locked(tables)
     try:
         cols = [r[0] for r in con.execute('DESCRIBE "registry"').fetchall()]
-        assert cols == ["industry", "uscc"]  # no name, no capital: not read by this plan
+        # no name, no capital: not read by this plan; the record keys are (the cell key), but no
+        # query can name them (undeclared: unknown_column)
+        assert cols == ["industry", "uscc", "__twh_rkey"]
     finally:
         con.close()
 
@@ -461,7 +468,7 @@ def test_only_numeric_columns_are_bucketed(tables: Tables, bucket: str) -> None:
     with pytest.raises(QueryRefused) as e:
         gated(tables, f"SELECT {bucket} AS b, COUNT(*) AS n FROM registry GROUP BY b")
     assert e.value.details["rule"] == "literal_type" and "bucketed" in e.value.message
-    assert gated(tables, "SELECT FLOOR(employees / 100) AS b, COUNT(*) AS n FROM registry GROUP BY b").rows
+    assert gated(tables, "SELECT WIDTH_BUCKET(employees, 0, 500, 5) AS b, COUNT(*) AS n FROM registry GROUP BY b").rows
 
 
 def test_engine_errors_do_not_echo_values(tables: Tables) -> None:
@@ -495,7 +502,7 @@ def test_missing_snapshot_is_a_bug(tables: Tables) -> None:
 
 def test_snapshot_lacking_a_declared_column_is_a_bug(tables: Tables) -> None:
     plan = plan_query("SELECT industry, COUNT(*) AS n FROM registry GROUP BY industry", tables.lookup)
-    snap = dataclasses.replace(tables.snapshots["registry"], columns=("uscc", "district"))
+    snap = dataclasses.replace(tables.snapshots["registry"], columns=("uscc", "district", "__twh_rkey"))
     with pytest.raises(InternalError) as e:
         run_query(plan, {"registry": snap})
     assert e.value.details["columns"] == ["industry"]

@@ -34,7 +34,8 @@ def engine_row(plan: QueryPlan, key: str, value: Any, sizes: Sequence[int | None
     """One row as the engine returns it for ``plan``: outputs, then hidden columns by kind."""
     sizes_left = list(sizes)
     hidden = {"size": lambda: sizes_left.pop(0), "top": lambda: list(top), "total": lambda: total,
-              "key": lambda: key, "units": lambda: list(ids)}
+              "key": lambda: key, "units": lambda: list(ids), "ckey": lambda: 12345,
+              "topkey": lambda: list(range(len(top))), "nonnull": lambda: 10}
     return [key, value] + [hidden[h.kind]() for h in plan.hidden]
 
 
@@ -59,7 +60,7 @@ def test_sdc_keeps_exactly_the_groups_at_or_above_threshold(plan: QueryPlan) -> 
         assert out.released_groups == len(want)
         assert out.suppressed_groups == len(rows) - len(want)
         assert out.decision == {"rule": "sdc", "threshold": threshold, "unit": ["registry.uscc"],
-                                "released": len(want), "suppressed": len(rows) - len(want)}
+                                "released": len(want), "suppressed": len(rows) - len(want), "perturbation": "none"}
         by_rule = {d["rule"]: d["suppressed"] for d in out.rule_decisions}
         assert by_rule["min_group_size"] == sum(1 for r in rows if min(r[2:5]) < threshold)
         assert by_rule["secondary"] == len(rows) - len(want) - by_rule["min_group_size"]

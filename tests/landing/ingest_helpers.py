@@ -47,5 +47,9 @@ def table_rows(wh: Any, name: str) -> list[dict[str, Any]]:
 
         ds = get_dataset(s, name)
         path, version = ds.table_path, ds.current_version
-    return sorted(DeltaTable(path, version=version).to_pyarrow_table().to_pylist(),
-                  key=lambda r: tuple(str(v) for v in r.values()))
+    from sandbox.tables.record_keys import RECORD_KEY
+
+    table = DeltaTable(path, version=version).to_pyarrow_table()
+    # every landed row carries a secret record key (sandbox.tables.record_keys); the rows are the rest
+    assert RECORD_KEY in table.column_names and table.column(RECORD_KEY).null_count == 0
+    return sorted(table.drop_columns([RECORD_KEY]).to_pylist(), key=lambda r: tuple(str(v) for v in r.values()))

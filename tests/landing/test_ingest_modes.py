@@ -141,3 +141,30 @@ def test_mock_is_schema_identical_and_lands_through_the_contract(wh, people, tmp
     t = pq.read_table(io.BytesIO(wh.datasets.mock(people["analyst"], name, rows=5, fmt="parquet")))
     assert t.schema.names == ["code", "day", "price"] and str(t.schema.field("day").type) == "date32[day]"
     assert all(0 <= p <= 1000 for p in t.column("price").to_pylist() if p is not None)
+
+
+def test_every_row_lands_with_a_secret_record_key_that_a_migration_keeps(wh, people, tmp_path):
+    """The cell-key method needs a key per row, assigned at landing (CSPRNG, never declared, so no
+    query can name it) and kept by a schema migration: the same rows keep their perturbation."""
+    from deltalake import DeltaTable
+
+    from sandbox.tables.record_keys import RECORD_KEY
+
+    s = people["bank_steward"]
+    name = register(wh, people)
+    wh.ingest.ingest(s, name, write_csv(tmp_path / "a.csv", [("001", "2024-01-01", 1.5), ("002", "2024-01-02", 2.5)]))
+
+    def keys() -> dict[str, int]:
+        with wh.db.read() as sess:
+            from sandbox.context import get_dataset
+
+            ds = get_dataset(sess, name)
+        t = DeltaTable(ds.table_path).to_pyarrow_table()
+        return dict(zip(t.column("code").to_pylist(), t.column(RECORD_KEY).to_pylist()))
+
+    before = keys()
+    assert len(set(before.values())) == 2 and all(0 <= k < 2 ** 32 for k in before.values())
+    new = manifest(schema=[*manifest()["schema"], {"name": "venue", "type": "string", "role": "dimension"}])
+    wh.migrate_dataset(s, name, parse_manifest(new))
+    assert keys() == before
+    assert RECORD_KEY not in [c.name for c in wh.manifest(name).columns]  # never declared

@@ -29,7 +29,8 @@ def base(**over: Any) -> dict[str, Any]:
 def test_public_api_is_pinned() -> None:
     assert sorted(policies.__all__) == sorted(
         [
-            "ANY_TENANT", "ColumnRole", "Decision", "OutputRules", "Policy", "PolicyError", "ReleaseMode", "SdcRules",
+            "ANY_TENANT", "ColumnRole", "Decision", "OutputRules", "Policy", "PolicyError", "PTableSpec", "ReleaseBudget", "ReleaseMode",
+            "SdcRules",
             "access_decisions", "check_access", "check_group_release", "column_role", "load_policy",
             "resolve_column",
         ]
