@@ -19,7 +19,8 @@ SQLAlchemy, sqlglot) are translated at the boundary with ``raise Ours(...) from 
     │   ├── AccessRefused          access_refused       tenant/purpose not allowed on a dataset
     │   ├── QueryRefused           query_refused        the gate refused a query
     │   │   └── BudgetExhausted    budget_exhausted     the DP budget cannot pay for it (query, synthetic data)
-    │   └── TrainingRefused        training_refused     a training job's model, features or weights failed a check
+    │   ├── TrainingRefused        training_refused     a training job's model, features or weights failed a check
+    │   └── QuotaExceeded          quota_exceeded       a policy's per-tenant limit (e.g. jobs per day) is reached
     ├── ValidationFailed           validation_failed    a batch failed its data contract (quarantined)
     ├── SandboxError               sandbox_error        the sandbox could not be set up (not the job's fault)
     ├── AuditWriteFailed           audit_write_failed   the audit record could not be written: action undone
@@ -111,6 +112,13 @@ class TrainingRefused(Refused):
     """A training job's model, features or weights failed a check; nothing is released."""
 
     code = "training_refused"
+
+
+class QuotaExceeded(Refused):
+    """A per-tenant limit of a policy is reached (``details.rule``, e.g. ``max_jobs_per_day``)."""
+
+    code = "quota_exceeded"
+    http_status = 429
 
 
 class ValidationFailed(TwhError):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -34,20 +33,18 @@ from dp.budget import Budget, from_text, to_fraction
 from policies import ANY_TENANT, Policy
 
 from ..auth import Principal, Role
-from ..catalog.db import BudgetCharge, BudgetHead
+from ..catalog.db import BudgetCharge, BudgetHead, Export, Job
+from ..catalog.states import under_review
 from ..context import Context, get_dataset, stewards_of
 from ..errors import BudgetExhausted, Forbidden, InvalidInput, NotFound
+from .periods import period_key
+from .release_budget import ReleaseLedger
 
 SHARED = "*"
 
 
 def _frac_text(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
-
-
-def period_key(period: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return {"none": "all", "month": now.strftime("%Y-%m"), "year": now.strftime("%Y")}[period]
 
 
 def scope_budget(policy: Policy, tenant: str) -> tuple[str, Budget]:
@@ -80,6 +77,8 @@ class Budgets:
     def __init__(self, ctx: Context, manifests: Any) -> None:
         self.ctx = ctx
         self._manifests = manifests
+        #: the sdc release budget (distinct populations), shown beside the ε budget
+        self.releases = ReleaseLedger(manifests)
 
     def _policy(self, dataset: str) -> Policy:
         return self._manifests(dataset).build_policy()
@@ -177,8 +176,9 @@ class Budgets:
                 raise NotFound(f"dataset {dataset!r} does not exist", details={"dataset": dataset})
         elif principal.role is Role.STEWARD and not is_steward:
             raise Forbidden(f"{principal.name} does not steward {dataset!r}")
+        releases = self._release_view(principal, dataset) if policy.release_mode == "sdc" else None
         if policy.dp is None:
-            return {"dataset": dataset, "budget": None, "scopes": [], "history": []}
+            return {"dataset": dataset, "budget": None, "scopes": [], "history": [], "release_budget": releases}
         b = policy.dp.budget
         with self.ctx.db.read() as s:
             heads = s.execute(select(BudgetHead).where(BudgetHead.dataset == dataset)).scalars().all()
@@ -194,14 +194,50 @@ class Budgets:
             left = total - spent if spent.fits(total) else Budget.zero()
             out_scopes.append({"scope": scope, "period": current, "total": total.to_dict(), "spent": spent.to_dict(),
                                "remaining": left.to_dict()})
-        see_all = principal.role is not Role.ENTERPRISE
+        budget = {"epsilon": str(b.epsilon), "delta": str(b.delta), "period": b.period,
+                  "per_tenant": {k: str(v) for k, v in b.per_tenant.items()}}
+        if principal.role is Role.ENTERPRISE:
+            return {"dataset": dataset, "budget": budget, "history": None, "release_budget": releases,
+                    "scopes": self._enterprise_scopes(policy, charges, current)}
         history = [{"id": c.id, "at": c.created_at.isoformat() if c.created_at else None, "tenant": c.tenant,
                     "actor": c.actor, "job_id": c.job_id, "kind": c.kind, "period": c.period, "scope": c.scope,
                     "epsilon": from_text(c.epsilon, c.delta).to_dict()["epsilon"],
                     "delta": from_text(c.epsilon, c.delta).to_dict()["delta"], "cached_answer": c.result is not None}
-                   for c in charges if see_all or c.tenant == principal.tenant]
-        return {"dataset": dataset, "budget": {"epsilon": str(b.epsilon), "delta": str(b.delta),
-                                               "period": b.period,
-                                               "per_tenant": {k: str(v) for k, v in b.per_tenant.items()}},
-                "scopes": out_scopes, "history": history}
+                   for c in charges]
+        return {"dataset": dataset, "budget": budget, "scopes": out_scopes, "history": history,
+                "release_budget": releases}
+
+    def _release_view(self, principal: Principal, dataset: str) -> dict[str, Any]:
+        """The sdc release budget: populations used this period (an enterprise: its own tenant's,
+        not counting jobs under review) and the limits."""
+        with self.ctx.db.read() as s:
+            if principal.role is not Role.ENTERPRISE:
+                return self.releases.show(s, dataset, None)
+            hidden = {j.id for j, e in s.execute(select(Job, Export).outerjoin(Export, Export.job_id == Job.id)
+                                                 .where(Job.tenant == principal.tenant)).all() if under_review(j, e)}
+            return self.releases.show(s, dataset, principal.tenant, exclude_jobs=hidden)
+
+    def _enterprise_scopes(self, policy: Policy, charges: list[BudgetCharge], current: str) -> list[dict[str, Any]]:
+        """What an enterprise sees: per scope, this period's totals over charges of jobs the stewards
+        have decided, and never one charge or one job's spending. A job under review could
+        otherwise count its queries into the total it can watch (ARCHITECTURE.md, "Channels before
+        approval"); so could any job of any tenant sharing the scope."""
+        with self.ctx.db.read() as s:
+            ids = {c.job_id for c in charges if c.job_id}
+            jobs = {j.id: j for j in s.execute(select(Job).where(Job.id.in_(ids))).scalars()} if ids else {}
+            exports = {e.job_id: e for e in s.execute(select(Export).where(Export.job_id.in_(ids))).scalars()} \
+                if ids else {}
+        hidden = {i for i, j in jobs.items() if under_review(j, exports.get(i))}
+        assert policy.dp is not None
+        out = []
+        for scope in [SHARED, *policy.dp.budget.per_tenant]:
+            total = _scope_total(policy, scope)
+            spent = Budget.zero()
+            for c in charges:
+                if c.period == current and c.scope == scope and c.job_id not in hidden:
+                    spent = spent + from_text(c.epsilon, c.delta)
+            left = total - spent if spent.fits(total) else Budget.zero()
+            out.append({"scope": scope, "period": current, "total": total.to_dict(), "spent": spent.to_dict(),
+                        "remaining": left.to_dict(), "jobs_under_review_not_counted": True})
+        return out
 

@@ -1,7 +1,9 @@
 """The broker's choke point: every query a job asks goes through :meth:`Queries.answer`.
 
-check policy → plan (sqlglot) → run on the pinned snapshots → gate (release mode) → audit,
-and only then is the result handed back to the sandbox. A refusal is audited too.
+check policy → plan (sqlglot) → the release mode's lookup and reservation → run on the pinned
+snapshots → gate (release mode) → the mode's record, in the audit transaction, and only then is
+the result handed back to the sandbox. A refusal is audited too. The modes are one registry
+(:mod:`.modes`): this module has no per-mode branch.
 """
 
 from __future__ import annotations
@@ -12,17 +14,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from dp.budget import Budget
 from policies import check_access
 
 from ..auth import Principal
 from ..catalog.db import JobQuery
 from ..context import Context
-from ..errors import AccessRefused, NotFound, QueryRefused, TwhError
+from ..errors import AccessRefused, InternalError, NotFound, QueryRefused, TwhError
 from ..gate import GatedResult, TableInfo, plan_query, run_query
-from ..gate.differencing import DifferencingGuard, fingerprint
+from ..gate.differencing import DifferencingGuard
 from ..tables.snapshot import Snapshot
-from .budget import Budgets, query_key
+from .budget import Budgets
+from .modes import Ask, build_modes, mode_key
 
 MAX_SQL_CHARS = 20_000
 #: a query running longer than this is stopped and refused (rule ``timeout``)
@@ -38,6 +40,10 @@ class Queries:
         self.budgets = Budgets(ctx, manifests)
         #: the sdc mode's differencing ledger and answer cache (see sandbox/gate/differencing.py)
         self.guard = DifferencingGuard.for_warehouse(ctx.db, ctx.settings.home, ctx.settings.secrets_dir)
+        #: the sdc mode's release budget (distinct populations per tenant and period)
+        self.releases = self.budgets.releases
+        #: release mode -> what happens around a gated run (lookup, reserve, record): one registry
+        self.modes = build_modes(self.guard, self.releases, self.budgets)
 
     def answer(self, principal: Principal, job_id: str, purpose: str, snapshots: Mapping[str, Snapshot],
                sql: str) -> GatedResult:
@@ -64,55 +70,39 @@ class Queries:
                              categories=tuple((c.name, tuple(c.categories)) for c in manifest.columns
                                               if c.categories))
 
-        fp: str | None = None
         try:
             plan = plan_query(sql, lookup)
-            if plan.release_mode == "sdc":
+            mode = self.modes.get(mode_key(plan))
+            if mode is None:
+                raise InternalError(f"no broker mode for release mode {plan.release_mode!r}")
+            ask = Ask(principal, job_id, plan, versions, snapshots)
+            repeat = mode.lookup(ask)
+            if repeat is not None:
                 # An exact repeat gets the stored answer: nothing runs, nothing new leaves.
-                fp = fingerprint(plan, versions)
-                repeat = self.guard.cached(fp)
-                if repeat is not None:
-                    self._record(principal, job_id, sql, sql_sha, versions, "released",
-                                 {"mode": "sdc", "cached": True, "released_groups": repeat.released_groups,
-                                  "suppressed_groups": repeat.suppressed_groups, "decisions": repeat.decisions})
-                    return repeat
-            if plan.release_mode == "dp":
-                # Reserve BEFORE running (no refund if the run fails); an exact repeat gets the
-                # ledger's stored answer instead of fresh noise, and costs nothing.
-                key = query_key(plan.engine_sql, versions, plan.dp.epsilon, plan.dp.delta)
-                cached = self.budgets.cached(key)
-                if cached is not None:
-                    result = GatedResult(**{**cached, "columns": list(plan.dp.names)})
-                    self._record(principal, job_id, sql, sql_sha, versions, "released",
-                                 {"mode": "dp", "cached": True, "released_groups": result.released_groups,
-                                  "suppressed_groups": 0, "decisions": result.decisions})
-                    return result
-                charge_ids = self.budgets.reserve(principal, list(plan.dp.charged),
-                                                  Budget(plan.dp.epsilon, plan.dp.delta), job_id=job_id, key=key)
-            if fp is not None:  # a new table version's unit dictionary (once; its own transaction)
-                self.guard.prepare(plan, snapshots)
+                self._record(principal, job_id, sql, sql_sha, versions, "released",
+                             {"mode": mode.name, "cached": True, "released_groups": repeat.released_groups,
+                              "suppressed_groups": repeat.suppressed_groups, "decisions": repeat.decisions})
+                return repeat
+            held = mode.reserve(ask)
+            mode.prepare(ask)
             result = run_query(plan, {t: snapshots[t] for t in plan.tables}, engine=self.ctx.settings.engine,
                                timeout_s=QUERY_TIMEOUT_S, copies_dir=self.ctx.settings.home / BOUNDED_COPIES)
+            mode.after_run(ask, held, result)
         except TwhError as exc:
             self._record(principal, job_id, sql, sql_sha, versions, "refused",
                          {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule")})
             raise
-        if plan.release_mode == "dp":
-            self.budgets.store_result(charge_ids, result.to_dict())
-        details = {
-            "mode": result.mode,
-            "released_groups": result.released_groups,
-            "suppressed_groups": result.suppressed_groups,
-            "decisions": result.decisions,
-        }
-        if fp is None:
-            self._record(principal, job_id, sql, sql_sha, versions, "released", details)
-            return result
-        # sdc: the differencing check and the ledger update commit with the query.released record.
+        details = {"mode": mode.name, "released_groups": result.released_groups,
+                   "suppressed_groups": result.suppressed_groups, "decisions": result.decisions}
         answer: list[GatedResult] = []
+
+        def in_transaction(s: Session) -> None:
+            final, more = mode.record(s, ask, result)  # raises to refuse: nothing of this transaction commits
+            details.update(more)
+            answer.append(final)
+
         try:
-            self._record(principal, job_id, sql, sql_sha, versions, "released", details,
-                         guard=lambda s: answer.append(self.guard.record(s, plan, result, fp, snapshots)))
+            self._record(principal, job_id, sql, sql_sha, versions, "released", details, guard=in_transaction)
         except QueryRefused as exc:
             self._record(principal, job_id, sql, sql_sha, versions, "refused",
                          {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule")})

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    true,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -139,6 +141,9 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(120), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: a dataset read requires a steward's review: until a steward acts, the submitter sees one
+    #: state ("awaiting_review") whatever the job did (sandbox.jobs.public)
+    review_required: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class JobQuery(Base):
@@ -163,6 +168,9 @@ class Export(Base):
     bundle_sha256: Mapped[str] = mapped_column(String(64))
     #: datasets whose stewards must approve (empty when no policy requires approval)
     needs_approval_from: Mapped[list[Any]] = mapped_column(JSON)
+    #: ``outputs`` (the job's files) or ``notice`` (the one-line outcome of a job that failed or wrote
+    #: nothing: released to the submitter only by the same approvals)
+    kind: Mapped[str] = mapped_column(String(16), default="outputs", server_default="outputs")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -286,6 +294,23 @@ class ReleasedPopulation(Base):
     #: SHA-256 of ``bitmap``
     digest: Mapped[str] = mapped_column(String(64))
     bitmap: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReleaseCharge(Base):
+    """One distinct population (a released cell's rows) charged to a dataset's sdc release budget,
+    per tenant and period; a repeat of the same rows is not charged again."""
+
+    __tablename__ = "release_charges"
+    __table_args__ = (UniqueConstraint("dataset", "tenant", "period", "identity"),
+                      Index("ix_release_charges_scope", "dataset", "period", "tenant"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(16))
+    #: a digest of the cell's rows (sandbox.gate.release.cell_identity): no data value
+    identity: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

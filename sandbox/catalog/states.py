@@ -20,6 +20,7 @@ A transition not listed here raises :class:`~sandbox.errors.InvalidTransition`.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from ..errors import InvalidTransition
 
@@ -68,3 +69,10 @@ def check_export_transition(current: str, target: ExportState) -> None:
     if target not in EXPORT_TRANSITIONS[ExportState(current)]:
         raise InvalidTransition(f"export cannot go from {current} to {target.value}",
                                 details={"from": current, "to": target.value})
+
+
+def under_review(job: Any, export: Any | None) -> bool:
+    """Whether a job's submitter may still learn nothing of what it did: it needs a steward's
+    review (``job.review_required``) and no steward has decided its export (or notice) yet.
+    Every view an enterprise has (its jobs, exports, budgets) hides such a job's effects."""
+    return bool(job.review_required) and (export is None or export.state == ExportState.PENDING.value)

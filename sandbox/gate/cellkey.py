@@ -146,15 +146,13 @@ class CellKey:
         return sign * self.scale * noise
 
 
-def round_significant(x: float, digits: int) -> float | int:
-    """``x`` to ``digits`` significant digits, as a float without binary noise (an int when whole)."""
+def round_significant(x: float, digits: int) -> float:
+    """``x`` to ``digits`` significant digits, as the float nearest that decimal (so it prints
+    without binary noise: 231.402, not 231.40200000000002)."""
     if x == 0 or not math.isfinite(x):
         return x
     places = digits - 1 - math.floor(math.log10(abs(x)))
-    value = round(x, places)
-    if places <= 0 or float(value).is_integer():
-        return int(round(value))
-    return float(f"{value:.{max(places, 0)}f}")
+    return float(round(x, places)) if places <= 0 else float(f"{round(x, places):.{places}f}")
 
 
 def round_count(n: int, base: int) -> int:

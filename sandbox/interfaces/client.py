@@ -25,7 +25,7 @@ from ..release.exports import bundle_hash
 
 __all__ = ["Client", "LocalClient", "write_files"]
 
-_DONE = {"awaiting_approval", "released", "denied", "failed"}
+_DONE = {"awaiting_approval", "released", "denied", "failed", "awaiting_review"}
 
 
 def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
@@ -146,6 +146,8 @@ class Client:
         return self.wait_job(job["id"], timeout=timeout) if wait else job
 
     def wait_job(self, job_id: str, *, timeout: float = 600) -> dict[str, Any]:
+        """Poll until the job is done as far as its viewer may know: for the submitter of a job
+        that needs review, ``awaiting_review`` is final until a steward acts."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.get_job(job_id)

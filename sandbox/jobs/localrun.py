@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..datasets.manifest import DatasetManifest
@@ -30,8 +31,8 @@ from ..errors import TwhError
 from ..gate import TableInfo, plan_query, run_query
 from ..isolation.channel import Broker
 from ..isolation.runner import JOBCLIENT_DIR
+from ..tables.record_keys import RECORD_KEY, fresh_keys
 from ..tables.snapshot import Snapshot
-from .service import _notes
 from .spec import load_job_files
 
 
@@ -44,6 +45,14 @@ def mock_snapshots(manifests: Mapping[str, DatasetManifest], mock_dir: Path, *, 
         path = (mock_dir / f"{name}.parquet").absolute()
         if not path.exists():
             pq.write_table(mock_table(manifest, rows, seed + i), path)
+        if RECORD_KEY not in pq.read_schema(path).names:
+            # mock rows get record keys too (the gate perturbs them as it would real ones); a file the
+            # developer made or downloaded is left as it is, and read through a keyed copy
+            table = pq.read_table(path)
+            path = (mock_dir / ".keyed" / f"{name}.parquet").absolute()
+            path.parent.mkdir(exist_ok=True)
+            pq.write_table(table.append_column(pa.field(RECORD_KEY, pa.int64(), nullable=False),
+                                               fresh_keys(table.num_rows)), path)
         snaps[name] = Snapshot(dataset=name, table_path=str(mock_dir.absolute()), version=0, files=(str(path),),
                                columns=tuple(pq.read_schema(path).names))
     return snaps
@@ -113,3 +122,14 @@ def run_local(job_dir: Path, manifests: Mapping[str, DatasetManifest], mock_dir:
             "stderr": proc.stderr.decode("utf-8", "replace"), "queries": log,
             "outputs": sorted(p.name for p in out.iterdir() if p.is_file()), "out_dir": str(out),
             "mock_tables": {n: s.files[0] for n, s in snapshots.items()}}
+
+
+def _notes(result: Any) -> list[str]:
+    """What the gate did to the mock rows (suppressed cells by rule): shown on mock data only; a job
+    on real data is told nothing about suppressed cells (``GatedResult.for_job``)."""
+    notes = []
+    for d in result.decisions:
+        if d.get("suppressed") and d.get("rule") != "sdc":  # "sdc" is the total of the rules below it
+            setting = f" (threshold {d['threshold']})" if "threshold" in d else ""
+            notes.append(f"{d['suppressed']} group(s) suppressed by rule {d.get('rule')}{setting}")
+    return notes

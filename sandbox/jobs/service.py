@@ -21,9 +21,9 @@ from policies import check_access
 from ..auth import SYSTEM, Principal, Role
 from ..broker.queries import Queries
 from ..catalog.db import Dataset, Export, ExportFile, Job, JobQuery, utcnow
-from ..catalog.states import JobState, check_job_transition
+from ..catalog.states import ExportState, JobState, check_job_transition
 from ..context import Context, get_dataset, require_role, stewarded_by
-from ..errors import AccessRefused, InvalidTransition, NotFound, TwhError
+from ..errors import AccessRefused, InvalidTransition, NotFound, QuotaExceeded, TwhError
 from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
 from ..release.exports import bundle_hash
 from ..release.outputs import GatedFile, gate_outputs, with_trained
@@ -31,25 +31,14 @@ from ..tables import storage, uris
 from ..tables.snapshot import Snapshot
 from . import leases
 from .spec import JobSpec, load_job_files
+from .visible import WITHHELD_REASON, job_dict, under_review
+
+__all__ = ["WITHHELD_REASON", "Jobs", "code_hash", "job_dict"]
+
+#: the one-line notice a job that needs review leaves when it wrote nothing
+NOTHING_WRITTEN = "the job finished and wrote no files: there is nothing to export"
 
 log = logging.getLogger(__name__)
-
-
-#: what an enterprise sees of a failed job: the outcome class, exit code or timing of its own code
-#: would be a covert channel for gated-but-unapproved results (stewards see the details)
-WITHHELD_REASON = "the job failed; details are withheld from the submitter and shown to the stewards"
-
-
-def job_dict(j: Job, principal: Principal | None = None) -> dict[str, Any]:
-    reason = j.reason
-    if principal is not None and principal.role is Role.ENTERPRISE and j.state == JobState.FAILED.value:
-        reason = WITHHELD_REASON
-    return {
-        "id": j.id, "name": j.spec.get("name"), "tenant": j.tenant, "submitted_by": j.submitted_by,
-        "purpose": j.purpose, "datasets": j.datasets, "pinned_versions": j.pinned, "state": j.state,
-        "reason": reason, "code_sha256": j.code_sha256, "created_at": j.created_at.isoformat(),
-        "updated_at": j.updated_at.isoformat(),
-    }
 
 
 def code_hash(files: dict[str, bytes]) -> str:
@@ -89,6 +78,8 @@ class Jobs:
                                 {"dataset": name, "purpose": spec.purpose, "rule": decision.rule,
                                  "reason": decision.reason})
                 raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})
+        self._check_quota(principal, spec)
+        review = any(self._manifests(n).build_policy().output.require_approval for n in spec.datasets)
         digest = code_hash(files)
         code_dir = self._dir(job_id) / "code"
         code_dir.mkdir(parents=True)
@@ -99,10 +90,24 @@ class Jobs:
                                 "code_sha256": digest}) as s:
             job = Job(id=job_id, tenant=principal.tenant, submitted_by=principal.name, purpose=spec.purpose,
                       datasets=list(spec.datasets), pinned={}, state=JobState.QUEUED.value, reason="",
-                      code_sha256=digest, spec=spec.model_dump())
+                      code_sha256=digest, spec=spec.model_dump(), review_required=review)
             s.add(job)
             s.flush()
-            return job_dict(job)
+            return job_dict(job, principal)
+
+    def _check_quota(self, principal: Principal, spec: JobSpec) -> None:
+        """A policy's ``max_jobs_per_day``: jobs reading the dataset one tenant submits per UTC day.
+        It bounds how many bits the residual channels before review can carry per day."""
+        day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        with self.ctx.db.read() as s:
+            today = s.execute(select(Job.datasets).where(Job.tenant == principal.tenant,
+                                                         Job.created_at >= day)).scalars().all()
+        for name in spec.datasets:
+            limit = self._manifests(name).build_policy().output.max_jobs_per_day
+            if limit is not None and sum(1 for ds in today if name in (ds or [])) >= limit:
+                raise QuotaExceeded(f"{name}: tenant {principal.tenant} has submitted {limit} jobs reading it today, "
+                                    "the policy's limit (output.max_jobs_per_day); try again tomorrow (UTC)",
+                                    details={"rule": "max_jobs_per_day", "dataset": name, "limit": limit})
 
     # -- read -----------------------------------------------------------------------------
     def _visible(self, s: Any, principal: Principal, job: Job) -> bool:
@@ -121,9 +126,12 @@ class Jobs:
     def get(self, principal: Principal, job_id: str) -> dict[str, Any]:
         with self.ctx.db.read() as s:
             job = self._load(s, principal, job_id)
-            out = job_dict(job, principal)
-            export = s.execute(select(Export.id, Export.state).where(Export.job_id == job.id)).first()
-            out["export"] = {"id": export[0], "state": export[1]} if export else None
+            export = s.execute(select(Export).where(Export.job_id == job.id)).scalar_one_or_none()
+            out = job_dict(job, principal, export)
+            hidden = principal.role is Role.ENTERPRISE and (under_review(job, export) or (
+                export is not None and export.state == ExportState.PENDING.value))
+            out["export"] = ({"id": export.id, "state": export.state, "kind": export.kind}
+                             if export is not None and not hidden else None)
             if principal.role is Role.ENTERPRISE:
                 # The job chose its queries after seeing gated, not yet approved results: their text and
                 # outcomes could carry those results out. Stewards and auditors see them; the submitter doesn't.
@@ -137,7 +145,8 @@ class Jobs:
     def list(self, principal: Principal) -> list[dict[str, Any]]:
         with self.ctx.db.read() as s:
             jobs = s.execute(select(Job).order_by(Job.created_at.desc())).scalars().all()
-            return [job_dict(j, principal) for j in jobs if self._visible(s, principal, j)]
+            exports = {e.job_id: e for e in s.execute(select(Export)).scalars()}
+            return [job_dict(j, principal, exports.get(j.id)) for j in jobs if self._visible(s, principal, j)]
 
     def logs(self, principal: Principal, job_id: str) -> dict[str, str]:
         """The job's stdout/stderr, and a training job's review (membership attack, exact counts,
@@ -167,6 +176,7 @@ class Jobs:
                 raise NotFound(f"job {job_id!r} does not exist")
             _check_owner(job, owner)
             check_job_transition(job.state, target)
+            started = job.state in (JobState.RUNNING.value, JobState.GATING.value)
             job.state, job.reason, job.updated_at = target.value, reason, utcnow()
             if target not in (JobState.RUNNING, JobState.GATING):
                 job.lease_until = None  # ended: nothing left to reap
@@ -174,7 +184,26 @@ class Jobs:
                 setattr(job, k, v)
             s.flush()
             self.ctx.audit.append(s, SYSTEM.actor, action, "job", job_id, {"state": target.value, **details})
+            if target is JobState.FAILED and started and job.review_required:
+                self._notice(s, job, reason)
             return job
+
+    def _notice(self, s: Any, job: Job, text: str) -> None:
+        """A job that needs review and failed (or wrote nothing) leaves its one-line outcome as an
+        export of its own: the submitter learns it only if the stewards approve these exact bytes."""
+        needs = [n for n in job.datasets if self._manifests(n).build_policy().output.require_approval]
+        body = (text.strip() + "\n").encode("utf-8")
+        f = GatedFile("outcome.txt", body)
+        export_id = "exp_" + secrets.token_hex(8)
+        s.add(Export(id=export_id, job_id=job.id, tenant=job.tenant, state=ExportState.PENDING.value,
+                     bundle_sha256=bundle_hash([(f.name, f.sha256)]), needs_approval_from=needs, kind="notice"))
+        s.flush()
+        s.add(ExportFile(export_id=export_id, name=f.name, sha256=f.sha256, size=len(body), data=body))
+        s.flush()
+        self.ctx.audit.append(s, SYSTEM.actor, "export.requested", "export", export_id,
+                              {"job_id": job.id, "kind": "notice", "bundle_sha256": bundle_hash([(f.name, f.sha256)]),
+                               "needs_approval_from": needs, "files": [[f.name, f.sha256, len(body)]],
+                               "state": ExportState.PENDING.value})
 
     def claim(self, job_id: str, worker_id: str | None = None, lease_seconds: float | None = None) -> bool:
         """queued → running under a lease held by ``worker_id``, exactly once even with several workers."""
@@ -288,8 +317,7 @@ class Jobs:
             try:
                 if op == "query":
                     result = self.queries.answer(principal, job_id, spec.purpose, snapshots, request.get("sql"))
-                    return {"ok": True, **result.to_dict(), "suppressed": result.suppressed_groups,
-                            "notes": _notes(result)}
+                    return {"ok": True, **result.for_job()}  # nothing about suppressed cells
                 if op == "datasets":
                     return {"ok": True, "datasets": [self._describe(n, snapshots[n]) for n in spec.datasets]}
                 return {"ok": False, "error": {"code": "invalid_input", "message": f"unknown op {str(op)[:40]!r}"}}
@@ -305,6 +333,15 @@ class Jobs:
 
     def _create_export(self, job_id: str, spec: JobSpec, files: list[GatedFile], owner: str | None = None) -> None:
         needs = [n for n in spec.datasets if self._manifests(n).build_policy().output.require_approval]
+        kind = "outputs"
+        if not files:
+            if not needs:  # nothing to export and no review: the job simply ends
+                self._transition(job_id, JobState.RELEASED, "released: " + NOTHING_WRITTEN, "job.released",
+                                 {"files": 0}, owner=owner)
+                return
+            # with review, "wrote nothing" must not look different from "wrote files" before the
+            # stewards act: the outcome is a notice they release like any export
+            files, kind = [GatedFile("outcome.txt", (NOTHING_WRITTEN + "\n").encode())], "notice"
         digest = bundle_hash([(f.name, f.sha256) for f in files])
         export_id = "exp_" + secrets.token_hex(8)
         target = JobState.AWAITING_APPROVAL if needs else JobState.RELEASED
@@ -314,14 +351,16 @@ class Jobs:
             check_job_transition(job.state, target)
             job.state, job.updated_at, job.lease_until = target.value, utcnow(), None
             job.reason = "waiting for the stewards of " + ", ".join(needs) if needs else "no approval required"
+            if kind == "notice":
+                job.reason = NOTHING_WRITTEN
             s.add(Export(id=export_id, job_id=job_id, tenant=job.tenant, state="pending" if needs else "approved",
-                         bundle_sha256=digest, needs_approval_from=needs))
+                         bundle_sha256=digest, needs_approval_from=needs, kind=kind))
             s.flush()
             for f in files:
                 s.add(ExportFile(export_id=export_id, name=f.name, sha256=f.sha256, size=len(f.data), data=f.data))
             s.flush()
             self.ctx.audit.append(s, SYSTEM.actor, "export.requested", "export", export_id,
-                                  {"job_id": job_id, "bundle_sha256": digest, "needs_approval_from": needs,
+                                  {"job_id": job_id, "kind": kind, "bundle_sha256": digest, "needs_approval_from": needs,
                                    "files": [[f.name, f.sha256, len(f.data)] for f in files],
                                    "state": "pending" if needs else "approved"})
 
@@ -365,6 +404,8 @@ class Jobs:
                 job.state, job.updated_at, job.worker_id, job.lease_until = target.value, utcnow(), None, None
                 s.flush()
                 self.ctx.audit.append(s, SYSTEM.actor, action, "job", job_id, details)
+                if target is JobState.FAILED and job.review_required:
+                    self._notice(s, job, job.reason)
                 reaped += 1
         return reaped
 
@@ -378,16 +419,6 @@ def _check_owner(job: Job, owner: str | None) -> None:
     """Fencing: a worker's transition applies only while it still holds the job."""
     if owner is not None and job.worker_id != owner:
         raise InvalidTransition(f"job {job.id} is no longer held by worker {owner} (its lease was lost)")
-
-
-def _notes(result: Any) -> list[str]:
-    """Plain-language notes for the job's author: what the gate did (never which values)."""
-    notes = []
-    for d in result.decisions:
-        if d.get("suppressed") and d.get("rule") != "sdc":  # "sdc" is the total of the rules below it
-            setting = f" (threshold {d['threshold']})" if "threshold" in d else ""
-            notes.append(f"{d['suppressed']} group(s) suppressed by rule {d.get('rule')}{setting}")
-    return notes
 
 
 def _sandbox_summary(r: SandboxResult) -> dict[str, Any]:

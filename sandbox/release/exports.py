@@ -45,6 +45,7 @@ def export_dict(e: Export, files: list[ExportFile], approvals: list[Approval]) -
         "state": e.state,
         "bundle_sha256": e.bundle_sha256,
         "needs_approval_from": e.needs_approval_from,
+        "kind": e.kind,
         "files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files],
         "approvals": [
             {"dataset": a.dataset, "steward": a.steward, "decision": a.decision, "reason": a.reason,
@@ -63,7 +64,9 @@ class Exports:
         if principal.role in (Role.ADMIN, Role.AUDITOR):
             return True
         if principal.role is Role.ENTERPRISE:
-            return e.tenant == principal.tenant
+            # A pending export does not exist for its submitter: that it exists, when it appeared and
+            # whether it holds files or a failure notice would tell what the job did before review.
+            return e.tenant == principal.tenant and e.state != ExportState.PENDING.value
         if principal.role is Role.STEWARD:
             return bool(set(e.needs_approval_from) & stewarded_by(s, principal.name))
         return False
@@ -136,14 +139,20 @@ class Exports:
                 s.add(Approval(export_id=e.id, dataset=ds, steward=principal.name, decision=decision,
                                reason=reason, bundle_sha256=bundle_sha256))
             outcome = e.state
+            # a failed job's notice settles what the submitter learns; the job stays failed
+            settles_job = not (e.kind == "notice" and job.state == JobState.FAILED.value)
             if decision == "deny":
                 outcome = ExportState.DENIED.value
-                check_job_transition(job.state, JobState.DENIED)
-                job.state, job.reason = JobState.DENIED.value, "export denied by a steward"
+                if settles_job:
+                    check_job_transition(job.state, JobState.DENIED)
+                    job.state, job.reason = JobState.DENIED.value, "export denied by a steward"
             elif decided | mine >= set(e.needs_approval_from):
                 outcome = ExportState.APPROVED.value
-                check_job_transition(job.state, JobState.RELEASED)
-                job.state, job.reason = JobState.RELEASED.value, "export approved by every steward"
+                if settles_job:
+                    check_job_transition(job.state, JobState.RELEASED)
+                    job.state = JobState.RELEASED.value
+                    if e.kind != "notice":
+                        job.reason = "export approved by every steward"
             e.state, e.updated_at, job.updated_at = outcome, utcnow(), utcnow()
             s.flush()
             self.ctx.audit.append(s, principal.actor, f"export.{'approved' if decision == 'approve' else 'denied'}",

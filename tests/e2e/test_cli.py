@@ -51,11 +51,11 @@ def test_cli_local_flow(home, tmp_path, job_dir):
     assert {c["role"] for c in shown["schema"]} == {"join_key", "dimension", "measure"}
 
     job = twh(home, "job", "submit", str(job_dir(RATE_JOB)), user="analyst")
-    assert job["state"] == "awaiting_approval"
-    export_id = job["export"]["id"]
+    assert job["state"] == "awaiting_review" and job["export"] is None  # one state until a steward acts
     assert [j["id"] for j in twh(home, "job", "list", user="analyst")] == [job["id"]]
     pending = twh(home, "export", "list", "--state", "pending", user="tax_steward")
-    assert [e["id"] for e in pending] == [export_id]
+    assert [e["job_id"] for e in pending] == [job["id"]]
+    export_id = pending[0]["id"]
     content = twh(home, "export", "show", export_id, "--content", user="tax_steward")["content"]
     assert list(content) == ["rates.csv"]
     assert twh(home, "job", "logs", job["id"], user="tax_steward")["stdout"].startswith("suppressed")

@@ -25,26 +25,31 @@ def _actions(wh, people, **kw):
 def test_full_flow(landed, people, job_dir, tmp_path):
     wh = landed
     job = wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))
-    assert job["state"] == "queued"
+    assert job["state"] == "awaiting_review"  # the submitter's one state until a steward acts
     done = wh.jobs.run(job["id"])
     assert done["state"] == "awaiting_approval", done["reason"]
     shown = wh.jobs.get(people["analyst"], job["id"])
-    assert shown["queries"] is None  # withheld from the submitter: a covert channel otherwise
-    before = wh.exports.get(people["analyst"], shown["export"]["id"])
-    assert before["files"] is None and before["bundle_sha256"] is None
-    (q,) = wh.jobs.get(people["tax_steward"], job["id"])["queries"]
+    # withheld from the submitter: queries, pinned versions, the export, the state (covert channels)
+    assert shown["queries"] is None and shown["export"] is None and shown["pinned_versions"] is None
+    assert shown["state"] == "awaiting_review"
+    assert wh.exports.list(people["analyst"]) == []
+    steward_view = wh.jobs.get(people["tax_steward"], job["id"])
+    (q,) = steward_view["queries"]
     # 500199 (3 firms) and, by secondary suppression, the smaller of the two others: the total
     # less one released district would give 500199 away
     assert q["outcome"] == "released" and q["details"]["suppressed_groups"] == 2
     assert q["versions"] == {"firms": 1, "loans": 1}
-    export_id = shown["export"]["id"]
+    export_id = steward_view["export"]["id"]
+    with pytest.raises(NotFound):  # a pending export does not exist for its submitter
+        wh.exports.get(people["analyst"], export_id)
 
     # the enterprise cannot download before approval, nor see the withheld logs
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         wh.exports.download(people["analyst"], export_id)
     with pytest.raises(Forbidden):
         wh.jobs.logs(people["analyst"], job["id"])
-    assert "suppressed 2" in wh.jobs.logs(people["tax_steward"], job["id"])["stdout"]
+    # the job itself was never told how many cells were suppressed (it could carry the values)
+    assert "suppressed None" in wh.jobs.logs(people["tax_steward"], job["id"])["stdout"]
 
     e = wh.exports.get(people["tax_steward"], export_id)
     assert e["needs_approval_from"] == ["firms", "loans"]
@@ -70,7 +75,7 @@ def test_full_flow(landed, people, job_dir, tmp_path):
 def test_other_tenant_sees_404_not_403(landed, people, job_dir):
     wh = landed
     job = wh.jobs.run(wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))["id"])
-    export_id = wh.jobs.get(people["analyst"], job["id"])["export"]["id"]
+    export_id = wh.jobs.get(people["tax_steward"], job["id"])["export"]["id"]
     with pytest.raises(NotFound):
         wh.jobs.get(people["rival"], job["id"])
     with pytest.raises(NotFound):
@@ -86,11 +91,13 @@ def test_other_tenant_sees_404_not_403(landed, people, job_dir):
 def test_approval_is_bound_to_the_exact_bytes(landed, people, job_dir):
     wh = landed
     job = wh.jobs.run(wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))["id"])
-    export_id = wh.jobs.get(people["analyst"], job["id"])["export"]["id"]
+    export_id = wh.jobs.get(people["tax_steward"], job["id"])["export"]["id"]
     with pytest.raises(Forbidden, match="other bytes"):
         wh.exports.decide(people["tax_steward"], export_id, "approve", "ok", "0" * 64)
     with pytest.raises(Forbidden):  # the enterprise cannot approve
         wh.exports.decide(people["analyst"], export_id, "approve", "mine", "0" * 64)
+    with pytest.raises(NotFound):  # nor, while it is pending, even see it
+        wh.exports.get(people["analyst"], export_id)
     digest = wh.exports.get(people["tax_steward"], export_id)["bundle_sha256"]
     with pytest.raises(NotFound):  # a steward of none of these datasets does not even see it
         wh.exports.decide(people["hrss_steward"], export_id, "approve", "ok", digest)
@@ -165,7 +172,9 @@ def test_restart_finds_jobs_intact_and_fails_interrupted_ones(landed, people, jo
     wh.close()
     again = Warehouse.open(settings)
     assert again.jobs.recover() == 1
-    assert again.jobs.get(people["analyst"], stuck["id"])["state"] == "failed"
-    assert again.jobs.get(people["analyst"], queued["id"])["state"] == "queued"
+    assert again.jobs.get(people["auditor"], stuck["id"])["state"] == "failed"
+    assert again.jobs.get(people["auditor"], queued["id"])["state"] == "queued"
+    # the submitter sees neither: one state until a steward releases the failure's notice
+    assert {again.jobs.get(people["analyst"], j["id"])["state"] for j in (stuck, queued)} == {"awaiting_review"}
     assert again.jobs.run(queued["id"])["state"] == "awaiting_approval"
     again.close()

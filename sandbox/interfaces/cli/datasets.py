@@ -65,7 +65,7 @@ def budget_show(c: typer.Context, dataset: str) -> None:
                       sc["remaining"]["epsilon"], sc["spent"]["delta"])
         out.print(t)
         h = Table("id", "at", "tenant", "actor", "job", "kind", "ε", "δ", title="charges")
-        for r in d["history"]:
+        for r in d["history"] or []:
             h.add_row(str(r["id"]), str(r["at"]), r["tenant"], r["actor"], str(r["job_id"]), r["kind"],
                       r["epsilon"], r["delta"])
         out.print(h)

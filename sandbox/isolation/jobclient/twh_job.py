@@ -8,7 +8,7 @@ network and no warehouse files. Typical job::
 
     res = twh_job.query("SELECT region, COUNT(*) AS n FROM sales GROUP BY region")
     res.to_csv("by_region.csv")          # written to /out/by_region.csv
-    twh_job.write_json("meta.json", {"suppressed": res.suppressed, "notes": res.notes})
+    twh_job.write_json("meta.json", {"groups": len(res.rows), "notes": res.notes})
 
 A refused query raises :class:`BrokerError` with ``code == "query_refused"``. Only ``.csv`` and
 ``.json`` files directly in ``/out`` leave the sandbox, and only after the output gate.
@@ -146,7 +146,9 @@ class Result:
 
     columns: list[str]
     rows: list[list[Any]]
-    suppressed: int = 0
+    #: how many cells were suppressed: None on real data (withheld: it could carry the values the
+    #: cells hide); a number on mock data (``twh job run-local``)
+    suppressed: int | None = None
     notes: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -155,7 +157,7 @@ class Result:
         return cls(
             columns=[str(c) for c in answer.get("columns", [])],
             rows=[list(r) for r in answer.get("rows", [])],
-            suppressed=int(answer.get("suppressed", 0) or 0),
+            suppressed=None if answer.get("suppressed") is None else int(answer["suppressed"]),
             notes=[str(n) for n in answer.get("notes", [])],
             raw=answer,
         )
