@@ -37,7 +37,13 @@ log = logging.getLogger(__name__)
 
 #: what an enterprise sees of a failed job: the outcome class, exit code or timing of its own code
 #: would be a covert channel for gated-but-unapproved results (stewards see the details)
-WITHHELD_REASON = "the job failed; details are withheld from the submitter and shown to the stewards"
+#: The hint is fixed text, the same for every failure: it says where the submitter can see a cause
+#: (their own code on mock data), never anything about this run.
+WITHHELD_REASON = ("the job failed; details are withheld from the submitter and shown to the stewards. To see "
+                   "what goes wrong, run it on mock data: twh job run-local JOB_DIR")
+#: a job that wrote no files: nothing goes to the stewards' queue (the reason is for the stewards;
+#: the submitter sees WITHHELD_REASON, as for any failure, so no new state tells them more)
+NOTHING_TO_EXPORT = "nothing to export: the job wrote no files to its output folder"
 
 
 def job_dict(j: Job, principal: Principal | None = None) -> dict[str, Any]:
@@ -89,6 +95,10 @@ class Jobs:
                                 {"dataset": name, "purpose": spec.purpose, "rule": decision.rule,
                                  "reason": decision.reason})
                 raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})
+        if spec.train is not None:  # a feature query that cannot train is refused now, not after the job ran
+            from ..training.service import feature_plan
+
+            feature_plan(spec, self._manifests)
         digest = code_hash(files)
         code_dir = self._dir(job_id) / "code"
         code_dir.mkdir(parents=True)
@@ -279,6 +289,9 @@ class Jobs:
         if problems:
             self._transition(job_id, JobState.FAILED, "outputs refused: " + "; ".join(problems), "job.failed",
                              {"output_problems": problems}, owner=owner)
+            return
+        if not files:  # an empty export would only fill the stewards' queue
+            self._transition(job_id, JobState.FAILED, NOTHING_TO_EXPORT, "job.failed", {"outputs": 0}, owner=owner)
             return
         self._create_export(job_id, spec, files, owner)
 
