@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal
 from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,6 +34,7 @@ from ...jobs.spec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
 from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
+from . import docs
 from .schema import (
     DECISION_IN,
     INGEST_EXAMPLES,
@@ -142,11 +142,10 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         if worker:
             worker.join(timeout=5)
 
-    # /docs and /redoc from assets this package serves itself (fastapi-offline ships them): the
-    # networks these warehouses run on reach no CDN. No validator badge either (it calls out).
-    app = FastAPIOffline(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
-                         description="Raw data never leaves; only gated aggregates and DP weights do.",
-                         swagger_ui_parameters={"validatorUrl": None})
+    app = FastAPI(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
+                  description="Raw data never leaves; only gated aggregates and DP weights do.",
+                  docs_url=None, redoc_url=None)
+    docs.mount(app)  # /docs and /redoc with assets served from here: no CDN (offline networks)
     app.state.warehouse = wh
     web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
 
