@@ -19,13 +19,28 @@ from typing import IO, Any
 import httpx
 
 from ..datasets.manifest import load_manifest
-from ..errors import InternalError, TwhError, from_dict
+from ..errors import InternalError, NotFound, TwhError, from_dict
 from ..jobs.spec import load_job_files
 from ..release.exports import bundle_hash
 
-__all__ = ["Client", "LocalClient", "write_files"]
+__all__ = ["Client", "LocalClient", "existing_file", "write_files"]
 
 _DONE = {"awaiting_approval", "released", "denied", "failed", "awaiting_review"}
+
+
+def _unreachable(exc: httpx.HTTPError) -> TwhError:
+    """No answer from the service (down, starting, wrong URL): ``details.unreachable`` lets a
+    caller wait for it (``twh whoami --wait``)."""
+    return TwhError(f"cannot reach the warehouse service: {exc}", details={"unreachable": True})
+
+
+def existing_file(path: str | Path) -> Path:
+    """The input file of an ingest, or a clear ``not_found`` naming it (before any upload or load)."""
+    p = Path(path)
+    if not p.is_file():
+        raise NotFound(f"input file {p} does not exist" if not p.exists() else f"input {p} is not a file",
+                       details={"field": "file", "path": str(p)})
+    return p
 
 
 def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
@@ -61,7 +76,7 @@ class Client:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise TwhError(f"cannot reach the warehouse service: {exc}") from exc
+            raise _unreachable(exc) from exc
         if r.status_code >= 400:
             try:
                 payload = r.json()["error"]
@@ -106,7 +121,7 @@ class Client:
         data = {k: v for k, v in (("encoding", encoding), ("mode", mode), ("kind", kind)) if v}
         if path is None:  # the service re-runs the manifest's source: block
             return self._call("POST", f"/v1/datasets/{name}/ingest", data=data)
-        p = Path(path)
+        p = existing_file(path)
         with open(p, "rb") as fh:
             return self._call("POST", f"/v1/datasets/{name}/ingest", files={"file": (p.name, fh)}, data=data)
 
@@ -130,7 +145,7 @@ class Client:
         try:
             r = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
-            raise TwhError(f"cannot reach the warehouse service: {exc}") from exc
+            raise _unreachable(exc) from exc
         if r.status_code >= 400:
             try:
                 payload = r.json()["error"]
@@ -232,7 +247,7 @@ class LocalClient:
 
     def ingest(self, name: str, path: str | Path | None = None, *, encoding: str | None = None,
                mode: str | None = None, kind: str | None = None, progress: Any = None) -> dict[str, Any]:
-        return self.wh.ingest.ingest(self.principal, name, Path(path) if path is not None else None,
+        return self.wh.ingest.ingest(self.principal, name, existing_file(path) if path is not None else None,
                                      encoding=encoding, mode=mode, kind=kind, progress=progress)
 
     def dataset_history(self, name: str) -> dict[str, Any]:

@@ -33,10 +33,11 @@ from . import leases
 from .spec import JobSpec, load_job_files
 from .visible import WITHHELD_REASON, job_dict, under_review
 
-__all__ = ["WITHHELD_REASON", "Jobs", "code_hash", "job_dict"]
+__all__ = ["NOTHING_TO_EXPORT", "WITHHELD_REASON", "Jobs", "code_hash", "job_dict"]
 
-#: the one-line notice a job that needs review leaves when it wrote nothing
-NOTHING_WRITTEN = "the job finished and wrote no files: there is nothing to export"
+#: a job that wrote no files ends failed with this reason (no empty export fills the stewards'
+#: queue); when the job needs review, the reason reaches the submitter only as an approved notice
+NOTHING_TO_EXPORT = "nothing to export: the job wrote no files to its output folder"
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ class Jobs:
                                  "reason": decision.reason})
                 raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})
         self._check_quota(principal, spec)
+        if spec.train is not None:  # a feature query that cannot train is refused now, not after the job ran
+            from ..training.service import feature_plan
+
+            feature_plan(spec, self._manifests)
         review = any(self._manifests(n).build_policy().output.require_approval for n in spec.datasets)
         digest = code_hash(files)
         code_dir = self._dir(job_id) / "code"
@@ -309,6 +314,9 @@ class Jobs:
             self._transition(job_id, JobState.FAILED, "outputs refused: " + "; ".join(problems), "job.failed",
                              {"output_problems": problems}, owner=owner)
             return
+        if not files:  # an empty export would only fill the stewards' queue
+            self._transition(job_id, JobState.FAILED, NOTHING_TO_EXPORT, "job.failed", {"outputs": 0}, owner=owner)
+            return
         self._create_export(job_id, spec, files, owner)
 
     def _broker(self, principal: Principal, job_id: str, spec: JobSpec, snapshots: dict[str, Snapshot]) -> Any:
@@ -334,14 +342,6 @@ class Jobs:
     def _create_export(self, job_id: str, spec: JobSpec, files: list[GatedFile], owner: str | None = None) -> None:
         needs = [n for n in spec.datasets if self._manifests(n).build_policy().output.require_approval]
         kind = "outputs"
-        if not files:
-            if not needs:  # nothing to export and no review: the job simply ends
-                self._transition(job_id, JobState.RELEASED, "released: " + NOTHING_WRITTEN, "job.released",
-                                 {"files": 0}, owner=owner)
-                return
-            # with review, "wrote nothing" must not look different from "wrote files" before the
-            # stewards act: the outcome is a notice they release like any export
-            files, kind = [GatedFile("outcome.txt", (NOTHING_WRITTEN + "\n").encode())], "notice"
         digest = bundle_hash([(f.name, f.sha256) for f in files])
         export_id = "exp_" + secrets.token_hex(8)
         target = JobState.AWAITING_APPROVAL if needs else JobState.RELEASED
@@ -351,8 +351,6 @@ class Jobs:
             check_job_transition(job.state, target)
             job.state, job.updated_at, job.lease_until = target.value, utcnow(), None
             job.reason = "waiting for the stewards of " + ", ".join(needs) if needs else "no approval required"
-            if kind == "notice":
-                job.reason = NOTHING_WRITTEN
             s.add(Export(id=export_id, job_id=job_id, tenant=job.tenant, state="pending" if needs else "approved",
                          bundle_sha256=digest, needs_approval_from=needs, kind=kind))
             s.flush()

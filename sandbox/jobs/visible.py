@@ -28,9 +28,11 @@ from ..catalog.states import ExportState, JobState, under_review
 AWAITING_REVIEW = "awaiting_review"
 PENDING_REASON = ("queued, running or waiting for the stewards' review; which of these, and any detail, is "
                   "withheld until a steward acts (it could carry what the job saw)")
-#: a failed job's reason, to the submitter, when no steward released it (jobs without review)
-WITHHELD_REASON = "the job failed; details are withheld from the submitter and shown to the stewards"
-RUN_LOCAL_HINT = "run it on mock data with `twh job run-local DIR` to see why"
+#: a failed job's reason, to the submitter, when no steward released it (jobs without review). The
+#: hint is fixed text, the same for every failure: it says where the submitter can see a cause
+#: (their own code on mock data), never anything about this run.
+RUN_LOCAL_HINT = "To see what goes wrong, run it on mock data: twh job run-local JOB_DIR"
+WITHHELD_REASON = f"the job failed; details are withheld from the submitter and shown to the stewards. {RUN_LOCAL_HINT}"
 
 
 def minute(t: datetime) -> str:
@@ -59,8 +61,8 @@ def job_dict(job: Job, principal: Principal | None = None, export: Export | None
         if export.state == ExportState.DENIED.value:
             out.update(state=JobState.DENIED.value, reason="the stewards withheld this job's outcome")
         else:
-            out["reason"] = f"{job.reason} ({RUN_LOCAL_HINT})" if job.state == JobState.FAILED.value else job.reason
+            out["reason"] = f"{job.reason}. {RUN_LOCAL_HINT}" if job.state == JobState.FAILED.value else job.reason
         return out
     if job.state == JobState.FAILED.value:
-        out["reason"] = f"{WITHHELD_REASON}; {RUN_LOCAL_HINT}"
+        out["reason"] = WITHHELD_REASON
     return out

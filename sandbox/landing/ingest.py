@@ -263,9 +263,12 @@ class Ingest:
                 raise InvalidInput(f"{manifest.name} has no source: block in its manifest; give a file to ingest",
                                    details={"field": "file"})
             target, options, kind = declared.target(), dict(declared.options), declared.kind
+            if declared.inner_kind in FILE_KINDS:
+                _require_file(Path(target))
             name = source_name or (Path(target).name if declared.inner_kind in FILE_KINDS else declared.kind)
             return LoadPlan(kind, target, options, name, declared.inner_kind in FILE_KINDS, declared.describe())
         path = Path(path)
+        _require_file(path)
         if kind is None and declared is not None and (declared.inner_kind in FILE_KINDS):
             kind = declared.kind  # the manifest says how its files are read (e.g. ohlc via csv)
         kind = kind or SUFFIXES.get(path.suffix.lower())
@@ -466,3 +469,11 @@ def _too_many(n: int, limit: int, counts: _Counts) -> ContractReport:
     return ContractReport(success=False, rows_checked=counts.rows_in, kind="schema", results=(ExpectationOutcome(
         type="row_quarantine_limit", column=None, success=False, unexpected_count=n,
         message=f"{n} row(s) failed, more than load.max_bad_rows={limit}: the whole load is quarantined"),))
+
+
+def _require_file(path: Path) -> None:
+    """A missing input is the request's mistake, not bad data: ``not_found`` naming the path, before
+    any load id, quarantine report or ``ingest.quarantined`` record exists."""
+    if not path.is_file():
+        raise NotFound(f"input file {path} does not exist" if not path.exists() else f"input {path} is not a file",
+                       details={"field": "file", "path": str(path)})

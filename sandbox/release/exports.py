@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, Role
 from ..catalog.db import Approval, Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState, check_export_transition, check_job_transition
-from ..context import Context, require_role, stewarded_by
+from ..context import Context, get_dataset, require_role, stewarded_by, stewards_of
 from ..errors import Forbidden, InternalError, InvalidInput, NotFound
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -167,7 +167,7 @@ class Exports:
         with self.ctx.db.transaction() as s:
             e = self._load(s, principal, export_id)
             if e.state != ExportState.APPROVED.value:
-                raise Forbidden(f"export {e.id} is {e.state}; only approved exports can be downloaded")
+                raise Forbidden(_not_downloadable(s, e), details={"state": e.state, "waiting_for": _waiting(s, e)})
             files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id)).scalars().all()
             out = [DownloadedFile(f.name, f.sha256, f.data) for f in files]
             # Re-hash what is about to leave: it must be exactly what was approved.
@@ -177,3 +177,23 @@ class Exports:
             self.ctx.audit.append(s, principal.actor, "export.downloaded", "export", e.id,
                                   {"bundle_sha256": e.bundle_sha256, "files": [[n, d] for n, d in actual]})
         return out
+
+
+def _waiting(s: Session, e: Export) -> list[str]:
+    """The datasets of a pending export whose steward has not decided yet."""
+    if e.state != ExportState.PENDING.value:
+        return []
+    decided = set(s.execute(select(Approval.dataset).where(Approval.export_id == e.id)).scalars())
+    return [n for n in e.needs_approval_from if n not in decided]
+
+
+def _not_downloadable(s: Session, e: Export) -> str:
+    """Why an export cannot be downloaded yet, naming whose approval is missing (the submitter
+    already sees the datasets and the decisions taken; stewards are listed in the catalog)."""
+    waiting = _waiting(s, e)
+    if not waiting:
+        return f"export {e.id} is {e.state}; only approved exports can be downloaded"
+    who = "; ".join(f"{n} (steward: {', '.join(sorted(stewards_of(s, get_dataset(s, n).id))) or 'none'})"
+                    for n in waiting)
+    return (f"export {e.id} is {e.state}: it still needs the approval of a steward of {who}; only approved "
+            "exports can be downloaded")

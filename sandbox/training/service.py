@@ -46,7 +46,7 @@ from ..errors import TrainingRefused
 from ..isolation.runner import SandboxLimits, SandboxOutcome, run_in_sandbox
 from ..release.outputs import GatedFile, gate_weights
 from ..tables.snapshot import Snapshot
-from .features import FeatureInfo, plan_features, run_features
+from .features import FeatureInfo, FeaturePlan, plan_features, run_features
 
 if TYPE_CHECKING:  # the job spec is handed in by the jobs wing, which sits above this one
     from ..jobs.spec import JobSpec
@@ -87,6 +87,37 @@ def _json_file(outputs: Mapping[str, bytes], name: str) -> dict[str, Any]:
     return obj
 
 
+def feature_plan(spec: JobSpec, manifests: Callable[[str], Any]) -> tuple[TrainConfig, FeaturePlan]:
+    """The ``train:`` block's config and its feature query's plan, every selected column accounted
+    for: a feature declared under ``numeric:``/``categorical:``, or the label. Static (no row is
+    read, nothing is charged), so the jobs wing runs it at submit and :meth:`Training.run` again
+    before it reserves ε."""
+    assert spec.train is not None
+    cfg = spec.train.to_config()
+    datasets = list(spec.datasets)
+
+    def lookup(name: str) -> FeatureInfo:
+        if name not in datasets:
+            raise TrainingRefused(f"dataset {name!r} is not among this job's datasets")
+        m = manifests(name)
+        return FeatureInfo(name, {c.name: c.role.value for c in m.columns}, m.build_policy().privacy_unit)
+
+    fplan = plan_features(spec.train.features, lookup)
+    missing = [c for c in (*cfg.feature_columns, cfg.label) if c not in fplan.output_columns]
+    if missing:
+        raise TrainingRefused(f"the feature query does not return {', '.join(missing)}",
+                              details={"rule": "missing_feature", "columns": missing})
+    # A selected column that is neither declared nor the label would be dropped silently, and the
+    # model trained — and ε charged — on less than the job asked for.
+    undeclared = [c for c in fplan.output_columns if c not in (*cfg.feature_columns, cfg.label)]
+    if undeclared:
+        raise TrainingRefused(
+            f"the feature query selects {', '.join(undeclared)}, not declared in train: — declare each under "
+            "numeric: (with its range) or categorical: (with its categories), or remove it from the query; "
+            "nothing was charged", details={"rule": "undeclared_feature", "columns": undeclared})
+    return cfg, fplan
+
+
 class Training:
     def __init__(self, ctx: Context, queries: Any, manifests: Callable[[str], Any], job_dir: Callable[[str], Path]):
         self.ctx = ctx
@@ -95,15 +126,6 @@ class Training:
         self._job_dir = job_dir
 
     # -- steps --------------------------------------------------------------------------------
-    def _info(self, datasets: list[str]) -> Callable[[str], FeatureInfo]:
-        def lookup(name: str) -> FeatureInfo:
-            if name not in datasets:
-                raise TrainingRefused(f"dataset {name!r} is not among this job's datasets")
-            m = self._manifests(name)
-            policy = m.build_policy()
-            return FeatureInfo(name, {c.name: c.role.value for c in m.columns}, policy.privacy_unit)
-        return lookup
-
     def _limits(self, outputs: tuple[str, ...]) -> SandboxLimits:
         st = self.ctx.settings
         return SandboxLimits(wall_seconds=st.train_wall_seconds, cpu_seconds=int(st.train_wall_seconds * st.train_threads),
@@ -174,12 +196,7 @@ class Training:
         from dp.training.card import card_json, card_png, model_card
         from dp.training.features import encode
 
-        assert spec.train is not None
-        cfg = spec.train.to_config()
-        fplan = plan_features(spec.train.features, self._info(list(spec.datasets)))
-        missing = [c for c in (*cfg.feature_columns, cfg.label) if c not in fplan.output_columns]
-        if missing:
-            raise TrainingRefused(f"the feature query does not return {', '.join(missing)}")
+        cfg, fplan = feature_plan(spec, self._manifests)  # again: a manifest may have changed since submit
         feats = run_features(fplan, snapshots)
         n = feats.table.num_rows
         rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))

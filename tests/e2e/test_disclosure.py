@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from sandbox.jobs.service import NOTHING_TO_EXPORT
+
 ASK = """
     import json, twh_job
     def ask(label, sql):
@@ -30,7 +32,8 @@ REWORDED_2 = "SELECT f.industry, COUNT(*) AS n FROM firms f WHERE f.district IN 
 def _job(wh, people, job_dir, who, calls):
     code = ASK + "".join(f"    ask({label!r}, {sql!r})\n" for label, sql in calls)
     job = wh.jobs.run(wh.jobs.submit(people[who], job_dir(code, datasets=("firms",)))["id"])
-    assert job["state"] in ("awaiting_approval", "released"), job["reason"]
+    # the job only prints (stdout is for the auditor here): it wrote no file, so it ends "nothing to export"
+    assert job["state"] == "failed" and job["reason"] == NOTHING_TO_EXPORT, job["reason"]
     out = wh.jobs.logs(people["auditor"], job["id"])["stdout"]
     return job, {line[0]: line[1:] for line in map(json.loads, out.splitlines())}
 

@@ -98,3 +98,51 @@ def test_a_trainer_killed_mid_training_keeps_the_charge_and_releases_nothing(dem
     assert job["state"] == "failed" and job["export"] is None
     assert "stays spent" in c["bank_steward"].get_job(job["id"])["reason"]
     assert [h["kind"] for h in c["admin"].budget("bank_loans")["history"] if h["job_id"] == job["id"]] == ["training"]
+
+
+def _with_undeclared_column(tmp_path: Path) -> Path:
+    """train_default whose feature query also selects avg_rate, declared nowhere in train:."""
+    import yaml
+
+    job = _job(tmp_path, epochs=1, batch_size=64, privacy={"epsilon": 1, "delta": 1e-8})
+    spec = yaml.safe_load((job / "job.yaml").read_text())
+    spec["train"]["features"] = spec["train"]["features"].replace(
+        "AVG(l.amount) AS avg_loan,", "AVG(l.amount) AS avg_loan, AVG(l.rate) AS avg_rate,")
+    assert "avg_rate" in spec["train"]["features"]
+    (job / "job.yaml").write_text(yaml.safe_dump(spec))
+    return job
+
+
+def _charges(c: dict, job_id: str | None = None) -> list:
+    return [h for ds in ("bank_loans", "tax_payments", "enterprise_registry", "social_insurance")
+            for h in c["admin"].budget(ds)["history"] if job_id is None or h["job_id"] == job_id]
+
+
+def test_a_feature_query_selecting_an_undeclared_column_is_refused_at_submit_naming_it(demo, tmp_path: Path) -> None:
+    from sandbox.errors import TrainingRefused
+
+    wh, c = demo
+    jobs, charges = len(c["admin"].list_jobs()), len(_charges(c))
+    with pytest.raises(TrainingRefused, match="selects avg_rate, not declared in train:") as err:
+        c["analyst"].submit_job(_with_undeclared_column(tmp_path))
+    assert err.value.details["columns"] == ["avg_rate"]
+    assert len(c["admin"].list_jobs()) == jobs and len(_charges(c)) == charges  # no job, no ε
+
+
+def test_the_trainer_refuses_an_undeclared_column_before_it_reserves_epsilon(demo, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's own check, behind the submit one: with the submit check switched off, the job
+    runs, and the training step refuses before any ε is reserved."""
+    from sandbox.training import service as training
+
+    wh, c = demo
+    real = training.feature_plan
+    monkeypatch.setattr(training, "feature_plan", lambda *_a, **_k: None)  # the submit check, switched off
+    job = c["analyst"].submit_job(_with_undeclared_column(tmp_path), wait=False)
+    monkeypatch.setattr(training, "feature_plan", real)
+    wh.jobs.run(job["id"])
+    seen = c["bank_steward"].get_job(job["id"])
+    assert seen["state"] == "failed" and "selects avg_rate, not declared" in seen["reason"], seen["reason"]
+    assert seen["export"] is None and _charges(c, job["id"]) == []
+    actions = [r["action"] for r in c["auditor"].audit_records(object_id=job["id"], limit=100)]
+    assert "training.planned" not in actions and "training.trainer_ran" not in actions

@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): :mod:`.app` (routes: authenticate, validate, call the facade, shape the
-answer) and :mod:`.schema` (what it promises in its OpenAPI document).
+answer), :mod:`.schema` (what it promises in its OpenAPI document) and :mod:`.docs` (``/docs`` and
+``/redoc`` with their assets served locally, no CDN).
 
     app = create_app(settings)        # from .app; `twh serve` runs it with uvicorn
 """
 
-__all__ = ["app", "schema"]
+__all__ = ["app", "docs", "schema"]

@@ -34,6 +34,7 @@ from ...jobs.spec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
 from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
+from . import docs
 from .schema import (
     DECISION_IN,
     INGEST_EXAMPLES,
@@ -142,7 +143,9 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
             worker.join(timeout=5)
 
     app = FastAPI(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
-                  description="Raw data never leaves; only gated aggregates and DP weights do.")
+                  description="Raw data never leaves; only gated aggregates and DP weights do.",
+                  docs_url=None, redoc_url=None)
+    docs.mount(app)  # /docs and /redoc with assets served from here: no CDN (offline networks)
     app.state.warehouse = wh
     web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
 

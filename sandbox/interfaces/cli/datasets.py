@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ...errors import InvalidInput
-from .output import ctx, emit, err, out, run
+from .output import ctx, emit, err, out, row, run, say, table
 
 dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help=True)
 budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
@@ -22,18 +21,19 @@ top = typer.Typer()
 def dataset_register(c: typer.Context, manifest: Path) -> None:
     """Register a dataset from its manifest (schema, roles, expectations, policy)."""
     data = run(lambda: ctx(c).client().register_dataset(manifest))
-    emit(c, data, lambda d: out.print(f"registered {d['name']} ({d['provider_kind']}), stewards {d['stewards']}"))
+    emit(c, data, lambda d: say(f"registered {d['name']} ({d['provider_kind']}), stewards {', '.join(d['stewards'])}"))
 
 
 @dataset_app.command("list")
 def dataset_list(c: typer.Context) -> None:
     """List the catalog."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table("name", "zone", "version", "columns", "stewards")
+        t = table("name", "zone", "version", "columns", "stewards", whole=("name",))
         for d in rows:
-            t.add_row(d["name"], d["provider_kind"], str(d["current_version"]), str(len(d["columns"])),
-                      ", ".join(d["stewards"]))
+            row(t, d["name"], d["provider_kind"], d["current_version"], len(d["columns"]), ", ".join(d["stewards"]))
         out.print(t)
+        if not rows:
+            say("no datasets")
     emit(c, run(lambda: ctx(c).client().list_datasets()), render)
 
 
@@ -41,13 +41,14 @@ def dataset_list(c: typer.Context) -> None:
 def dataset_show(c: typer.Context, name: str) -> None:
     """Show a dataset: schema with roles, policy, versions."""
     def render(d: dict[str, Any]) -> None:
-        t = Table("column", "type", "role", title=f"{d['name']} (version {d['current_version']})")
+        t = table("column", "type", "role", title=f"{d['name']} (version {d['current_version']})",
+                  whole=("column",))
         for col in d["schema"]:
-            t.add_row(col["name"], col["type"], col["role"])
+            row(t, col["name"], col["type"], col["role"])
         out.print(t)
-        out.print(f"policy: {json.dumps(d['policy'], ensure_ascii=False)}")
+        say(f"policy: {json.dumps(d['policy'], ensure_ascii=False)}")
         for v in d["versions"]:
-            out.print(f"  v{v['version']}: {v['rows']} rows, load {v['load_id']}")
+            say(f"  v{v['version']}: {v['rows']} rows, load {v['load_id']}")
     emit(c, run(lambda: ctx(c).client().show_dataset(name)), render)
 
 
@@ -55,20 +56,26 @@ def dataset_show(c: typer.Context, name: str) -> None:
 def budget_show(c: typer.Context, dataset: str) -> None:
     """A dataset's DP budget: total, spent and remaining per scope, and every charge."""
     def render(d: dict[str, Any]) -> None:
+        rb = d.get("release_budget")
+        if rb:  # sdc: distinct populations released (linear reconstruction needs many)
+            used = ", ".join(f"{t} {n}" for t, n in sorted(rb["used"].items())) or "none"
+            say(f"release budget ({rb['period']}): {rb['per_tenant_limit']} distinct populations per tenant; "
+                f"used: {used}")
         if d["budget"] is None:
-            out.print(f"{d['dataset']} has no DP budget (release mode sdc)")
+            say(f"{d['dataset']} has no DP budget (release mode sdc)")
             return
-        t = Table("scope", "period", "total ε", "spent ε", "remaining ε", "spent δ",
-                  title=f"{d['dataset']} budget")
+        t = table("scope", "period", "total ε", "spent ε", "remaining ε", "spent δ", title=f"{d['dataset']} budget")
         for sc in d["scopes"]:
-            t.add_row(sc["scope"], sc["period"], sc["total"]["epsilon"], sc["spent"]["epsilon"],
-                      sc["remaining"]["epsilon"], sc["spent"]["delta"])
+            row(t, sc["scope"], sc["period"], sc["total"]["epsilon"], sc["spent"]["epsilon"],
+                sc["remaining"]["epsilon"], sc["spent"]["delta"])
         out.print(t)
-        h = Table("id", "at", "tenant", "actor", "job", "kind", "ε", "δ", title="charges")
-        for r in d["history"] or []:
-            h.add_row(str(r["id"]), str(r["at"]), r["tenant"], r["actor"], str(r["job_id"]), r["kind"],
-                      r["epsilon"], r["delta"])
-        out.print(h)
+        if d["history"] is None:  # an enterprise: totals only, never one charge
+            say("charges: totals only (jobs under review are not counted until a steward acts)")
+            return
+        say(f"charges: {len(d['history'])}")
+        for r in d["history"]:  # one line each: the job id stays whole at any width
+            say(f"  #{r['id']} {str(r['at'])[:19].replace('T', ' ')} {r['kind']} ε {r['epsilon']} δ {r['delta']} "
+                f"by {r['actor']} ({r['tenant']})" + (f" job {r['job_id']}" if r.get("job_id") else ""))
     emit(c, run(lambda: ctx(c).client().budget(dataset)), render)
 
 
@@ -92,11 +99,15 @@ def ingest(c: typer.Context, dataset: str,
         if ctx(c).url:
             raise typer.BadParameter("--engine applies to local mode; a service lands with its own TWH_ENGINE")
         ctx(c).engine = engine
+    from ..client import existing_file
+
+    if file is not None:
+        run(lambda: existing_file(file))  # before the progress bar: a missing file is not a load
     data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
-                                            console=err, show=not ctx(c).as_json))
-    emit(c, data, lambda d: out.print(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
-                                      + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
-                                      + ")"))
+                                            console=err, show=not (ctx(c).as_json or ctx(c).get)))
+    emit(c, data, lambda d: say(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
+                                + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
+                                + ")" + (f", load {d['load_id']}" if d.get("load_id") else "")))
 
 
 @dataset_app.command("history")
@@ -120,8 +131,8 @@ def dataset_migrate(c: typer.Context, name: str, manifest: Path,
                 raise InvalidInput(f"--rename {r!r}: use OLD=NEW")
             renames[old] = new
         return ctx(c).client().migrate_dataset(name, manifest, renames)
-    emit(c, run(go), lambda d: out.print(f"migrated {d['dataset']} to version {d['version']} ({d['rows']} rows): "
-                                         + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
+    emit(c, run(go), lambda d: say(f"migrated {d['dataset']} to version {d['version']} ({d['rows']} rows): "
+                                   + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
 
 
 @dataset_app.command("mock")
@@ -135,9 +146,10 @@ def dataset_mock(c: typer.Context, name: str,
     if out_file is None:
         sys.stdout.write(data.decode("utf-8"))
         return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_bytes(data)
     emit(c, {"file": str(out_file), "rows": rows, "format": fmt},
-         lambda d: out.print(f"wrote {d['rows']} mock rows to {d['file']}"))
+         lambda d: say(f"wrote {d['rows']} mock rows to {d['file']}"))
 
 
 @dataset_app.command("synthetic")
@@ -151,6 +163,7 @@ def dataset_synthetic(c: typer.Context, name: str,
     if out_file is None:
         sys.stdout.write(data.decode("utf-8"))
         return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_bytes(data)
     emit(c, {"file": str(out_file), "format": fmt, "bytes": len(data)},
-         lambda d: out.print(f"wrote the synthetic table of {name} to {d['file']}"))
+         lambda d: say(f"wrote the synthetic table of {name} to {d['file']}"))

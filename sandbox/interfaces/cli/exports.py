@@ -6,47 +6,78 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from .output import ctx, emit, out, run
+from .output import ctx, emit, out, row, run, say, table
 
 export_app = typer.Typer(help="Review, approve, deny and download exports.", no_args_is_help=True)
 
+def _waiting(d: dict[str, Any]) -> list[str]:
+    decided = {a["dataset"] for a in d.get("approvals") or []}
+    return [n for n in d.get("needs_approval_from") or [] if n not in decided]
+
+
 def _render_export(d: dict[str, Any]) -> None:
-    out.print(f"export {d['id']} of {d['job_id']} [{d['state']}] bundle {d['bundle_sha256'][:16]}…")
-    for f in d["files"]:
-        out.print(f"  {f['name']}  {f['size']} bytes  sha256 {f['sha256'][:16]}…")
-    for a in d["approvals"]:
-        out.print(f"  {a['dataset']}: {a['decision']} by {a['steward']} — {a['reason']}")
+    """One export for people, in every state; the submitter's view before approval has no files
+    and no bundle hash (``None``: withheld, they could carry unapproved results)."""
+    say(f"export {d['id']}: {d['state']}")
+    say(f"  job {d['job_id']}, tenant {d.get('tenant')}")
+    if d.get("bundle_sha256"):
+        say(f"  bundle sha256 {d['bundle_sha256']}")
+    files = d.get("files")
+    if files is None:
+        say("  files: withheld from the submitter until every steward approves")
+    for f in files or []:
+        say(f"  file {f['name']}  {f['size']} bytes  sha256 {f['sha256']}")
+    for a in d.get("approvals") or []:
+        say(f"  {a['dataset']}: {a['decision']} by {a['steward']}: {a['reason']}")
+    waiting = _waiting(d)
+    if d["state"] == "pending" and waiting:
+        say(f"  waiting for a steward of: {', '.join(waiting)}")
 
 
 @export_app.command("list")
 def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help="pending|approved|denied")] = None) -> None:
     """List exports (stewards: those awaiting you)."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table("id", "job", "tenant", "state", "files", "needs approval from")
+        t = table("id", "state", "job", "waiting for", whole=("id", "state", "job"))
         for e in rows:
-            t.add_row(e["id"], e["job_id"], e["tenant"], e["state"], str(len(e["files"])),
-                      ", ".join(e["needs_approval_from"]))
+            row(t, e["id"], e["state"], e["job_id"], ", ".join(_waiting(e)) if e["state"] == "pending" else "")
         out.print(t)
+        if not rows:
+            say("no exports" + (f" in state {state}" if state else ""))
     emit(c, run(lambda: ctx(c).client().list_exports(state)), render)
 
 
 @export_app.command("show")
 def export_show(c: typer.Context, export_id: str,
-                content: Annotated[bool, typer.Option(help="print the files' exact bytes (stewards)")] = False) -> None:
+                content: Annotated[bool, typer.Option(help="print the files' exact bytes (stewards); binary "
+                                                           "files as size, SHA-256 and tensor table")] = False) -> None:
     """Show an export; with --content, the exact files under review."""
     def go() -> Any:
         d = ctx(c).client().get_export(export_id)
         if content:
-            d["content"] = {f["name"]: f["data"].decode("utf-8", "replace")
-                            for f in ctx(c).client().preview_export(export_id)}
+            from ..web.files import describe_binary, is_binary
+
+            d["content"] = {f["name"]: describe_binary(f["name"], f["data"]) if is_binary(f["name"], f["data"])
+                            else f["data"].decode("utf-8") for f in ctx(c).client().preview_export(export_id)}
         return d
 
     def render(d: dict[str, Any]) -> None:
         _render_export(d)
-        for name, text in d.get("content", {}).items():
-            out.print(f"--- {name} ---\n{text}", markup=False)
+        for name, body in d.get("content", {}).items():
+            if isinstance(body, str):
+                say(f"--- {name} ---\n{body}")
+                continue
+            say(f"--- {name} (binary, not shown as text: {body['size']} bytes, sha256 {body['sha256']}) ---")
+            if body.get("problem"):
+                say(f"  {body['problem']}")
+            if body.get("tensors"):
+                t = table("tensor", "dtype", "shape", whole=("tensor", "dtype"))
+                for x in body["tensors"]:
+                    row(t, x["name"], x["dtype"], " x ".join(map(str, x["shape"])) or "scalar")
+                out.print(t)
+            for k, v in sorted((body.get("metadata") or {}).items()):
+                say(f"  metadata {k} = {v}")
     emit(c, run(go), render)
 
 
@@ -74,4 +105,4 @@ def export_download(c: typer.Context, export_id: str,
                     to: Annotated[Path, typer.Option(help="folder to write the files into")] = Path(".")) -> None:
     """Download an approved export (enterprise of the job's tenant)."""
     paths = run(lambda: ctx(c).client().download_export(export_id, to))
-    emit(c, [str(p) for p in paths], lambda d: [out.print(f"wrote {p}") for p in d])
+    emit(c, [str(p) for p in paths], lambda d: [say(f"wrote {p}") for p in d])

@@ -6,21 +6,35 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from .output import ctx, emit, out, run
+from .output import ctx, emit, out, row, run, say, table
 
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 
 def _render_job(d: dict[str, Any]) -> None:
-    out.print(f"job {d['id']} [{d['state']}] {d.get('reason', '')}")
-    for q in d.get("queries", []):
-        det = q["details"]
-        extra = (f"suppressed {det.get('suppressed_groups')} group(s)" if q["outcome"] == "released"
-                 else f"refused: {det.get('reason')}")
-        out.print(f"  query {q['outcome']}: {extra}")
-    if d.get("export"):
-        out.print(f"  export {d['export']['id']} [{d['export']['state']}]")
+    """One job for people, in every state: the submitter's view has no queries (withheld until the
+    stewards approve: ``queries`` is None) and maybe no export yet."""
+    say(f"job {d['id']}: {d['state']}")
+    if d.get("reason"):
+        say(f"  {d['reason']}")
+    pinned = d.get("pinned_versions") or {}
+    datasets = ", ".join(f"{n} v{pinned[n]}" if n in pinned else n for n in d.get("datasets") or [])
+    say(f"  {d.get('name') or '(unnamed)'}, purpose {d.get('purpose')}, datasets {datasets or '-'}")
+    queries = d.get("queries", [])
+    if queries is None:
+        say("  queries: withheld from the submitter (the stewards review them with the export)")
+    for q in queries or []:
+        det = q.get("details") or {}
+        extra = (f"suppressed {det.get('suppressed_groups')} group(s)" if q.get("outcome") == "released"
+                 else str(det.get("reason")))
+        say(f"  query {q.get('outcome')}: {extra}")
+    export = d.get("export")
+    if export:
+        say(f"  export {export['id']}: {export['state']}")
+    elif d.get("state") in ("queued", "running", "gating"):
+        say("  export: none yet (the job has not finished)")
+    else:
+        say("  export: none")
 
 
 @job_app.command("submit")
@@ -53,11 +67,10 @@ def job_run_local(c: typer.Context, job_dir: Path,
 
     def render(d: dict[str, Any]) -> None:
         for q in d["queries"]:
-            out.print(f"  query {q['outcome']}: " + (f"suppressed {q.get('suppressed')} group(s)"
-                                                      if q["outcome"] == "released" else q.get("reason", "")),
-                      markup=False)
-        out.print(f"--- stdout ---\n{d['stdout']}--- stderr ---\n{d['stderr']}", markup=False)
-        out.print(f"exit {d['returncode']}; outputs in {d['out_dir']}: {', '.join(d['outputs']) or '(none)'}")
+            say(f"  query {q['outcome']}: " + (f"suppressed {q.get('suppressed')} group(s)"
+                                                if q["outcome"] == "released" else q.get("reason", "")))
+        say(f"--- stdout ---\n{d['stdout']}--- stderr ---\n{d['stderr']}")
+        say(f"exit {d['returncode']}; outputs in {d['out_dir']}: {', '.join(d['outputs']) or '(none)'}")
     data = run(go)
     emit(c, data, render)
     if data["returncode"] != 0:
@@ -74,10 +87,12 @@ def job_show(c: typer.Context, job_id: str) -> None:
 def job_list(c: typer.Context) -> None:
     """List the jobs you may see."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table("id", "name", "tenant", "state", "created")
+        t = table("id", "state", "name", "tenant", "created (UTC)", whole=("id", "state"))
         for j in rows:
-            t.add_row(j["id"], str(j["name"]), j["tenant"], j["state"], j["created_at"][:19])
+            row(t, j["id"], j["state"], j.get("name") or "", j["tenant"], str(j["created_at"])[:16].replace("T", " "))
         out.print(t)
+        if not rows:
+            say("no jobs")
     emit(c, run(lambda: ctx(c).client().list_jobs()), render)
 
 
@@ -85,6 +100,5 @@ def job_list(c: typer.Context) -> None:
 def job_logs(c: typer.Context, job_id: str) -> None:
     """A job's withheld stdout/stderr (stewards, auditors)."""
     emit(c, run(lambda: ctx(c).client().job_logs(job_id)),
-         lambda d: out.print(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}"
-                             + (f"\n--- training review ---\n{d['training_review']}" if d.get("training_review") else ""),
-                             markup=False))
+         lambda d: say(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}"
+                       + (f"\n--- training review ---\n{d['training_review']}" if d.get("training_review") else "")))

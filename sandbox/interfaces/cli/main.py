@@ -2,28 +2,71 @@
 
 Works directly on a local warehouse (the embedded default: ``--home`` / ``TWH_HOME``, acting as
 ``--as USER``), or against a running service (``--url`` + ``--token`` / ``TWH_URL`` + ``TWH_TOKEN``).
-Every command takes ``--json`` for machines. Errors print ``error [code]: message`` and exit 2.
+Every command takes ``--json`` for machines and ``--get FIELD`` for one value (a token, an id).
+Errors print ``error [code]: message`` and exit 2.
+
+The global options (``--home``, ``--as``, ``--url``, ``--token``, ``--json``, ``--get``) are declared
+once, on :func:`main`; :class:`_Root` hands a copy of each to every command and group below it,
+so ``twh --json job list`` and ``twh job list --json`` mean the same (the later one wins).
 
 Each group of commands lives in its own module of this package; this one assembles them.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from . import audit, datasets, exports, jobs, service, users
 from .output import _STATE, Ctx
 from .syft import syft_app  # syft itself is imported only when a command runs
 
-app = typer.Typer(help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
+#: the root callback's parameter -> the :class:`Ctx` field it sets
+_GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get"}
+
+
+def _late(field: str) -> Any:
+    """A sub-command's copy of a global option: it sets the invocation's :class:`Ctx` field."""
+    def apply(c: Any, _param: Any, value: Any) -> Any:
+        obj = c.find_root().obj
+        if value is None or value is False or not isinstance(obj, Ctx):
+            return value  # not given here (the root's value stands), or --help/completion
+        setattr(obj, field, value)
+        if field == "as_json":
+            _STATE["json"] = True
+        return value
+    return apply
+
+
+class _Root(TyperGroup):
+    """The ``twh`` group: every command below it also accepts the global options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        globals_ = [p for p in self.params if p.name in _GLOBAL]
+        todo = list(self.commands.values())
+        while todo:
+            cmd = todo.pop()
+            todo += list(getattr(cmd, "commands", {}).values())
+            taken = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+            for p in globals_:
+                if taken & set(p.opts):  # the command's own option of that name (`twh demo --home`)
+                    continue
+                late = copy.copy(p)
+                late.name, late.expose_value, late.callback = f"_global_{p.name}", False, _late(_GLOBAL[p.name])
+                cmd.params.append(late)
+
+
+app = typer.Typer(cls=_Root, help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 for sub, name in ((users.user_app, "user"), (datasets.dataset_app, "dataset"), (jobs.job_app, "job"),
                   (exports.export_app, "export"), (audit.audit_app, "audit"), (datasets.budget_app, "budget"),
-                  (service.db_app, "db"), (syft_app, "syft")):
+                  (service.db_app, "db"), (service.demo_app, "demo"), (syft_app, "syft")):
     app.add_typer(sub, name=name)
 for group in (users.top, datasets.top, service.top):  # top-level commands (twh init, twh ingest, twh serve, …)
     for command in group.registered_commands:
@@ -38,12 +81,14 @@ def main(
     url: Annotated[str | None, typer.Option(help="remote mode: service URL [env TWH_URL]")] = None,
     token: Annotated[str | None, typer.Option(help="remote mode: bearer token [env TWH_TOKEN]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    get: Annotated[str | None, typer.Option("--get", metavar="FIELD",
+                                            help="print only this field of the result, e.g. token, id, "
+                                                 "export.id, 0.id (for shell variables)")] = None,
 ) -> None:
     _STATE["json"] = as_json
     c.obj = Ctx(home or (Path(os.environ["TWH_HOME"]) if os.environ.get("TWH_HOME") else None),
                 as_user or os.environ.get("TWH_USER"), url or os.environ.get("TWH_URL"),
-                token or os.environ.get("TWH_TOKEN"), as_json)
-
+                token or os.environ.get("TWH_TOKEN"), as_json, get=get)
 
 
 if __name__ == "__main__":  # pragma: no cover

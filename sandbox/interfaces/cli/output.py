@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from ...errors import InvalidInput, TwhError
 from ...settings import Settings
@@ -30,6 +33,8 @@ class Ctx:
     _client: Any = None
     #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
     engine: str | None = None
+    #: ``--get FIELD``: print only that field of the result
+    get: str | None = None
 
     def settings(self) -> Settings:
         return Settings.from_env(home=self.home, engine=self.engine)
@@ -57,10 +62,52 @@ def ctx(c: typer.Context) -> Ctx:
 
 
 def emit(c: typer.Context, data: Any, render: Any = None) -> None:
-    if ctx(c).as_json or render is None:
+    if ctx(c).get:
+        value = run(lambda: field(data, ctx(c).get))
+        print(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+    elif ctx(c).as_json or render is None:
         out.print_json(json.dumps(data, default=str, ensure_ascii=False))
     else:
         render(data)
+
+
+def field(data: Any, path: str) -> Any:
+    """``--get``: the value at a dotted path (``export.id``; list items by index, ``0.id``)."""
+    value = data
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            keys = sorted(value) if isinstance(value, dict) else f"items 0..{len(value) - 1}" \
+                if isinstance(value, list) else "none"
+            raise InvalidInput(f"--get {path}: the result has no {part!r} there (it has: {keys})",
+                               details={"field": "get"})
+    if value is None:
+        raise InvalidInput(f"--get {path}: that field is empty in this result", details={"field": "get"})
+    return value
+
+
+def say(text: str) -> None:
+    """A line for people, printed as is: no markup (``[awaiting_approval]`` stays text) and never
+    broken by the console, so ids, hashes and tokens stay whole whatever the terminal's width
+    (the terminal wraps them visually; copying still gets them whole)."""
+    out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def table(*columns: str, whole: tuple[str, ...] = (), title: str | None = None) -> Table:
+    """A table that fits the terminal by wrapping the free-text columns; the ``whole`` columns
+    (ids, states, names used as arguments) are never wrapped or cut."""
+    t = Table(box=box.SIMPLE_HEAD, title=Text(title) if title else None, title_justify="left", pad_edge=False)
+    for name in columns:
+        t.add_column(name, no_wrap=name in whole, overflow="fold")
+    return t
+
+
+def row(t: Table, *cells: Any) -> None:
+    """Add a row of values as plain text (a value is never read as markup)."""
+    t.add_row(*(Text("" if v is None else str(v)) for v in cells))
 
 
 def run(fn: Any) -> Any:
@@ -71,7 +118,8 @@ def run(fn: Any) -> Any:
         if _STATE.get("json"):
             print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
         else:
-            err.print(f"[bold red]error[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}", highlight=False)
+            err.print(f"[bold red]error[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}", highlight=False,
+                      soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 
 def ingest_with_progress(client: Any, dataset: str, file: Path | None, *, encoding: str | None, mode: str | None,
@@ -27,8 +26,11 @@ def ingest_with_progress(client: Any, dataset: str, file: Path | None, *, encodi
 
 
 def render_history(console: Console, d: dict[str, Any]) -> None:
-    t = Table("v", "time (UTC)", "operation", "mode", "connector", "source", "rows in", "out", "quarantined",
-              "validation", "load", title=f"{d['dataset']} (current version {d['current_version']})")
+    """One line per version (a line, not a table: the load id stays whole at any terminal width)."""
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+    line(f"{d['dataset']} (current version {d['current_version']}; * marks it)")
     for v in d["versions"]:
         src = v.get("source") or {}
         where = src.get("file_name") or src.get("path") or src.get("url") or src.get("operation") or ""
@@ -37,11 +39,11 @@ def render_history(console: Console, d: dict[str, Any]) -> None:
         val = v.get("validation") or {}
         verdict = "" if not val else ("passed" if val.get("success") else "FAILED") + (
             f" ({val.get('checks')} checks)" if val.get("checks") else "")
-        t.add_row(str(v["version"]) + ("*" if v.get("current") else ""), (v.get("timestamp") or "")[:19],
-                  str(v.get("operation") or ""), str(v.get("mode") or ""), str(v.get("connector") or ""), where,
-                  _n(v.get("rows_in")), _n(v.get("rows_out")), _n(v.get("rows_quarantined")), verdict,
-                  str(v.get("load_id") or ""))
-    console.print(t)
+        what = " ".join(str(x) for x in (v.get("operation"), v.get("mode"), v.get("connector"), where) if x)
+        line(f"  v{v['version']}{'*' if v.get('current') else ''} {(v.get('timestamp') or '')[:19]} {what}: "
+             f"{_n(v.get('rows_in')) or '?'} in, {_n(v.get('rows_out')) or '?'} out, "
+             f"{_n(v.get('rows_quarantined')) or 0} quarantined"
+             + (f"; validation {verdict}" if verdict else "") + (f"; load {v['load_id']}" if v.get("load_id") else ""))
 
 
 def _n(x: Any) -> str:

@@ -1,4 +1,4 @@
-"""``twh serve``, ``twh worker``, ``twh db …`` and ``twh demo``: running the warehouse."""
+"""``twh serve``, ``twh worker``, ``twh db …`` and ``twh demo [data]``: running the warehouse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ...settings import Settings
-from .output import ctx, emit, out, run
+from .output import ctx, emit, out, run, say
 
 db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
 #: top-level commands of this module
@@ -78,11 +78,50 @@ def db_current(c: typer.Context) -> None:
          lambda d: out.print(f"catalog at revision {d['revision'] or 'none'} (head {d['head']})"))
 
 
-@top.command()
-def demo(c: typer.Context, home: Annotated[Path, typer.Option(help="where to build the demo warehouse")]
-         = Path("demo-warehouse"), fresh: bool = True) -> None:
-    """Run the small-business credit scenario end to end, explaining each step."""
+demo_app = typer.Typer(help="The small-business credit demo: run it end to end, or write its sample files.",
+                       invoke_without_command=True)
+
+
+@demo_app.callback()
+def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help="where to build the demo warehouse "
+                                                                          "[default: demo-warehouse]")] = None,
+         fresh: bool = True) -> None:
+    """Run the small-business credit scenario end to end, explaining each step (`twh demo data DIR`
+    only writes its sample files)."""
+    if c.invoked_subcommand is not None:
+        return
     from ...demo.scenario import run_demo
 
+    # `twh --home DIR demo` means the same as `twh demo --home DIR`; TWH_HOME alone never picks the
+    # demo's folder (a fresh demo deletes it first).
+    home = home or c.find_root().params.get("home") or Path("demo-warehouse")
     # The query engine follows the environment (`make demo ENGINE=spark` sets TWH_ENGINE).
     run(lambda: run_demo(home, fresh=fresh, console=out, engine=Settings.from_env(home=home.absolute())))
+
+
+@demo_app.command("data")
+def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help="where to write the files")],
+              enterprises: Annotated[int, typer.Option(min=1, max=200_000, help="how many enterprises")] = 2000,
+              seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 7) -> None:
+    """Write the demo's sample files into FOLDER: generated CSVs (enterprise_registry, tax_payments,
+    social_insurance, bank_loans), their manifests (manifests/) and the example jobs (jobs/)."""
+    import shutil
+
+    from ...demo.generate import generate
+    from ...demo.scenario import JOBS, MANIFESTS
+
+    def go() -> dict[str, Any]:
+        files = {name: str(p) for name, p in generate(folder, n_enterprises=enterprises, seed=seed).items()}
+        shutil.copytree(MANIFESTS, folder / "manifests", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(JOBS, folder / "jobs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        return {"folder": str(folder), "data": files,
+                "manifests": sorted(str(p) for p in (folder / "manifests").glob("*.yaml")),
+                "jobs": sorted(str(p) for p in (folder / "jobs").iterdir() if p.is_dir())}
+
+    def render(d: dict[str, Any]) -> None:
+        for name, path in d["data"].items():
+            say(f"wrote {path} (sample data for the dataset {name})")
+        say(f"wrote {len(d['manifests'])} manifests under {d['folder']}/manifests and {len(d['jobs'])} example jobs "
+            f"under {d['folder']}/jobs")
+    emit(c, run(go), render)

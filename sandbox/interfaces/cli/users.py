@@ -1,15 +1,17 @@
-"""``twh init`` and ``twh user …``: a new warehouse, its first admin, and users with their tokens."""
+"""``twh init``, ``twh whoami`` and ``twh user …``: a new warehouse, its first admin, and users with their tokens."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Annotated, Any
 
 import typer
 
-from .output import ctx, emit, out, run
+from ...errors import TwhError
+from .output import ctx, emit, run, say
 
 user_app = typer.Typer(help="Users and tokens.", no_args_is_help=True)
-#: top-level commands of this module (``twh init``)
+#: top-level commands of this module (``twh init``, ``twh whoami``)
 top = typer.Typer()
 
 @top.command()
@@ -21,15 +23,35 @@ def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the 
         wh = Warehouse.open(ctx(c).settings())
         made = wh.users.bootstrap_admin(admin)
         return {"home": str(wh.settings.home), "admin": admin if made else None, "token": made[1] if made else None}
-    data = run(go)
-    emit(c, data, lambda d: out.print(f"warehouse at {d['home']}" + (f"\nadmin {d['admin']} token: {d['token']}"
-                                                                      if d["token"] else " (already initialised)")))
+
+    def render(d: dict[str, Any]) -> None:
+        say(f"warehouse at {d['home']}" + ("" if d["token"] else " (already initialised)"))
+        if d["token"]:  # on a line of its own, whole: it is shown once
+            say(f"admin {d['admin']}; its token (shown once, keep it):\n{d['token']}")
+    emit(c, run(go), render)
+
+
+@top.command()
+def whoami(c: typer.Context,
+           wait: Annotated[float, typer.Option(help="seconds to keep trying while the service does not answer "
+                                                    "(e.g. just after `twh serve &`)")] = 0) -> None:
+    """The user you act as: name, role and tenant (remote mode: checks the URL and token)."""
+    def go() -> Any:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return ctx(c).client().whoami()
+            except TwhError as exc:
+                if not exc.details.get("unreachable") or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+    emit(c, run(go), lambda d: say(f"{d['name']} ({d['role']}, tenant {d['tenant']})"))
 
 
 @user_app.command("add")
 def user_add(c: typer.Context, name: str, role: str = typer.Option(..., help="enterprise|steward|auditor|admin"),
              tenant: str = typer.Option(..., help="the organisation the user belongs to")) -> None:
-    """Add a user; prints its bearer token once."""
+    """Add a user; prints its bearer token once (`--get token` prints only the token)."""
     data = run(lambda: ctx(c).client().add_user(name, role, tenant))
-    emit(c, data, lambda d: out.print(f"user {d['user']['name']} ({d['user']['role']}, {d['user']['tenant']}) "
-                                      f"token: {d['token']}"))
+    emit(c, data, lambda d: say(f"user {d['user']['name']} ({d['user']['role']}, {d['user']['tenant']}); its token "
+                                f"(shown once, keep it):\n{d['token']}"))

@@ -1,4 +1,6 @@
-"""Showing export files to reviewers: CSV as a table, JSON pretty-printed, anything else as text.
+"""Showing export files to reviewers: CSV as a table, JSON pretty-printed, other text as text, and
+binary files (weights, images) as binary — size, SHA-256 and, for ``.safetensors``, the tensor
+table (name, dtype, shape) read from the header by the safetensors library (never ``torch.load``).
 
 Every byte here was written by a job (an attacker, as far as we know): these functions only
 parse and structure; escaping is the templates' (Jinja2 autoescape), and the page's CSP forbids
@@ -11,6 +13,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +22,8 @@ from ...release.exports import bundle_hash
 
 MAX_ROWS = 2000
 MAX_TEXT = 200_000
+#: files shown as text when their bytes are UTF-8 without NUL; anything else is binary
+TEXT_SUFFIXES = (".csv", ".json", ".txt", ".tsv", ".md", ".log")
 
 
 @dataclass(frozen=True)
@@ -25,17 +31,70 @@ class ShownFile:
     name: str
     sha256: str
     size: int
-    kind: str  # "csv" | "json" | "text"
-    text: str  # the exact bytes as text (shown raw on request)
+    kind: str  # "csv" | "json" | "text" | "binary"
+    text: str  # the exact bytes as text (shown raw on request); empty for a binary file
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     total_rows: int = 0
     pretty: str = ""
     problem: str = ""
+    #: binary ``.safetensors``: one ``{"name", "dtype", "shape"}`` per tensor, and the header's metadata
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def is_binary(name: str, data: bytes) -> bool:
+    """Binary unless the name says text and the bytes are UTF-8 text (no NUL)."""
+    if not name.lower().endswith(TEXT_SUFFIXES) or b"\x00" in data:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def safetensors_header(data: bytes) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The tensors (name, dtype, shape) and metadata of a safetensors file, read by the safetensors
+    library from its header (memory-mapped: no tensor is loaded, nothing is unpickled).
+    Raises ``ValueError`` when the bytes are not a safetensors file or the library is missing."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # the `train` extra is not installed here
+        raise ValueError("the safetensors library is not installed") from None
+    fd, path = tempfile.mkstemp(suffix=".safetensors")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        with safe_open(path, framework="numpy") as st:
+            tensors = [{"name": k, "dtype": st.get_slice(k).get_dtype(), "shape": list(st.get_slice(k).get_shape())}
+                       for k in st.keys()]
+            metadata = dict(st.metadata() or {})
+    except Exception as exc:  # noqa: BLE001 - the library's own error types vary; the bytes are untrusted
+        raise ValueError(f"not a readable safetensors file ({type(exc).__name__})") from None
+    finally:
+        os.unlink(path)
+    return tensors, metadata
+
+
+def describe_binary(name: str, data: bytes) -> dict[str, Any]:
+    """What a reviewer is shown of a binary file: its size and SHA-256, and for ``.safetensors``
+    its tensor table (or why it could not be read)."""
+    out: dict[str, Any] = {"binary": True, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if name.lower().endswith(".safetensors"):
+        try:
+            out["tensors"], out["metadata"] = safetensors_header(data)
+        except ValueError as exc:
+            out["problem"] = str(exc)
+    return out
 
 
 def show_file(name: str, data: bytes) -> ShownFile:
     digest = hashlib.sha256(data).hexdigest()
+    if is_binary(name, data):
+        d = describe_binary(name, data)
+        return ShownFile(name=name, sha256=digest, size=len(data), kind="binary", text="",
+                         tensors=d.get("tensors", []), metadata=d.get("metadata", {}), problem=d.get("problem", ""))
     text = data[:MAX_TEXT].decode("utf-8", "replace")
     base = {"name": name, "sha256": digest, "size": len(data), "text": text}
     lower = name.lower()

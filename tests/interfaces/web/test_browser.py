@@ -184,6 +184,62 @@ def test_a_steward_sees_the_model_card_and_attack_report_of_a_training_export(de
     assert page.evaluate("document.querySelector('img.bundle-png').naturalWidth") > 0
 
 
+def test_weights_are_shown_as_binary_with_their_tensor_table_never_as_text(demo, page):
+    from .trained import SHAPES
+
+    export_id = demo.train_job["export"]["id"]
+    files = {f.name: f for f in demo.wh.exports.preview(demo.wh.users.principal("auditor"), export_id)}
+    weights = files["model.safetensors"]
+    login(page, demo.url, demo.tokens["bank_steward"])
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    card = page.locator("section.file", has_text="model.safetensors")
+    text = card.inner_text()
+    assert "Binary file, not shown as text" in text and weights.sha256 in text and f"{len(weights.data)} bytes" in text
+    rows = card.locator("table.tensors tbody tr").all_inner_texts()
+    assert sorted(r.split("\t")[0] for r in rows) == sorted(SHAPES)
+    assert any(r.split("\t")[1:] == ["F32", " × ".join(map(str, SHAPES["net.0.weight"]))] for r in rows), rows
+    assert card.locator("details").count() == 0 and "\ufffd" not in text  # no "raw bytes" of a binary
+    assert "Binary file" in page.locator("section.file", has_text="model_card.png").inner_text()
+    # the same in `twh export show --content`, against this service
+    from typer.testing import CliRunner
+
+    from sandbox.interfaces.cli.main import app
+
+    r = CliRunner().invoke(app, ["export", "show", export_id, "--content", "--url", demo.url,
+                                 "--token", demo.tokens["bank_steward"]])
+    assert r.exit_code == 0, r.output
+    assert f"--- model.safetensors (binary, not shown as text: {len(weights.data)} bytes, sha256 {weights.sha256})" \
+        in r.output and "net.0.weight" in r.output and "\ufffd" not in r.output and "--- model_card.json ---" in r.output
+
+
+def test_docs_and_redoc_render_with_the_network_cut_off(demo, page):
+    """/docs and /redoc load only from the service itself: with every other address blocked, the UIs render."""
+    from urllib.parse import urlparse
+
+    here = urlparse(demo.url).netloc
+    outside: list[str] = []
+
+    def only_local(route):
+        if urlparse(route.request.url).netloc == here:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{demo.url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+    assert "Training Warehouse" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".opblock").count() > 10  # the operations, from /openapi.json
+    page.goto(f"{demo.url}/redoc")
+    page.wait_for_selector("h1", timeout=20_000)
+    assert "Training Warehouse" in page.inner_text("h1")
+    assert outside == []
+    for path in ("/docs", "/redoc"):
+        html = page.request.get(f"{demo.url}{path}").text()
+        assert "cdn" not in html.lower() and "https://" not in html and "http://" not in html, path
+
+
 def test_the_model_page_is_for_training_exports_and_waits_for_approval_for_the_submitter(demo, page):
     login(page, demo.url, demo.tokens["analyst"])
     assert page.goto(f"{demo.url}/ui/exports/{demo.train_job['export']['id']}/model").status == 404

@@ -161,3 +161,42 @@ def test_every_list_endpoint_pages_with_offset_and_limit(site):
         bad = c.get(path, params={"limit": 0}, headers=h)
         assert bad.status_code == 422 and set(bad.json()) == {"error"}, path
     assert not any(p.startswith("/ui") for p in schema["paths"])  # pages stay out of the API schema
+
+
+def test_a_failed_jobs_page_says_what_happened_not_no_export_yet(site, tmp_path):
+    import textwrap
+
+    import yaml
+
+    jd = tmp_path / "crash"
+    jd.mkdir()
+    (jd / "job.yaml").write_text(yaml.safe_dump({"name": "crash", "purpose": "credit_risk", "datasets": ["firms"]}))
+    (jd / "job.py").write_text(textwrap.dedent("raise SystemExit(4)\n"))
+    job = site.wh.jobs.submit(site.p("analyst"), jd)
+    site.wh.jobs.run(job["id"])
+    mine = site.client("analyst").get(f"/ui/jobs/{job['id']}").text
+    assert "No export (yet)" not in mine and "No export: the job failed" in mine
+    assert "twh job run-local" in mine  # the submitter's one hint, a fixed text
+    steward = site.client("tax_steward").get(f"/ui/jobs/{job['id']}").text
+    assert "No export: the job failed" in steward and "exit" in steward.split("No export: the job failed")[1][:300]
+    queued = site.wh.jobs.submit(site.p("analyst"), jd)
+    assert "No export yet: the job is queued" in site.client("analyst").get(f"/ui/jobs/{queued['id']}").text
+
+
+def test_binary_files_are_described_never_decoded_as_text():
+    import numpy as np
+
+    from dp.training.weights import write_safetensors
+    from sandbox.interfaces.web.files import show_file
+
+    data = write_safetensors({"w": np.zeros((3, 4), np.float32), "b": np.zeros(4, np.float32)}, {"job_id": "j"})
+    f = show_file("model.safetensors", data)
+    assert f.kind == "binary" and f.text == "" and f.size == len(data)
+    assert sorted((t["name"], t["dtype"], tuple(t["shape"])) for t in f.tensors) == [("b", "F32", (4,)),
+                                                                                     ("w", "F32", (3, 4))]
+    assert f.metadata == {"job_id": "j"}
+    broken = show_file("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    assert broken.kind == "binary" and broken.tensors == [] and "not a readable safetensors file" in broken.problem
+    assert show_file("chart.png", b"\x89PNG\r\n\x1a\n\x00").kind == "binary"
+    assert show_file("rates.csv", b"a,b\n\xff\xfe\n").kind == "binary"  # not UTF-8: not shown as text
+    assert show_file("rates.csv", b"a,b\n1,2\n").kind == "csv"

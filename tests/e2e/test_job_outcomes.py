@@ -1,0 +1,100 @@
+"""Outcomes a new user meets, each with its own clear answer: a missing input file, a download before
+every approval, a job that wrote nothing, a failed job seen by its submitter."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.errors import Forbidden, NotFound
+from sandbox.jobs.service import NOTHING_TO_EXPORT, WITHHELD_REASON
+
+from .conftest import FIRMS
+from .test_flow import RATE_JOB
+
+
+def _quarantine_records(wh, people):
+    return [r for r in wh.audit_records(people["auditor"], limit=1000) if r["action"] == "ingest.quarantined"]
+
+
+def test_a_missing_input_file_is_not_found_and_never_a_quarantined_load(landed, people, tmp_path):
+    from sandbox.datasets.manifest import parse_manifest
+    from sandbox.interfaces.client import LocalClient
+
+    wh = landed
+    missing = tmp_path / "no_such_registry.csv"
+    before = len(_quarantine_records(wh, people))
+    for ingest in (lambda: wh.ingest.ingest(people["tax_steward"], "firms", missing),
+                   lambda: LocalClient(wh, "tax_steward").ingest("firms", missing)):
+        with pytest.raises(NotFound, match="no_such_registry.csv does not exist") as err:
+            ingest()
+        assert err.value.details == {"field": "file", "path": str(missing)}
+    # a manifest's source: block naming a file that is not there: the same answer
+    wh.datasets.register(people["tax_steward"], parse_manifest(
+        {**FIRMS, "name": "firms_src", "source": {"kind": "csv", "path": str(missing)}}))
+    with pytest.raises(NotFound, match="does not exist"):
+        wh.ingest.ingest(people["tax_steward"], "firms_src")
+    assert len(_quarantine_records(wh, people)) == before
+    assert not (wh.settings.home / "quarantine" / "firms").exists()
+    assert not (wh.settings.home / "quarantine" / "firms_src").exists()
+    assert wh.datasets.show(people["tax_steward"], "firms")["current_version"] == 1
+
+
+def test_the_remote_client_names_a_missing_file_before_uploading(tmp_path):
+    import httpx
+
+    from sandbox.interfaces.client import Client
+
+    sent = []
+    c = Client("http://twh.invalid", "t", transport=httpx.MockTransport(lambda req: sent.append(req)))
+    with pytest.raises(NotFound, match="missing.csv does not exist"):
+        c.ingest("firms", tmp_path / "missing.csv")
+    assert sent == []
+
+
+def test_a_download_before_every_approval_names_whose_approval_is_missing(landed, people, job_dir):
+    wh = landed
+    job = wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))
+    export_id = wh.jobs.run(job["id"]) and wh.jobs.get(people["analyst"], job["id"])["export"]["id"]
+    with pytest.raises(Forbidden) as err:
+        wh.exports.download(people["analyst"], export_id)
+    assert "firms (steward: tax_steward); loans (steward: bank_steward)" in err.value.message
+    assert err.value.details == {"state": "pending", "waiting_for": ["firms", "loans"]}
+    bundle = wh.exports.get(people["admin"], export_id)["bundle_sha256"]
+    wh.exports.decide(people["bank_steward"], export_id, "approve", "ok", bundle)
+    with pytest.raises(Forbidden, match=r"needs the approval of a steward of firms \(steward: tax_steward\); only"):
+        wh.exports.download(people["analyst"], export_id)
+    wh.exports.decide(people["tax_steward"], export_id, "deny", "no", bundle)
+    with pytest.raises(Forbidden, match="is denied; only approved exports"):
+        wh.exports.download(people["analyst"], export_id)
+
+
+def test_a_job_that_writes_no_file_fails_and_queues_nothing_for_the_stewards(landed, people, job_dir):
+    wh = landed
+    queue = [e["id"] for e in wh.exports.list(people["tax_steward"], "pending")]
+    code = """
+        import twh_job
+        r = twh_job.query("SELECT f.district, COUNT(*) AS n FROM firms f GROUP BY f.district")
+        print(len(r.rows))   # reads, writes nothing to /out
+    """
+    job = wh.jobs.submit(people["analyst"], job_dir(code))
+    done = wh.jobs.run(job["id"])
+    assert done["state"] == "failed" and done["reason"] == NOTHING_TO_EXPORT
+    assert wh.jobs.get(people["tax_steward"], job["id"])["export"] is None
+    assert [e["id"] for e in wh.exports.list(people["tax_steward"], "pending")] == queue
+    assert [e for e in wh.exports.list(people["admin"]) if e["job_id"] == job["id"]] == []
+    # the submitter sees what every failed job shows, with the same fixed hint
+    assert wh.jobs.get(people["analyst"], job["id"])["reason"] == WITHHELD_REASON
+    (failed,) = [r for r in wh.audit_records(people["auditor"], limit=1000)
+                 if r["action"] == "job.failed" and r["object_id"] == job["id"]]
+    assert failed["details"]["outputs"] == 0
+
+
+def test_a_failed_jobs_submitter_is_pointed_to_run_local_and_told_nothing_else(landed, people, job_dir):
+    wh = landed
+    for code in ("raise SystemExit(7)\n", "import time\nraise RuntimeError('the value is 42')\n"):
+        job = wh.jobs.submit(people["analyst"], job_dir(code))
+        wh.jobs.run(job["id"])
+        seen = wh.jobs.get(people["analyst"], job["id"])
+        assert seen["state"] == "failed" and seen["reason"] == WITHHELD_REASON  # one fixed text for any failure
+        assert "twh job run-local" in seen["reason"]
+        assert wh.jobs.get(people["tax_steward"], job["id"])["reason"] != WITHHELD_REASON  # stewards: the cause
