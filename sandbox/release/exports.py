@@ -66,7 +66,9 @@ class Exports:
         if principal.role is Role.ENTERPRISE:
             # A pending export does not exist for its submitter: that it exists, when it appeared and
             # whether it holds files or a failure notice would tell what the job did before review.
-            return e.tenant == principal.tenant and e.state != ExportState.PENDING.value
+            # Once a steward has decided on it (a human act, not the job's), it shows, files withheld.
+            return e.tenant == principal.tenant and (e.state != ExportState.PENDING.value or s.execute(
+                select(Approval.id).where(Approval.export_id == e.id).limit(1)).first() is not None)
         if principal.role is Role.STEWARD:
             return bool(set(e.needs_approval_from) & stewarded_by(s, principal.name))
         return False
@@ -87,6 +89,7 @@ class Exports:
             # single number can be brute-forced). The submitter sees them once the stewards approve.
             out["files"] = None
             out["bundle_sha256"] = None
+            out["kind"] = None  # a failure notice and a job's files look alike until approved
         return out
 
     def get(self, principal: Principal, export_id: str) -> dict[str, Any]:

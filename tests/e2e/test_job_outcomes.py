@@ -51,50 +51,87 @@ def test_the_remote_client_names_a_missing_file_before_uploading(tmp_path):
     assert sent == []
 
 
+def _export_of(wh, people, job_id):
+    return wh.jobs.get(people["admin"], job_id)["export"]["id"]
+
+
 def test_a_download_before_every_approval_names_whose_approval_is_missing(landed, people, job_dir):
     wh = landed
     job = wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))
-    export_id = wh.jobs.run(job["id"]) and wh.jobs.get(people["analyst"], job["id"])["export"]["id"]
-    with pytest.raises(Forbidden) as err:
+    wh.jobs.run(job["id"])
+    export_id = _export_of(wh, people, job["id"])
+    with pytest.raises(NotFound):  # before any steward acted, the export does not exist for its submitter
         wh.exports.download(people["analyst"], export_id)
-    assert "firms (steward: tax_steward); loans (steward: bank_steward)" in err.value.message
-    assert err.value.details == {"state": "pending", "waiting_for": ["firms", "loans"]}
     bundle = wh.exports.get(people["admin"], export_id)["bundle_sha256"]
     wh.exports.decide(people["bank_steward"], export_id, "approve", "ok", bundle)
-    with pytest.raises(Forbidden, match=r"needs the approval of a steward of firms \(steward: tax_steward\); only"):
+    with pytest.raises(Forbidden, match=r"needs the approval of a steward of firms \(steward: tax_steward\); only") as err:
         wh.exports.download(people["analyst"], export_id)
+    assert err.value.details == {"state": "pending", "waiting_for": ["firms"]}
     wh.exports.decide(people["tax_steward"], export_id, "deny", "no", bundle)
     with pytest.raises(Forbidden, match="is denied; only approved exports"):
         wh.exports.download(people["analyst"], export_id)
 
 
-def test_a_job_that_writes_no_file_fails_and_queues_nothing_for_the_stewards(landed, people, job_dir):
+NOTHING = """
+    import twh_job
+    r = twh_job.query("SELECT f.district, COUNT(*) AS n FROM firms f GROUP BY f.district")
+    print(len(r.rows))   # reads, writes nothing to /out
+"""
+
+
+def test_a_job_that_writes_no_file_fails_and_its_submitter_learns_it_only_from_the_stewards(landed, people,
+                                                                                             job_dir):
+    """No empty export: the job fails "nothing to export". Its datasets need review, so that outcome
+    is a one-line notice the stewards release like any export: before they act the submitter cannot
+    tell "wrote nothing" from "wrote files" (one bit per job, otherwise)."""
     wh = landed
-    queue = [e["id"] for e in wh.exports.list(people["tax_steward"], "pending")]
-    code = """
-        import twh_job
-        r = twh_job.query("SELECT f.district, COUNT(*) AS n FROM firms f GROUP BY f.district")
-        print(len(r.rows))   # reads, writes nothing to /out
-    """
-    job = wh.jobs.submit(people["analyst"], job_dir(code))
+    job = wh.jobs.submit(people["analyst"], job_dir(NOTHING))
     done = wh.jobs.run(job["id"])
     assert done["state"] == "failed" and done["reason"] == NOTHING_TO_EXPORT
-    assert wh.jobs.get(people["tax_steward"], job["id"])["export"] is None
-    assert [e["id"] for e in wh.exports.list(people["tax_steward"], "pending")] == queue
-    assert [e for e in wh.exports.list(people["admin"]) if e["job_id"] == job["id"]] == []
-    # the submitter sees what every failed job shows, with the same fixed hint
-    assert wh.jobs.get(people["analyst"], job["id"])["reason"] == WITHHELD_REASON
+    seen = wh.jobs.get(people["analyst"], job["id"])
+    assert seen["state"] == "awaiting_review" and NOTHING_TO_EXPORT not in seen["reason"]
+    notice = wh.exports.get(people["tax_steward"], _export_of(wh, people, job["id"]))
+    assert notice["kind"] == "notice" and [f["name"] for f in notice["files"]] == ["outcome.txt"]
+    (f,) = wh.exports.preview(people["tax_steward"], notice["id"])
+    assert f.data.decode().strip() == NOTHING_TO_EXPORT  # the stewards approve these exact bytes
+    for steward in ("tax_steward", "bank_steward"):
+        wh.exports.decide(people[steward], notice["id"], "approve", "ok", notice["bundle_sha256"])
+    seen = wh.jobs.get(people["analyst"], job["id"])
+    assert seen["state"] == "failed" and seen["reason"].startswith(NOTHING_TO_EXPORT)
+    assert "twh job run-local" in seen["reason"]
     (failed,) = [r for r in wh.audit_records(people["auditor"], limit=1000)
                  if r["action"] == "job.failed" and r["object_id"] == job["id"]]
     assert failed["details"]["outputs"] == 0
 
 
-def test_a_failed_jobs_submitter_is_pointed_to_run_local_and_told_nothing_else(landed, people, job_dir):
+def test_without_review_a_job_that_writes_nothing_queues_nothing(landed, people, job_dir):
+    """Datasets whose policy needs no approval: nothing goes to the stewards, the job just fails with
+    the one fixed text every failure shows."""
+    from sandbox.datasets.manifest import parse_manifest
+
+    wh = landed
+    open_firms = {**FIRMS, "name": "open_firms",
+                  "policy": {**FIRMS["policy"], "output": {**FIRMS["policy"].get("output", {}), "require_approval": False}}}
+    wh.datasets.register(people["tax_steward"], parse_manifest(open_firms))
+    code = NOTHING.replace("firms f", "open_firms f")
+    job = wh.jobs.submit(people["analyst"], job_dir(code, datasets=["open_firms"]))
+    wh.jobs.run(job["id"])
+    assert wh.jobs.get(people["admin"], job["id"])["export"] is None
+    seen = wh.jobs.get(people["analyst"], job["id"])
+    assert seen["state"] == "failed" and seen["reason"] == WITHHELD_REASON
+
+
+def test_a_failed_jobs_submitter_is_told_nothing_until_the_stewards_release_the_reason(landed, people, job_dir):
     wh = landed
     for code in ("raise SystemExit(7)\n", "import time\nraise RuntimeError('the value is 42')\n"):
         job = wh.jobs.submit(people["analyst"], job_dir(code))
         wh.jobs.run(job["id"])
         seen = wh.jobs.get(people["analyst"], job["id"])
-        assert seen["state"] == "failed" and seen["reason"] == WITHHELD_REASON  # one fixed text for any failure
-        assert "twh job run-local" in seen["reason"]
-        assert wh.jobs.get(people["tax_steward"], job["id"])["reason"] != WITHHELD_REASON  # stewards: the cause
+        assert seen["state"] == "awaiting_review" and "7" not in seen["reason"]  # one state, one text
+        cause = wh.jobs.get(people["tax_steward"], job["id"])["reason"]  # stewards: the cause
+        notice = wh.exports.get(people["tax_steward"], _export_of(wh, people, job["id"]))
+        for steward in ("tax_steward", "bank_steward"):
+            wh.exports.decide(people[steward], notice["id"], "approve", "ok", notice["bundle_sha256"])
+        seen = wh.jobs.get(people["analyst"], job["id"])
+        assert seen["state"] == "failed" and seen["reason"].startswith(cause) and "twh job run-local" in seen["reason"]
+        assert "the value is 42" not in seen["reason"]  # the reason is the runner's, never the job's text

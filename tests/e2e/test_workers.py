@@ -104,8 +104,10 @@ def test_a_killed_worker_fails_its_analysis_job_and_the_others_finish(landed, pe
         assert _job(wh, j).state == "awaiting_approval"
         assert _audit(wh, people, j)["job.started"] == 1
     with wh.db.read() as s:
-        exports = Counter(s.execute(select(Export.job_id)).scalars())
+        exports = Counter(s.execute(select(Export.job_id).where(Export.kind == "outputs")).scalars())
+        notices = Counter(s.execute(select(Export.job_id).where(Export.kind == "notice")).scalars())
     assert exports == Counter({quick[0]: 1, quick[1]: 1})
+    assert notices == Counter({slow: 1})  # the failed job's outcome waits for the stewards like any export
     # A late worker finds nothing to do: the failed job is not run again.
     late = _start_worker(settings, "w3", "--exit-when-idle")
     out, err = late.communicate(timeout=120)

@@ -35,7 +35,12 @@ CRASH = "raise SystemExit(3)\n"
 NOTHING = "import twh_job\nprint(twh_job.datasets())\n"  # reads, writes no file
 USERS = [("tax_steward", "steward", "tax_bureau"), ("bank_steward", "steward", "bank_a"),
          ("analyst", "enterprise", "bank_a"), ("auditor", "auditor", "regulator")]
-JOB_STATES = ("queued", "running", "awaiting_approval", "released", "denied", "failed", "failed_empty")
+JOB_STATES = ("queued", "running", "awaiting_approval", "released", "denied", "failed", "failed_empty",
+              "failed_released")
+#: what the submitter sees of each: before a steward acts, one state whatever the job did
+SUBMITTER = {"queued": "awaiting_review", "running": "awaiting_review", "awaiting_approval": "awaiting_review",
+             "failed": "awaiting_review", "failed_empty": "awaiting_review", "released": "released",
+             "denied": "denied", "failed_released": "failed"}
 
 
 @dataclass
@@ -45,6 +50,7 @@ class World:
     url: str
     tokens: dict[str, str]
     jobs: dict[str, str] = field(default_factory=dict)  # state -> job id
+    partly: str = ""  # an export one of its two stewards approved
     exports: dict[str, str] = field(default_factory=dict)  # export state -> export id
     dirs: dict[str, Path] = field(default_factory=dict)
 
@@ -86,14 +92,18 @@ def world(tmp_path_factory):
             wh.exports.decide(p(s), job["export"]["id"], decision, "ok", bundle)
 
     w = World(wh, tmp / "wh", "", tokens, dirs=dirs)
-    pending, released, denied = ran("rates"), ran("rates"), ran("rates")
+    pending, released, denied, partly = ran("rates"), ran("rates"), ran("rates"), ran("rates")
     decide(released, "approve", "tax_steward", "bank_steward")
     decide(denied, "deny", "bank_steward")
+    decide(partly, "approve", "bank_steward")  # the submitter sees it from the first steward's decision
+    told = ran("crash")  # a failed job whose one-line notice the stewards release to its submitter
+    decide(told, "approve", "tax_steward", "bank_steward")
     w.jobs.update(awaiting_approval=pending["id"], released=released["id"], denied=denied["id"],
-                  failed=ran("crash")["id"], failed_empty=ran("nothing")["id"],
+                  failed=ran("crash")["id"], failed_empty=ran("nothing")["id"], failed_released=told["id"],
                   queued=wh.jobs.submit(p("analyst"), dirs["rates"])["id"])
     w.exports.update(pending=pending["export"]["id"], approved=released["export"]["id"],
                      denied=denied["export"]["id"])
+    w.partly = partly["export"]["id"]
     with serving(create_app(warehouse=wh)) as url:  # its start-up reaps what its worker id held: claim after
         w.url = url
         running = wh.jobs.submit(p("analyst"), dirs["rates"])["id"]
@@ -120,8 +130,10 @@ def twh(w: World, mode: str, user: str, *args: str, code: int = 0) -> str:
     return r.output
 
 
-def state_word(state: str) -> str:
-    return "failed" if state == "failed_empty" else state
+def state_word(state: str, user: str = "tax_steward") -> str:
+    if user == "analyst":
+        return SUBMITTER[state]
+    return "failed" if state.startswith("failed") else state
 
 
 MODES = ["local", "remote"]
@@ -133,14 +145,16 @@ def test_job_show_renders_every_state_for_every_role(world, mode, state):
     job_id = world.jobs[state]
     for user in ("analyst", "tax_steward", "auditor"):
         text = twh(world, mode, user, "job", "show", job_id)
-        assert f"job {job_id}: {state_word(state)}" in text, (user, text)
-        if user == "analyst":  # before approval the submitter sees the state, not the queries
+        assert f"job {job_id}: {state_word(state, user)}" in text, (user, text)
+        if user == "analyst":  # the submitter never sees the queries
             assert "queries: withheld" in text and "query released" not in text
         elif state not in ("queued", "running"):
-            assert "query " in text or state in ("failed", "failed_empty")
+            assert "query " in text or state.startswith("failed")
         job = world.wh.jobs.get(world.wh.users.principal("admin"), job_id)
-        if job["export"]:
+        if job["export"] and (user != "analyst" or SUBMITTER[state] != "awaiting_review"):
             assert f"export {job['export']['id']}: {job['export']['state']}" in text
+        if user == "analyst" and SUBMITTER[state] == "awaiting_review":  # not even the export's id
+            assert job["export"] is None or job["export"]["id"] not in text
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -149,14 +163,18 @@ def test_job_list_and_logs_keep_every_id_and_state(world, mode):
         text = twh(world, mode, user, "job", "list")
         for state, job_id in world.jobs.items():
             line = next(x for x in text.splitlines() if job_id in x)  # the id whole, on one line
-            assert state_word(state) in line, (state, line)
+            assert state_word(state, user) in line, (state, line)
     for state in ("awaiting_approval", "failed", "failed_empty", "running"):
         twh(world, mode, "tax_steward", "job", "logs", world.jobs[state])
 
 
 def test_a_failed_job_tells_its_submitter_where_to_look_and_nothing_more(world):
+    # before the stewards act: the one state, nothing about the failure
     text = twh(world, "local", "analyst", "job", "show", world.jobs["failed"])
-    assert "twh job run-local" in text and "SystemExit" not in text and "exit" not in text.split("run-local")[1]
+    assert "awaiting_review" in text and "SystemExit" not in text and "exit" not in text
+    # once they release its notice: the reason they approved, and where to look
+    text = twh(world, "local", "analyst", "job", "show", world.jobs["failed_released"])
+    assert ": failed" in text and "twh job run-local" in text
     steward = twh(world, "local", "tax_steward", "job", "show", world.jobs["failed_empty"])
     assert "nothing to export" in steward
 
@@ -166,11 +184,15 @@ def test_a_failed_job_tells_its_submitter_where_to_look_and_nothing_more(world):
 def test_export_show_renders_every_state_for_submitter_and_steward(world, mode, state):
     export_id = world.exports[state]
     e = world.wh.exports.get(world.wh.users.principal("admin"), export_id)
-    mine = twh(world, mode, "analyst", "export", "show", export_id)
-    assert f"export {export_id}: {state}" in mine and e["job_id"] in mine
+    if state == "pending":  # a pending export does not exist for its submitter (when it appeared would say too much)
+        mine = twh(world, mode, "analyst", "export", "show", export_id, code=2)
+        assert "not_found" in mine and "Traceback" not in mine
+    else:
+        mine = twh(world, mode, "analyst", "export", "show", export_id)
+        assert f"export {export_id}: {state}" in mine and e["job_id"] in mine
     if state == "approved":
         assert e["bundle_sha256"] in mine and "rates.csv" in mine
-    else:  # files, names and hashes stay withheld from the submitter
+    elif state == "denied":  # files, names and hashes stay withheld from the submitter
         assert "files: withheld" in mine and "rates.csv" not in mine and e["bundle_sha256"] not in mine
     review = twh(world, mode, "tax_steward", "export", "show", export_id, "--content")
     assert f"export {export_id}: {state}" in review and e["bundle_sha256"] in review
@@ -186,6 +208,9 @@ def test_export_list_in_every_state_keeps_ids_whole(world, mode):
     for user in ("analyst", "tax_steward", "auditor"):
         text = twh(world, mode, user, "export", "list")
         for state, export_id in world.exports.items():
+            if user == "analyst" and state == "pending":
+                assert export_id not in text
+                continue
             line = next(x for x in text.splitlines() if export_id in x)
             assert state in line and world.wh.exports.get(world.wh.users.principal("admin"), export_id)["job_id"] in line
     for state, export_id in world.exports.items():
@@ -198,11 +223,11 @@ def test_download_names_whose_approval_is_missing(world, mode, tmp_path):
     out = tmp_path / mode
     text = twh(world, mode, "analyst", "export", "download", world.exports["approved"], "--to", str(out))
     assert f"wrote {out / 'rates.csv'}" in text
-    r = CliRunner().invoke(app, ["export", "download", world.exports["pending"], "--to", str(out)] + (
+    r = CliRunner().invoke(app, ["export", "download", world.partly, "--to", str(out)] + (
         ["--home", str(world.home), "--as", "analyst"] if mode == "local" else
         ["--url", world.url, "--token", world.tokens["analyst"]]))
     assert r.exit_code == 2 and "error [forbidden]" in r.output
-    assert "firms (steward: tax_steward); loans (steward: bank_steward)" in r.output
+    assert "firms (steward: tax_steward)" in r.output and "loans (steward" not in r.output
     assert "Traceback" not in r.output
 
 
@@ -230,18 +255,21 @@ def test_user_add_prints_the_token_whole_on_its_own_line(world, mode):
 
 def test_submit_and_decide_render_each_outcome(world):
     """`job submit` (local: it runs here) in every end state, and approve/deny printing the export."""
-    for kind, state in (("rates", "awaiting_approval"), ("crash", "failed"), ("nothing", "failed")):
+    for kind in ("rates", "crash", "nothing"):  # whatever the job did: one state for its submitter
         text = twh(world, "local", "analyst", "job", "submit", str(world.dirs[kind]))
         job_id = re.search(r"job (job_[0-9a-f]{16}): (\w+)", text)
-        assert job_id and job_id.group(2) == state, text
-    export_id = re.search(r"export (exp_[0-9a-f]{16}): pending", twh(world, "local", "analyst", "job", "submit",
-                                                                     str(world.dirs["rates"]))).group(1)
+        assert job_id and job_id.group(2) == "awaiting_review", text
+        assert "exp_" not in text
+    job_id = re.search(r"job (job_[0-9a-f]{16})", twh(world, "local", "analyst", "job", "submit",
+                                                      str(world.dirs["rates"]))).group(1)
+    export_id = re.search(r"export (exp_[0-9a-f]{16}): pending",
+                          twh(world, "local", "tax_steward", "job", "show", job_id)).group(1)
     text = twh(world, "local", "tax_steward", "export", "approve", export_id, "--reason", "ok [bold]")
     assert f"export {export_id}: pending" in text and "ok [bold]" in text and "waiting for a steward of: loans" in text
     text = twh(world, "local", "bank_steward", "export", "deny", export_id, "--reason", "no")
     assert f"export {export_id}: denied" in text
     queued = twh(world, "remote", "analyst", "job", "submit", str(world.dirs["rates"]), "--no-wait")
-    assert re.search(r"job job_[0-9a-f]{16}: queued", queued) and "export: none yet" in queued
+    assert re.search(r"job job_[0-9a-f]{16}: awaiting_review", queued) and "export: none" in queued
 
 
 def test_init_prints_the_token_whole_and_empty_lists_say_so(tmp_path):
