@@ -85,27 +85,33 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
     step(3, "The bank's analyst submits a job. Its code runs in a bubblewrap sandbox with no network\n"
             "and no view of the warehouse; it can only ask the broker for gated aggregates.")
     job = c["analyst"].submit_job(JOBS / "default_rate")
-    say(f"  job {job['id']} → [bold]{job['state']}[/] ({job['reason']})")
-    say("  the analyst sees the state only; what the job asked and got is for the stewards to review:")
-    for q in c["tax_steward"].get_job(job["id"])["queries"]:
+    say(f"  job {job['id']} → [bold]{job['state']}[/] for the analyst: until a steward acts, every job looks the\n"
+        "  same to its submitter (failed or not, quick or slow), so nothing it saw can leak through its state.")
+    review = c["tax_steward"].get_job(job["id"])
+    say(f"  the stewards see it [bold]{review['state']}[/]; what it asked and got is theirs to review:")
+    for q in review["queries"]:
         d = q["details"]
         if q["outcome"] == "released":
             why = ", ".join(f"{x['rule']} {x['suppressed']}" for x in d.get("decisions", [])
                             if x.get("suppressed") and x.get("rule") != "sdc")
             say(f"  query released on versions {q['versions']}: {d['released_groups']} groups, "
-                f"[bold]{d['suppressed_groups']} suppressed[/] (cells failing each rule: {why})")
+                f"[bold]{d['suppressed_groups']} suppressed[/] (cells failing each rule: {why}); counts and "
+                f"means perturbed by the cell-key method ({d.get('mode')}); the job was told none of the "
+                "suppression counts")
+            for name, rb in (d.get("release_budget") or {}).items():
+                say(f"    release budget of {name}: {rb['used']} of {rb['limit']} distinct populations this period")
         else:
             say(f"  query refused: {d.get('reason')}")
-    if job["state"] != "awaiting_approval":
-        raise AssertionError(f"job ended {job['state']}: {job['reason']}")
-    export_id = job["export"]["id"]
+    if review["state"] != "awaiting_approval":
+        raise AssertionError(f"job ended {review['state']}: {review['reason']}")
+    export_id = review["export"]["id"]
 
     step("3b", "The tax bureau's policy says dp: the analyst's queries on tax_payments\n"
                "(VAT by period; a histogram of VAT over buckets fixed by the declared\n"
                "bounds) get OpenDP noise, bounded per enterprise, each charged to the\n"
                "dataset's ε budget before it runs.")
     dp_job = c["analyst"].submit_job(JOBS / "tax_dp")
-    say(f"  job {dp_job['id']} → [bold]{dp_job['state']}[/]")
+    say(f"  job {dp_job['id']} → [bold]{c['tax_steward'].get_job(dp_job['id'])['state']}[/]")
     for q in c["tax_steward"].get_job(dp_job["id"])["queries"]:
         d = q["details"]
         if q["outcome"] != "released":

@@ -29,7 +29,7 @@ RATES = """
                          FROM loans l JOIN firms f ON l.uscc = f.uscc GROUP BY f.district''')
     r.to_csv("rates.csv")
     with open("outputs/meta.json", "w") as fh:   # Syft's convention: ./outputs/ → the warehouse's /out
-        fh.write('{"suppressed": %d}' % r.suppressed)
+        fh.write('{"groups": %d}' % len(r.rows))  # how many were suppressed is withheld from jobs
 """
 
 
@@ -187,11 +187,13 @@ def test_syft_job_runs_gated_and_returns_only_after_approval(bridge, syft_pair, 
 
     (outcome,) = bridge.serve_once()
     assert outcome.syft_state == "running" and outcome.job_id
-    job = wh.jobs.get(people["analyst"], outcome.job_id)
+    job = wh.jobs.get(people["tax_steward"], outcome.job_id)
     assert job["state"] == "awaiting_approval", job["reason"]
     assert job["submitted_by"] == "analyst" and job["tenant"] == "bank_a"
+    assert wh.jobs.get(people["analyst"], outcome.job_id)["state"] == "awaiting_review"
 
-    # pending: the data scientist sees a running job and nothing else — no outputs, no logs
+    # pending: the data scientist sees a running job and nothing else — no outputs, no logs, and
+    # the one reason every undecided job has (not whether this one ran, failed or wrote files)
     dsjob = _ds_job(ds, "rates")
     assert dsjob.status == "running" and "waiting for the stewards" in dsjob.review_reason
     assert _ds_outputs(ds, "rates") == {}
@@ -216,7 +218,7 @@ def test_syft_job_runs_gated_and_returns_only_after_approval(bridge, syft_pair, 
     assert got == approved  # exactly the approved bytes, nothing more
     rows = list(csv.reader(io.StringIO(got["rates.csv"].decode())))
     assert rows[0] == ["district", "loans", "rate"] and len(rows) == 2  # 500199 suppressed by the gate
-    assert json.loads(got["meta.json"]) == {"suppressed": 2}
+    assert json.loads(got["meta.json"]) == {"groups": 1}
     assert _ds_job(ds, "rates").status == "done"
 
     # audited like any job, as the mapped user, with the Syft identity recorded
@@ -241,7 +243,7 @@ def test_denied_export_returns_nothing_and_says_why(bridge, syft_pair, people, t
     wh = bridge.wh
     _submit(ds, tmp_path, "deny-me", RATES, {"purpose": "credit_risk", "datasets": ["firms", "loans"]})
     (outcome,) = bridge.serve_once()
-    export_id = wh.jobs.get(people["analyst"], outcome.job_id)["export"]["id"]
+    export_id = wh.jobs.get(people["tax_steward"], outcome.job_id)["export"]["id"]
     e = wh.exports.get(people["bank_steward"], export_id)
     wh.exports.decide(people["bank_steward"], export_id, "deny", "district rates are too fine", e["bundle_sha256"])
 
@@ -285,7 +287,7 @@ def test_syft_code_reaching_for_private_files_or_raw_rows_gets_nothing(bridge, s
     """
     _submit(ds, tmp_path, "probe", probe)  # no job.yaml: datasets from resolve_dataset_file_path, default purpose
     (outcome,) = bridge.serve_once()
-    job = wh.jobs.get(people["analyst"], outcome.job_id)
+    job = wh.jobs.get(people["tax_steward"], outcome.job_id)
     assert job["datasets"] == ["firms"] and job["purpose"] == "credit_risk"
     assert job["state"] == "awaiting_approval", job["reason"]
     assert _ds_outputs(ds, "probe") == {}
@@ -307,8 +309,6 @@ def test_syft_code_reaching_for_private_files_or_raw_rows_gets_nothing(bridge, s
 
 
 def test_failed_job_returns_no_details(bridge, syft_pair, people, tmp_path):
-    from sandbox.jobs.service import WITHHELD_REASON
-
     ds, _do = syft_pair
     code = """
         import syft as sy                        # the plain Syft way: there is no private file
@@ -316,9 +316,18 @@ def test_failed_job_returns_no_details(bridge, syft_pair, people, tmp_path):
     """
     _submit(ds, tmp_path, "plain-syft", code)
     (outcome,) = bridge.serve_once()
-    assert outcome.syft_state == "failed" and outcome.reason == WITHHELD_REASON
+    # before the stewards act, a failed job looks like any other: running, the one reason
+    assert outcome.syft_state == "running" and "waiting for the stewards" in outcome.reason
+    # the stewards release its one-line notice: the Syft job fails with the reason they approved
+    wh = bridge.wh
+    notice = wh.exports.get(people["tax_steward"], wh.jobs.get(people["tax_steward"], outcome.job_id)["export"]["id"])
+    assert notice["kind"] == "notice"
+    wh.exports.decide(people["tax_steward"], notice["id"], "approve", "ok", notice["bundle_sha256"])
+    (outcome,) = bridge.serve_once()
+    assert outcome.syft_state == "failed" and "twh job run-local" in outcome.reason
+    assert "PermissionError" not in outcome.reason and "secret" not in outcome.reason
     dsjob = _ds_job(ds, "plain-syft")
-    assert dsjob.status == "failed" and dsjob.review_reason == WITHHELD_REASON
+    assert dsjob.status == "failed" and dsjob.review_reason == outcome.reason
     assert _ds_outputs(ds, "plain-syft") == {}
     assert not any((dsjob.job_review_path / n).exists() for n in ("stdout.txt", "stderr.txt", "returncode.txt"))
     # the stewards see why
@@ -426,7 +435,7 @@ def test_cli_publish_and_serve_once(landed, people, syft_pair, tmp_path, monkeyp
     _submit(ds, tmp_path, "cli-rates", RATES, {"purpose": "credit_risk", "datasets": ["firms", "loans"]})
     (first,) = twh("serve-once")
     assert first["syft_state"] == "running" and first["job_id"].startswith("job_")
-    export_id = landed.jobs.get(people["analyst"], first["job_id"])["export"]["id"]
+    export_id = landed.jobs.get(people["tax_steward"], first["job_id"])["export"]["id"]
     e = landed.exports.get(people["tax_steward"], export_id)
     for steward in ("tax_steward", "bank_steward"):
         landed.exports.decide(people[steward], export_id, "approve", "ok", e["bundle_sha256"])

@@ -73,11 +73,12 @@ def test_export_review_shows_files_gate_decisions_and_binds_the_shown_bundle(sit
 def test_the_enterprise_sees_status_but_not_unapproved_files_queries_or_logs(site):
     c = site.client("analyst")
     r = c.get(f"/ui/exports/{site.export_id}")
-    assert r.status_code == 200 and "pending" in r.text
-    assert "suppressed 1" not in r.text and "rates.csv" not in r.text and "Withheld output" not in r.text
+    # a pending export does not exist for its submitter: its existence and timing would tell what the job did
+    assert r.status_code == 404 and "rates.csv" not in r.text
     r = c.get(f"/ui/jobs/{site.job['id']}")
     assert r.status_code == 200 and "groups released" not in r.text and 'class="grid queries"' not in r.text
-    assert c.get(f"/ui/exports/{site.export_id}/files/rates.csv").status_code == 403  # not approved yet
+    assert "awaiting review" in r.text and site.export_id not in r.text
+    assert c.get(f"/ui/exports/{site.export_id}/files/rates.csv").status_code == 404  # not approved yet
     assert c.get("/ui/audit").status_code == 403  # not an auditor: the service's 403, as a page
 
 
@@ -175,12 +176,17 @@ def test_a_failed_jobs_page_says_what_happened_not_no_export_yet(site, tmp_path)
     job = site.wh.jobs.submit(site.p("analyst"), jd)
     site.wh.jobs.run(job["id"])
     mine = site.client("analyst").get(f"/ui/jobs/{job['id']}").text
-    assert "No export (yet)" not in mine and "No export: the job failed" in mine
-    assert "twh job run-local" in mine  # the submitter's one hint, a fixed text
+    assert "No export (yet)" not in mine and "awaiting review" in mine and "exit" not in mine
+    # the stewards see the failure and its one-line notice, theirs to release
+    full = site.wh.jobs.get(site.p("admin"), job["id"])
     steward = site.client("tax_steward").get(f"/ui/jobs/{job['id']}").text
-    assert "No export: the job failed" in steward and "exit" in steward.split("No export: the job failed")[1][:300]
+    assert "failed" in steward and full["export"]["id"] in steward and "exit" in full["reason"]
+    notice = site.wh.exports.get(site.p("tax_steward"), full["export"]["id"])
+    site.wh.exports.decide(site.p("tax_steward"), notice["id"], "approve", "ok", notice["bundle_sha256"])
+    mine = site.client("analyst").get(f"/ui/jobs/{job['id']}").text
+    assert "failed" in mine and "twh job run-local" in mine  # the released reason and the one fixed hint
     queued = site.wh.jobs.submit(site.p("analyst"), jd)
-    assert "No export yet: the job is queued" in site.client("analyst").get(f"/ui/jobs/{queued['id']}").text
+    assert "No export yet: the job is queued" in site.client("tax_steward").get(f"/ui/jobs/{queued['id']}").text
 
 
 def test_binary_files_are_described_never_decoded_as_text():
