@@ -97,6 +97,6 @@ def test_the_readme_runs_as_written(tmp_path):
         (csv,) = (work / folder).glob("*.csv")
         assert csv.read_text().startswith("industry,district,loans,default_rate"), folder
     assert len((work / "audit.jsonl").read_text().splitlines()) > 20
-    assert re.search(r"job job_[0-9a-f]{16}: awaiting_approval", output)  # `job submit`, read by a person
+    assert re.search(r"job job_[0-9a-f]{16}: awaiting_review", output)  # `job submit`, read by a person
     assert "audit chain OK" in output and "tax_payments budget" in output
     assert output.count("export exp_") >= 4  # both stewards' approvals, local and remote, print the export

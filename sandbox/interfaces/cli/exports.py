@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,8 +38,18 @@ def _render_export(d: dict[str, Any]) -> None:
 
 
 @export_app.command("list")
-def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help="pending|approved|denied")] = None) -> None:
+def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help="pending|approved|denied")] = None,
+                wait: Annotated[float, typer.Option(help="wait up to SECONDS for at least one export (a steward "
+                                                        "waiting for a worker to finish a job)")] = 0) -> None:
     """List exports (stewards: those awaiting you)."""
+    def listed() -> Any:
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            rows = ctx(c).client().list_exports(state)
+            if rows or time.monotonic() >= deadline:
+                return rows
+            time.sleep(0.5)
+
     def render(rows: list[dict[str, Any]]) -> None:
         t = table("id", "state", "job", "waiting for", whole=("id", "state", "job"))
         for e in rows:
@@ -45,7 +57,7 @@ def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help
         out.print(t)
         if not rows:
             say("no exports" + (f" in state {state}" if state else ""))
-    emit(c, run(lambda: ctx(c).client().list_exports(state)), render)
+    emit(c, run(listed), render)
 
 
 @export_app.command("show")
