@@ -93,6 +93,7 @@ def without_seccomp(monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox.isolation import seccomp
 
     flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    flt.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.ALLOW)  # i386 and x32 entries too
     with tempfile.TemporaryFile() as f:
         flt.export_bpf(f)
         f.seek(0)
