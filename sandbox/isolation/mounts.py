@@ -88,6 +88,19 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+def _check_readable(folders: list[Path]) -> None:
+    """The per-run uid runs the interpreter as "other": an install made under umask 077 fails
+    every job with an obscure import error, so say so here."""
+    for folder in folders:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o005 != 0o005:
+            raise SandboxError(f"the Python install is not readable by other users ({folder} has mode "
+                               f"{mode & 0o777:o}); the sandbox runs it as an unprivileged uid: chmod -R o+rX it")
+
+
 def _path_records(lib: Path) -> tuple[str, ...]:
     """Whiteouts (relative to ``lib``) for installed files that record host paths."""
     found: list[str] = []
@@ -114,6 +127,9 @@ def python_install() -> PythonInstall:
     base = os.path.realpath(sys.base_prefix)
     exe = os.path.realpath(sys.executable)
     venv = os.path.realpath(sys.prefix) if sys.prefix != sys.base_prefix else None
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    _check_readable([Path(p, *sub) for p in {base, venv or base} - {"/usr"} if not _under(p, "/usr")
+                     for sub in ((), ("lib",), ("lib", version), ("lib", version, "site-packages"))])
     binds: list[tuple[str, str]] = []
     overlays: list[tuple[str, str, tuple[str, ...]]] = []
     files: list[tuple[str, str]] = []

@@ -120,12 +120,17 @@ def test_a_venv_under_tmp_works_from_the_neutral_paths(sandbox_available, tmp_pa
     """A CI clone lives under /tmp: its venv must be staged before the launcher covers /tmp, and
     the job's interpreter must start from /opt/venv with the venv's own packages."""
     venv = tmp_path / "clone" / ".venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # made as `make setup` makes it (this process may run under the warehouse's umask 077)
+    subprocess.run(["/bin/sh", "-c", f'umask 022; exec "{sys.executable}" -m venv --without-pip "{venv}"'], check=True)
+    tmp_path.chmod(0o755)
+    (tmp_path / "clone").chmod(0o755)
     site = next(venv.glob("lib/python3*/site-packages"))
     (site / "ci_only_pkg.py").write_text("WHERE = __file__\n")
     # The supervisor finds pyseccomp and the warehouse through this (it needs them; the job does not).
     main_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
     (site / "zz_supervisor_deps.pth").write_text(f"{main_site}\n{REPO}\n")
+    for f in site.iterdir():
+        f.chmod(0o644)
     job = tmp_path / "code"
     job.mkdir()
     (job / "job.py").write_text(textwrap.dedent("""
@@ -149,3 +154,15 @@ def test_a_venv_under_tmp_works_from_the_neutral_paths(sandbox_available, tmp_pa
     seen = json.loads(report["stdout"].strip().splitlines()[-1])
     assert seen["prefix"] == "/opt/venv" and seen["pkg"].startswith("/opt/venv/lib/")
     assert str(tmp_path) not in seen["mountinfo"] and "/opt/venv/lib" in seen["mountinfo"]
+
+
+def test_a_python_install_others_cannot_read_is_refused_clearly(sandbox_available, tmp_path: Path) -> None:
+    venv = tmp_path / "private" / ".venv"
+    subprocess.run(["/bin/sh", "-c", f'umask 077; exec "{sys.executable}" -m venv --without-pip "{venv}"'], check=True)
+    main_site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
+    (next(venv.glob("lib/python3*/site-packages")) / "zz_deps.pth").write_text(f"{main_site}\n{REPO}\n")
+    code = ("from sandbox.isolation.mounts import python_install\n"
+            "from sandbox.errors import SandboxError\n"
+            "try:\n    python_install()\nexcept SandboxError as e:\n    print(e.message)\n")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=60)
+    assert "not readable by other users" in out.stdout and "chmod -R o+rX" in out.stdout, out.stderr[-2000:]

@@ -10,53 +10,24 @@ first with both layers, then with the fresh keyring alone.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import secrets
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
+import sandbox_attacks
 
 from sandbox.isolation.runner import SandboxOutcome
 
-_KEYCTL, _ADD_KEY = 250, 248  # x86-64
-_KEYCTL_JOIN_SESSION_KEYRING, _KEYCTL_READ, _KEYCTL_SEARCH, _KEYCTL_INVALIDATE = 1, 11, 10, 21
-_SESSION = -3
-
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 system-call numbers")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 
 
 @pytest.fixture
 def supervisor_key() -> Iterator[tuple[str, bytes, int]]:
-    """A secret in the supervisor's (this process's) own session keyring, as a deployment
-    might keep a database password there."""
-    name = f"twh-test-{secrets.token_hex(4)}".encode()
-    if _libc.syscall(ctypes.c_long(_KEYCTL), _KEYCTL_JOIN_SESSION_KEYRING, name) < 0:
-        pytest.skip(f"no kernel keyrings here ({os.strerror(ctypes.get_errno())})")
-    desc, secret = f"db-password-{secrets.token_hex(4)}", f"s3cr3t-{secrets.token_hex(8)}".encode()
-    serial = _libc.syscall(ctypes.c_long(_ADD_KEY), b"user", desc.encode(), secret, len(secret), _SESSION)
-    assert serial > 0, os.strerror(ctypes.get_errno())
-    # The supervisor reads it back, and so does any child of it: the attack is real.
-    child = subprocess.run([sys.executable, "-c", _READ_BACK.format(serial=serial)], capture_output=True, check=True)
-    assert child.stdout == secret
-    yield desc, secret, serial
-    _libc.syscall(ctypes.c_long(_KEYCTL), _KEYCTL_INVALIDATE, serial)
+    with sandbox_attacks.supervisor_key() as key:
+        yield key
 
-
-_READ_BACK = """
-import ctypes, sys
-libc = ctypes.CDLL(None, use_errno=True); libc.syscall.restype = ctypes.c_long
-buf = ctypes.create_string_buffer(256)
-n = libc.syscall(ctypes.c_long(250), 11, {serial}, buf, 256)
-sys.stdout.buffer.write(buf.raw[:n] if n > 0 else b"")
-"""
 
 _JOB = """
 import ctypes, json, os
@@ -107,3 +78,21 @@ def test_the_fresh_session_keyring_alone_hides_the_key(run_job, supervisor_key, 
     # keyring (a new, empty one) nor readable by serial (the job no longer possesses it).
     assert _attack(run_job, supervisor_key) == {"search": "Required key not available",
                                                  "read": "Permission denied"}
+
+
+def test_the_shared_attack_fails_in_a_job_sandbox(run_job, supervisor_key, tmp_path) -> None:
+    """The same attack the trainer's and the model export's sandboxes get (tests/training)."""
+    from sandbox.isolation.procs import processes_of_uid
+
+    secret_file = tmp_path / "warehouse" / "tables" / "part-0.parquet"
+    secret_file.parent.mkdir(parents=True)
+    secret_file.write_bytes(b"raw rows")
+    with sandbox_attacks.host_listeners(tmp_path) as listeners:
+        folder = tmp_path / "attack"
+        folder.mkdir()
+        sandbox_attacks.write_targets(folder, listeners=listeners, files=[secret_file], key=supervisor_key,
+                                      needles={"home": str(tmp_path / "warehouse"), "tmp": str(tmp_path)})
+        result = run_job(sandbox_attacks.ATTACK, files={"attack.json": (folder / "attack.json").read_text()})
+    report = sandbox_attacks.attack_report(result.stdout)
+    sandbox_attacks.check_attack(report, [secret_file])
+    assert result.outcome is SandboxOutcome.SUCCEEDED and processes_of_uid(report["uid"]) == []
