@@ -10,6 +10,7 @@ allowed.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import signal
 import subprocess
@@ -120,7 +121,10 @@ def test_the_same_calls_do_not_die_without_the_filter(run_job, without_seccomp) 
     # succeed outright (nothing else would have stopped them), none dies of SIGSYS.
     seen = _attempts(run_job, FORBIDDEN)
     assert f"SIG{SIGSYS}" not in seen.values(), seen
-    assert seen["keyctl"] == "ok" and seen["add_key"] == "ok" and seen["ptrace"] == "ok", seen
+    assert seen["ptrace"] == "ok", seen  # (and, in a VM with vsock, socket(AF_VSOCK): not namespaced)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(ctypes.c_long(250), 0, -3, 0) >= 0:  # where the host has keyrings at all
+        assert seen["keyctl"] == "ok" and seen["add_key"] == "ok", seen
 
 
 @pytest.mark.skipif(__import__("platform").machine() != "x86_64", reason="x86-64 numbers")
