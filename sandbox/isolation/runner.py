@@ -41,11 +41,11 @@ from typing import Any
 from ..errors import SandboxError
 from .cgroup import run_cgroup
 from .channel import Broker, CappedReader
-from .mounts import JOBCLIENT_DIR, STAGE_POINT, out_tmpfs, sandbox_tree
+from .mounts import JOBCLIENT_DIR, STAGE_POINT, out_tmpfs, python_install, sandbox_tree
 from .outbox import OutputFile, collect_outputs, watch_violation
 from .procs import kill_verified, processes_of_uid, reap_uid, uid_lease
 from .scratch import job_env, prepare_scratch
-from .seccomp import program_fd
+from .seccomp import bpf_program, program_fd
 from .stage import BROKER_FD, INFO_FD, SECCOMP_FD
 
 __all__ = [
@@ -157,6 +157,9 @@ def check_sandbox_available() -> None:
         if clone.exists() and clone.read_text().strip() == "0":
             raise SandboxError("unprivileged user namespaces are disabled: "
                                "sysctl kernel.unprivileged_userns_clone=1")
+        bpf_program()  # names libseccomp/pyseccomp if either is missing
+        os.close(out_tmpfs(0, 4096, 4))  # the new mount API (Linux 5.2+), for /out
+        python_install()  # names an install the per-run uid cannot read
         with tempfile.TemporaryDirectory(prefix="twh-probe-") as tmp:
             job, scratch = Path(tmp, "code"), Path(tmp, "run")
             job.mkdir()
