@@ -62,8 +62,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("file I/O", "reading the job's files and the Python install, writing /out and /tmp", (
         "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
         "lseek", "close", "close_range", "dup", "dup2", "dup3", "pipe", "pipe2", "fcntl", "flock", "fsync",
-        "fdatasync", "ftruncate", "truncate", "fallocate", "sendfile", "copy_file_range", "splice", "tee",
-        "fadvise64", "readahead")),
+        "fdatasync", "sync", "syncfs", "sync_file_range", "ftruncate", "truncate", "fallocate", "sendfile",
+        "copy_file_range", "splice", "tee", "fadvise64", "readahead")),
     Family("file names", "opening, listing and managing files; the mount namespace decides what exists", (
         "open", "openat", "creat", "stat", "fstat", "lstat", "newfstatat", "statx", "statfs", "fstatfs",
         "access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64", "getcwd",
@@ -72,10 +72,12 @@ FAMILIES: tuple[Family, ...] = (
         "fchmodat", "chown", "fchown", "fchownat", "lchown", "utime", "utimes", "utimensat", "futimesat",
         "umask", "getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "setxattr",
         "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr")),
-    Family("waiting", "select/poll/epoll for the broker socket and pipes; event and timer descriptors", (
+    Family("waiting", "select/poll/epoll for the broker socket and pipes; event, timer and inotify "
+           "descriptors (inotify sees only the sandbox's own tree)", (
         "select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait",
         "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "signalfd", "signalfd4", "timerfd_create",
-        "timerfd_settime", "timerfd_gettime")),
+        "timerfd_settime", "timerfd_gettime", "inotify_init", "inotify_init1", "inotify_add_watch",
+        "inotify_rm_watch")),
     Family("time", "clocks, sleeps and interval timers", (
         "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time", "times",
         "getitimer", "setitimer", "alarm", "timer_create", "timer_settime", "timer_gettime",

@@ -149,31 +149,45 @@ def test_ordinary_work_runs_under_the_filter(run_job) -> None:
     result = run_job("""
         import concurrent.futures, json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
         import numpy as np, pandas as pd
-        out = {}
-        out["status"] = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Seccomp")]
-        with concurrent.futures.ThreadPoolExecutor(4) as ex:
-            out["threads"] = sum(ex.map(lambda x: x * x, range(100)))
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(2) as pool:
-            out["processes"] = sum(pool.map(abs, range(-10, 0)))
-        out["subprocess"] = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True,
-                                           text=True, check=True).stdout.strip()
-        a, b = socket.socketpair()
-        a.sendall(b"ping"); out["socketpair"] = b.recv(4).decode()
-        a.setblocking(False); out["nonblocking"] = a.getblocking()
-        with tempfile.TemporaryDirectory() as d:
-            df = pd.DataFrame({"k": list("abcab"), "v": np.arange(5.0)})
-            df.to_csv(os.path.join(d, "x.csv"))
-            out["groupby"] = df.groupby("k")["v"].sum().to_dict()
-        out["linalg"] = round(float(np.linalg.det(np.eye(3) * 2)), 6)
-        out["isatty"] = sys.stdout.isatty()
-        open("/out/result.json", "w").write(json.dumps(out))
-        print(json.dumps(out))
+
+        def main():
+            out = {}
+            out["status"] = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Seccomp")]
+            with concurrent.futures.ThreadPoolExecutor(4) as ex:
+                out["threads"] = sum(ex.map(lambda x: x * x, range(100)))
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(2) as pool:
+                out["processes"] = sum(pool.map(abs, range(-10, 0)))
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+                out["spawned"] = ex.submit(abs, -7).result()  # a fresh /opt/venv/bin/python
+            import asyncio
+            async def echo():
+                await asyncio.sleep(0.01)
+                proc = await asyncio.create_subprocess_exec("/bin/echo", "hi", stdout=asyncio.subprocess.PIPE)
+                return (await proc.communicate())[0].decode().strip()
+            out["asyncio"] = asyncio.run(echo())
+            os.sync()
+            out["subprocess"] = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True,
+                                               text=True, check=True).stdout.strip()
+            a, b = socket.socketpair()
+            a.sendall(b"ping"); out["socketpair"] = b.recv(4).decode()
+            a.setblocking(False); out["nonblocking"] = a.getblocking()
+            with tempfile.TemporaryDirectory() as d:
+                df = pd.DataFrame({"k": list("abcab"), "v": np.arange(5.0)})
+                df.to_csv(os.path.join(d, "x.csv"))
+                out["groupby"] = df.groupby("k")["v"].sum().to_dict()
+            out["linalg"] = round(float(np.linalg.det(np.eye(3) * 2)), 6)
+            out["isatty"] = sys.stdout.isatty()
+            open("/out/result.json", "w").write(json.dumps(out))
+            print(json.dumps(out))
+
+        if __name__ == "__main__":  # spawn re-imports this module
+            main()
     """)
     assert result.outcome is SandboxOutcome.SUCCEEDED, (result.reason, result.stderr[-3000:])
     seen = json.loads(result.stdout.decode().strip().splitlines()[-1])
     assert seen == {"status": ["Seccomp:\t2", "Seccomp_filters:\t1"], "threads": 328350, "processes": 55,
-                    "subprocess": "42", "socketpair": "ping", "nonblocking": False,
+                    "spawned": 7, "asyncio": "hi", "subprocess": "42", "socketpair": "ping", "nonblocking": False,
                     "groupby": {"a": 3.0, "b": 5.0, "c": 2.0}, "linalg": 8.0, "isatty": False}
     assert [o.name for o in result.outputs] == ["result.json"]
 
