@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import os
 import re
 import select
@@ -265,7 +266,7 @@ def _launch(uid: int, cgroups: list[str], spec: dict[str, Any], argv: list[str],
             "seccomp_fd": seccomp_r, "cgroup_procs": cgroups, "argv": argv}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), json.dumps(spec)],
+            [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), marshal.dumps(spec).hex()],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(theirs.fileno(), info_w, seccomp_r, out_mount), env={"PATH": _SAFE_PATH}, cwd="/",
         )

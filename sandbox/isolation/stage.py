@@ -1,6 +1,6 @@
 """Root-side launcher that stages bind sources, then becomes ``prlimit … bwrap``.
 
-Run by :mod:`sandbox.isolation.runner` as ``python -I -S stage.py SPEC_JSON``; never imported.
+Run by :mod:`sandbox.isolation.runner` as ``python -I -S stage.py SPEC``; never imported.
 It is a standalone script (stdlib only) because it must run in a fresh single-threaded process:
 it changes its mount namespace, which a threaded supervisor must not do, and ``preexec_fn`` is
 unsafe with threads.
@@ -24,7 +24,8 @@ still root, we
 5. ``exec`` the argv (``prlimit … setpriv … bwrap …``), which keeps this pid: bwrap's parent
    stays the supervisor, so ``--die-with-parent`` refers to it.
 
-SPEC_JSON: ``{"stage": "/tmp", "binds": [[name, source], ...], "overlays": [[name, bound name,
+SPEC (the supervisor's own dict, marshalled and hex-encoded: ``json`` would cost this
+short-lived process more time to import than everything else it does): ``{"stage": "/tmp", "binds": [[name, source], ...], "overlays": [[name, bound name,
 [whiteout, ...]], ...], "files": [[name, text], ...], "attach": [[name, mount fd], ...],
 "broker_fd": n, "info_fd": m, "seccomp_fd": k, "cgroup_procs": [path, ...], "argv": [...]}``.
 Exits 125 with a one-line message on stderr if staging fails.
@@ -35,7 +36,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import json
+import marshal
 import os
 import stat
 import sys
@@ -160,7 +161,7 @@ def _place_fds(targets: dict[int, int]) -> None:
 
 def main(argv: list[str]) -> int:
     try:
-        spec = json.loads(argv[1])
+        spec = marshal.loads(bytes.fromhex(argv[1]))
         # What the launcher builds is read by the per-run uid; none of it is secret.
         os.umask(0o022)
         for procs in spec.get("cgroup_procs", []):  # join the run's cgroup(s) before anything else
