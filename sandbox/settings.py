@@ -17,6 +17,18 @@ Environment variables (all optional):
 ``TWH_JOB_MEMORY_MB``         address-space limit of one job (default 2048)
 ``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.interfaces.client`)
 ============================  ============================================================
+
+File modes: everything the warehouse creates is private to the user it runs as (files 0600,
+folders 0700). :func:`use_private_umask` sets the process umask to 0o077; the entry points get
+it from :meth:`Settings.from_env` (the CLI, the service, the workers) and from opening the
+facade (:class:`sandbox.warehouse.Warehouse`), so no module sets modes of its own. Opening the
+warehouse also checks the home itself (:meth:`Settings.secure_home`): a home that group or
+others may read, write or enter is made 0700 there and then, and the facade writes an audit
+record (``warehouse.home_mode_fixed``) with the mode it had. Fixing the top folder is enough:
+nothing below it can be reached without entering it. (Refusing to start instead would leave
+a warehouse created before this rule unusable until someone ran chmod by hand; fixing and
+recording it closes the hole at once and leaves the evidence.) What the sandbox's per-run uid
+must read is staged with explicit modes (:mod:`sandbox.isolation.scratch`).
 """
 
 from __future__ import annotations
@@ -30,6 +42,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidInput
+
+#: The process umask of every entry point: files 0600, folders 0700.
+PRIVATE_UMASK = 0o077
+
+
+def use_private_umask() -> None:
+    """Make everything this process creates private to its user (idempotent, process-wide)."""
+    os.umask(PRIVATE_UMASK)
 
 
 class Settings(BaseModel):
@@ -98,8 +118,26 @@ class Settings(BaseModel):
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 
+    def secure_home(self) -> int | None:
+        """Create the home (0700) if needed; if it exists and group or others have any access,
+        make it 0700. Returns the mode it had when it was fixed, else ``None``."""
+        use_private_umask()
+        home = self.home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = home.stat().st_mode & 0o777
+        if not mode & 0o077:
+            return None
+        try:
+            os.chmod(home, mode & 0o700)
+        except OSError as exc:
+            raise InvalidInput(f"the warehouse home {home} is open to other users (mode {mode:o}) and cannot be "
+                               f"made private: {exc.strerror}", details={"field": "home"}) from exc
+        return mode
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """The entry points' settings (CLI, service, workers); also sets the private umask."""
+        use_private_umask()
         env = os.environ if environ is None else environ
         home = env.get("TWH_HOME", "warehouse")
         values: dict[str, object] = {"home": home if "://" in home else Path(home).absolute()}
