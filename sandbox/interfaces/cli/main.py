@@ -18,6 +18,7 @@ import typer
 from . import audit, datasets, exports, jobs, service, users
 from .output import _STATE, Ctx
 from .syft import syft_app  # syft itself is imported only when a command runs
+from .tokens import token_app
 
 app = typer.Typer(help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ for sub, name in ((users.user_app, "user"), (datasets.dataset_app, "dataset"), (
                   (exports.export_app, "export"), (audit.audit_app, "audit"), (datasets.budget_app, "budget"),
                   (service.db_app, "db"), (syft_app, "syft")):
     app.add_typer(sub, name=name)
+app.add_typer(token_app, name="token")
 for group in (users.top, datasets.top, service.top):  # top-level commands (twh init, twh ingest, twh serve, …)
     for command in group.registered_commands:
         app.registered_commands.append(command)

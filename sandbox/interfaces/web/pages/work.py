@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from ....auth import Role
-from ....errors import NotFound, TwhError
+from ....errors import TwhError
 from ..core import WH, Checked, HtmlRoute, Who, page_link, redirect, render
 from ..files import query_rows, reviewed_bundle, show_file
 from ..modelcard import number, read_model_card
@@ -93,10 +93,8 @@ def decide(request: Request, export_id: str, viewer: Checked, wh: WH,
 
 @router.get("/ui/exports/{export_id}/files/{name}")
 def download(export_id: str, name: str, viewer: Who, wh: WH) -> Response:
-    files = wh.exports.download(viewer.principal, export_id)  # approved only, audited, bytes re-hashed
-    match = next((f for f in files if f.name == name), None)
-    if match is None:
-        raise NotFound(f"export {export_id!r} has no file {name[:60]!r}")
+    # approved only, this file's bytes re-hashed, audited only when it exists and is sent
+    match = wh.exports.download_file(viewer.principal, export_id, name)
     safe = "".join(c for c in match.name if c.isalnum() or c in "._-")[:100] or "export.bin"
     return Response(match.data, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{safe}"',
