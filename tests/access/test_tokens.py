@@ -39,7 +39,8 @@ def _login(c: TestClient, token: str):
     return c.post("/ui/login", data={"token": token, "nonce": nonce}, follow_redirects=False)
 
 
-def test_issue_list_and_revoke_through_the_cli_locally_and_remotely(wh, people):
+def test_issue_list_and_revoke_through_the_cli_locally_and_remotely(wh, people, catalog_url, monkeypatch):
+    monkeypatch.setenv("TWH_DATABASE_URL", catalog_url)  # the local CLI opens the same catalog
     home = ["--home", str(wh.settings.home), "--as", "admin", "--json"]
     res = CliRunner().invoke(cli, [*home, "token", "issue", "analyst", "--days", "7", "--label", "ci"])
     assert res.exit_code == 0, res.output

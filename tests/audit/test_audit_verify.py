@@ -11,6 +11,7 @@ import hmac
 import json
 import socket
 
+import pytest
 from sqlalchemy import delete, select, text, update
 from typer.testing import CliRunner
 
@@ -38,8 +39,11 @@ def _mac(key: bytes, msg: str) -> str:
     return hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
 
 
-def test_an_undecodable_record_is_named_and_the_rest_is_still_checked(wh, admin):
+def test_an_undecodable_record_is_named_and_the_rest_is_still_checked(wh, admin, catalog_url, monkeypatch):
     """Details made non-JSON used to crash verify with a traceback and check nothing after them."""
+    if wh.db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's json type refuses text that is not JSON: a record cannot be made undecodable")
+    monkeypatch.setenv("TWH_DATABASE_URL", catalog_url)  # the CLI below opens the same catalog
     _append(wh, 8)  # after the admin's user.added: records 2..9
     with wh.db.transaction() as s:  # bypass the ORM: the column holds text that is no JSON
         s.execute(text("UPDATE audit_log SET details = '{not json' WHERE seq = 3"))
@@ -95,15 +99,17 @@ def _rewrite_tail_with_the_key(wh, keep: int) -> None:
                                         if int(line.split()[0]) <= keep))
 
 
-def test_anchors_outside_the_home_find_a_key_holders_truncation(tmp_path, catalog_url):
-    # Control — anchors inside the home (the demo default): the key-holder's rewrite passes. This is
-    # the documented limit the outside anchors are for.
+def test_with_anchors_inside_the_home_a_key_holders_truncation_passes(tmp_path, catalog_url):
+    """The control, and the documented limit the outside anchors are for: with the demo default
+    (anchors beside the key) the same attack as below is not found."""
     inside = Warehouse.open(Settings(home=tmp_path / "in", database_url=catalog_url, run_worker=False))
     _append(inside, 6)
     _rewrite_tail_with_the_key(inside, 4)
     assert inside.audit.verify().ok
     inside.close()
 
+
+def test_anchors_outside_the_home_find_a_key_holders_truncation(tmp_path, catalog_url):
     outside = tmp_path / "elsewhere" / "anchors.log"
     wh = Warehouse.open(Settings(home=tmp_path / "out", database_url=catalog_url, run_worker=False,
                                  audit_anchors=outside))
