@@ -51,6 +51,12 @@ _ANCHOR = re.compile(r"^(\d{1,19}) ([0-9a-f]{64})$")
 log = logging.getLogger(__name__)
 
 
+def _same(expected: str, stored: Any) -> bool:
+    """Constant-time comparison that takes whatever a tampered column holds (compare_digest
+    refuses str with non-ASCII characters)."""
+    return isinstance(stored, str) and hmac.compare_digest(expected.encode(), stored.encode("utf-8", "replace"))
+
+
 def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
@@ -285,7 +291,7 @@ class AuditLog:
                 issues.append("was modified (hash mismatch)")
             if gap <= 0 and row.prev_hash != prev:  # after a gap the link is broken by the gap itself
                 issues.append(f"does not follow record {seq - 1} (reordered or replaced)")
-            if not isinstance(row.seal, str) or not hmac.compare_digest(self._seal(str(row.hash)), row.seal):
+            if not _same(self._seal(str(row.hash)), row.seal):
                 issues.append("has an invalid seal (rewritten)")
         except (ValueError, TypeError, RecursionError) as exc:
             issues.append(f"cannot be decoded ({type(exc).__name__}): its details are not JSON")
@@ -314,14 +320,19 @@ class AuditLog:
                 found.note(None, "the chain has records but no head row (audit_head was deleted)")
             return
         seq, digest, seal = head
-        if seal is None or not hmac.compare_digest(self._head_seal(int(seq), str(digest)), str(seal)):
+        try:
+            seq = int(seq)
+        except (TypeError, ValueError):
+            found.note(None, f"the head row cannot be read (seq {str(seq)[:20]!r})")
+            return
+        if not _same(self._head_seal(seq, str(digest)), seal):
             found.note(None, "the chain head's seal is " + ("missing" if seal is None else "invalid") +
                        " (audit_head was rewritten without the key)")
-        if int(seq) > last_seq:
+        if seq > last_seq:
             found.note(last_seq + 1, f"chain ends at record {last_seq} but its head says {seq}: records were removed "
-                       "(truncated)", missing=int(seq) - last_seq)
-        elif (int(seq), digest) != (last_seq, last_hash):
-            found.note(int(seq) + 1 if int(seq) < last_seq else int(seq),
+                       "(truncated)", missing=seq - last_seq)
+        elif (seq, digest) != (last_seq, last_hash):
+            found.note(seq + 1 if seq < last_seq else seq,
                        f"the head says record {seq} but the chain ends at {last_seq}: the head or the tail was replaced")
 
     def _check_anchors(self, session: Session, last_seq: int, found: _Findings, batch: int = 2000) -> None:

@@ -67,10 +67,13 @@ def test_verify_reports_the_extent_of_a_gap_and_of_many_modifications(wh):
         s.execute(delete(AuditRecord).where(AuditRecord.seq.between(10, 14)))
         for seq in (20, 22, 24):
             s.execute(update(AuditRecord).where(AuditRecord.seq == seq).values(object_id="x"))
+        s.execute(update(AuditRecord).where(AuditRecord.seq == 27).values(seal="é" * 64))  # not even hex
+        s.execute(update(AuditHead).values(seal="头" * 64))
     r = wh.audit.verify()
-    assert not r.ok and r.first_bad_seq == 10 and r.missing == 5 and r.bad_records == 3
-    assert "records 10–14 are missing" in r.problems[0]
-    assert set(r.bad_seqs) == {10, 20, 22, 24}
+    assert not r.ok and r.first_bad_seq == 10 and r.missing == 5 and r.bad_records == 4
+    assert "records 10–14 are missing" in r.problems[0] and "record 27 has an invalid seal" in r.problem + \
+        " ".join(r.problems) and any("head's seal is invalid" in p for p in r.problems)
+    assert set(r.bad_seqs) == {10, 20, 22, 24, 27}
 
 
 def test_deleting_the_tail_and_rewriting_the_head_without_the_key_is_found(wh):

@@ -28,8 +28,11 @@ def served(wh, people):
 
 
 @pytest.fixture
-def server(served):
-    return served[:2]
+def server(wh, people):
+    """A running service on a free loopback port, plus a token per user."""
+    tokens = {name: wh.users.issue_token(people["admin"], name) for name in people}
+    with serving(create_app(warehouse=wh)) as url:
+        yield url, tokens
 
 
 def test_flow_through_the_client(server, tmp_path, job_dir):
