@@ -99,7 +99,8 @@ def _run(fuzzed, who: str, *extra: str) -> dict:
            "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--workers", "1",
            "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all",
            "--report", "json", "--report-json-path", str(report), "--no-color", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
+    # in the run's folder: schemathesis keeps a cache (.schemathesis/) in its working directory
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=280, cwd=fuzzed["tmp"])
     summary = json.loads(report.read_text()) if report.exists() else {}
     return {"rc": done.returncode, "out": done.stdout[-6000:] + done.stderr[-2000:], "report": summary}
 
