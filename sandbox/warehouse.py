@@ -52,7 +52,8 @@ class Warehouse:
         settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.catalog_url)
         schema.prepare(self.db, migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
-        self.audit = AuditLog(self.db, settings.secrets_dir, settings.home / "audit" / "anchors.log")
+        self.audit = AuditLog(self.db, settings.secrets_dir, settings.anchors_path, syslog=settings.audit_syslog,
+                              refusals_per_job=settings.audit_refusals_per_job)
         self.ctx = Context(settings, self.db, self.audit)
         self.users = Users(self.ctx)
         self.datasets = Datasets(self.ctx)
