@@ -35,15 +35,16 @@ $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m sandbox.engines.spark
 	@touch $@
 
-# System packages: bubblewrap isolates jobs; chromium runs the browser tests (never `playwright install`). Installed when missing (as root with apt-get),
-# otherwise a clear message says what to install.
+# System packages: bubblewrap isolates jobs and libseccomp2 compiles their system-call allow-list (through
+# pyseccomp); chromium runs the browser tests (never `playwright install`). Installed when missing (as root
+# with apt-get), otherwise a clear message says what to install.
 sysdeps:
-	@command -v bwrap >/dev/null 2>&1 || { \
+	@{ command -v bwrap >/dev/null 2>&1 && PATH="$$PATH:/sbin:/usr/sbin" ldconfig -p | grep -q 'libseccomp\.so\.2 '; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing bubblewrap (apt-get)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
+	    echo "installing bubblewrap and libseccomp2 (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2) >/dev/null; \
 	  else \
-	    echo "bubblewrap is required to isolate jobs: sudo apt-get install bubblewrap" >&2; exit 1; \
+	    echo "bubblewrap and libseccomp2 are required to isolate jobs: sudo apt-get install bubblewrap libseccomp2" >&2; exit 1; \
 	  fi; }
 	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

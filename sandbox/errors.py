@@ -20,7 +20,10 @@ SQLAlchemy, sqlglot) are translated at the boundary with ``raise Ours(...) from 
     │   ├── QueryRefused           query_refused        the gate refused a query
     │   │   └── BudgetExhausted    budget_exhausted     the DP budget cannot pay for it (query, synthetic data)
     │   ├── TrainingRefused        training_refused     a training job's model, features or weights failed a check
-    │   └── QuotaExceeded          quota_exceeded       a policy's per-tenant limit (e.g. jobs per day) is reached
+    │   ├── QuotaExceeded          quota_exceeded       a policy's per-tenant limit (e.g. jobs per day) is reached
+    │   └── Tampered               tampered             stored bytes no longer match their recorded hash: not served
+    ├── RateLimited                rate_limited         too many failed sign-ins or bad tokens from one source
+    ├── PayloadTooLarge            payload_too_large    the request body is larger than the service accepts
     ├── ValidationFailed           validation_failed    a batch failed its data contract (quarantined)
     ├── SandboxError               sandbox_error        the sandbox could not be set up (not the job's fault)
     ├── AuditWriteFailed           audit_write_failed   the audit record could not be written: action undone
@@ -119,6 +122,28 @@ class QuotaExceeded(Refused):
 
     code = "quota_exceeded"
     http_status = 429
+
+
+class Tampered(Refused):
+    """Stored bytes (an export file, a synthetic table) do not match the hash recorded when they
+    were made: nothing is served, and the refusal is audited. Not a bug of the caller's request."""
+
+    code = "tampered"
+    http_status = 409
+
+
+class RateLimited(TwhError):
+    """Too many failed authentications from one source in the current window: try again later."""
+
+    code = "rate_limited"
+    http_status = 429
+
+
+class PayloadTooLarge(TwhError):
+    """The request body is larger than the service accepts for this route (``details.limit`` bytes)."""
+
+    code = "payload_too_large"
+    http_status = 413
 
 
 class ValidationFailed(TwhError):

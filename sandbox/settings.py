@@ -16,7 +16,25 @@ Environment variables (all optional):
 ``TWH_JOB_WALL_SECONDS``      wall-clock limit of one job (default 120)
 ``TWH_JOB_MEMORY_MB``         address-space limit of one job (default 2048)
 ``TWH_URL`` / ``TWH_TOKEN``   a running service for the CLI's remote mode (see :mod:`sandbox.interfaces.client`)
+``TWH_PUBLIC_URL``            the URL people reach the service at; ``https://…`` makes cookies ``Secure``
+``TWH_TRUSTED_PROXY``         ``1``: a TLS proxy in front sets ``X-Forwarded-For`` (cookies ``Secure``)
+``TWH_TOKEN_TTL_DAYS``        how long a bearer token lives (default 90)
+``TWH_AUDIT_ANCHORS``         file the audit chain's heads are appended to (default ``HOME/audit/anchors.log``)
+``TWH_AUDIT_SYSLOG``          also send every head to syslog: ``/dev/log``, ``HOST:PORT`` (UDP) or empty
+``TWH_AUDIT_REFUSALS_PER_JOB`` refused queries of one job audited verbatim; the rest are counted (default 50)
 ============================  ============================================================
+
+File modes: everything the warehouse creates is private to the user it runs as (files 0600,
+folders 0700). :func:`use_private_umask` sets the process umask to 0o077; the entry points get
+it from :meth:`Settings.from_env` (the CLI, the service, the workers) and from opening the
+facade (:class:`sandbox.warehouse.Warehouse`), so no module sets modes of its own. Opening the
+warehouse also checks the home itself (:meth:`Settings.secure_home`): a home that group or
+others may read, write or enter is made 0700 there and then, and the facade writes an audit
+record (``warehouse.home_mode_fixed``) with the mode it had. Fixing the top folder is enough:
+nothing below it can be reached without entering it. (Refusing to start instead would leave
+a warehouse created before this rule unusable until someone ran chmod by hand; fixing and
+recording it closes the hole at once and leaves the evidence.) What the sandbox's per-run uid
+must read is staged with explicit modes (:mod:`sandbox.isolation.scratch`).
 """
 
 from __future__ import annotations
@@ -30,6 +48,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidInput
+
+#: The process umask of every entry point: files 0600, folders 0700.
+PRIVATE_UMASK = 0o077
+
+
+def use_private_umask() -> None:
+    """Make everything this process creates private to its user (idempotent, process-wide)."""
+    os.umask(PRIVATE_UMASK)
 
 
 class Settings(BaseModel):
@@ -59,6 +85,33 @@ class Settings(BaseModel):
     worker_id: str = Field(default_factory=lambda: f"embedded@{socket.gethostname()}", min_length=1, max_length=120)
     #: seconds a job's lease lasts; heartbeats renew it every third of this
     lease_seconds: float = Field(default=30.0, gt=0)
+
+    # -- the service's edge ------------------------------------------------------------------
+    #: where people reach the service (e.g. https://twh.example.org); https makes cookies Secure
+    public_url: str = Field(default="", max_length=500)
+    #: a TLS-terminating proxy in front sets X-Forwarded-For: the client is its last entry, and
+    #: cookies are Secure (the request scheme the service sees is the proxy's, not the browser's)
+    trusted_proxy: bool = False
+    #: bearer tokens expire this long after issue (checked on every request, web sessions too)
+    token_ttl_days: int = Field(default=90, ge=1, le=3650)
+    #: failed authentications are recorded as one audit record per source per window (with a count)
+    auth_window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    #: a source with more failures than this in one window is answered 429 without checking
+    auth_failures_per_window: int = Field(default=30, ge=1, le=100_000)
+    #: failed sign-ins on /ui/login per source per window; past it, sign-in answers 429 until the window ends
+    login_attempts_per_window: int = Field(default=10, ge=1, le=100_000)
+    #: request bodies larger than this are refused (413) before they are read; ingest has its own
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+    # -- the audit log -------------------------------------------------------------------------
+    #: the file each committed chain head is appended to; put it outside the warehouse home (another
+    #: volume, another owner) so that whoever can rewrite the home cannot rewrite it too
+    audit_anchors: Path | None = None
+    #: also send each head to syslog/journald (an append-only sink): "/dev/log", "HOST:PORT" (UDP)
+    audit_syslog: str = Field(default="", max_length=300)
+    #: refused queries of one job recorded verbatim (SQL and all); the rest are counted into one
+    #: summary record per job, so a job grows the log by a bounded amount
+    audit_refusals_per_job: int = Field(default=50, ge=0, le=100_000)
 
     @field_validator("home", mode="before")
     @classmethod
@@ -98,8 +151,35 @@ class Settings(BaseModel):
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 
+    def secure_home(self) -> int | None:
+        """Create the home (0700) if needed; if it exists and group or others have any access,
+        make it 0700. Returns the mode it had when it was fixed, else ``None``."""
+        use_private_umask()
+        home = self.home
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = home.stat().st_mode & 0o777
+        if not mode & 0o077:
+            return None
+        try:
+            os.chmod(home, mode & 0o700)
+        except OSError as exc:
+            raise InvalidInput(f"the warehouse home {home} is open to other users (mode {mode:o}) and cannot be "
+                               f"made private: {exc.strerror}", details={"field": "home"}) from exc
+        return mode
+
+    @property
+    def anchors_path(self) -> Path:
+        return self.audit_anchors or self.home / "audit" / "anchors.log"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry ``Secure`` by configuration, never by the scheme a request arrived with."""
+        return self.public_url.lower().startswith("https://") or self.trusted_proxy
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """The entry points' settings (CLI, service, workers); also sets the private umask."""
+        use_private_umask()
         env = os.environ if environ is None else environ
         home = env.get("TWH_HOME", "warehouse")
         values: dict[str, object] = {"home": home if "://" in home else Path(home).absolute()}
@@ -109,7 +189,11 @@ class Settings(BaseModel):
             values["engine"] = env["TWH_ENGINE"]
         for key, field in (("TWH_JOB_WALL_SECONDS", "job_wall_seconds"), ("TWH_JOB_MEMORY_MB", "job_memory_mb"),
                            ("TWH_AUTO_MIGRATE", "auto_migrate"), ("TWH_WORKER_ID", "worker_id"),
-                           ("TWH_LEASE_SECONDS", "lease_seconds"), ("TWH_SPARK_MASTER", "spark_master")):
+                           ("TWH_LEASE_SECONDS", "lease_seconds"), ("TWH_SPARK_MASTER", "spark_master"),
+                           ("TWH_PUBLIC_URL", "public_url"), ("TWH_TRUSTED_PROXY", "trusted_proxy"),
+                           ("TWH_TOKEN_TTL_DAYS", "token_ttl_days"), ("TWH_AUDIT_ANCHORS", "audit_anchors"),
+                           ("TWH_AUDIT_SYSLOG", "audit_syslog"),
+                           ("TWH_AUDIT_REFUSALS_PER_JOB", "audit_refusals_per_job")):
             if env.get(key):
                 values[field] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -25,7 +25,7 @@ from .access.users import Users
 from .audit import search as auditsearch
 from .audit.log import AuditLog, VerifyResult
 from .audit.search import AuditFilter
-from .auth import Principal, Role
+from .auth import SYSTEM, Principal, Role
 from .broker.queries import Queries
 from .catalog import schema
 from .catalog.db import Database
@@ -45,12 +45,15 @@ from .settings import Settings
 class Warehouse:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Private files from here on (umask 077), and a home no other user can enter.
+        fixed_mode = settings.secure_home()
         for d in (settings.home, settings.tables_dir, settings.jobs_dir, settings.quarantine_dir):
             d.mkdir(parents=True, exist_ok=True)
         settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.catalog_url)
         schema.prepare(self.db, migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
-        self.audit = AuditLog(self.db, settings.secrets_dir, settings.home / "audit" / "anchors.log")
+        self.audit = AuditLog(self.db, settings.secrets_dir, settings.anchors_path, syslog=settings.audit_syslog,
+                              refusals_per_job=settings.audit_refusals_per_job)
         self.ctx = Context(settings, self.db, self.audit)
         self.users = Users(self.ctx)
         self.datasets = Datasets(self.ctx)
@@ -60,6 +63,9 @@ class Warehouse:
         self.jobs = Jobs(self.ctx, self.queries, self.manifest)
         self.synthetic = Synthetics(self.ctx, self.manifest, self.budgets)  # DP synthetic development data
         self.exports = Exports(self.ctx)
+        if fixed_mode is not None:
+            self.ctx.record(SYSTEM, "warehouse.home_mode_fixed", "warehouse", "home",
+                            {"mode_was": f"{fixed_mode:o}", "mode_now": "700"})
         if settings.engine == "spark":  # gated queries run there; the session starts on the first one
             from .gate import spark_engine
 

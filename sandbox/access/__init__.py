@@ -1,11 +1,14 @@
 """Who may act: users, their roles and tenants, and their bearer tokens.
 
     wh.users.add(admin, "analyst", "enterprise", "bank-a")   # -> (user, token); the token is shown once
-    wh.users.authenticate(token)                              # -> Principal
+    wh.users.authenticate(token)                              # -> Principal (unknown, revoked, expired: refused)
+    wh.users.issue(admin, "analyst", days=30, label="ci")     # -> (listing entry, token); list_tokens, revoke_token
 
-Modules: :mod:`.users`. Errors: ``Unauthenticated``, ``Forbidden``, ``Conflict``.
+Modules: :mod:`.users` (users, token issue/list/revoke, expiry, last use), :mod:`.throttle` (failed
+authentications counted per source, audited in aggregate, rate-limited). Errors: ``Unauthenticated``,
+``Forbidden``, ``Conflict``, ``RateLimited``.
 
 May import: context, auth, audit and catalog.
 """
 
-__all__ = ["users"]
+__all__ = ["throttle", "users"]

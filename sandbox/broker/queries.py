@@ -111,6 +111,9 @@ class Queries:
 
     def _record(self, principal: Principal, job_id: str, sql: str, sql_sha: str, versions: dict[str, int],
                 outcome: str, details: dict[str, Any], guard: Callable[[Session], None] | None = None) -> None:
+        if outcome == "refused" and not self.ctx.audit.refusals.admit(
+                principal.actor, job_id, sql_sha, details.get("code"), details.get("rule")):
+            return  # past the job's cap: counted into its one summary record (sandbox/audit/caps.py)
         audit_details = {"sql": sql, "sql_sha256": sql_sha, "versions": versions, "outcome": outcome, **details}
         with self.ctx.recorded(principal, f"query.{outcome}", "job", job_id, audit_details) as s:
             if guard is not None:

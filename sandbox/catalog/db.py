@@ -57,6 +57,13 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: set at issue (created + the policy's ttl, or sooner); rows from before 0004 have none and
+    #: expire by the policy alone (``sandbox.access.users.token_expiry``)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: written at most once a minute per token, so authenticating stays a read
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: what the operator called it ("laptop", "ci"): never the token
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class WebSessionRow(Base):
@@ -220,6 +227,9 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC-SHA256 of "head:<seq>:<hash>" under the audit key: deleting the tail and rewriting
+    #: this row needs the key (``sandbox.audit.log``); NULL only in catalogs from before 0004
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class BudgetHead(Base):

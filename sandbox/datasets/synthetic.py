@@ -1,12 +1,15 @@
 """DP synthetic development tables: generated once per (dataset, Delta version), then free.
 
-    data = wh.synthetic.get(principal, "tax_payments", fmt="parquet")   # twh dataset synthetic
+    data = wh.synthetic.get(principal, "tax_payments", fmt="parquet", purpose="credit_risk")  # twh dataset synthetic
 
 Where the policy has a ``dp.synthetic`` block (``{epsilon, rows}``):
 
-1. **Check** the caller (an enterprise of an allowed tenant, a steward of the dataset, an
-   admin) and that the policy allows it; work out the modelled columns from declarations alone
-   (:func:`domains_of`) — refused before anything is charged if there are none.
+1. **Check** the caller (an enterprise of an allowed tenant *for one of the policy's purposes*,
+   checked like every other access; a steward of the dataset; an admin) and that the policy
+   allows it; work out the modelled columns from declarations alone (:func:`domains_of`) —
+   refused before anything is charged if there are none. Every refusal, whatever its reason
+   (tenant, purpose, role, policy, no data, budget, in flight), is audited as
+   ``synthetic.refused``.
 2. **Reserve** ``(epsilon, 0)`` on the dataset's *shared* pool (a release made once for every
    tenant: no tenant's share pays for the others) through :meth:`Budgets.reserve`, kind
    ``synthetic``, keyed by (dataset, version). Inside the same locked transaction a guard
@@ -47,13 +50,24 @@ from connectors.schema import COLUMN_TYPES
 from dp.budget import Budget, to_fraction
 from dp.errors import DPError
 from dp.synth import Domain, Synthetic, synthesize
-from policies import ANY_TENANT, ColumnRole, Policy
+from policies import ANY_TENANT, ColumnRole, Policy, check_access
 
 from ..auth import Principal, Role
 from ..broker.budget import Budgets
 from ..catalog.db import BudgetCharge
 from ..context import Context, get_dataset, stewards_of
-from ..errors import BudgetExhausted, Conflict, Forbidden, InternalError, InvalidInput, NotFound, Refused
+from ..errors import (
+    AccessRefused,
+    BudgetExhausted,
+    Conflict,
+    Forbidden,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Refused,
+    Tampered,
+    TwhError,
+)
 from ..gate.scan import snapshot_source
 from ..tables import storage, uris
 from ..tables.snapshot import Snapshot
@@ -150,11 +164,29 @@ class Synthetics:
     def root(self) -> Path:
         return self.ctx.settings.home / "synthetic"
 
-    def get(self, principal: Principal, name: str, *, fmt: str = "parquet") -> bytes:
+    def get(self, principal: Principal, name: str, *, fmt: str = "parquet", purpose: str | None = None) -> bytes:
         """The dataset's synthetic table at its current version: generated (and charged) on the
-        first request, the stored bytes afterwards."""
+        first request, the stored bytes afterwards. Enterprises state their ``purpose``."""
         if fmt not in ("parquet", "csv"):
             raise InvalidInput("format must be csv or parquet", details={"field": "format"})
+        try:
+            version, data, generated = self._get(principal, name, purpose)
+        except TwhError as exc:
+            # The attempt happened even though nothing left: every refusal leaves a record.
+            self.ctx.record(principal, "synthetic.refused", "dataset", str(name)[:80],
+                            {"code": exc.code, "reason": exc.message, "rule": exc.details.get("rule"),
+                             "purpose": purpose})
+            raise
+        self.ctx.record(principal, "synthetic.downloaded", "dataset", name,
+                        {"version": version, "generated": generated, "format": fmt, "purpose": purpose,
+                         "sha256": hashlib.sha256(data).hexdigest()})
+        if fmt == "csv":
+            buf = io.BytesIO()
+            pa_csv.write_csv(pq.read_table(io.BytesIO(data)), buf)
+            return buf.getvalue()
+        return data
+
+    def _get(self, principal: Principal, name: str, purpose: str | None) -> tuple[int, bytes, bool]:
         manifest: DatasetManifest = self._manifests(name)
         policy = manifest.build_policy()
         with self.ctx.db.read() as s:
@@ -164,6 +196,12 @@ class Synthetics:
         if principal.role is Role.ENTERPRISE:
             if not (ANY_TENANT in policy.tenants or principal.tenant in policy.tenants):
                 raise NotFound(f"dataset {name!r} does not exist", details={"dataset": name})
+            if not purpose:
+                raise AccessRefused(f"name the purpose you want {name!r}'s synthetic data for (one of the "
+                                    "policy's purposes)", details={"rule": "purpose_allowed", "dataset": name})
+            decision = check_access(policy, principal.tenant, purpose)
+            if not decision.allowed:
+                raise AccessRefused(decision.reason, details={"rule": decision.rule, "dataset": name})
         elif principal.role is Role.STEWARD and not is_steward:
             raise Forbidden(f"{principal.name} does not steward {name!r}")
         elif principal.role not in (Role.ADMIN, Role.STEWARD):
@@ -182,22 +220,11 @@ class Synthetics:
         with self.ctx.db.read() as s:
             ready, pending = _state(s, key)
         if ready is not None:
-            data = self._read(ready)
-            generated = False
-        else:
-            if pending:
-                raise Conflict(f"the synthetic table of {name!r} v{version} is being generated; try again shortly",
-                               details={"dataset": name, "version": version})
-            data = self._generate(principal, name, version, table_path, manifest, policy, key)
-            generated = True
-        self.ctx.record(principal, "synthetic.downloaded", "dataset", name,
-                        {"version": version, "generated": generated, "format": fmt,
-                         "sha256": hashlib.sha256(data).hexdigest()})
-        if fmt == "csv":
-            buf = io.BytesIO()
-            pa_csv.write_csv(pq.read_table(io.BytesIO(data)), buf)
-            return buf.getvalue()
-        return data
+            return version, self._read(name, ready), False
+        if pending:
+            raise Conflict(f"the synthetic table of {name!r} v{version} is being generated; try again shortly",
+                           details={"dataset": name, "version": version})
+        return version, self._generate(principal, name, version, table_path, manifest, policy, key), True
 
     def _generate(self, principal: Principal, name: str, version: int, table_path: str,
                   manifest: DatasetManifest, policy: Policy, key: str) -> bytes:
@@ -249,10 +276,14 @@ class Synthetics:
             if row is not None:
                 row.result = {"state": "failed", "reason": reason}
 
-    def _read(self, record: dict[str, Any]) -> bytes:
-        data = (self.ctx.settings.home / record["path"]).read_bytes()
+    def _read(self, name: str, record: dict[str, Any]) -> bytes:
+        try:
+            data = (self.ctx.settings.home / record["path"]).read_bytes()
+        except OSError:
+            data = b""
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise InternalError("the stored synthetic table does not match its recorded hash")
+            raise Tampered(f"the stored synthetic table of {name!r} does not match its recorded hash; it is not "
+                           "served", details={"rule": "integrity", "dataset": name})
         return data
 
 

@@ -102,6 +102,17 @@ class Client:
     def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
         return self._call("POST", "/v1/users", json={"name": name, "role": role, "tenant": tenant})
 
+    def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:
+        """A new token for ``user`` (admins): its listing entry plus ``token``, shown once."""
+        body = {"user": user, **({"days": days} if days is not None else {}), **({"label": label} if label else {})}
+        return self._call("POST", "/v1/tokens", json=body)
+
+    def list_tokens(self, user: str | None = None) -> list[dict[str, Any]]:
+        return self._all("/v1/tokens", **({"user": user} if user else {}))
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/tokens/{int(token_id)}")
+
     def register_dataset(self, manifest_path: str | Path) -> dict[str, Any]:
         manifest = load_manifest(manifest_path)  # validate locally first: clearer errors, no round trip
         return self._call("POST", "/v1/datasets", json=manifest.model_dump(mode="json", by_alias=True))
@@ -134,9 +145,11 @@ class Client:
         return self._call("POST", f"/v1/datasets/{name}/migrate",
                           json={"manifest": manifest.model_dump(mode="json", by_alias=True), "renames": renames or {}})
 
-    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
-        """The dataset's DP synthetic table (the first request generates it and spends ε)."""
-        return self._bytes(f"/v1/datasets/{name}/synthetic", {"format": fmt})
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet", purpose: str | None = None) -> bytes:
+        """The dataset's DP synthetic table (the first request generates it and spends ε); enterprises
+        name their purpose."""
+        return self._bytes(f"/v1/datasets/{name}/synthetic",
+                           {"format": fmt, **({"purpose": purpose} if purpose else {})})
 
     def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
         return self._bytes(f"/v1/datasets/{name}/mock", {"rows": rows, "seed": seed, "format": fmt})
@@ -233,6 +246,16 @@ class LocalClient:
         user, token = self.wh.users.add(self.principal, name, role, tenant)
         return {"user": user, "token": token}
 
+    def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:
+        info, token = self.wh.users.issue(self.principal, user, days=days, label=label)
+        return {**info, "token": token}
+
+    def list_tokens(self, user: str | None = None) -> list[dict[str, Any]]:
+        return self.wh.users.list_tokens(self.principal, user)
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self.wh.users.revoke_token(self.principal, int(token_id))
+
     def register_dataset(self, manifest_path: str | Path) -> dict[str, Any]:
         return self.wh.datasets.register(self.principal, load_manifest(manifest_path))
 
@@ -260,8 +283,8 @@ class LocalClient:
     def mock_dataset(self, name: str, *, rows: int = 1000, seed: int = 0, fmt: str = "csv") -> bytes:
         return self.wh.datasets.mock(self.principal, name, rows=rows, seed=seed, fmt=fmt)
 
-    def synthetic_dataset(self, name: str, *, fmt: str = "parquet") -> bytes:
-        return self.wh.synthetic.get(self.principal, name, fmt=fmt)
+    def synthetic_dataset(self, name: str, *, fmt: str = "parquet", purpose: str | None = None) -> bytes:
+        return self.wh.synthetic.get(self.principal, name, fmt=fmt, purpose=purpose)
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
         job = self.wh.jobs.submit(self.principal, Path(job_dir))

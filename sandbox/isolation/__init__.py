@@ -5,8 +5,9 @@
 
 Modules: :mod:`.runner` (the supervisor), :mod:`.stage` (root-side launcher, run as a script),
 :mod:`.procs` (per-run uid, process teardown), :mod:`.cgroup` (memory and process ceilings),
-:mod:`.scratch` (what the job sees), :mod:`.channel` (the broker conversation and capped pipes),
-:mod:`.outbox` (the job's output folder, read fail-closed). ``jobclient/twh_job.py`` is the
+:mod:`.scratch` (the job's copy and environment), :mod:`.mounts` (the file tree at neutral paths,
+the /out tmpfs), :mod:`.seccomp` (the system-call allow-list), :mod:`.channel` (the broker
+conversation and capped pipes), :mod:`.outbox` (the job's output folder, read fail-closed). ``jobclient/twh_job.py`` is the
 job's side of the conversation, bound read-only into every sandbox. Errors: ``SandboxError``,
 ``JobSpecInvalid``.
 
@@ -14,4 +15,4 @@ May import: :mod:`sandbox.errors` only. Isolation knows nothing of the catalog, 
 audit: the handler it is given is its whole world.
 """
 
-__all__ = ["cgroup", "channel", "outbox", "procs", "runner", "scratch", "stage"]
+__all__ = ["cgroup", "channel", "mounts", "outbox", "procs", "runner", "scratch", "seccomp", "stage"]

@@ -1,6 +1,7 @@
 """The job's output folder: the live watcher and the final, fail-closed read.
 
-``/out`` inside the sandbox is a host directory the job owns, so everything in it is hostile:
+``/out`` inside the sandbox is a tmpfs the job owns (the supervisor holds it as a directory fd,
+see :mod:`sandbox.isolation.mounts`), so everything in it is hostile:
 symlinks (to host files or to ``/job``), FIFOs (a blocking open would hang the supervisor),
 devices, sockets, hard links, sub-directories, odd names, huge or sparse files and millions of
 entries. :func:`watch_violation` runs while the job is alive and only bounds resources;
@@ -15,7 +16,6 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -54,7 +54,7 @@ def _disk_bytes(st: os.stat_result) -> int:
     return max(st.st_size, st.st_blocks * 512)
 
 
-def watch_violation(out_dir: Path, caps: OutputCaps) -> str | None:
+def watch_violation(out_dir: int, caps: OutputCaps) -> str | None:
     """Return why the live ``/out`` breaks the caps, or ``None``. Cheap enough to poll.
 
     Reads at most ``max_output_files * 4`` entries, so a million files cost as much as 64.
@@ -64,7 +64,7 @@ def watch_violation(out_dir: Path, caps: OutputCaps) -> str | None:
     count = 0
     total = 0
     try:
-        if os.lstat(out_dir).st_nlink > 2:  # each sub-directory adds a link to its parent
+        if os.fstat(out_dir).st_nlink > 2:  # each sub-directory adds a link to its parent
             return "the output folder contains a directory"
         with os.scandir(out_dir) as it:
             for entry in it:
@@ -133,15 +133,15 @@ def _read_one(dir_fd: int, name: str, lst: os.stat_result) -> bytes | str:
 
 
 def collect_outputs(
-    out_dir: Path, caps: OutputCaps
+    out_dir: int, caps: OutputCaps
 ) -> tuple[tuple[OutputFile, ...], tuple[tuple[str, str], ...]]:
-    """Read ``out_dir`` once the sandbox is dead. Returns ``(outputs, rejected)``.
+    """Read the folder open as ``out_dir`` once the sandbox is dead. Returns ``(outputs, rejected)``.
 
     Fail closed: if anything is rejected the caller must discard ``outputs`` entirely.
     """
     rejected: list[tuple[str, str]] = []
     accepted: list[tuple[str, os.stat_result]] = []
-    dir_fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=out_dir)
     try:
         seen = 0
         with os.scandir(dir_fd) as it:

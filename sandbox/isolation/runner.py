@@ -4,11 +4,13 @@ The process chain, all started with a scrubbed environment (bwrap's own PID-1 in
 environment it was started with, and the job can read it through ``/proc/1/environ``)::
 
     supervisor (this module, root, threads: broker, stdout, stderr)
-      └─ stage.py           root: joins the run's cgroup, private mount ns, stages bind sources,
-         │                   fds 3 (broker) / 4 (info)
+      └─ stage.py           root: joins the run's cgroup and a fresh session keyring, private
+         │                   mount ns, stages bind sources behind neutral overlays, attaches /out,
+         │                   fds 3 (broker) / 4 (info) / 5 (seccomp program)
          └─ prlimit          RLIMIT_CPU/AS/NPROC/FSIZE/NOFILE, CORE=0
             └─ setpriv       drop to a fresh per-run uid U (NPROC counts only this run), no_new_privs
-               └─ bwrap      all namespaces, no caps, no userns, new session, only /usr + python
+               └─ bwrap      all namespaces, no caps, no userns, new session, neutral paths only
+                  │          (:mod:`.mounts`), then the seccomp allow-list (:mod:`.seccomp`)
                   └─ init (pid 1) ─ python job.py
 
 Teardown is the same for every run: SIGKILL the sandbox init (its pid namespace dies with it),
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import os
 import re
 import select
@@ -39,12 +42,15 @@ from typing import Any
 from ..errors import SandboxError
 from .cgroup import run_cgroup
 from .channel import Broker, CappedReader
+from .mounts import JOBCLIENT_DIR, STAGE_POINT, out_tmpfs, python_install, sandbox_tree
 from .outbox import OutputFile, collect_outputs, watch_violation
 from .procs import kill_verified, processes_of_uid, reap_uid, uid_lease
 from .scratch import job_env, prepare_scratch
-from .stage import BROKER_FD, INFO_FD
+from .seccomp import bpf_program, program_fd
+from .stage import BROKER_FD, INFO_FD, SECCOMP_FD
 
 __all__ = [
+    "JOBCLIENT_DIR",
     "Handler",
     "OutputFile",
     "SandboxLimits",
@@ -62,8 +68,6 @@ _MiB = 1024 * 1024
 _SAFE_PATH = "/usr/bin:/bin"
 _TOOLS = ("bwrap", "prlimit", "setpriv")
 _STAGE_SCRIPT = Path(__file__).with_name("stage.py")
-JOBCLIENT_DIR = Path(__file__).with_name("jobclient")
-_STAGE_POINT = "/tmp"  # covered by a tmpfs in the launcher's private mount namespace only
 _POLL_SECONDS = 0.2
 _SHM_BYTES = 1 * 1024 * 1024
 
@@ -154,6 +158,9 @@ def check_sandbox_available() -> None:
         if clone.exists() and clone.read_text().strip() == "0":
             raise SandboxError("unprivileged user namespaces are disabled: "
                                "sysctl kernel.unprivileged_userns_clone=1")
+        bpf_program()  # names libseccomp/pyseccomp if either is missing
+        os.close(out_tmpfs(0, 4096, 4))  # the new mount API (Linux 5.2+), for /out
+        python_install()  # names an install the per-run uid cannot read
         with tempfile.TemporaryDirectory(prefix="twh-probe-") as tmp:
             job, scratch = Path(tmp, "code"), Path(tmp, "run")
             job.mkdir()
@@ -172,40 +179,10 @@ def check_sandbox_available() -> None:
 
 # -- command line ------------------------------------------------------------------------------
 
-def _binds(job_copy: Path, out_dir: Path) -> tuple[list[list[str]], list[str]]:
-    """Staged sources for the launcher, and the matching bwrap mount arguments."""
-    staged: list[list[str]] = []
-    args: list[str] = []
-
-    def add(name: str, src: str, dest: str, flag: str = "--ro-bind") -> None:
-        staged.append([name, src])
-        args.extend([flag, f"{_STAGE_POINT}/{name}", dest])
-
-    # The interpreter and its libraries, at their own paths so the venv's links still resolve.
-    prefixes = {os.path.realpath(p): os.path.abspath(p) for p in (sys.base_prefix, sys.prefix)}
-    for i, (real, path) in enumerate(sorted(prefixes.items())):
-        if not (real == "/usr" or real.startswith("/usr/")):  # /usr is bound anyway
-            add(f"py{i}", real, path)
-    add("twh", str(JOBCLIENT_DIR), "/twh")
-    add("job", str(job_copy), "/job")
-    add("out", str(out_dir), "/out", "--bind")
-    return staged, args
-
-
-def _usr_args() -> list[str]:
-    args = ["--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
-        host = f"/{name}"
-        if os.path.islink(host):  # merged-/usr systems: keep the symlink, not a second tree
-            args += ["--symlink", os.readlink(host), host]
-        elif os.path.isdir(host):
-            args += ["--ro-bind", host, host]
-    return args
-
-
-def _command(uid: int, limits: SandboxLimits, job_copy: Path, out_dir: Path, entrypoint: str,
-             env: Mapping[str, str] | None) -> tuple[list[list[str]], list[str]]:
-    staged, bind_args = _binds(job_copy, out_dir)
+def _command(uid: int, limits: SandboxLimits, job_copy: Path, entrypoint: str,
+             env: Mapping[str, str] | None) -> tuple[dict[str, Any], list[str]]:
+    """The launcher's staging spec (binds, overlays, files) and the argv it executes."""
+    tree = sandbox_tree(job_copy)
     argv = [
         _tool("prlimit"), f"--cpu={limits.cpu_seconds}", f"--as={limits.memory_bytes}",
         f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_bytes}",
@@ -216,16 +193,25 @@ def _command(uid: int, limits: SandboxLimits, job_copy: Path, out_dir: Path, ent
         # The private /tmp first: a bind below it (a venv or checkout under /tmp, as in a CI clone)
         # must be mounted on top of it, not hidden by it.
         "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-        *_usr_args(), *bind_args,
+        *tree.args,
         # Every other writable tmpfs would be unbounded memory: shm gets a small one, the
         # root (and /dev's own tmpfs) become read-only once the tree is built.
         "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/",
         "--chdir", "/job", "--clearenv",
+        # Loaded last, just before the interpreter is executed: the filter never sees bwrap's set-up.
+        "--seccomp", str(SECCOMP_FD),
     ]
-    for key, value in job_env(env, _SAFE_PATH, BROKER_FD).items():
+    for key, value in job_env(env, _SAFE_PATH, BROKER_FD, tree.env).items():
         argv += ["--setenv", key, value]
-    argv += ["--", sys.executable, entrypoint]
-    return staged, argv
+    argv += ["--", tree.interpreter, entrypoint]
+    spec = {"stage": STAGE_POINT, "binds": tree.binds, "overlays": tree.overlays, "files": tree.files}
+    return spec, argv
+
+
+def _out_size(limits: SandboxLimits) -> tuple[int, int]:
+    """/out's hard ceiling: room for one file past the output cap, so the watcher (whose caps are
+    lower) is what stops a run, and a few entries past the file cap, so its count is seen."""
+    return limits.max_output_bytes + limits.max_file_bytes, limits.max_output_files * 4 + 16
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -257,52 +243,69 @@ def _run(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimi
          env: Mapping[str, str] | None) -> SandboxResult:
     started = time.monotonic()
     with uid_lease() as uid, run_cgroup(f"twh-run-{uid}", limits.memory_bytes, limits.max_processes) as cgroups:
-        job_copy, out_dir = prepare_scratch(job_dir, scratch_dir, entrypoint, uid)
-        staged, argv = _command(uid, limits, job_copy, out_dir, entrypoint, env)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        info_r, info_w = os.pipe()
-        spec = {"stage": _STAGE_POINT, "binds": staged, "broker_fd": theirs.fileno(), "info_fd": info_w,
-                "cgroup_procs": cgroups, "argv": argv}
+        job_copy = prepare_scratch(job_dir, scratch_dir, entrypoint)
+        spec, argv = _command(uid, limits, job_copy, entrypoint, env)
+        out_mount = out_tmpfs(uid, *_out_size(limits))
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), json.dumps(spec)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(theirs.fileno(), info_w), env={"PATH": _SAFE_PATH}, cwd="/",
-            )
-        except OSError as exc:
-            ours.close()
-            raise SandboxError(f"could not start the sandbox launcher: {exc.strerror}") from exc
+            # Our own handle on /out: the launcher's copy of the mount fd is gone once attached.
+            out_fd = os.open(f"/proc/self/fd/{out_mount}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return _launch(uid, cgroups, spec, argv, out_mount, out_fd, handler, limits, started)
+            finally:
+                os.close(out_fd)
         finally:
-            theirs.close()  # only the sandbox may hold its end, or the broker never sees EOF
-            os.close(info_w)
-        assert proc.stdout is not None and proc.stderr is not None
-        run = _Run(proc, uid)
-        out_reader = CappedReader(proc.stdout, limits.stdout_bytes)
-        err_reader = CappedReader(proc.stderr, limits.stdout_bytes)
-        broker = Broker(ours, handler)
-        run.threads = [out_reader, err_reader, broker]
+            os.close(out_mount)
+
+
+def _launch(uid: int, cgroups: list[str], spec: dict[str, Any], argv: list[str], out_mount: int, out_fd: int,
+            handler: Handler, limits: SandboxLimits, started: float) -> SandboxResult:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    info_r, info_w = os.pipe()
+    seccomp_r = program_fd()
+    spec = {**spec, "attach": [["out", out_mount]], "broker_fd": theirs.fileno(), "info_fd": info_w,
+            "seccomp_fd": seccomp_r, "cgroup_procs": cgroups, "argv": argv}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), marshal.dumps(spec).hex()],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=(theirs.fileno(), info_w, seccomp_r, out_mount), env={"PATH": _SAFE_PATH}, cwd="/",
+        )
+    except OSError as exc:
+        ours.close()
+        os.close(info_r)
+        raise SandboxError(f"could not start the sandbox launcher: {exc.strerror}") from exc
+    finally:
+        theirs.close()  # only the sandbox may hold its end, or the broker never sees EOF
+        os.close(info_w)
+        os.close(seccomp_r)
+    assert proc.stdout is not None and proc.stderr is not None
+    run = _Run(proc, uid)
+    out_reader = CappedReader(proc.stdout, limits.stdout_bytes)
+    err_reader = CappedReader(proc.stderr, limits.stdout_bytes)
+    broker = Broker(ours, handler)
+    run.threads = [out_reader, err_reader, broker]
+    for t in run.threads:
+        t.start()
+    leftovers = 0
+    try:
+        run.init_pid = _read_init_pid(info_r, started + limits.wall_seconds)
+        _supervise(run, out_fd, limits, started + limits.wall_seconds)
+    finally:
+        os.close(info_r)
+        leftovers = _teardown(run)
+        broker.stop()
         for t in run.threads:
-            t.start()
-        leftovers = 0
-        try:
-            run.init_pid = _read_init_pid(info_r, started + limits.wall_seconds)
-            _supervise(run, out_dir, limits, started + limits.wall_seconds)
-        finally:
-            os.close(info_r)
-            leftovers = _teardown(run)
-            broker.stop()
-            for t in run.threads:
-                t.join(timeout=5)
-        if run.init_pid is None and not run.timed_out:
-            # Only our launcher and bwrap have written to stderr at this point: no job output.
-            raise SandboxError("the sandbox failed to start: "
-                               + err_reader.data[-500:].decode("utf-8", "replace").strip())
-        if run.proc.returncode == 1 and err_reader.data.startswith(b"bwrap: ") and not run.violation:
-            # bwrap reports its pid before building the sandbox, so a set-up failure looks like
-            # an exit of 1 with bwrap's message first. A job could fake it, but only to get its
-            # own run marked as an error, so the (job-reachable) text is not quoted here.
-            raise SandboxError("the sandbox failed to start: bubblewrap could not set it up")
-        outputs, rejected = collect_outputs(out_dir, limits)
+            t.join(timeout=5)
+    if run.init_pid is None and not run.timed_out:
+        # Only our launcher and bwrap have written to stderr at this point: no job output.
+        raise SandboxError("the sandbox failed to start: "
+                           + err_reader.data[-500:].decode("utf-8", "replace").strip())
+    if run.proc.returncode == 1 and err_reader.data.startswith(b"bwrap: ") and not run.violation:
+        # bwrap reports its pid before building the sandbox, so a set-up failure looks like
+        # an exit of 1 with bwrap's message first. A job could fake it, but only to get its
+        # own run marked as an error, so the (job-reachable) text is not quoted here.
+        raise SandboxError("the sandbox failed to start: bubblewrap could not set it up")
+    outputs, rejected = collect_outputs(out_fd, limits)
     return _result(run, limits, out_reader, err_reader, broker, outputs, rejected, leftovers,
                    time.monotonic() - started)
 
@@ -327,7 +330,7 @@ def _read_init_pid(fd: int, deadline: float) -> int | None:
     return None
 
 
-def _supervise(run: _Run, out_dir: Path, limits: SandboxLimits, deadline: float) -> None:
+def _supervise(run: _Run, out_fd: int, limits: SandboxLimits, deadline: float) -> None:
     # A pidfd becomes readable the moment bwrap exits: no polling latency on short jobs.
     pidfd = os.pidfd_open(run.proc.pid)
     try:
@@ -335,8 +338,11 @@ def _supervise(run: _Run, out_dir: Path, limits: SandboxLimits, deadline: float)
             timeout = max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
             if select.select([pidfd], [], [], timeout)[0]:
                 run.proc.wait()
+                # Once more at the end: a job that filled /out between two polls (and perhaps
+                # failed on the tmpfs's hard ceiling) broke the caps all the same.
+                run.violation = watch_violation(out_fd, limits)
                 return
-            run.violation = watch_violation(out_dir, limits)
+            run.violation = watch_violation(out_fd, limits)
             if run.violation is not None:
                 return
             if time.monotonic() >= deadline:
@@ -364,6 +370,7 @@ _SIGNAL_REASONS = {
     signal.SIGXFSZ: "file size limit reached",
     signal.SIGSEGV: "segmentation fault",
     signal.SIGABRT: "aborted",
+    signal.SIGSYS: "a system call outside the sandbox's allow-list",
 }
 
 

@@ -1,8 +1,10 @@
-"""What the job gets to see: a private copy of its folder, an empty output folder, its environment.
+"""What the job gets to see: a private copy of its folder and its environment.
 
 The job folder is copied (regular files and folders only, bounded) rather than bound, so the
 job cannot see later edits or anything a symlink would drag in, and the copy is root-owned and
-read-only. ``out`` belongs to the run's uid; nothing else in the scratch folder is writable by it.
+read-only (modes set explicitly: the warehouse runs under umask 077, the run's uid reads this).
+Nothing in the scratch folder is writable by the job; its outputs go to a tmpfs
+(:func:`sandbox.isolation.mounts.out_tmpfs`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ _MAX_JOB_FILES = 2000
 _MAX_JOB_BYTES = 64 * _MiB
 _ENTRYPOINT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_RESERVED_ENV = frozenset({"TWH_BROKER_FD", "PYTHONPATH"})
+_RESERVED_ENV = frozenset({"TWH_BROKER_FD", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD"})
 
 
 def _copy_job(src: Path, dst: Path, budget: list[int], depth: int = 0) -> None:
@@ -52,7 +54,8 @@ def _copy_job(src: Path, dst: Path, budget: list[int], depth: int = 0) -> None:
     dst.chmod(0o555)
 
 
-def prepare_scratch(job_dir: Path, scratch_dir: Path, entrypoint: str, uid: int) -> tuple[Path, Path]:
+def prepare_scratch(job_dir: Path, scratch_dir: Path, entrypoint: str) -> Path:
+    """Copy ``job_dir`` into ``scratch_dir/job``; return the copy."""
     try:
         st = os.lstat(scratch_dir)
         empty = not os.listdir(scratch_dir) if stat.S_ISDIR(st.st_mode) else False
@@ -66,20 +69,19 @@ def prepare_scratch(job_dir: Path, scratch_dir: Path, entrypoint: str, uid: int)
         raise JobSpecInvalid("the job folder is missing or is a symbolic link")
     if not _ENTRYPOINT_RE.fullmatch(entrypoint):
         raise JobSpecInvalid("the entrypoint must be a .py file at the top of the job folder")
-    job_copy, out_dir = scratch_dir / "job", scratch_dir / "out"
+    job_copy = scratch_dir / "job"
     _copy_job(job_dir, job_copy, [_MAX_JOB_FILES, _MAX_JOB_BYTES])
     if not (job_copy / entrypoint).is_file():
         raise JobSpecInvalid(f"the entrypoint {entrypoint!r} is not in the job folder")
-    out_dir.mkdir(mode=0o700)
-    os.chown(out_dir, uid, uid)
-    out_dir.chmod(0o700)
-    return job_copy, out_dir
+    return job_copy
 
 
-def job_env(env: Mapping[str, str] | None, path: str, broker_fd: int) -> dict[str, str]:
-    """The job's whole environment: ours plus the caller's extras (which may not replace ours)."""
+def job_env(env: Mapping[str, str] | None, path: str, broker_fd: int,
+            interpreter_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The job's whole environment: ours, what the interpreter needs at its sandbox path, plus the
+    caller's extras (which may not replace either)."""
     result = {"PATH": path, "PYTHONPATH": "/twh", "TWH_BROKER_FD": str(broker_fd), "HOME": "/tmp",
-              "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+              "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", **(interpreter_env or {})}
     for key, value in (env or {}).items():
         if not _ENV_KEY_RE.fullmatch(key) or key in _RESERVED_ENV or "\0" in value:
             raise JobSpecInvalid(f"environment variable {ascii(key)[:60]} is not allowed")

@@ -269,6 +269,8 @@ class Jobs:
             except Exception:  # a bug: the job fails closed, nothing is released
                 log.exception("job %s failed in the runner", job_id)
                 self._fail(job_id, "internal error in the runner", {"code": "internal_error"}, worker_id)
+            finally:  # refusals past the job's cap were counted: one record says how many
+                self.ctx.audit.refusals.summarise(job_id)
         with self.ctx.db.read() as s:
             return job_dict(s.get(Job, job_id))
 

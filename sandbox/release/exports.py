@@ -2,7 +2,9 @@
 
 An approval is bound to ``bundle_sha256`` — the hash over every file's name and SHA-256 — which
 the steward's client sends back with the decision. An approval for other bytes is refused, and a
-download re-hashes the stored bytes before anything leaves.
+download re-hashes the stored bytes before anything leaves: bytes that no longer match are a
+named, audited refusal (``tampered``, ``export.download_refused``), never served. A download is
+audited (``export.downloaded``) with exactly the files it sends — one file, or the whole bundle.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..auth import Principal, Role
 from ..catalog.db import Approval, Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState, check_export_transition, check_job_transition
 from ..context import Context, get_dataset, require_role, stewarded_by, stewards_of
-from ..errors import Forbidden, InternalError, InvalidInput, NotFound
+from ..errors import Forbidden, InternalError, InvalidInput, NotFound, Tampered
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -166,20 +168,41 @@ class Exports:
 
     # -- download -------------------------------------------------------------------------
     def download(self, principal: Principal, export_id: str) -> list[DownloadedFile]:
+        """Every file of an approved export (the submitting tenant), re-hashed, audited."""
+        return self._download(principal, export_id, None)
+
+    def download_file(self, principal: Principal, export_id: str, name: str) -> DownloadedFile:
+        """One file of an approved export: audited only when it exists and its bytes are sent."""
+        return self._download(principal, export_id, name)[0]
+
+    def _download(self, principal: Principal, export_id: str, only: str | None) -> list[DownloadedFile]:
         require_role(principal, Role.ENTERPRISE)
         with self.ctx.db.transaction() as s:
             e = self._load(s, principal, export_id)
             if e.state != ExportState.APPROVED.value:
                 raise Forbidden(_not_downloadable(s, e), details={"state": e.state, "waiting_for": _waiting(s, e)})
-            files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id)).scalars().all()
-            out = [DownloadedFile(f.name, f.sha256, f.data) for f in files]
+            listed = [(n, d) for n, d in s.execute(select(ExportFile.name, ExportFile.sha256)
+                                                   .where(ExportFile.export_id == e.id)).all()]
+            if only is not None and only not in {n for n, _ in listed}:
+                raise NotFound(f"export {e.id!r} has no file {str(only)[:60]!r}")
+            q = select(ExportFile).where(ExportFile.export_id == e.id)
+            rows = s.execute(q if only is None else q.where(ExportFile.name == only)).scalars().all()
+            out = [DownloadedFile(f.name, f.sha256, f.data) for f in rows]
             # Re-hash what is about to leave: it must be exactly what was approved.
-            actual = [(f.name, hashlib.sha256(f.data).hexdigest()) for f in out]
-            if bundle_hash(actual) != e.bundle_sha256 or any(d != f.sha256 for (_, d), f in zip(actual, out)):
-                raise InternalError("stored export bytes do not match their approved hash; nothing was released")
-            self.ctx.audit.append(s, principal.actor, "export.downloaded", "export", e.id,
-                                  {"bundle_sha256": e.bundle_sha256, "files": [[n, d] for n, d in actual]})
-        return out
+            changed = sorted(f.name for f in out if hashlib.sha256(f.data).hexdigest() != f.sha256)
+            if bundle_hash(listed) != e.bundle_sha256:
+                changed = changed or sorted(n for n, _ in listed)
+            if not changed:
+                self.ctx.audit.append(s, principal.actor, "export.downloaded", "export", e.id,
+                                      {"bundle_sha256": e.bundle_sha256, "files": [[f.name, f.sha256] for f in out],
+                                       "whole_bundle": only is None})
+                return out
+            export_key = e.id
+        # Nothing was sent; the attempt and what failed are recorded in a transaction of their own.
+        self.ctx.record(principal, "export.download_refused", "export", export_key,
+                        {"rule": "integrity", "changed": changed[:50], "bundle_sha256": e.bundle_sha256})
+        raise Tampered(f"the stored bytes of export {export_key} do not match their approved hash; nothing was "
+                       "released", details={"rule": "integrity", "files": changed[:50]})
 
 
 def _waiting(s: Session, e: Export) -> list[str]:

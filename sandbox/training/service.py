@@ -43,8 +43,9 @@ from dp.training import TrainConfig, TrainingError
 from ..auth import SYSTEM, Principal
 from ..context import Context
 from ..errors import TrainingRefused
-from ..isolation.runner import SandboxLimits, SandboxOutcome, run_in_sandbox
+from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
 from ..release.outputs import GatedFile, gate_weights
+from ..settings import Settings
 from ..tables.snapshot import Snapshot
 from .features import FeatureInfo, FeaturePlan, plan_features, run_features
 
@@ -71,7 +72,44 @@ def _no_broker(_request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _copy_dp(dest: Path) -> None:
-    shutil.copytree(_DP_PACKAGE, dest / "dp", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # copyfile, not copy2: the copy takes the warehouse's private modes (umask 077), not the checkout's
+    shutil.copytree(_DP_PACKAGE, dest / "dp", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    copy_function=shutil.copyfile)
+    for root, dirs, _files in os.walk(dest / "dp"):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o700)
+    os.chmod(dest / "dp", 0o700)
+
+
+def model_export_folder(code_dir: Path, folder: Path, mock: Mapping[str, Any]) -> None:
+    """The custom-model export's folder: the job's code, the dp package, the entry, mock shapes.
+    The user's model module runs there (imported by the entry) in :func:`run_sandboxed`."""
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(code_dir, folder)
+    _copy_dp(folder)
+    (folder / "twh_export.py").write_text(_EXPORT_ENTRY)
+    (folder / "twh_mock.json").write_text(json.dumps(dict(mock)))
+
+
+def sandbox_limits(settings: Settings, outputs: tuple[str, ...]) -> SandboxLimits:
+    """The trainer's and the custom-model export's limits: torch needs more room than a job."""
+    return SandboxLimits(wall_seconds=settings.train_wall_seconds,
+                         cpu_seconds=int(settings.train_wall_seconds * settings.train_threads),
+                         memory_bytes=settings.train_memory_mb * 1024 * 1024, max_file_bytes=256 * 1024 * 1024,
+                         max_output_bytes=256 * 1024 * 1024, max_output_files=8, allowed_output_suffixes=outputs)
+
+
+def run_sandboxed(folder: Path, entry: str, scratch: Path, limits: SandboxLimits, threads: int) -> SandboxResult:
+    """The one launch of the trainer and of the custom-model export: the job sandbox's every layer
+    (no network, no host files, fresh keyring, seccomp allow-list, neutral paths, teardown of every
+    process), no broker, and an environment for torch's threads. ``scratch`` is emptied first."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    env = {"OMP_NUM_THREADS": str(threads), "MPLCONFIGDIR": "/tmp", "TMPDIR": "/tmp"}
+    try:
+        return run_in_sandbox(folder, scratch, _no_broker, limits, entrypoint=entry, env=env)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _json_file(outputs: Mapping[str, bytes], name: str) -> dict[str, Any]:
@@ -127,22 +165,11 @@ class Training:
 
     # -- steps --------------------------------------------------------------------------------
     def _limits(self, outputs: tuple[str, ...]) -> SandboxLimits:
-        st = self.ctx.settings
-        return SandboxLimits(wall_seconds=st.train_wall_seconds, cpu_seconds=int(st.train_wall_seconds * st.train_threads),
-                             memory_bytes=st.train_memory_mb * 1024 * 1024, max_file_bytes=256 * 1024 * 1024,
-                             max_output_bytes=256 * 1024 * 1024, max_output_files=8, allowed_output_suffixes=outputs)
+        return sandbox_limits(self.ctx.settings, outputs)
 
     def _sandbox(self, folder: Path, entry: str, job_id: str, what: str) -> dict[str, bytes]:
-        scratch = self._job_dir(job_id) / f"{what}-run"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        env = {"OMP_NUM_THREADS": str(self.ctx.settings.train_threads), "MPLCONFIGDIR": "/tmp",
-               "TMPDIR": "/tmp"}
-        try:
-            result = run_in_sandbox(folder, scratch, _no_broker, self._limits((".json", ".safetensors")),
-                                    entrypoint=entry, env=env)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        result = run_sandboxed(folder, entry, self._job_dir(job_id) / f"{what}-run",
+                               self._limits((".json", ".safetensors")), self.ctx.settings.train_threads)
         (self._job_dir(job_id) / f"{what}.stderr.log").write_bytes(result.stderr)
         self.ctx.record(SYSTEM, f"training.{what}_ran", "job", job_id,
                         {"outcome": result.outcome.value, "reason": result.reason, "wall_seconds": result.wall_seconds,
@@ -162,13 +189,9 @@ class Training:
         from dp.training.weights import check_weights, read_safetensors
 
         folder = self._job_dir(job_id) / "model-export"
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(self._job_dir(job_id) / "code", folder)
-        _copy_dp(folder)
-        (folder / "twh_export.py").write_text(_EXPORT_ENTRY)
-        (folder / "twh_mock.json").write_text(json.dumps({
+        model_export_folder(self._job_dir(job_id) / "code", folder, {
             "module": cfg.model.module, "builder": cfg.model.builder, "n_numeric": len(cfg.numeric),
-            "cardinalities": [f.cardinality for f in cfg.categorical]}))
+            "cardinalities": [f.cardinality for f in cfg.categorical]})
         try:
             files = self._sandbox(folder, "twh_export.py", job_id, "model_export")
         finally:

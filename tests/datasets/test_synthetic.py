@@ -20,7 +20,7 @@ from dp.budget import Budget, from_text
 from sandbox.catalog.db import AuditRecord, BudgetCharge
 from sandbox.datasets.declared import column_specs
 from sandbox.datasets.manifest import parse_manifest
-from sandbox.errors import Conflict, Forbidden, NotFound, Refused
+from sandbox.errors import AccessRefused, BudgetExhausted, Conflict, Forbidden, NotFound, Refused, Tampered
 from sandbox.interfaces.api.app import create_app
 from sandbox.interfaces.client import Client, LocalClient
 from sandbox.settings import Settings
@@ -105,9 +105,9 @@ def spent(wh: Warehouse, dataset: str = "loans") -> Fraction:
 
 def test_generated_once_charged_once_then_free(wh: Warehouse, tmp_path: Path) -> None:
     real = land(wh, tmp_path, manifest())
-    first = LocalClient(wh, "ana_bank_a").synthetic_dataset("loans")
+    first = LocalClient(wh, "ana_bank_a").synthetic_dataset("loans", purpose="x")
     assert spent(wh) == 2
-    again = LocalClient(wh, "ana_bank_b").synthetic_dataset("loans")  # another tenant: same table, free
+    again = LocalClient(wh, "ana_bank_b").synthetic_dataset("loans", purpose="x")  # another tenant: same table, free
     assert again == first and spent(wh) == 2
     (charge,) = charges(wh)
     assert from_text(charge.epsilon, charge.delta) == Budget.of(2) and charge.scope == "*"
@@ -144,7 +144,7 @@ def test_a_new_version_is_a_new_table_and_a_new_charge(wh: Warehouse, tmp_path: 
 def test_refused_when_the_budget_is_short(wh: Warehouse, tmp_path: Path) -> None:
     land(wh, tmp_path, manifest(budget={"epsilon": 1}, epsilon_per_query=0.1))
     with pytest.raises(Refused, match="synthetic table needs 2") as exc:
-        wh.synthetic.get(wh.users.principal("ana_bank_a"), "loans")
+        wh.synthetic.get(wh.users.principal("ana_bank_a"), "loans", purpose="x")
     assert exc.value.details["rule"] == "dp_budget"
     assert charges(wh) == [] and spent(wh) == 0
     assert not (wh.settings.home / "synthetic" / "loans").exists()
@@ -155,7 +155,7 @@ def test_refused_when_the_policy_does_not_allow_it(wh: Warehouse, tmp_path: Path
     del m["policy"]["dp"]["synthetic"]
     land(wh, tmp_path, m)
     with pytest.raises(Refused, match="does not allow DP synthetic data") as exc:
-        wh.synthetic.get(wh.users.principal("ana_bank_a"), "loans")
+        wh.synthetic.get(wh.users.principal("ana_bank_a"), "loans", purpose="x")
     assert exc.value.details["rule"] == "dp_synthetic" and charges(wh) == [] and spent(wh) == 0
 
 
@@ -192,7 +192,8 @@ def test_concurrent_requests_charge_once(wh: Warehouse, tmp_path: Path) -> None:
     def go(i: int) -> None:
         barrier.wait()
         try:
-            got.append(wh.synthetic.get(wh.users.principal("ana_bank_a" if i % 2 else "ana_bank_b"), "loans"))
+            got.append(wh.synthetic.get(wh.users.principal("ana_bank_a" if i % 2 else "ana_bank_b"), "loans",
+                                        purpose="x"))
         except Conflict:
             got.append("conflict")
 
@@ -212,8 +213,9 @@ def test_a_tampered_table_is_not_served(wh: Warehouse, tmp_path: Path) -> None:
     wh.synthetic.get(steward, "loans")
     path = wh.settings.home / "synthetic" / "loans" / "v1.parquet"
     path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(Exception, match="recorded hash"):
+    with pytest.raises(Tampered, match="recorded hash"):
         wh.synthetic.get(steward, "loans")
+    assert audit(wh, "synthetic.refused")[-1]["code"] == "tampered"
 
 
 def test_over_http_as_csv(wh: Warehouse, tmp_path: Path) -> None:
@@ -223,9 +225,41 @@ def test_over_http_as_csv(wh: Warehouse, tmp_path: Path) -> None:
     token = wh.users.issue_token(wh.users.principal("admin"), "ana_bank_a")
     http = TestClient(create_app(warehouse=wh))
     client = Client("http://testserver", token, transport=http._transport)
-    text = client.synthetic_dataset("loans", fmt="csv").decode()
+    text = client.synthetic_dataset("loans", fmt="csv", purpose="x").decode()
     assert text.splitlines()[0].replace('"', "").split(",") == [c["name"] for c in manifest()["schema"]]
     assert len(text.splitlines()) == 4001
     with pytest.raises(NotFound):
         Client("http://testserver", wh.users.issue_token(wh.users.principal("admin"), "ana_bank_c"),
-               transport=http._transport).synthetic_dataset("loans")
+               transport=http._transport).synthetic_dataset("loans", purpose="x")
+
+
+def test_every_refusal_is_audited(wh: Warehouse, tmp_path: Path) -> None:
+    """Other tenant, wrong role, another steward's dataset, no dp.synthetic, no budget: each attempt
+    leaves a synthetic.refused record naming its code and rule (before, none of them did)."""
+    land(wh, tmp_path, manifest(budget={"epsilon": 1}))
+    m = manifest("no_synth")
+    del m["policy"]["dp"]["synthetic"]
+    land(wh, tmp_path, m)
+    attempts = [("ana_bank_c", "loans", NotFound), ("auditor", "loans", Forbidden),
+                ("other_steward", "loans", Forbidden), ("ana_bank_a", "no_synth", Refused),
+                ("ana_bank_a", "loans", BudgetExhausted), ("ana_bank_a", "nope", NotFound)]
+    for user, name, error in attempts:
+        with pytest.raises(error):
+            wh.synthetic.get(wh.users.principal(user), name, purpose="x")
+    with wh.db.read() as s:
+        got = [(r.actor, r.object_id, r.details["code"]) for r in s.execute(
+            select(AuditRecord).where(AuditRecord.action == "synthetic.refused").order_by(AuditRecord.seq)).scalars()]
+    assert got == [(u, n, e.code) for u, n, e in attempts]
+    assert charges(wh) == [] and audit(wh, "synthetic.downloaded") == []
+
+
+def test_the_purpose_is_checked_like_every_other_access(wh: Warehouse, tmp_path: Path) -> None:
+    land(wh, tmp_path, manifest())
+    analyst = wh.users.principal("ana_bank_a")
+    for purpose in (None, "marketing"):  # none named, or one the policy does not allow: refused, nothing spent
+        with pytest.raises(AccessRefused) as exc:
+            wh.synthetic.get(analyst, "loans", purpose=purpose)
+        assert exc.value.details["rule"] == "purpose_allowed"
+    assert charges(wh) == [] and [d["purpose"] for d in audit(wh, "synthetic.refused")] == [None, "marketing"]
+    assert wh.synthetic.get(analyst, "loans", purpose="x")  # the policy's purpose: served
+    assert audit(wh, "synthetic.downloaded")[-1]["purpose"] == "x"

@@ -40,6 +40,7 @@ WHOLE = {
     "/v1/exports/{export_id}/download": "the same bundle, after approval",
     "/v1/datasets/{name}/budget": "one ledger summary: the burn-down needs every charge",
     "/v1/datasets/{name}/history": "one table's Delta versions, bounded by its commits",
+    "/v1/audit/verify": "one verification report: it counts every problem and names the first 100",
 }
 STABLE = {"/v1/audit/records": {"action": "user.added"}}
 DP_MANIFEST = {
@@ -150,8 +151,8 @@ FAILURES = [
      ["dataset", "show", "nope"]),
     ("forbidden", "analyst", ("POST", "/v1/users", {"name": "evil", "role": "admin", "tenant": "bank_a"}),
      lambda c: c.add_user("evil", "admin", "bank_a"), ["user", "add", "evil", "--role", "admin", "--tenant", "x"]),
-    ("budget_exhausted", "analyst", ("GET", "/v1/datasets/loans/synthetic", None),
-     lambda c: c.synthetic_dataset("loans"), ["dataset", "synthetic", "loans"]),
+    ("budget_exhausted", "analyst", ("GET", "/v1/datasets/loans/synthetic?purpose=x", None),
+     lambda c: c.synthetic_dataset("loans", purpose="x"), ["dataset", "synthetic", "loans", "--purpose", "x"]),
     ("unauthenticated", None, ("GET", "/v1/me", None), lambda c: c.whoami(), ["dataset", "list"]),
 ]
 

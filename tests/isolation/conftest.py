@@ -80,3 +80,22 @@ def run_job(sandbox_available: None, tmp_path: Path) -> Callable[..., SandboxRes
 @pytest.fixture
 def supervisor_pid() -> int:
     return os.getpid()
+
+
+@pytest.fixture
+def without_seccomp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs under an allow-everything filter, to show that each other layer holds on its own
+    (the seccomp allow-list would otherwise kill the attack before it reaches them)."""
+    import tempfile
+
+    import pyseccomp
+
+    from sandbox.isolation import seccomp
+
+    flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    flt.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.ALLOW)  # i386 and x32 entries too
+    with tempfile.TemporaryFile() as f:
+        flt.export_bpf(f)
+        f.seek(0)
+        program = f.read()
+    monkeypatch.setattr(seccomp, "bpf_program", lambda: program)

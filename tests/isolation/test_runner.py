@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
+import sandbox.isolation.mounts as mounts
 import sandbox.isolation.runner as runner
 from sandbox.errors import JobSpecInvalid, SandboxError
+from sandbox.isolation.mounts import python_install
 from sandbox.isolation.procs import kill_verified, processes_of_uid, reap_uid, uid_lease
 from sandbox.isolation.runner import SandboxLimits, SandboxOutcome, check_sandbox_available, run_in_sandbox
 
@@ -121,11 +123,16 @@ def test_environment_is_exactly_what_the_runner_sets(run_job, monkeypatch) -> No
     env = json.loads(result.stdout)
     env.pop("PWD", None)
     env.pop("LC_CTYPE", None)  # set by Python itself when it coerces the C locale
+    # plus what the interpreter needs at its neutral path (LD_LIBRARY_PATH=/opt/python/lib for a
+    # shared build outside /usr, as pyenv's)
     assert env == {"PATH": "/usr/bin:/bin", "PYTHONPATH": "/twh", "TWH_BROKER_FD": "3", "HOME": "/tmp",
-                   "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "TWH_JOB_ID": "job_1"}
+                   "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "TWH_JOB_ID": "job_1",
+                   **dict(python_install().env)}
+    assert all(v.startswith("/opt/") for v in dict(python_install().env).values())
 
 
-@pytest.mark.parametrize("env", [{"TWH_BROKER_FD": "9"}, {"PYTHONPATH": "/x"}, {"A=B": "1"}, {"X": "a\0b"}])
+@pytest.mark.parametrize("env", [{"TWH_BROKER_FD": "9"}, {"PYTHONPATH": "/x"}, {"A=B": "1"}, {"X": "a\0b"},
+                                 {"LD_PRELOAD": "/tmp/x.so"}, {"LD_LIBRARY_PATH": "/tmp"}, {"PYTHONHOME": "/x"}])
 def test_reserved_or_malformed_env_is_refused(run_job, env) -> None:
     with pytest.raises(JobSpecInvalid):
         run_job("", env=env)
@@ -269,7 +276,7 @@ def test_world_writable_scratch_is_refused(sandbox_available, tmp_path: Path) ->
 
 
 def test_sandbox_that_cannot_start_is_a_sandbox_error(run_job, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "_usr_args", lambda: ["--ro-bind", "/nonexistent-twh", "/usr"])
+    monkeypatch.setattr(mounts, "usr_args", lambda: ["--ro-bind", "/nonexistent-twh", "/usr"])
     with pytest.raises(SandboxError, match="the sandbox failed to start"):
         run_job("print('never runs')")
 
@@ -352,7 +359,7 @@ def test_private_tmp_is_mounted_before_the_binds_so_a_venv_under_tmp_stays_visib
     """A checkout (and its venv) under /tmp, as CI clones are, must not be hidden by the job's /tmp."""
     from sandbox.isolation.runner import SandboxLimits, _command
 
-    _staged, argv = _command(250000, SandboxLimits(), tmp_path / "job", tmp_path / "out", "job.py", None)
+    _spec, argv = _command(250000, SandboxLimits(), tmp_path / "job", "job.py", None)
     tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
     binds = [i for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")]
     assert binds and all(i > tmpfs for i in binds)

@@ -6,6 +6,7 @@ names were removed from the runner.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import sqlite3
@@ -86,26 +87,22 @@ def test_host_files_are_invisible(run_job, warehouse_secrets: list[Path]) -> Non
     for p in warehouse_secrets:
         assert seen[str(p)] == "FileNotFoundError"
     assert seen["sqlite"] == "refused"
-    # Of the checkout that holds the venv, only the path down to the venv exists (read-only).
-    venv = Path(sys.prefix)
-    for parent in venv.parents:
-        if parent != Path("/") and parent != Path("/tmp"):
-            assert seen[str(parent)] == [venv.relative_to(parent).parts[0]], parent
-    if Path("/root") in Path(sys.base_prefix).parents:  # the interpreter (pyenv) lives under /root here
-        assert seen["/root"] == [Path(sys.base_prefix).relative_to("/root").parts[0]]
-    for d in ("/etc", "/var", "/run", "/home", "/sys"):
-        assert seen[d] == "FileNotFoundError"
-    under_tmp = Path("/tmp") in venv.parents
-    assert seen["/tmp"] == ([venv.relative_to("/tmp").parts[0]] if under_tmp else [])
-    assert set(seen["/"]) <= {"bin", "dev", "job", "lib", "lib64", "out", "proc", "root", "sbin", "tmp", "twh",
-                              "usr", venv.parts[1]}
+    # Neither the checkout, the venv nor the interpreter's install is at its host path: the
+    # Python install is shown at /opt/python and /opt/venv only (see sandbox.isolation.mounts).
+    for d in ("/root", "/etc", "/var", "/run", "/home", "/sys", *_venv_chain()):
+        if d != "/tmp":
+            assert seen[d] == "FileNotFoundError", d
+    assert seen["/tmp"] == []  # the private tmpfs, even when the checkout lives under /tmp
+    assert set(seen["/"]) <= {"bin", "dev", "job", "lib", "lib64", "opt", "out", "proc", "sbin", "tmp", "twh",
+                              "usr"}
 
 
 def test_read_only_everywhere_but_out_and_tmp(run_job) -> None:
     result = run_job("""
         import json
         out = {}
-        for p in ["/x", "/job/x", "/usr/x", "/twh/x", "/dev/x", "/root/x", "/out/../x", "/tmp/x", "/out/x.csv"]:
+        for p in ["/x", "/job/x", "/usr/x", "/twh/x", "/dev/x", "/opt/x", "/opt/venv/x", "/opt/venv/lib/x",
+                  "/opt/venv/bin/x", "/out/../x", "/tmp/x", "/out/x.csv"]:
             try:
                 open(p, "w").close()
                 out[p] = "written"
@@ -117,8 +114,8 @@ def test_read_only_everywhere_but_out_and_tmp(run_job) -> None:
     assert seen.pop("/tmp/x") == "written" and seen.pop("/out/x.csv") == "written"
     assert all(v in (13, 30) for v in seen.values()), seen  # EACCES / EROFS
     scratch = run_job.scratch  # type: ignore[attr-defined]
-    assert sorted(p.name for p in scratch.iterdir()) == ["job", "out"]  # nothing escaped /out
-    assert sorted(p.name for p in (scratch / "out").iterdir()) == ["x.csv"]
+    assert sorted(p.name for p in scratch.iterdir()) == ["job"]  # nothing escaped; /out is a tmpfs
+    assert [o.name for o in result.outputs] == ["x.csv"]
 
 
 # -- network -----------------------------------------------------------------------------------
@@ -225,12 +222,10 @@ def test_no_privileges_inside(run_job) -> None:
         out = {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")}
         out["uid"], out["euid"], out["gid"] = os.getuid(), os.geteuid(), os.getgid()
         out["groups"] = os.getgroups()
-        out["userns"] = libc.unshare(0x10000000)  # CLONE_NEWUSER: would regain caps in a new ns
-        out["mount"] = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
         try:
             os.setuid(0)
             out["setuid"] = "ok"
-        except OSError:  # EINVAL: uid 0 does not even exist in the sandbox's user namespace
+        except OSError:  # EPERM from the filter (EINVAL without: uid 0 does not exist in the userns)
             out["setuid"] = "denied"
         out["hostname"] = os.uname().nodename
         out["core"] = resource.getrlimit(resource.RLIMIT_CORE)
@@ -242,12 +237,29 @@ def test_no_privileges_inside(run_job) -> None:
     assert seen["NoNewPrivs"] == "1"
     assert seen["uid"] != 0 and seen["euid"] != 0 and seen["gid"] != 0
     assert seen["uid"] >= 200_000 and seen["groups"] == [seen["gid"]] or seen["groups"] == []
-    assert seen["userns"] == -1 and seen["mount"] == -1 and seen["setuid"] == "denied"
+    assert seen["setuid"] == "denied"
     assert seen["hostname"] == "twh-job" != socket.gethostname()
     assert seen["core"] == [0, 0]
 
 
-def test_supervisor_is_out_of_reach(run_job, supervisor_pid: int) -> None:
+def test_no_new_namespaces_or_mounts_even_without_the_seccomp_filter(run_job, without_seccomp) -> None:
+    # The filter kills unshare/mount (tests/isolation/test_seccomp.py); under it, no capabilities
+    # and --disable-userns refuse them as well.
+    result = run_job("""
+        import ctypes, json
+        libc = ctypes.CDLL(None, use_errno=True)
+        out = {"userns": libc.unshare(0x10000000)}  # CLONE_NEWUSER: would regain caps in a new ns
+        out["mount"] = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+        out["status"] = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Seccomp:")]
+        print(json.dumps(out))
+    """)
+    seen = report(result)
+    assert seen["status"] == ["Seccomp:\t2"]  # a filter, but the allow-everything one
+    assert seen["userns"] == -1 and seen["mount"] == -1
+
+
+def test_supervisor_is_out_of_reach(run_job, supervisor_pid: int, without_seccomp) -> None:
+    # The pid namespace alone (the filter would kill ptrace before it is even tried).
     result = run_job(f"""
         import ctypes, json, os, signal
         out = {{"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}}
@@ -269,7 +281,8 @@ def test_supervisor_is_out_of_reach(run_job, supervisor_pid: int) -> None:
     assert supervisor_pid not in seen["pids"] and max(seen["pids"]) < 10  # its own pid namespace
 
 
-def test_terminal_injection_is_impossible(run_job) -> None:
+def test_terminal_injection_is_impossible(run_job, without_seccomp) -> None:
+    # The new session alone (the filter would kill ioctl(TIOCSTI) before it is even tried).
     result = run_job("""
         import fcntl, json, os, termios
         out = {"sid": os.getsid(0)}
@@ -478,11 +491,11 @@ def test_background_process_is_dead_before_outputs_are_read(run_job) -> None:
     # (Not asserting leftover_processes_killed here: bwrap's --die-with-parent may already have
     # started killing the namespace when the count is taken. The timeout tests assert it.)
     assert result.wall_seconds < 5
-    on_disk = (run_job.scratch / "out" / "result.csv").read_bytes()  # type: ignore[attr-defined]
-    time.sleep(0.3)
-    assert (run_job.scratch / "out" / "result.csv").read_bytes() == on_disk  # type: ignore[attr-defined]
     assert result.outcome is SandboxOutcome.SUCCEEDED
-    assert result.outputs[0].data == on_disk
+    # What was read is one whole version: the writer was dead before the read began. /out was a
+    # tmpfs only the supervisor still held; nothing can write to it any more.
+    assert re.fullmatch(rb"v\n[0-9]+\n", result.outputs[0].data)
+    assert sorted(p.name for p in run_job.scratch.iterdir()) == ["job"]  # type: ignore[attr-defined]
 
 
 # -- the output folder -------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 Every error has one shape — ``{"error": {"code", "message", "details"}}`` — with the stable codes of
 :mod:`sandbox.errors`; the client maps them back to the same classes. Request bodies reject
-unknown fields (no mass assignment). Every authenticated request is recorded (``token.used``),
-and so is every rejected token. Every route declares its summary, description, response model,
-examples and error codes (:mod:`sandbox.interfaces.api.schema`); every list pages with ``offset``/``limit``.
+unknown fields (no mass assignment). Every authenticated request is recorded (``token.used``);
+rejected tokens are counted per source and recorded in aggregate, and a source past its limit is
+answered 429 (:mod:`sandbox.access.throttle`). Bodies are capped before they are read
+(:mod:`.limits`), every numeric parameter is bounded, and no input answers a 5xx. Every route
+declares its summary, description, response model, examples and error codes
+(:mod:`sandbox.interfaces.api.schema`); every list pages with ``offset``/``limit``.
 """
 
 from __future__ import annotations
@@ -21,20 +24,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...access.throttle import AuthFailures, client_source
 from ...audit.search import AuditFilter
-from ...auth import SYSTEM, Principal, token_fingerprint
+from ...auth import Principal, token_fingerprint
 from ...datasets.manifest import parse_manifest
-from ...errors import AuthError, InvalidInput, JobSpecInvalid, TwhError
+from ...errors import AuthError, InvalidInput, JobSpecInvalid, PayloadTooLarge, RateLimited, TwhError
 from ...jobs.spec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
 from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
 from . import docs
+from .limits import BodyLimit
 from .schema import (
     DECISION_IN,
     INGEST_EXAMPLES,
@@ -44,6 +50,7 @@ from .schema import (
     MOCK_CSV,
     PARQUET,
     RECORD_LINE,
+    TOKEN_IN,
     USER_IN,
     AuditPage,
     BudgetOut,
@@ -58,6 +65,9 @@ from .schema import (
     JobPage,
     LogsOut,
     Out,
+    TokenIssuedOut,
+    TokenOut,
+    TokenPage,
     UserCreatedOut,
     UserOut,
     VerifyOut,
@@ -98,12 +108,24 @@ class DecisionIn(In):
     bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-Offset = Annotated[int, Query(ge=0, description="index of the first item")]
+class TokenIn(In):
+    user: str = Field(min_length=1, max_length=64, examples=["bank_a_analyst"])
+    days: int | None = Field(default=None, ge=1, le=3650, description="fewer days than the policy's (default: "
+                                                                       "the policy's, Settings.token_ttl_days)")
+    label: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[\w .:@-]+$",
+                              examples=["ci"])
+
+
+#: the largest value any integer parameter takes (the catalog stores 64-bit integers)
+INT64 = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="index of the first item")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 
 
 def current_principal(request: Request) -> Principal:
-    """Authenticate the bearer token; record its use (or its rejection) in the audit log."""
+    """Authenticate the bearer token; record its use in the audit log. A rejection is counted
+    per source and recorded in aggregate (never one locked insert per bad request); a source
+    past its limit gets 429."""
     wh: Warehouse = request.app.state.warehouse
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -113,7 +135,12 @@ def current_principal(request: Request) -> Principal:
     try:
         who = wh.users.authenticate(token.strip())
     except AuthError:
-        wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(token), where)
+        failures: AuthFailures = request.app.state.auth_failures
+        source = client_source(request.headers, request.client.host if request.client else None,
+                               wh.settings.trusted_proxy)
+        if failures.failed(source, token_fingerprint(token), where):
+            raise RateLimited("too many failed authentications from this address; wait a minute",
+                              details={"window_seconds": failures.window_s}) from None
         raise
     wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
     return who
@@ -129,6 +156,7 @@ def _error(exc: TwhError) -> JSONResponse:
 def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None = None) -> FastAPI:
     wh = warehouse or Warehouse.open(settings or Settings.from_env())
     stop = threading.Event()
+    failures = AuthFailures(wh.ctx)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -137,16 +165,22 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         if wh.settings.run_worker:
             worker = threading.Thread(target=_worker_loop, args=(wh, stop), name="twh-worker", daemon=True)
             worker.start()
+        flusher = threading.Thread(target=_flush_loop, args=(failures, stop), name="twh-auth-flush", daemon=True)
+        flusher.start()
         yield
         stop.set()
         if worker:
             worker.join(timeout=5)
+        flusher.join(timeout=5)
+        failures.flush(force=True)  # the windows still open are recorded too
 
     app = FastAPI(title="Training Warehouse (训练仓)", version="0.1.0", lifespan=lifespan,
                   description="Raw data never leaves; only gated aggregates and DP weights do.",
                   docs_url=None, redoc_url=None)
     docs.mount(app)  # /docs and /redoc with assets served from here: no CDN (offline networks)
     app.state.warehouse = wh
+    app.state.auth_failures = failures
+    app.add_middleware(BodyLimit, default=wh.settings.max_body_bytes, ingest=MAX_INGEST_BYTES)
     web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
 
     @app.exception_handler(TwhError)
@@ -156,14 +190,26 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # its loc is a character position, not a field
+            return _error(InvalidInput(f"body: not valid JSON ({first.get('ctx', {}).get('error', 'unparseable')})",
+                                       details={"field": "body"}))
         field = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _error(InvalidInput(f"{field or 'body'}: {first.get('msg')}", details={"field": field}))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "invalid_input"}.get(exc.status_code, "invalid_input")
-        return JSONResponse(status_code=exc.status_code, content={"error": {"code": code, "message": str(exc.detail),
-                                                                            "details": {}}})
+        # One shape and the documented status for every code: a body that does not parse (FastAPI's
+        # 400) is invalid input (422), like any other malformed request.
+        if exc.status_code == 413:
+            return _error(PayloadTooLarge(str(exc.detail), details={"limit": getattr(exc, "limit", None)}))
+        if exc.status_code == 404:
+            return JSONResponse(status_code=404, content={"error": {"code": "not_found", "message": str(exc.detail),
+                                                                    "details": {}}})
+        if exc.status_code == 405:
+            return JSONResponse(status_code=405, headers=exc.headers or {},
+                                content={"error": {"code": "invalid_input", "message": str(exc.detail),
+                                                   "details": {}}})
+        return _error(InvalidInput(str(exc.detail)))
 
     @app.exception_handler(Exception)
     async def _bug(_req: Request, exc: Exception) -> JSONResponse:
@@ -251,7 +297,8 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
              response_class=Response, responses={**raw({"text/csv": MOCK_CSV, PARQUET: None},
                                                        "random rows that follow the schema, never the data"),
                                                  **errors("not_found", "access_refused")})
-    def mock_dataset(name: str, who: Who, rows: Annotated[int, Query(ge=1, le=100_000)] = 1000, seed: int = 0,
+    def mock_dataset(name: str, who: Who, rows: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+                     seed: Annotated[int, Query(ge=0, le=INT64, description="same seed, same bytes")] = 0,
                      format: Literal["csv", "parquet"] = "csv") -> Response:  # noqa: A002 - the query name
         """Rows drawn from the declared schema and domains only (no data is read): for writing job code."""
         data = wh.datasets.mock(who, name, rows=rows, seed=seed, fmt=format)
@@ -263,11 +310,16 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
              response_class=Response, responses={**raw({PARQUET: None, "text/csv": MOCK_CSV},
                                                        "the dataset's DP synthetic table (generated once per version)"),
                                                  **errors("not_found", "forbidden", "refused", "budget_exhausted",
-                                                          "conflict")})
+                                                          "conflict", "access_refused", "tampered")})
     def synthetic_dataset(name: str, who: Who,
-                          format: Literal["csv", "parquet"] = "parquet") -> Response:  # noqa: A002 - the query name
-        """Generated once per version under the policy's ε (charged to the shared budget), then served to all."""
-        data = wh.synthetic.get(who, name, fmt=format)
+                          format: Literal["csv", "parquet"] = "parquet",  # noqa: A002 - the query name
+                          purpose: Annotated[str | None, Query(max_length=64, description=(
+                              "what the data is for: enterprises must name one of the policy's purposes"))] = None,
+                          ) -> Response:
+        """Generated once per version under the policy's ε (charged to the shared budget), then served to all.
+        Enterprises name their purpose, checked against the policy like every other access; every refusal
+        is audited."""
+        data = wh.synthetic.get(who, name, fmt=format, purpose=purpose)
         media = "text/csv" if format == "csv" else PARQUET
         return Response(content=data, media_type=media,
                         headers={"Content-Disposition": f'attachment; filename="{name}-synthetic.{format}"'})
@@ -329,10 +381,33 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         return wh.exports.decide(who, export_id, body.decision, body.reason, body.bundle_sha256)
 
     @app.get("/v1/exports/{export_id}/download", tags=["exports"], summary="Download an approved export",
-             response_model=FilesOut, responses={**ok("files"), **errors("not_found", "forbidden")})
+             response_model=FilesOut, responses={**ok("files"), **errors("not_found", "forbidden", "tampered")})
     def download_export(export_id: str, who: Who) -> dict[str, Any]:
         """The submitting tenant downloads an approved export; the bytes are re-hashed first (audited)."""
         return {"files": [_file_json(f) for f in wh.exports.download(who, export_id)]}
+
+    @app.get("/v1/tokens", tags=["users"], summary="List tokens", response_model=TokenPage,
+             responses={**ok("tokens"), **errors("not_found")})
+    def list_tokens(who: Who, user: Annotated[str | None, Query(max_length=64)] = None, offset: Offset = 0,
+                    limit: Limit = 100) -> dict[str, Any]:
+        """Tokens (never the secrets): id, user, label, fingerprint, issue, expiry, last use and state.
+        Admins and auditors see everyone's, others their own."""
+        return _page(wh.users.list_tokens(who, user), offset, limit)
+
+    @app.post("/v1/tokens", tags=["users"], status_code=201, summary="Issue a token", response_model=TokenIssuedOut,
+              responses={**ok("token_issued", 201), **errors("forbidden", "not_found")})
+    def issue_token(body: Annotated[TokenIn, Body(openapi_examples=TOKEN_IN)], who: Who) -> dict[str, Any]:
+        """Admins only. A new token for a user, expiring after the policy's days (or fewer); the token is in
+        this answer and nowhere else."""
+        info, token = wh.users.issue(who, body.user, days=body.days, label=body.label)
+        return {**info, "token": token}
+
+    @app.delete("/v1/tokens/{token_id}", tags=["users"], summary="Revoke a token", response_model=TokenOut,
+                responses={**ok("token"), **errors("not_found")})
+    def revoke_token(token_id: Annotated[int, PathParam(ge=1, le=INT64)], who: Who) -> dict[str, Any]:
+        """Admins revoke any token, others their own (someone else's is not found). Web sessions signed in
+        with it end at once."""
+        return wh.users.revoke_token(who, token_id)
 
     @app.get("/v1/audit/verify", tags=["audit"], summary="Verify the audit chain", response_model=VerifyOut,
              responses={**ok("verify"), **errors("forbidden")})
@@ -344,7 +419,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
              responses={**ok("records"), **errors("forbidden")})
     def audit_records(who: Who, action: str | None = None, actor: str | None = None, object_id: str | None = None,
                       tenant: str | None = None, job_id: str | None = None, since: str | None = None,
-                      until: str | None = None, after: Annotated[int, Query(ge=0)] = 0, offset: Offset = 0,
+                      until: str | None = None, after: Annotated[int, Query(ge=0, le=INT64)] = 0, offset: Offset = 0,
                       limit: Limit = 100) -> dict[str, Any]:
         """Filter by action (``query.*`` wildcards), actor, tenant, object, job and time; page by offset or
         by ``after`` (the last seq seen)."""
@@ -404,6 +479,15 @@ def _copy_capped(src: Any, dst: Any, cap: int) -> int:
             return n
         dst.write(chunk)
     return n
+
+
+def _flush_loop(failures: AuthFailures, stop: threading.Event) -> None:
+    # Windows of failed authentications that ended are recorded even when no new failure comes.
+    while not stop.wait(max(1.0, min(failures.window_s / 4, 30.0))):
+        try:
+            failures.flush()
+        except TwhError:
+            log.exception("failed authentications could not be recorded; will retry")
 
 
 def _worker_loop(wh: Warehouse, stop: threading.Event) -> None:

@@ -10,7 +10,7 @@ the models never drop what a client already reads. ``tests/e2e/test_api_conventi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,8 @@ MIGRATE_IN = {"rename": {"summary": "rename a column", "value": {"manifest": MAN
 JOB_IN = {"job": {"summary": "job.yaml and job.py, base64", "value": {"files": {
     "job.yaml": "bmFtZTogcmF0ZXMKcHVycG9zZTogY3JlZGl0X3Jpc2sKZGF0YXNldHM6IFtsb2Fuc10K",
     "job.py": "aW1wb3J0IHR3aF9qb2IK"}}}}
+TOKEN_IN = {"issue": {"summary": "a 30-day token for a CI job", "value": {"user": "bank_a_analyst", "days": 30,
+                                                                        "label": "ci"}}}
 DECISION_IN = {"approve": {"summary": "approve the reviewed bytes", "value": {
     "decision": "approve", "reason": "only aggregates over >= 10 firms", "bundle_sha256": "45b5ea18" * 8}}}
 INGEST_EXAMPLES = {"requestBody": {"content": {"multipart/form-data": {"examples": {
@@ -78,6 +80,26 @@ class ColumnOut(Out):
     name: str
     type: str
     role: str
+
+
+class TokenOut(Out):
+    id: int
+    user: str
+    label: str | None
+    fingerprint: str = Field(description="the first 12 hex digits of the token's SHA-256 (what the audit log names)")
+    created_at: str
+    expires_at: str
+    last_used_at: str | None = Field(description="noted at most once a minute")
+    revoked_at: str | None
+    state: Literal["active", "expired", "revoked"]
+
+
+class TokenIssuedOut(TokenOut):
+    token: str = Field(description="shown once; only its SHA-256 is stored")
+
+
+class TokenPage(PageOut):
+    items: list[TokenOut]
 
 
 class DatasetOut(Out):
@@ -167,9 +189,14 @@ class FilesOut(Out):
 
 class VerifyOut(Out):
     ok: bool
-    records: int
+    records: int = Field(description="records present in the log")
     first_bad_seq: int | None
-    problem: str
+    problem: str = Field(description="the first problems, in one line")
+    bad_records: int = Field(default=0, description="records that fail a check (undecodable, modified, unlinked, "
+                                                    "unsealed, differing from their anchor)")
+    missing: int = Field(default=0, description="seqs absent from the log (gaps, a removed tail)")
+    bad_seqs: list[int] = Field(default_factory=list, description="the first 100 bad or missing seqs")
+    problems: list[str] = Field(default_factory=list, description="every problem found (the first 100)")
 
 
 class AuditRecordOut(Out):
@@ -213,6 +240,9 @@ RECORD = {"seq": 7, "ts": "2026-11-25T15:12:21.511314+00:00", "actor": "analyst"
 BUDGET = {"dataset": "tax_payments", "budget": {"epsilon": "5.0", "delta": "0.000001", "period": "month"},
           "scopes": [{"scope": "*", "period": "2026-11", "spent": {"epsilon": "1/2", "delta": "0"}}],
           "history": [{"at": "2026-11-25T15:13:00+00:00", "epsilon": "1/2", "kind": "query", "job_id": "job_1"}]}
+TOKEN = {"id": 7, "user": "bank_a_analyst", "label": "ci", "fingerprint": "3f2a9c61d0b4",
+         "created_at": "2026-11-25T15:12:21.511314+00:00", "expires_at": "2026-12-25T15:12:21.511314+00:00",
+         "last_used_at": None, "revoked_at": None, "state": "active"}
 EXAMPLES: dict[str, Any] = {
     "me": USER, "user_created": {"user": USER, "token": "twh_… (shown once)"},
     "dataset": DATASET, "datasets": {"items": [DATASET], "total": 1, "offset": 0, "limit": 100},
@@ -222,7 +252,10 @@ EXAMPLES: dict[str, Any] = {
     "job": JOB, "jobs": {"items": [JOB], "total": 1, "offset": 0, "limit": 100},
     "logs": {"stdout": "2 groups released, 47 suppressed\n", "stderr": ""},
     "export": EXPORT, "exports": {"items": [EXPORT], "total": 1, "offset": 0, "limit": 100}, "files": FILES,
-    "verify": {"ok": True, "records": 36, "first_bad_seq": None, "problem": ""},
+    "verify": {"ok": True, "records": 36, "first_bad_seq": None, "problem": "", "bad_records": 0, "missing": 0,
+               "bad_seqs": [], "problems": []},
+    "token": TOKEN, "token_issued": {**TOKEN, "token": "twh_… (shown once)"},
+    "tokens": {"items": [TOKEN], "total": 1, "offset": 0, "limit": 100},
     "records": {"items": [RECORD], "total": 36, "offset": 0, "limit": 1, "next_after": 7},
 }
 
@@ -241,9 +274,10 @@ def raw(media: dict[str, Any], description: str) -> dict[int | str, dict[str, An
 
 
 def errors(*codes: str) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a route: every route can answer ``unauthenticated`` and ``invalid_input``."""
+    """The error answers of a route: every route can answer ``unauthenticated``, ``invalid_input``,
+    ``rate_limited`` (too many bad tokens from one address) and ``payload_too_large`` (body cap)."""
     by_status: dict[int, dict[str, Any]] = {}
-    for code in ("unauthenticated", "invalid_input", *codes):
+    for code in ("unauthenticated", "invalid_input", "rate_limited", "payload_too_large", *codes):
         cls = ERRORS_BY_CODE[code]
         entry = by_status.setdefault(cls.http_status, {"model": ErrorOut, "description": "",
                                                         "content": {"application/json": {"examples": {}}}})
@@ -263,4 +297,7 @@ _MESSAGES = {
     "validation_failed": "the batch failed its contract: quarantined",
     "invalid_transition": "export is already approved",
     "refused": "the policy does not allow DP synthetic data", "access_refused": "tenant bank_b may not use loans",
+    "rate_limited": "too many failed authentications from this address; wait a minute",
+    "payload_too_large": "the request body is larger than 33554432 bytes",
+    "tampered": "the stored bytes of export exp_0c058c737c707f52 do not match their approved hash",
 }

@@ -4,4 +4,4 @@
     twh --url URL --token T job submit ./job       # against a service
 """
 
-__all__ = ["audit", "datasets", "exports", "jobs", "main", "output", "progress", "service", "syft", "users"]
+__all__ = ["audit", "datasets", "exports", "jobs", "main", "output", "progress", "service", "syft", "tokens", "users"]

@@ -155,11 +155,13 @@ def dataset_mock(c: typer.Context, name: str,
 @dataset_app.command("synthetic")
 def dataset_synthetic(c: typer.Context, name: str,
                       out_file: Annotated[Path | None, typer.Option("--out", help="FILE.parquet or FILE.csv")]
-                      = None) -> None:
+                      = None,
+                      purpose: Annotated[str | None, typer.Option(help="what it is for (enterprises: one of the "
+                                                                       "policy's purposes)")] = None) -> None:
     """The dataset's DP synthetic table (real shape of the distributions; the first request spends
     the policy's dp.synthetic epsilon, later ones are free)."""
     fmt = "csv" if out_file is None or out_file.suffix.lower() == ".csv" else "parquet"
-    data = run(lambda: ctx(c).client().synthetic_dataset(name, fmt=fmt))
+    data = run(lambda: ctx(c).client().synthetic_dataset(name, fmt=fmt, purpose=purpose))
     if out_file is None:
         sys.stdout.write(data.decode("utf-8"))
         return

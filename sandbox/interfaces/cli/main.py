@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 from . import audit, datasets, exports, jobs, service, users
 from .output import _STATE, Ctx
 from .syft import syft_app  # syft itself is imported only when a command runs
+from .tokens import token_app
 
 #: the root callback's parameter -> the :class:`Ctx` field it sets
 _GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get"}
@@ -68,6 +69,7 @@ for sub, name in ((users.user_app, "user"), (datasets.dataset_app, "dataset"), (
                   (exports.export_app, "export"), (audit.audit_app, "audit"), (datasets.budget_app, "budget"),
                   (service.db_app, "db"), (service.demo_app, "demo"), (syft_app, "syft")):
     app.add_typer(sub, name=name)
+app.add_typer(token_app, name="token")
 for group in (users.top, datasets.top, service.top):  # top-level commands (twh init, twh ingest, twh serve, …)
     for command in group.registered_commands:
         app.registered_commands.append(command)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from ...access.throttle import Attempts, AuthFailures
 from .sessions import SessionStore
 
 __all__ = ["mount"]
@@ -54,6 +55,10 @@ def mount(app: FastAPI) -> None:
     )
 
     wh = app.state.warehouse
-    app.state.web_sessions = SessionStore(wh.db, wh.settings.secrets_dir)
+    st = wh.settings
+    app.state.web_sessions = SessionStore(wh.db, st.secrets_dir, token_ttl_days=st.token_ttl_days)
+    app.state.login_attempts = Attempts(st.auth_window_seconds, st.login_attempts_per_window)
+    if not hasattr(app.state, "auth_failures"):  # the API's, when it mounts the pages (one count per source)
+        app.state.auth_failures = AuthFailures(wh.ctx)
     for module in (pages_session, pages_work, pages_model, pages_datasets, pages_audit):
         app.include_router(module.router)

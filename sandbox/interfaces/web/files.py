@@ -1,29 +1,66 @@
-"""Showing export files to reviewers: CSV as a table, JSON pretty-printed, other text as text, and
-binary files (weights, images) as binary — size, SHA-256 and, for ``.safetensors``, the tensor
-table (name, dtype, shape) read from the header by the safetensors library (never ``torch.load``).
+"""Showing export files to reviewers: CSV as a table, JSON pretty-printed, the raw bytes — all paged.
+
+A steward approves every byte of a bundle, so the review never ends at an arbitrary cut: each
+view of a file is a *page* — CSV rows (:data:`ROWS_PER_PAGE`), lines of pretty JSON
+(:data:`LINES_PER_PAGE`), raw bytes (:data:`RAW_BYTES_PER_PAGE`) — with its position ("rows
+2001–4000 of 5000, page 2 of 3") and links to every other page; the page says "complete" only
+when the whole file is on it, and the whole file can be downloaded as its exact bytes. Row and
+byte counts are of the stored bytes, whose SHA-256 is recomputed here (and the bundle hash from it).
 
 Every byte here was written by a job (an attacker, as far as we know): these functions only
 parse and structure; escaping is the templates' (Jinja2 autoescape), and the page's CSP forbids
 scripts and inline styles on top.
+
+Binary files (weights, images) are shown as binary: size, SHA-256 and, for ``.safetensors``, the
+tensor table (name, dtype, shape) read from the header by the safetensors library (never
+``torch.load``); the whole file can be downloaded by the reviewer like any other.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...release.exports import bundle_hash
 
-MAX_ROWS = 2000
-MAX_TEXT = 200_000
+ROWS_PER_PAGE = 2000
+LINES_PER_PAGE = 2000
+RAW_BYTES_PER_PAGE = 100_000
 #: files shown as text when their bytes are UTF-8 without NUL; anything else is binary
 TEXT_SUFFIXES = (".csv", ".json", ".txt", ".tsv", ".md", ".log")
+
+
+@dataclass(frozen=True)
+class Pages:
+    """Where one view of a file stands: page ``page`` of ``pages``, items ``first``–``last`` of ``total``."""
+
+    page: int
+    pages: int
+    first: int  # 1-based; 0 when there is nothing to show
+    last: int
+    total: int
+    unit: str  # "rows" | "lines" | "bytes"
+
+    @property
+    def complete(self) -> bool:
+        return self.pages <= 1
+
+    @classmethod
+    def of(cls, total: int, per_page: int, page: int, unit: str) -> Pages:
+        pages = max(1, -(-total // per_page))
+        page = min(max(1, page), pages)
+        first = (page - 1) * per_page
+        return cls(page, pages, first + 1 if total else 0, min(total, first + per_page), total, unit)
+
+    @property
+    def window(self) -> slice:
+        return slice(max(0, self.first - 1), self.last)
 
 
 @dataclass(frozen=True)
@@ -32,11 +69,13 @@ class ShownFile:
     sha256: str
     size: int
     kind: str  # "csv" | "json" | "text" | "binary"
-    text: str  # the exact bytes as text (shown raw on request); empty for a binary file
+    text: str  # this page of the raw bytes, as text (undecodable bytes as \\xNN escapes); empty if binary
+    raw: Pages = field(default_factory=lambda: Pages.of(0, RAW_BYTES_PER_PAGE, 1, "bytes"))
     header: list[str] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-    total_rows: int = 0
-    pretty: str = ""
+    rows: list[list[str]] = field(default_factory=list)  # this page's rows
+    total_rows: int = 0  # data rows of the whole file (the header not counted)
+    table: Pages | None = None  # the CSV table's or pretty JSON's pages
+    pretty: str = ""  # this page of the pretty-printed JSON
     problem: str = ""
     #: binary ``.safetensors``: one ``{"name", "dtype", "shape"}`` per tensor, and the header's metadata
     tensors: list[dict[str, Any]] = field(default_factory=list)
@@ -89,14 +128,17 @@ def describe_binary(name: str, data: bytes) -> dict[str, Any]:
     return out
 
 
-def show_file(name: str, data: bytes) -> ShownFile:
+def show_file(name: str, data: bytes, *, page: int = 1, raw_page: int = 1) -> ShownFile:
+    """One page of ``name`` (table/JSON ``page``, raw bytes ``raw_page``), with the whole file's counts."""
     digest = hashlib.sha256(data).hexdigest()
     if is_binary(name, data):
         d = describe_binary(name, data)
         return ShownFile(name=name, sha256=digest, size=len(data), kind="binary", text="",
+                         raw=Pages.of(len(data), RAW_BYTES_PER_PAGE, 1, "bytes"),
                          tensors=d.get("tensors", []), metadata=d.get("metadata", {}), problem=d.get("problem", ""))
-    text = data[:MAX_TEXT].decode("utf-8", "replace")
-    base = {"name": name, "sha256": digest, "size": len(data), "text": text}
+    raw = Pages.of(len(data), RAW_BYTES_PER_PAGE, raw_page, "bytes")
+    text = data[raw.window].decode("utf-8", "backslashreplace")
+    base: dict[str, Any] = {"name": name, "sha256": digest, "size": len(data), "text": text, "raw": raw}
     lower = name.lower()
     if lower.endswith(".csv"):
         try:
@@ -104,13 +146,17 @@ def show_file(name: str, data: bytes) -> ShownFile:
         except (UnicodeDecodeError, csv.Error) as exc:
             return ShownFile(kind="text", problem=f"does not parse as CSV ({type(exc).__name__})", **base)
         header, body = (rows[0], rows[1:]) if rows else ([], [])
-        return ShownFile(kind="csv", header=header, rows=body[:MAX_ROWS], total_rows=len(body), **base)
+        table = Pages.of(len(body), ROWS_PER_PAGE, page, "rows")
+        return ShownFile(kind="csv", header=header, rows=body[table.window], total_rows=len(body), table=table,
+                         **base)
     if lower.endswith(".json"):
         try:
             pretty = json.dumps(json.loads(data.decode("utf-8")), indent=2, ensure_ascii=False, sort_keys=True)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return ShownFile(kind="text", problem=f"does not parse as JSON ({type(exc).__name__})", **base)
-        return ShownFile(kind="json", pretty=pretty[:MAX_TEXT], **base)
+        lines = pretty.split("\n")
+        table = Pages.of(len(lines), LINES_PER_PAGE, page, "lines")
+        return ShownFile(kind="json", pretty="\n".join(lines[table.window]), table=table, **base)
     return ShownFile(kind="text", **base)
 
 

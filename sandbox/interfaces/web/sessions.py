@@ -4,8 +4,8 @@ The cookie holds ``<random id>.<HMAC of the id>`` under a key in the warehouse's
 directory — never the bearer token. The catalog's ``web_sessions`` table keeps, per session,
 only the SHA-256 of the id, the user, *which* token signed in (its row, never the token), a
 per-session CSRF token, and the times that end it (idle, absolute, revoked). Every request
-re-resolves the principal through the token's row, so revoking the token ends its sessions at
-once; signing out revokes the row. Any number of service processes on one catalog (and one
+re-resolves the principal through the token's row, so revoking the token — or its expiry — ends
+its sessions at once; signing out revokes the row. Any number of service processes on one catalog (and one
 ``secrets/``) honour the same sessions.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
+from ...access.users import token_state, touch_token
 from ...auth import Principal, Role, hash_token
 from ...catalog.db import Database, Token, User, WebSessionRow, utcnow
 from ...catalog.keys import load_or_create_key
@@ -42,7 +43,7 @@ class WebSession:
     csrf: str = field(repr=False)
     #: what the audit log records about the signing-in token (its hash's first 12 hex digits)
     token_fingerprint: str
-    #: None when the token was revoked (or its user removed) since signing in
+    #: None when the token was revoked or expired (or its user removed) since signing in
     principal: Principal | None
     id: str = field(default="", repr=False)  # the raw id: only known right after create()
 
@@ -52,10 +53,12 @@ def _digest(session_id: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, db: Database, secrets_dir: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Database, secrets_dir: Path, *, clock: Callable[[], datetime] = utcnow,
+                 token_ttl_days: int = 90) -> None:
         self._db = db
         self._key = load_or_create_key(secrets_dir / "web_session.key")
         self._clock = clock
+        self._ttl = token_ttl_days
 
     # -- cookie values ---------------------------------------------------------------------
     def _sign(self, value: str) -> str:
@@ -88,8 +91,8 @@ class SessionStore:
         with self._db.transaction() as s:
             row = s.execute(select(Token, User).join(User, User.id == Token.user_id).where(
                 Token.token_hash == hash_token(token), Token.revoked_at.is_(None))).first()
-            if row is None:
-                raise LookupError("the token is unknown or revoked")
+            if row is None or token_state(row[0], self._ttl, now) != "active":
+                raise LookupError("the token is unknown, revoked or expired")
             tok, user = row
             s.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now - KEEP_ENDED))
             s.add(WebSessionRow(id_hash=_digest(sid), user_name=user.name, token_id=tok.id, csrf=csrf,
@@ -120,7 +123,9 @@ class SessionStore:
         if found is None:
             return None
         row, tok, user = found
-        live = tok.revoked_at is None and user is not None
+        live = token_state(tok, self._ttl, now) == "active" and user is not None
+        if live:
+            touch_token(self._db, tok, now)  # at most once a minute per token
         principal = Principal(user.name, Role(user.role), user.tenant) if live else None
         seen = row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=UTC)
         if live and now - seen > timedelta(seconds=TOUCH_SECONDS):

@@ -22,7 +22,8 @@ router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 ACTIONS = ["user.added", "token.issued", "token.revoked", "token.used", "token.rejected", "dataset.registered",
            "ingest.committed", "ingest.quarantined", "job.submitted", "job.refused", "job.started", "job.gating",
            "job.failed", "query.released", "query.refused", "export.requested", "export.approved", "export.denied",
-           "export.downloaded", "audit.verified", "audit.exported", "query.*", "export.*", "job.*", "token.*"]
+           "export.downloaded", "audit.verified", "audit.exported", "query.refusals_counted", "synthetic.refused",
+           "export.download_refused", "audit.head_sealed", "query.*", "export.*", "job.*", "token.*"]
 MAX_PLOTTED = 50_000
 Str = Annotated[str | None, Query(max_length=80)]
 

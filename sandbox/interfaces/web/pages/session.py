@@ -1,4 +1,11 @@
-"""Signing in with a token, signing out, the home redirect and the stylesheet."""
+"""Signing in with a token, signing out, the home redirect and the stylesheet.
+
+Failed sign-ins are rate-limited per source (``Settings.login_attempts_per_window``; 429 past it)
+and a failed one is counted into the aggregated ``token.rejected`` record of its source
+(:mod:`sandbox.access.throttle`), never one audit write per attempt. Cookies are ``Secure``
+whenever the service is configured behind https (``Settings.secure_cookies``), whatever scheme
+the request itself arrived with.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from ....auth import SYSTEM, token_fingerprint
+from ....access.throttle import client_source
+from ....auth import token_fingerprint
 from ....errors import AuthError, Forbidden
 from ..core import (
     HERE,
@@ -62,9 +70,9 @@ def login_form(request: Request, next: str | None = None) -> Response:
 def _login_page(request: Request, next: str | None, status: int = 200, message: str = "") -> Response:
     nonce = store(request).new_nonce()
     resp = render(request, "login.html", None, status=status, nonce=nonce, next=_safe_next(next) or "",
-                  message=message)
+                  message=message, ttl_days=warehouse(request).settings.token_ttl_days)
     resp.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path="/ui/login",
-                    secure=request.url.scheme == "https", max_age=3600)
+                    secure=warehouse(request).settings.secure_cookies, max_age=3600)
     return resp
 
 
@@ -72,25 +80,32 @@ def _login_page(request: Request, next: str | None, status: int = 200, message: 
 def login(request: Request, token: Annotated[str, Form(max_length=200)],
           nonce: Annotated[str, Form(max_length=200)] = "", next: Annotated[str, Form(max_length=300)] = "") -> Response:
     sessions = store(request)
+    wh = warehouse(request)
+    source = client_source(request.headers, request.client.host if request.client else None,
+                           wh.settings.trusted_proxy)
+    attempts = request.app.state.login_attempts
+    if attempts.blocked(source):  # refused before the token is even looked at
+        return _login_page(request, next, status=429,
+                           message="too many failed sign-ins from this address: wait a minute and try again")
     if not sessions.nonce_ok(request.cookies.get(LOGIN_COOKIE), nonce):
         raise Forbidden("the sign-in form expired or did not come from this site: load it again")
-    wh = warehouse(request)
     token = token.strip()
     where = {"method": "POST", "path": "/ui/login", "via": "web"}
     try:
         who = wh.users.authenticate(token)
     except AuthError as exc:
-        wh.ctx.record(SYSTEM, "token.rejected", "token", token_fingerprint(token), where)
+        attempts.hit(source)
+        request.app.state.auth_failures.failed(source, token_fingerprint(token), where)
         return _login_page(request, next, status=401, message=exc.message)
     wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
     try:
         session = sessions.create(token)
-    except LookupError:  # revoked between the two reads
-        return _login_page(request, next, status=401, message="unknown or revoked token")
+    except LookupError:  # revoked or expired between the two reads
+        return _login_page(request, next, status=401, message="unknown, revoked or expired token")
     resp = redirect(_safe_next(next) or home_for(who.role))
     resp.set_cookie(COOKIE, sessions.cookie_value(session), httponly=True, samesite="strict", path="/",
-                    secure=request.url.scheme == "https", max_age=IDLE_SECONDS * 24)
-    resp.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+                    secure=wh.settings.secure_cookies, max_age=IDLE_SECONDS * 24)
+    resp.delete_cookie(LOGIN_COOKIE, path="/ui/login", secure=wh.settings.secure_cookies)
     return resp
 
 
@@ -98,5 +113,5 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)],
 def logout(request: Request, viewer: Checked) -> Response:
     store(request).revoke(viewer.session)  # in the catalog: every process stops honouring it
     resp = redirect("/ui/login")
-    resp.delete_cookie(COOKIE, path="/")
+    resp.delete_cookie(COOKIE, path="/", secure=warehouse(request).settings.secure_cookies)
     return resp

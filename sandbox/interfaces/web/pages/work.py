@@ -7,20 +7,48 @@ steward those touching the datasets they steward, an auditor everything.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from ....auth import Role
 from ....errors import NotFound, TwhError
 from ..core import WH, Checked, HtmlRoute, Who, page_link, redirect, render
-from ..files import query_rows, reviewed_bundle, show_file
+from ..files import Pages, ShownFile, query_rows, reviewed_bundle, show_file
 from ..modelcard import number, read_model_card
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=200)]
+PageNo = Annotated[int, Query(ge=1, le=1_000_000_000)]
 REVIEWERS = (Role.STEWARD, Role.AUDITOR, Role.ADMIN)
+
+
+def _pager(p: Pages | None, link: Any) -> dict[str, Any] | None:
+    """Links to the first, previous, next and last page of one view of a file (None: one page only)."""
+    if p is None or p.complete:
+        return None
+    return {"first": link(1) if p.page > 1 else None, "prev": link(p.page - 1) if p.page > 1 else None,
+            "next": link(p.page + 1) if p.page < p.pages else None,
+            "last": link(p.pages) if p.page < p.pages else None}
+
+
+def _file_views(export_id: str, files: list[ShownFile]) -> list[dict[str, Any]]:
+    """Per file: its pagers (table and raw bytes) and the link to its complete bytes."""
+    base = f"/ui/exports/{quote(export_id, safe='')}"
+    views = []
+    for i, f in enumerate(files):
+        table_page = f.table.page if f.table else 1
+
+        def at(page: int, raw: int, i: int = i, f: ShownFile = f) -> str:
+            return page_link(base, {"file": f.name, "page": page, "raw": raw}) + f"#file-{i}"
+        views.append({"file": f, "anchor": f"file-{i}",
+                      "table": _pager(f.table, lambda n, r=f.raw.page, at=at: at(n, r)),
+                      "raw": _pager(f.raw, lambda n, t=table_page, at=at: at(t, n)),
+                      "whole": f"{base}/review/{quote(f.name, safe='')}"})
+    return views
 
 
 def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
@@ -61,21 +89,27 @@ def exports(request: Request, viewer: Who, wh: WH, state: str | None = None, off
 
 
 @router.get("/ui/exports/{export_id}")
-def export_page(request: Request, export_id: str, viewer: Who, wh: WH, done: str | None = None) -> Response:
+def export_page(request: Request, export_id: str, viewer: Who, wh: WH, done: str | None = None,
+                file: Annotated[str | None, Query(max_length=128)] = None, page: PageNo = 1,
+                raw: PageNo = 1) -> Response:
+    """The review: every file paged (``file``'s table ``page`` and raw bytes page ``raw``), never cut."""
     who = viewer.principal
     e = wh.exports.get(who, export_id)
     job = wh.jobs.get(who, e["job_id"])
     files, logs, code, model = [], None, {}, None
     if who.role in REVIEWERS:
         got = wh.exports.preview(who, export_id)
-        files = [show_file(f.name, f.data) for f in got]
+        files = [show_file(f.name, f.data, page=page if f.name == file else 1, raw_page=raw if f.name == file else 1)
+                 for f in got]
         logs = wh.jobs.logs(who, job["id"])  # with a training job's review (attack, exact counts)
         model = read_model_card(job["id"], files, {f.name: f.data for f in got}, logs.get("training_review"))
         code = wh.jobs.code(who, job["id"])
     elif e["state"] == "approved" and any(f["name"] == "model_card.json" for f in e["files"] or []):
         model = True  # the submitter's link to the model page (which reads the approved bytes)
     mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD and e["state"] == "pending" else []
-    return render(request, "export.html", viewer, e=e, job=job, files=files, logs=logs, code=code,
+    return render(request, "export.html", viewer, e=e, job=job, files=files, views=_file_views(export_id, files),
+                  paged=[f.name for f in files if not (f.raw.complete and (f.table is None or f.table.complete))],
+                  logs=logs, code=code,
                   queries=query_rows(job.get("queries")), mine=mine,
                   shown_bundle=reviewed_bundle(files) if files else None, model=model, num=number,
                   done=done if done in ("approve", "deny") else None)
@@ -91,12 +125,22 @@ def decide(request: Request, export_id: str, viewer: Checked, wh: WH,
     return redirect(f"/ui/exports/{export_id}?done={decision}")
 
 
-@router.get("/ui/exports/{export_id}/files/{name}")
-def download(export_id: str, name: str, viewer: Who, wh: WH) -> Response:
-    files = wh.exports.download(viewer.principal, export_id)  # approved only, audited, bytes re-hashed
-    match = next((f for f in files if f.name == name), None)
+@router.get("/ui/exports/{export_id}/review/{name}")
+def review_file(export_id: str, name: str, viewer: Who, wh: WH) -> Response:
+    """A reviewer's copy of one file's complete, exact bytes (what the bundle hash covers)."""
+    match = next((f for f in wh.exports.preview(viewer.principal, export_id) if f.name == name), None)
     if match is None:
         raise NotFound(f"export {export_id!r} has no file {name[:60]!r}")
+    safe = "".join(c for c in match.name if c.isalnum() or c in "._-")[:100] or "export.bin"
+    return Response(match.data, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{safe}"',
+                             "X-Content-SHA256": hashlib.sha256(match.data).hexdigest()})
+
+
+@router.get("/ui/exports/{export_id}/files/{name}")
+def download(export_id: str, name: str, viewer: Who, wh: WH) -> Response:
+    # approved only, this file's bytes re-hashed, audited only when it exists and is sent
+    match = wh.exports.download_file(viewer.principal, export_id, name)
     safe = "".join(c for c in match.name if c.isalnum() or c in "._-")[:100] or "export.bin"
     return Response(match.data, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{safe}"',
