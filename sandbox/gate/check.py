@@ -102,6 +102,14 @@ def _scan(root: exp.Select) -> None:
             refuse("no_distinct", "DISTINCT is not allowed (COUNT(DISTINCT ...) included)")
 
 
+def parse_select(sql: str) -> exp.Select:
+    """One SELECT, checked for what no path that touches rows accepts (comments, CTEs, subqueries,
+    set operations, ``*``, windows, DISTINCT): shared by the gate and the training feature query."""
+    root = _parse(sql)
+    _scan(root)
+    return root
+
+
 # --------------------------------------------------------------------------- the plan
 
 

@@ -2,22 +2,28 @@
 
 The gate refuses row-level queries because their rows would go to the job. A training job's
 rows go nowhere the job can see: they become a Parquet file that only the trainer sandbox
-reads. So this path allows row-level SELECTs, but only of what a model may learn from:
+reads. So this path allows row-level SELECTs, but only of what a model may learn from, and it is
+planned by **the gate's own planner** (:func:`sandbox.gate.check.parse_select` and
+:class:`sandbox.gate.clauses.Checker`): the same parser, the same refusals (comments, CTEs,
+subqueries, set operations, ``*``, windows, DISTINCT, table functions, qualified names), the same
+name resolution against the declared columns and the same join rules (INNER JOIN ... ON an AND
+of equalities between join-key columns, each linking a dataset to one joined before it; a
+dataset at most once, so ``ON a.k = a.k`` and self-joins are refused). On top of them:
 
-* one ``SELECT`` over the job's datasets (by name, optionally aliased), inner joins whose
-  ``ON`` is an AND of equalities between **declared join keys**;
+* every ON equality joins the **privacy units** of two datasets (all datasets read declare one):
+  so every joined row is one unit's, and an example can never carry another unit's values (a
+  cross join, or a label copied from another firm, is refused, not noised);
 * output columns are **dimension/measure** columns or expressions/aggregates over them; an
-  ``identifier`` column is refused anywhere; a ``join_key`` only in ``ON`` and ``GROUP BY``
-  (never as a feature);
-* operators and functions from an allow-list; no subqueries, CTEs, set operations, ``*``,
-  windows, table functions, ``LIMIT``;
-* with aggregates, the query must ``GROUP BY`` a privacy-unit column.
+  ``identifier`` column is refused anywhere; a ``join_key`` only in ``ON`` and ``GROUP BY``;
+* operators and functions from an allow-list; no ``LIMIT``, ``ORDER BY``, ``HAVING``;
+* with aggregates (or ``GROUP BY``), the query must ``GROUP BY`` a privacy-unit column.
 
-The privacy unit (the datasets' policy ``privacy_unit``) is selected as a hidden column; after
-the run at most **one row per unit** is kept (chosen at random with a CSPRNG), so each unit
-contributes one example and DP-SGD's per-example guarantee is per unit. The hidden column is
-dropped before the file is written. The SQL runs on the job's pinned snapshots through the
-gate's locked-down DuckDB connection.
+The engine SQL is rebuilt from the checked pieces: columns fully qualified by dataset (aliases
+gone), the checked joins, and the privacy unit selected as a hidden column. After the run at most
+**one row per unit** is kept (chosen at random with a CSPRNG), so each unit contributes one
+example and DP-SGD's per-example guarantee is per unit. The hidden column is dropped before the
+file is written. The SQL runs on the job's pinned snapshots through the gate's locked-down DuckDB
+connection.
 """
 
 from __future__ import annotations
@@ -27,10 +33,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 
+from policies import ColumnRole, load_policy
+
 from ..errors import QueryRefused
+from ..gate import TableInfo
+from ..gate.check import parse_select
+from ..gate.clauses import Checker, ref_sql
+from ..gate.plan import ColumnRef
 from ..tables.snapshot import Snapshot
 
 UNIT = "__twh_unit"
@@ -46,15 +57,22 @@ _ALLOWED = (
     exp.Abs, exp.Ln, exp.Log, exp.Round, exp.Greatest, exp.Least, exp.Year, exp.Month, exp.Sqrt,
     *_AGGREGATES,
 )
+_CLAUSES = {"expressions", "from_", "joins", "where", "group"}
 
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """What the path needs of a dataset: column roles and its privacy-unit column."""
+    """A dataset described by its column roles and privacy unit (tests and tools that have no
+    manifest at hand); the planner reads a :class:`~sandbox.gate.TableInfo`."""
 
     name: str
     roles: Mapping[str, str]  # column -> identifier|dimension|measure|join_key
     privacy_unit: str | None
+
+    def table_info(self) -> TableInfo:
+        policy = load_policy({"tenants": ["*"], "purposes": ["training"], "columns": dict(self.roles),
+                              "privacy_unit": self.privacy_unit})
+        return TableInfo(self.name, policy, tuple(self.roles))
 
 
 @dataclass(frozen=True)
@@ -83,123 +101,98 @@ def _refuse(reason: str, rule: str = "feature_query") -> QueryRefused:
     return QueryRefused(f"feature query refused: {reason}", details={"rule": rule})
 
 
-def _in_join_on(node: exp.Expression) -> bool:
-    p = node.parent
-    while p is not None:
-        if isinstance(p, exp.Join):
-            return True
-        if isinstance(p, exp.Select):
-            return False
-        p = p.parent
-    return False
-
-
-def _in_group(node: exp.Expression) -> bool:
+def _inside(node: exp.Expression, kind: type[exp.Expression]) -> bool:
     p = node.parent
     while p is not None and not isinstance(p, exp.Select):
-        if isinstance(p, exp.Group):
+        if isinstance(p, kind):
             return True
         p = p.parent
     return False
 
 
-def plan_features(sql: str, lookup: Callable[[str], FeatureInfo]) -> FeaturePlan:
+def plan_features(sql: str, lookup: Callable[[str], TableInfo | FeatureInfo]) -> FeaturePlan:
+    """Check a feature query with the gate's planner and the rules above; the plan to run."""
+    def tables(name: str) -> TableInfo:
+        info = lookup(name)
+        return info.table_info() if isinstance(info, FeatureInfo) else info
+
     try:
-        statements = sqlglot.parse(sql, read="duckdb")
-    except sqlglot.errors.ParseError:
-        raise _refuse("it does not parse as SQL", "parse") from None
-    if len(statements) != 1 or not isinstance(statements[0], exp.Select):
-        raise _refuse("exactly one SELECT statement is allowed", "parse")
-    tree = statements[0]
-    for node in tree.walk():
+        root = parse_select(sql)
+    except QueryRefused as exc:
+        raise _refuse(exc.message, exc.details.get("rule", "parse")) from None
+    for key, value in root.args.items():
+        if key not in _CLAUSES and value not in (None, False, []):
+            raise _refuse(f"{key.rstrip('_').upper()} is not allowed in a feature query (one row per unit, "
+                          "nothing cut or ordered: no LIMIT, ORDER BY or HAVING)")
+    for node in root.walk():
         if not isinstance(node, _ALLOWED):
             raise _refuse(f"{type(node).__name__} is not allowed in a feature query")
-    if tree.args.get("limit") or tree.args.get("order") or tree.args.get("having") or tree.args.get("distinct"):
-        raise _refuse("LIMIT, ORDER BY, HAVING and DISTINCT are not allowed in a feature query")
-    # tables and aliases
-    aliases: dict[str, FeatureInfo] = {}
-    order: list[str] = []
-    for t in tree.find_all(exp.Table):
-        if t.args.get("db") or t.args.get("catalog") or not isinstance(t.this, exp.Identifier):
-            raise _refuse("tables are named by dataset only")
-        info = lookup(t.name)
-        alias = t.alias_or_name
-        if alias in aliases:
-            raise _refuse(f"table alias {alias!r} is used twice")
-        aliases[alias] = info
-        order.append(info.name)
-    for j in tree.args.get("joins") or []:
-        if j.args.get("using") or j.side or (j.kind and j.kind.upper() not in ("INNER",)):
-            raise _refuse("only inner joins with ON are allowed")
-        on = j.args.get("on")
-        if on is None:
-            raise _refuse("a join needs ON with equalities of join keys")
-        conds = list(on.flatten()) if isinstance(on, exp.And) else [on]
-        for c in conds:
-            if not (isinstance(c, exp.EQ) and isinstance(c.left, exp.Column) and isinstance(c.right, exp.Column)):
-                raise _refuse("join conditions must be equalities between declared join keys")
-    # columns
-    read: dict[str, set[str]] = {}
+    c = Checker(tables)
+    from_ = root.args.get("from_")
+    if from_ is None:
+        raise _refuse("the query reads no dataset")
+    c.table(from_.this)  # the gate's checks: a plain dataset name, read once
+    joins = [c.join(j) for j in root.args.get("joins") or []]  # the gate's join rules
+    units = _units(c)
+    c.refuse_identifiers(root)
 
-    def resolve(col: exp.Column) -> tuple[str, FeatureInfo, str]:
-        if col.table:
-            info = aliases.get(col.table)
-            if info is None:
-                raise _refuse(f"unknown table {col.table!r}")
-            if col.name not in info.roles:
-                raise _refuse(f"{info.name} has no declared column {col.name!r}")
-            return col.table, info, col.name
-        hits = [(a, i) for a, i in aliases.items() if col.name in i.roles]
-        if len(hits) != 1:
-            raise _refuse(f"column {col.name!r} is unknown or ambiguous: qualify it")
-        return hits[0][0], hits[0][1], col.name
-
-    unit_in_group: exp.Column | None = None
-    for col in tree.find_all(exp.Column):
-        alias, info, name = resolve(col)
-        role = info.roles[name]
-        if role == "identifier":
-            raise _refuse(f"{info.name}.{name} is an identifier: never a feature", "identifier")
-        if role == "join_key":
-            if _in_group(col):
-                if name == info.privacy_unit:
-                    unit_in_group = col
-            elif not _in_join_on(col):
-                raise _refuse(f"{info.name}.{name} is a join key: allowed only in ON and GROUP BY, never as a "
-                              "feature", "join_key")
-        elif _in_join_on(col):
-            raise _refuse(f"{info.name}.{name} is not a join key", "join_key")
-        read.setdefault(info.name, set()).add(name)
-    # output columns
+    # every column of the select list, WHERE and GROUP BY: resolved and checked by role
+    grouped_by_unit = False
+    for col in root.find_all(exp.Column):
+        if _inside(col, exp.Join):
+            continue  # checked by the join
+        ref, role = c.resolve(col)
+        if role is ColumnRole.IDENTIFIER:
+            raise _refuse(f"{ref} is an identifier: never a feature", "identifier")
+        if role is ColumnRole.JOIN_KEY:
+            if not _inside(col, exp.Group):
+                raise _refuse(f"{ref} is a join key: allowed only in ON and GROUP BY, never as a feature", "join_key")
+            grouped_by_unit = grouped_by_unit or ref in units
+        c.mark_read(ref)
+        col.replace(ref_sql(ref))
     outputs: list[str] = []
-    for e in tree.expressions:
+    for e in root.expressions:
         name = e.alias_or_name
         if not name or name.startswith("__") or name in outputs:
             raise _refuse("every output column needs a distinct plain name (use AS)")
         if not isinstance(e, exp.Alias | exp.Column):
             raise _refuse(f"name the expression for {name!r} with AS")
         outputs.append(name)
-    has_agg = any(True for _ in tree.find_all(*_AGGREGATES))
-    if has_agg or tree.args.get("group"):
-        if unit_in_group is None:
-            raise _refuse("a feature query with aggregates must GROUP BY the privacy unit (one row per unit)",
-                          "privacy_unit")
-        unit_expr: exp.Expression = unit_in_group.copy()
-    else:
-        first = next(iter(aliases))
-        info = aliases[first]
-        if not info.privacy_unit:
-            raise _refuse(f"{info.name} declares no privacy unit", "privacy_unit")
-        unit_expr = exp.column(info.privacy_unit, table=first)
-        read.setdefault(info.name, set()).add(info.privacy_unit)
-    units = {i.privacy_unit for i in aliases.values()}
-    if None in units or len(units) != 1:
-        raise _refuse("the datasets must share one declared privacy unit", "privacy_unit")
-    engine_tree = tree.copy()
-    engine_tree.select(exp.alias_(unit_expr, UNIT, quoted=True), copy=False)
-    return FeaturePlan(sql=sql, engine_sql=engine_tree.sql(dialect="duckdb"), tables=tuple(dict.fromkeys(order)),
+    aggregated = any(True for _ in root.find_all(*_AGGREGATES)) or root.args.get("group")
+    if aggregated and not grouped_by_unit:
+        raise _refuse("a feature query with aggregates must GROUP BY the privacy unit (one row per unit)",
+                      "privacy_unit")
+    unit = units[0]
+    c.mark_read(unit)
+    engine = exp.Select(expressions=[*root.expressions, exp.alias_(ref_sql(unit), UNIT, quoted=True)],
+                        from_=exp.From(this=exp.Table(this=exp.to_identifier(c.tables[0].name, quoted=True))))
+    if joins:
+        engine.set("joins", joins)
+    for key in ("where", "group"):
+        if root.args.get(key) is not None:
+            engine.set(key, root.args[key])
+    return FeaturePlan(sql=sql, engine_sql=engine.sql(dialect="duckdb"), tables=tuple(t.name for t in c.tables),
                        output_columns=tuple(outputs),
-                       columns_read=tuple((t, tuple(sorted(read.get(t, ())))) for t in dict.fromkeys(order)))
+                       columns_read=tuple((name, tuple(sorted(cols))) for name, cols in c.read.items()))
+
+
+def _units(c: Checker) -> list[ColumnRef]:
+    """Each dataset's privacy-unit column; refused unless every dataset declares one and every ON
+    equality joins two of them (then every joined row is one unit's rows)."""
+    units: list[ColumnRef] = []
+    for info in c.tables:
+        unit = info.policy.privacy_unit
+        physical = [col for col in info.columns if unit is not None and col.casefold() == unit.casefold()]
+        if len(physical) != 1:
+            raise _refuse(f"{info.name} declares no privacy unit: a training example must be one unit's rows, "
+                          "so every dataset read needs one", "privacy_unit")
+        units.append(ColumnRef(info.name, physical[0]))
+    for left, right in c.equalities:
+        if left not in units or right not in units:
+            raise _refuse(f"ON {left} = {right} does not join two datasets' privacy units: every joined row "
+                          "must be one unit's (join on the privacy unit; other join keys could bring another "
+                          "unit's values into this unit's example)", "join_condition")
+    return units
 
 
 def run_features(plan: FeaturePlan, snapshots: Mapping[str, Snapshot]) -> FeatureSnapshot:

@@ -43,11 +43,12 @@ from dp.training import TrainConfig, TrainingError
 from ..auth import SYSTEM, Principal
 from ..context import Context
 from ..errors import TrainingRefused
+from ..gate import TableInfo
 from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
 from ..release.outputs import GatedFile, gate_weights
 from ..settings import Settings
 from ..tables.snapshot import Snapshot
-from .features import FeatureInfo, FeaturePlan, plan_features, run_features
+from .features import FeaturePlan, plan_features, run_features
 
 if TYPE_CHECKING:  # the job spec is handed in by the jobs wing, which sits above this one
     from ..jobs.spec import JobSpec
@@ -134,11 +135,11 @@ def feature_plan(spec: JobSpec, manifests: Callable[[str], Any]) -> tuple[TrainC
     cfg = spec.train.to_config()
     datasets = list(spec.datasets)
 
-    def lookup(name: str) -> FeatureInfo:
+    def lookup(name: str) -> TableInfo:
         if name not in datasets:
             raise TrainingRefused(f"dataset {name!r} is not among this job's datasets")
         m = manifests(name)
-        return FeatureInfo(name, {c.name: c.role.value for c in m.columns}, m.build_policy().privacy_unit)
+        return TableInfo(name=name, policy=m.build_policy(), columns=tuple(c.name for c in m.columns))
 
     fplan = plan_features(spec.train.features, lookup)
     missing = [c for c in (*cfg.feature_columns, cfg.label) if c not in fplan.output_columns]
@@ -220,6 +221,16 @@ class Training:
         from dp.training.features import encode
 
         cfg, fplan = feature_plan(spec, self._manifests)  # again: a manifest may have changed since submit
+        # Everything up to here read no row: the plan, and a custom model's export on mock inputs.
+        graph: dict[str, Any] | None = None
+        init = b""
+        if cfg.model.kind == "custom":
+            graph, init = self._custom_graph(job_id, cfg)
+        # The ledger BEFORE the first data-dependent step (the feature query, "too few rows", the
+        # privacy plan's sample rate): a job failing on one of them has still seen the data, so it
+        # has paid for it; no refund from here on.
+        charge = Budget.of(repr(cfg.target_epsilon), repr(cfg.target_delta))
+        self.queries.budgets.reserve(principal, list(fplan.tables), charge, job_id=job_id, kind="training")
         feats = run_features(fplan, snapshots)
         n = feats.table.num_rows
         rng = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
@@ -229,20 +240,13 @@ class Training:
         train_t, hold_t = feats.table.take(idx_train), feats.table.take(idx_hold)
         enc_train = encode(train_t.to_pydict(), cfg)
         if len(enc_train) < 50 or hold_t.num_rows < 20:
-            raise TrainingRefused(f"too few rows to train ({len(enc_train)} training, {hold_t.num_rows} held out)")
+            raise TrainingRefused(f"too few rows to train ({len(enc_train)} training, {hold_t.num_rows} held out); "
+                                  "the reserved epsilon stays spent")
         try:
             plan = plan_privacy(len(enc_train), cfg.batch_size, cfg.epochs, cfg.target_epsilon, cfg.target_delta,
                                 cfg.max_grad_norm)
         except TrainingError as exc:
             raise TrainingRefused(exc.message, details={"rule": exc.code}) from None
-        # a custom model is exported (mock data only) and checked before any budget is spent
-        graph: dict[str, Any] | None = None
-        init = b""
-        if cfg.model.kind == "custom":
-            graph, init = self._custom_graph(job_id, cfg)
-        # the ledger, before the first step; no refund from here on
-        charge = Budget.of(repr(cfg.target_epsilon), repr(cfg.target_delta))
-        self.queries.budgets.reserve(principal, list(fplan.tables), charge, job_id=job_id, kind="training")
         self.ctx.record(SYSTEM, "training.planned", "job", job_id,
                         {"plan": plan.to_dict(), "feature_sql": fplan.sql, "versions": feats.versions,
                          "units": feats.units, "dropped_duplicate_rows": feats.dropped_duplicate_rows,
