@@ -25,6 +25,7 @@ from bench_differencing import bench_differencing  # noqa: E402
 from bench_dp import bench_dp  # noqa: E402
 from bench_gate import bench_gate  # noqa: E402
 from bench_ingest import bench_ingest  # noqa: E402
+from bench_reconstruction import bench_reconstruction  # noqa: E402
 from bench_sandbox import bench_sandbox  # noqa: E402
 from bench_spark import bench_spark  # noqa: E402
 from bench_training import bench_training  # noqa: E402
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "dp": bench_dp,
     "ingest": bench_ingest,
     "spark": bench_spark,
+    "reconstruction": bench_reconstruction,
 }
 
 
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ingest-via", choices=["api", "cli"], default="api", help="`ingest`: call the service or run "
                     "`twh ingest` (progress bar on stderr)")
     ap.add_argument("--no-baseline", action="store_true", help="`ingest`: skip the plain write_deltalake run")
+    ap.add_argument("--pools", type=int, default=20, help="`reconstruction`: attacked pools of 40 firms per point")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -91,8 +91,8 @@ class ReleaseBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    per_tenant: StrictInt = Field(default=2000, ge=1, le=10_000_000)
-    total: StrictInt | None = Field(default=None, ge=1, le=100_000_000)
+    per_tenant: StrictInt = Field(default=200, ge=1, le=10_000_000)
+    total: StrictInt | None = Field(default=1000, ge=1, le=100_000_000)
     period: Literal["none", "month", "year"] = "month"
 
 
