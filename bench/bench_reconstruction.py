@@ -50,7 +50,7 @@ def bench_reconstruction(args: argparse.Namespace, workdir: Path) -> dict:
                 for q in range(m):
                     half = rng.choice(n, n // 2, replace=False)
                     a[q, half] = 1
-                    top = sorted(((abs(x[i]), int(keys[i])) for i in half), reverse=True)[:2]
+                    top = sorted((abs(x[i]) for i in half), reverse=True)[:2]
                     noisy = x[half].sum() + spec.magnitude(int(keys[half].sum()), top)
                     b[q] = round_significant(noisy, 4)
                 est, *_ = np.linalg.lstsq(a, b, rcond=None)

@@ -2,7 +2,7 @@
 
     spec = CellKey.from_rules(plan.sdc)                   # p-table, magnitude scale, top contributors
     count = spec.count(true_count, cell_key)              # + the p-table's value for (count, cell key)
-    total = true_sum + spec.magnitude(cell_key, [(|x_1|, key_1), (|x_2|, key_2)])
+    total = true_sum + spec.magnitude(cell_key, [|x_1|, |x_2|])     # the two largest contributions
 
 Published method: the Australian Bureau of Statistics' TableBuilder (Fraser & Wooton 2005;
 Thompson, Broadfoot & Elazar 2013, "Methodology for the automatic confidentialisation of
@@ -24,8 +24,8 @@ frequency-table implementation and this module's test oracle).
   slots as the ABS and ONS tables are.
 * **Magnitudes** (the magnitude variant of Thompson et al.): the noise of a SUM is
   ``scale · sign · Σ_{i ≤ top} m_i · x_(i)``, the ``top`` largest |contributions| ``x_(i)`` (of privacy
-  units, or rows without one) each weighted by ``m_i ∈ [0.5, 1.5]`` drawn from the cell key and the
-  contributor's key, and one sign drawn from the cell key. So the noise is at least
+  units, or rows without one) each weighted by ``m_i ∈ [0.5, 1.5)`` and one sign, all drawn from the
+  cell key: a function of every row's key, so it changes with any row of the cell. So the noise is at least
   ``scale / 2`` of the largest contribution: the largest contributor is never revealed more
   precisely than that, by a dominance estimate or by differencing. An AVG is the perturbed SUM
   over the (unperturbed) number of values.
@@ -137,12 +137,12 @@ class CellKey:
             return 0
         return max(0, count + int(self.table()[pcv(count), cell_key % SLOTS]))
 
-    def magnitude(self, cell_key: int, top: Sequence[tuple[float, int]]) -> float:
-        """The noise to add to a SUM whose largest |contributions| (with their keys) are ``top``."""
+    def magnitude(self, cell_key: int, top: Sequence[float]) -> float:
+        """The noise to add to a SUM whose largest |contributions| are ``top`` (descending)."""
         sign = 1.0 if _uniform(cell_key, -1) < 0.5 else -1.0
         noise = 0.0
-        for i, (value, key) in enumerate(list(top)[: self.top]):
-            noise += (LOW + _uniform(cell_key, key, i)) * abs(float(value))
+        for i, value in enumerate(list(top)[: self.top]):
+            noise += (LOW + _uniform(cell_key, i)) * abs(float(value))
         return sign * self.scale * noise
 
 

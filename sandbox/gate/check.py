@@ -332,23 +332,18 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
     # A joined row's record key: the sum of its tables' rows' keys (a cell key sums them all).
     row_key: exp.Expression | None = None
     for k in keys or []:
-        row_key = ref_sql(k) if row_key is None else exp.Add(this=row_key, expression=ref_sql(k))
+        if len(keys or []) == 1:
+            row_key = ref_sql(k)
+            break
+        # 32-bit keys: widen before adding, or two keys could overflow (an error that depends on data)
+        wide = exp.Cast(this=ref_sql(k), to=exp.DataType.build("bigint"))
+        row_key = wide if row_key is None else exp.Add(this=row_key, expression=wide)
 
-    def contributions(i: int, value: exp.Expression, key: exp.Expression | None = None
-                      ) -> list[tuple[HiddenColumn, exp.Expression]]:
+    def contributions(i: int, value: exp.Expression) -> list[tuple[HiddenColumn, exp.Expression]]:
         magnitude = exp.Abs(this=value)
         out = [(HiddenColumn(f"__twh_top_a{i}", "top", measure=measured[i]),
                 exp.Max(this=magnitude, count=exp.Literal.number(top_n))),
                (HiddenColumn(f"__twh_total_a{i}", "total", measure=measured[i]), exp.Sum(this=magnitude.copy()))]
-        if perturbed and key is not None:
-            # the keys of the top contributors, ordered as the top list (|value|, then key: ties
-            # broken the same way on every engine)
-            order = exp.Struct(expressions=[exp.PropertyEQ(this=ident("v"), expression=magnitude.copy()),
-                                            exp.PropertyEQ(this=ident("k"), expression=key.copy())])
-            ranked = exp.Case(ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=exp.Null())],
-                              default=order)
-            out.append((HiddenColumn(f"__twh_topkey_a{i}", "topkey", measure=measured[i]),
-                        exp.ArgMax(this=key.copy(), expression=ranked, count=exp.Literal.number(top_n))))
         return out
     base = exp.Select(from_=exp.From(this=exp.Table(this=ident(c.tables[0].name))))
     if joins:
@@ -361,7 +356,7 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
         hidden += [(HiddenColumn(f"{ROWS_COLUMN}_a{i}", "size"), exp.Count(this=ref_sql(col)))
                    for i, col in enumerate(measured)]
         for i in summed:
-            hidden += contributions(i, ref_sql(measured[i]), row_key)
+            hidden += contributions(i, ref_sql(measured[i]))
         hidden += [(HiddenColumn(f"__twh_nonnull_a{i}", "nonnull", measure=measured[i]),
                     exp.Count(this=ref_sql(measured[i]))) for i in averaged]
         if row_key is not None:
@@ -380,7 +375,7 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
     for i, col in enumerate(measured):
         inner.append(exp.alias_(exp.Count(this=ref_sql(col)), f"__twh_c{i}", quoted=True))
         inner.append(exp.alias_(exp.Sum(this=ref_sql(col)), f"__twh_s{i}", quoted=True))
-    if row_key is not None:  # the unit's rows' keys in this cell: the unit's key as a contributor
+    if row_key is not None:  # the sum of the unit's rows' keys in this cell (summed again per cell)
         inner.append(exp.alias_(exp.Sum(this=row_key.copy()), "__twh_k", quoted=True))
     base.set("expressions", inner)
     base.set("group", exp.Group(expressions=[*(group_sql(g) for g in groups), *(ref_sql(u) for u in units)]))
@@ -414,7 +409,7 @@ def _rewrite(c: Checker, items: list[Item], groups: list[GroupKey], joins: list[
                    for j in range(len(units))]
     for i in summed:
         # A level-1 row is one unit's contribution (with several unit columns: one combination's).
-        hidden += contributions(i, col(f"__twh_s{i}"), col("__twh_k") if row_key is not None else None)
+        hidden += contributions(i, col(f"__twh_s{i}"))
     hidden += [(HiddenColumn(f"__twh_nonnull_a{i}", "nonnull", measure=measured[i]),
                 exp.Sum(this=col(f"__twh_c{i}"))) for i in averaged]
     if row_key is not None:

@@ -177,10 +177,8 @@ class AggregateSpec:
 #: ``key`` -- a group column's value, in ``group_columns`` order (selected or not: a cell's coordinates);
 #: ``ckey`` -- the sum of the cell's rows' record keys (the cell key; also the cell's identity for
 #: the release budget);
-#: ``topkey`` -- the keys of the ``top`` contributors to ``measure``, in the same order (cell-key
-#: magnitude perturbation);
 #: ``nonnull`` -- how many rows have a value of ``measure`` (an AVG's denominator).
-HiddenKind = Literal["size", "top", "total", "units", "key", "ckey", "topkey", "nonnull"]
+HiddenKind = Literal["size", "top", "total", "units", "key", "ckey", "nonnull"]
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def published(plan: QueryPlan, row: Sequence[Any]) -> list[Any]:
     width = len(plan.output_columns)
     by_kind: dict[tuple[str, Any], int] = {}
     for j, h in enumerate(plan.hidden):
-        if h.kind in ("top", "topkey", "nonnull"):
+        if h.kind in ("top", "nonnull"):
             by_kind[(h.kind, h.measure)] = width + j
     specs = {a.output: a for a in plan.aggregates}
     for i, name in enumerate(plan.output_columns):
@@ -188,13 +188,14 @@ def published(plan: QueryPlan, row: Sequence[Any]) -> list[Any]:
             n = int(value)
             out[i] = spec.count(n, cell_key) if spec is not None else round_count(n, plan.count_base)
             continue
+        integral = isinstance(value, int) or (isinstance(value, Decimal) and value == value.to_integral_value())
         x = float(value)
+        if spec is None and integral and agg.func == "sum":  # an exact sum of integers stays an integer
+            out[i] = int(round_significant(x, plan.significant_digits)) if abs(x) < 2 ** 53 else int(value)
+            continue
         if spec is not None and agg.func in ("sum", "avg"):
             tops = row[by_kind[("top", agg.column)]] or ()
-            keys = row[by_kind[("topkey", agg.column)]] or ()
-            top = sorted(zip((abs(float(v)) for v in tops if v is not None), (int(k) for k in keys)),
-                         key=lambda p: (p[0], p[1]), reverse=True)
-            noise = spec.magnitude(cell_key, top)
+            noise = spec.magnitude(cell_key, sorted((abs(float(v)) for v in tops if v is not None), reverse=True))
             if agg.func == "avg":
                 n = _int(row[by_kind[("nonnull", agg.column)]])
                 noise = noise / n if n else 0.0

@@ -170,8 +170,6 @@ def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str
             # DuckDB's MAX(x, n) is NULL over no values, not an empty list
             return exp.Case(ifs=[exp.If(this=exp.EQ(this=exp.Count(this=arg.copy()), expression=exp.Literal.number(0)),
                                         true=exp.Null())], default=top)
-        if isinstance(node, exp.ArgMax) and node.args.get("count") is not None:
-            return _top_args(node)
         if isinstance(node, exp.Column) and node.table and (node.table.lower(), node.name.lower()) in integral \
                 and node.find_ancestor(exp.Sum) is not None:
             return exp.Cast(this=node.copy(), to=exp.DataType.build("DECIMAL(38, 0)"))
@@ -191,24 +189,6 @@ def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str
         this=exp.Cast(this=n.this, to=exp.DataType.build("double")),
         expression=exp.Cast(this=n.expression, to=exp.DataType.build("double"))) if isinstance(n, exp.Div) else n)
     return tree.sql(dialect="spark")
-
-
-def _top_args(node: exp.ArgMax) -> exp.Expression:
-    """DuckDB's ``ARG_MAX(arg, order, n)`` (the ``arg`` of the ``n`` largest ``order`` values, largest
-    first, NULL orders skipped, NULL over none) in Spark SQL: collect (order, arg) pairs, sort them
-    descending, keep the first ``n`` args."""
-    order, n = node.expression, node.args["count"]
-    pair = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier("o"), expression=order.copy()),
-                                   exp.PropertyEQ(this=exp.to_identifier("a"), expression=node.this.copy())])
-    guarded = exp.Case(ifs=[exp.If(this=exp.Is(this=order.copy(), expression=exp.Null()), true=exp.Null())],
-                       default=pair)
-    ranked = exp.Anonymous(this="SORT_ARRAY", expressions=[exp.Anonymous(this="COLLECT_LIST", expressions=[guarded]),
-                                                           exp.false()])
-    args = exp.Anonymous(this="TRANSFORM", expressions=[ranked, exp.Lambda(
-        this=exp.Dot(this=exp.column("x"), expression=exp.to_identifier("a")), expressions=[exp.to_identifier("x")])])
-    top = exp.Anonymous(this="SLICE", expressions=[args, exp.Literal.number(1), n.copy()])
-    return exp.Case(ifs=[exp.If(this=exp.EQ(this=exp.Count(this=order.copy()), expression=exp.Literal.number(0)),
-                                true=exp.Null())], default=top)
 
 
 def check_literal_types(types: Mapping[str, Mapping[str, tuple[str, str]]], plan: QueryPlan) -> None:

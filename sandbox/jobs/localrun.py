@@ -51,7 +51,7 @@ def mock_snapshots(manifests: Mapping[str, DatasetManifest], mock_dir: Path, *, 
             table = pq.read_table(path)
             path = (mock_dir / ".keyed" / f"{name}.parquet").absolute()
             path.parent.mkdir(exist_ok=True)
-            pq.write_table(table.append_column(pa.field(RECORD_KEY, pa.int64(), nullable=False),
+            pq.write_table(table.append_column(pa.field(RECORD_KEY, pa.int32(), nullable=False),
                                                fresh_keys(table.num_rows)), path)
         snaps[name] = Snapshot(dataset=name, table_path=str(mock_dir.absolute()), version=0, files=(str(path),),
                                columns=tuple(pq.read_schema(path).names))

@@ -284,7 +284,8 @@ class SparkLoad:
         # drawn from the OS CSPRNG for this load only and never stored, so no one can predict them.
         salt = os.urandom(16).hex()
         digest = F.sha2(F.concat(F.lit(salt), F.monotonically_increasing_id().cast("string")), 256)
-        cols.append(F.conv(F.substring(digest, 1, 8), 16, 10).cast("long").alias(RECORD_KEY))
+        cols.append((F.conv(F.substring(digest, 1, 8), 16, 10).cast("long") - F.lit(2 ** 31)).cast("int")
+                    .alias(RECORD_KEY))
         load_id = meta[storage.LOAD_ID_KEY]
         try:
             (frame.raw.select(*cols).write.format("delta").mode(mode)

@@ -7,7 +7,9 @@ The cell-key method (:mod:`sandbox.gate.cellkey`) derives each released cell's p
 the keys of the rows in it, so the same rows always get the same noise and two populations that
 differ by a few rows get unrelated noise. The key column is never declared, so no query can name
 it (the gate resolves columns against the manifest), no view a job reads exposes it, and no mock,
-synthetic table or export carries it. Keys are uniform 32-bit integers stored as ``int64``.
+synthetic table or export carries it. Keys are uniform 32-bit integers, stored as Delta ``integer``
+(signed: Delta has no unsigned type; sums modulo 2^k are the same either way). Four bytes a row
+rather than eight: the cell key's sum is the one column every sdc query reads besides its own.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ def keyed_schema(schema: pa.Schema) -> pa.Schema:
     """``schema`` with the record-key column appended (unchanged when it is already there)."""
     if RECORD_KEY in schema.names:
         return schema
-    return schema.append(pa.field(RECORD_KEY, pa.int64(), nullable=False))
+    return schema.append(pa.field(RECORD_KEY, pa.int32(), nullable=False))
 
 
 def fresh_keys(n: int) -> pa.Array:
     """``n`` keys from the operating system's CSPRNG (never a seeded generator: a job author must
     not be able to predict them)."""
-    return pa.array(np.frombuffer(os.urandom(4 * n), dtype=np.uint32).astype(np.int64), type=pa.int64())
+    return pa.array(np.frombuffer(os.urandom(4 * n), dtype=np.int32), type=pa.int32())
 
 
 def with_record_keys(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -108,8 +108,9 @@ def write_table(path: Path, df: pd.DataFrame, schema: pa.Schema, *, record_keys:
     """Write ``df`` as a warehouse table: the declared columns and a record key per row (fresh
     ones from the CSPRNG, or ``record_keys`` when a test needs to know them)."""
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-    keys = fresh_keys(table.num_rows) if record_keys is None else pa.array(record_keys, type=pa.int64())
-    write_deltalake(str(path), table.append_column(pa.field(RECORD_KEY, pa.int64(), nullable=False), keys), **kwargs)
+    keys = fresh_keys(table.num_rows) if record_keys is None else pa.array(
+        [k - 2 ** 32 if k >= 2 ** 31 else k for k in record_keys], type=pa.int32())  # as stored: signed 32-bit
+    write_deltalake(str(path), table.append_column(pa.field(RECORD_KEY, pa.int32(), nullable=False), keys), **kwargs)
 
 
 def snapshot_of(path: Path, name: str, version: int | None = None, *, needs_delta_reader: bool = False) -> Snapshot:

@@ -45,7 +45,7 @@ def _micro(n: int = 3000, seed: int = 3) -> tuple[pd.DataFrame, list[int]]:
                        "b": [rng.choice(["u", "v", "w", "y"]) for _ in range(n)],
                        "x": [round(rng.lognormvariate(8, 1), 2) for _ in range(n)],
                        "day": [rng.randrange(0, 365) for _ in range(n)]})
-    return df, [rng.randrange(0, 2 ** 32) for _ in range(n)]
+    return df, [rng.randrange(0, 2 ** 32) for _ in range(n)]  # stored as signed 32-bit
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -129,11 +129,13 @@ def test_a_population_one_row_apart_gets_unrelated_noise(tmp_path: Path) -> None
 def test_magnitude_noise_is_bounded_by_the_top_contributions(seed: int) -> None:
     rng = random.Random(seed)
     spec = CellKey("ons_10_5", 0.1, 2)
-    top = sorted(((rng.uniform(1, 1e6), rng.randrange(2 ** 32)) for _ in range(2)), reverse=True)
-    noise = spec.magnitude(rng.randrange(2 ** 40), top)
+    top = sorted((rng.uniform(1, 1e6) for _ in range(2)), reverse=True)
+    cell_key = rng.randrange(2 ** 40)
+    noise = spec.magnitude(cell_key, top)
     # at least scale/2 of the largest contribution (each weight is in [0.5, 1.5) and one sign is shared)
-    assert 0.05 * top[0][0] <= abs(noise) <= 0.15 * (top[0][0] + top[1][0])
-    assert spec.magnitude(12345, top) == spec.magnitude(12345, top)  # deterministic in the keys
+    assert 0.05 * top[0] <= abs(noise) <= 0.15 * (top[0] + top[1])
+    assert spec.magnitude(cell_key, top) == noise  # deterministic in the cell key
+    assert spec.magnitude(cell_key + 1, top) != noise  # and changed by any row's key
 
 
 def test_sums_and_means_are_perturbed_consistently_with_their_count(tmp_path: Path) -> None:

@@ -364,10 +364,10 @@ def test_rows_are_the_unit_without_privacy_unit() -> None:
     info = TableInfo("stats", policy, ("d", "m"))
     plan = plan_query("SELECT d, SUM(m) AS s FROM stats GROUP BY d", lambda name: info)
     assert plan.unit_columns == ()
-    # rows are the contributors; no unit values to collect. The policy's default perturbs: the top
-    # contributors' record keys and the cell key come along
+    # rows are the contributors; no unit values to collect. The policy's default perturbs: the cell
+    # key comes along
     assert plan.hidden_columns == ("__twh_rows", "__twh_rows_a0", "__twh_top_a0", "__twh_total_a0",
-                                   "__twh_topkey_a0", "__twh_ckey", "__twh_key0")
+                                   "__twh_ckey", "__twh_key0")
     assert 'MAX(ABS("stats"."m"), 2)' in plan.engine_sql
     assert plan.perturbation is not None and plan.perturbation.ptable == "ons_10_5"
 

@@ -34,8 +34,7 @@ def engine_row(plan: QueryPlan, key: str, value: Any, sizes: Sequence[int | None
     """One row as the engine returns it for ``plan``: outputs, then hidden columns by kind."""
     sizes_left = list(sizes)
     hidden = {"size": lambda: sizes_left.pop(0), "top": lambda: list(top), "total": lambda: total,
-              "key": lambda: key, "units": lambda: list(ids), "ckey": lambda: 12345,
-              "topkey": lambda: list(range(len(top))), "nonnull": lambda: 10}
+              "key": lambda: key, "units": lambda: list(ids), "ckey": lambda: 12345, "nonnull": lambda: 10}
     return [key, value] + [hidden[h.kind]() for h in plan.hidden]
 
 

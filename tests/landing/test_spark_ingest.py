@@ -52,7 +52,8 @@ def _table(wh, name: str) -> Path:
 def _duckdb_rows(wh, name: str) -> list[dict]:
     snap = storage.pin_snapshot(_table(wh, name), name, _version(wh, name))
     assert not snap.needs_delta_reader
-    cur = duckdb.connect().execute("SELECT * FROM read_parquet(?)", [list(snap.files)])
+    # the declared columns (table_rows drops the secret record key too, after checking every row has one)
+    cur = duckdb.connect().execute("SELECT * EXCLUDE (__twh_rkey) FROM read_parquet(?)", [list(snap.files)])
     names = [d[0] for d in cur.description]
     return sorted((dict(zip(names, r, strict=True)) for r in cur.fetchall()),
                   key=lambda r: tuple(str(v) for v in r.values()))
