@@ -163,7 +163,7 @@ def test_every_row_lands_with_a_secret_record_key_that_a_migration_keeps(wh, peo
         return dict(zip(t.column("code").to_pylist(), t.column(RECORD_KEY).to_pylist()))
 
     before = keys()
-    assert len(set(before.values())) == 2 and all(0 <= k < 2 ** 32 for k in before.values())
+    assert len(set(before.values())) == 2 and all(-2 ** 31 <= k < 2 ** 31 for k in before.values())  # int32
     new = manifest(schema=[*manifest()["schema"], {"name": "venue", "type": "string", "role": "dimension"}])
     wh.migrate_dataset(s, name, parse_manifest(new))
     assert keys() == before
