@@ -72,7 +72,8 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """One request; a refusal comes back as the service's own error, an outage as unreachable."""
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -83,6 +84,10 @@ class Client:
             except Exception:  # noqa: BLE001 - not our error shape
                 raise TwhError(f"HTTP {r.status_code} from the service") from None
             raise from_dict(payload)
+        return r
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self._send(method, path, **kw)
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
@@ -155,17 +160,7 @@ class Client:
         return self._bytes(f"/v1/datasets/{name}/mock", {"rows": rows, "seed": seed, "format": fmt})
 
     def _bytes(self, path: str, params: dict[str, Any]) -> bytes:
-        try:
-            r = self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
-        if r.status_code >= 400:
-            try:
-                payload = r.json()["error"]
-            except Exception:  # noqa: BLE001 - not our error shape
-                raise TwhError(f"HTTP {r.status_code} from the service") from None
-            raise from_dict(payload)
-        return r.content
+        return self._send("GET", path, params=params).content
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
         _spec, files = load_job_files(Path(job_dir))
