@@ -93,14 +93,14 @@ def write_targets(folder: Path, *, listeners: dict[str, Any], files: list[Path],
         "needles": {k: v.encode().hex() for k, v in needles.items()}}))
 
 
-ATTACK = r'''
-import ctypes, json, os, socket, sys, time
-_P = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "attack.json")))
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+#: In-sandbox source of ``fate(fn)``: run ``fn`` (a raw syscall wrapper that needs ``libc``) in a
+#: forked child and say how it ended - 'SIG<n>' if the kernel killed it, 'ok', or the errno's name.
+FATE = r'''
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
 
-def _fate(fn):
-    """fn() in a forked child: 'SIG<n>' if killed, else 'ok' or the errno's name."""
+def fate(fn):
     pid = os.fork()
     if pid == 0:
         try:
@@ -113,9 +113,14 @@ def _fate(fn):
         return f"SIG{os.WTERMSIG(status)}"
     code = os.WEXITSTATUS(status)
     return "ok" if code == 0 else ("error" if code == 250 else os.strerror(code - 1))
+'''
 
+
+ATTACK = FATE + r'''
+import socket, sys, time
+_P = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "attack.json")))
 def _sys(nr, *args):
-    return lambda: _libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+    return lambda: libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
 
 def _try(fn):
     try:
@@ -143,17 +148,17 @@ _out["net"] = {
     "abstract": _try(lambda: _unix("\0" + _P["abstract"])),
     "dns": _try(lambda: socket.getaddrinfo("example.com", 443)),
     "public": _try(lambda: socket.create_connection(("1.1.1.1", 53), timeout=2)),
-    "vsock": _fate(_sys(41, 40, 1, 0)),
+    "vsock": fate(_sys(41, 40, 1, 0)),
 }
 _out["files"] = {p: _try(lambda p=p: open(p, "rb").read()) for p in _P["files"]}
 _buf = ctypes.create_string_buffer(256)
-_out["keyring"] = {"search": _fate(_sys(250, 10, -3, b"user", _P["key_desc"].encode(), 0)),
-                   "read": _fate(_sys(250, 11, _P["key_serial"], _buf, 256)),
+_out["keyring"] = {"search": fate(_sys(250, 10, -3, b"user", _P["key_desc"].encode(), 0)),
+                   "read": fate(_sys(250, 11, _P["key_serial"], _buf, 256)),
                    "proc_keys": _P["key_desc"] in _read("/proc/keys")}
-_out["syscalls"] = {"keyctl": _fate(_sys(250, 0, -3, 0)), "ptrace": _fate(_sys(101, 0, 0, 0, 0)),
-                    "io_uring_setup": _fate(_sys(425, 8, ctypes.create_string_buffer(256))),
-                    "unshare": _fate(_sys(272, 0x10000000)), "bpf": _fate(_sys(321, 0, ctypes.create_string_buffer(128), 128)),
-                    "userfaultfd": _fate(_sys(323, 0)), "mount": _fate(_sys(165, b"none", b"/tmp", b"tmpfs", 0, None))}
+_out["syscalls"] = {"keyctl": fate(_sys(250, 0, -3, 0)), "ptrace": fate(_sys(101, 0, 0, 0, 0)),
+                    "io_uring_setup": fate(_sys(425, 8, ctypes.create_string_buffer(256))),
+                    "unshare": fate(_sys(272, 0x10000000)), "bpf": fate(_sys(321, 0, ctypes.create_string_buffer(128), 128)),
+                    "userfaultfd": fate(_sys(323, 0)), "mount": fate(_sys(165, b"none", b"/tmp", b"tmpfs", 0, None))}
 _needles = {k: bytes.fromhex(v).decode() for k, v in _P["needles"].items()}
 _texts = {p: _read(p) for p in ("/proc/self/mountinfo", "/proc/self/mounts", "/proc/self/cmdline", "/proc/1/cmdline",
                                 "/proc/self/environ", "/proc/1/environ", "/proc/self/cgroup", "/proc/self/maps")}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+import sandbox_attacks
 
 from sandbox.errors import SandboxError
 from sandbox.isolation import seccomp
@@ -58,30 +59,13 @@ FORBIDDEN = {
     "x32 ABI keyctl": (0x40000000 | 250, (0, -3, 0)),
 }
 
-_ATTEMPT = r'''
-import ctypes, json, mmap, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
+_ATTEMPT = sandbox_attacks.FATE + r'''
+import mmap
 
 def arg(a):
     if a == "params":  # a zeroed struct the call may read
         return ctypes.create_string_buffer(256)
     return ctypes.c_long(a) if isinstance(a, int) else a
-
-def fate(fn):
-    """Run fn() in a child: 'SIGSYS'/'SIG<n>', the errno name, or 'ok'."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            r = fn()
-            os._exit(0 if r >= 0 else min(ctypes.get_errno(), 199) + 1)
-        except BaseException:
-            os._exit(250)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return f"SIG{os.WTERMSIG(status)}"
-    code = os.WEXITSTATUS(status)
-    return "ok" if code == 0 else ("error" if code == 250 else os.strerror(code - 1))
 
 def syscall(nr, args):
     return lambda: libc.syscall(ctypes.c_long(nr), *[arg(a) for a in args])
