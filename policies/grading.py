@@ -182,7 +182,8 @@ def policy_shortfalls(raw: Mapping[str, Any], policy: Policy, grade: Grade, allo
         out.append(Decision(False, "grade_minimum",
                             f"output.require_approval: {grade.value} data ({grade.zh}) is exported only with a "
                             "steward's approval (or an admin records the allowance 'no_approval')"))
-    if grade is Grade.IMPORTANT and not has_senior and "any_steward" not in allowed:
+    # important data, and core data an admin opened, is approved by its senior stewards: name them
+    if rules.senior_approval and modes and not has_senior and "any_steward" not in allowed:
         out.append(Decision(False, "grade_minimum",
                             f"senior_stewards: {grade.value} data ({grade.zh}) is approved by a senior steward: "
                             "name at least one (or an admin records the allowance 'any_steward')"))
