@@ -34,15 +34,14 @@ CJK_FONTS = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC", "N
 
 
 def _cjk_fallback() -> None:
-    """Put the installed CJK fonts right after the first sans-serif font (glyph fallback, matplotlib
-    >= 3.6): English text is unchanged, Chinese text finds its glyphs. Idempotent."""
+    """Draw text in the first installed sans-serif font, falling back glyph by glyph to the installed
+    CJK fonts (matplotlib >= 3.6 falls back across the *named* families of ``font.family``, not
+    within a generic one): English text is unchanged, Chinese text finds its glyphs. Idempotent."""
     from matplotlib import font_manager
 
     have = {f.name for f in font_manager.fontManager.ttflist}
-    fonts = [f for f in CJK_FONTS if f in have]
-    current = [f for f in matplotlib.rcParams["font.sans-serif"] if f not in fonts]
-    matplotlib.rcParams["font.sans-serif"] = current[:1] + fonts + current[1:]
-    matplotlib.rcParams["font.family"] = ["sans-serif"]
+    first = next((f for f in matplotlib.rcParams["font.sans-serif"] if f in have), "DejaVu Sans")
+    matplotlib.rcParams["font.family"] = [first, *(f for f in CJK_FONTS if f in have and f != first), "sans-serif"]
 
 
 _cjk_fallback()
@@ -294,9 +293,9 @@ def budget_figure(total: float, spent: list[tuple[datetime, float]], dataset: st
     ax.xaxis.set_major_locator(locator)
     # numbers only (no month names): the same axis reads right in every language
     ax.xaxis.set_major_formatter(ConciseDateFormatter(
-        locator, formats=["%Y", "%m-%d", "%m-%d", "%H:%M", "%H:%M", "%S.%f"],
+        locator, formats=["%Y", "%m-%d", "%m-%d", "%H:%M", "%H:%M", ":%S"],
         zero_formats=["", "%Y-%m", "%m-%d", "%m-%d", "%H:%M", "%H:%M"],
-        offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]))
+        offset_formats=["", "", "", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]))  # the title names month/year
     ax.set_xlabel("UTC", fontsize=8, color="#475569")
     ax.set_ylabel("ε", fontsize=9, color="#475569")
     ax.legend(fontsize=8, frameon=False, loc="upper right")

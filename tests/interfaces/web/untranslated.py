@@ -17,7 +17,7 @@ TECHNICAL = {
     "SHA-256", "CSV", "JSON", "Lines", "SQL", "DP", "AUC", "TPR", "FPR", "ROC", "UTC", "ID", "MB", "GB", "kB", "B",
     "GB/T", "in-toto", "Great", "Expectations", "PySyft", "sacroml", "dtype", "q", "s",
 }
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_\-/.]*")
+_WORD = re.compile(r"(?<![0-9A-Za-z_.])[A-Za-z][A-Za-z0-9_\-/.]*")  # not the e of 1e-08
 _VERSION = re.compile(r"v\d+")
 _SKIP = {"code", "pre", "script", "style", "title", "head"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
