@@ -26,7 +26,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, ManifestInvalid, PolicyI
 from ..tables import storage, uris
 from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
-from .manifest import DatasetManifest, parse_manifest
+from .manifest import NAME_RE, DatasetManifest, parse_manifest
 
 
 class Datasets:
@@ -111,8 +111,8 @@ class Datasets:
         reason = (reason or "").strip()
         if not reason or len(reason) > 2000:
             raise InvalidInput("a reason (1-2000 characters) is required", details={"field": "reason"})
-        if not isinstance(name, str) or len(name) > 64 or not name:
-            raise InvalidInput("the dataset name is 1-64 characters", details={"field": "name"})
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InvalidInput(f"name: a dataset name must match {NAME_RE.pattern}", details={"field": "name"})
         with self.ctx.db.read() as s:
             if allow in grade_allowances(s, name):
                 raise Conflict(f"{name} already has the allowance {allow!r}")

@@ -8,6 +8,7 @@ lowers a grade, a query reaches core data through the broker directly."""
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 
 import pytest
@@ -239,3 +240,25 @@ def test_the_catalog_filters_by_grade_and_a_warehouse_may_require_classification
             strict.datasets.register(people["tax_steward"], parse_manifest(other))
     finally:
         strict.close()
+
+
+def test_the_cli_records_an_override_only_for_an_admin(wh, people, chief, settings):
+    from typer.testing import CliRunner
+
+    from sandbox.interfaces.cli.main import app
+
+    run = lambda user, *a: CliRunner().invoke(app, ["--home", str(settings.home), "--as", user, *a])  # noqa: E731
+    r = run("tax_steward", "dataset", "override", "firms", "--allow", "sdc", "--reason", "mine")
+    assert r.exit_code == 2 and "error [forbidden]" in r.output
+    r = run("admin", "dataset", "override", "firms", "--allow", "sdc", "--reason", "exemption no. 17")
+    assert r.exit_code == 0 and "firms may now: sdc" in r.output
+    r = run("admin", "--json", "dataset", "override", "../etc", "--allow", "sdc", "--reason", "x")
+    assert r.exit_code == 2 and json.loads(r.output)["error"]["details"]["field"] == "name"
+    wh.datasets.register(people["tax_steward"], parse_manifest(manifest("important", seniors=["tax_chief"],
+                                                                        release_mode="sdc")))
+    r = run("analyst", "dataset", "list", "--grade", "important")
+    assert r.exit_code == 0 and "firms" in r.output and "important data" in r.output
+    r = run("analyst", "dataset", "list", "--grade", "core")
+    assert r.exit_code == 0 and "no datasets (core data)" in r.output
+    r = run("analyst", "dataset", "show", "firms")
+    assert "allowance sdc by admin: exemption no. 17" in r.output and "senior stewards tax_chief" in r.output

@@ -32,8 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ...auth import SYSTEM, Principal, Role
 from ...errors import Forbidden, InvalidInput, TwhError
-from ...i18n import SUPPORTED, fmt_bytes, fmt_eps, fmt_number, negotiate, normalize, translations, use
-from ...i18n import _
+from ...i18n import SUPPORTED, _, fmt_bytes, fmt_eps, fmt_number, negotiate, normalize, translations, use
 from ...warehouse import Warehouse
 from .sessions import COOKIE, SessionStore, WebSession
 

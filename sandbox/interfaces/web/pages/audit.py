@@ -23,7 +23,8 @@ ACTIONS = ["user.added", "token.issued", "token.revoked", "token.used", "token.r
            "ingest.committed", "ingest.quarantined", "job.submitted", "job.refused", "job.started", "job.gating",
            "job.failed", "query.released", "query.refused", "export.requested", "export.approved", "export.denied",
            "export.downloaded", "audit.verified", "audit.exported", "query.refusals_counted", "synthetic.refused",
-           "export.download_refused", "audit.head_sealed", "query.*", "export.*", "job.*", "token.*"]
+           "export.download_refused", "audit.head_sealed", "dataset.override_recorded", "dataset.register_refused",
+           "query.*", "export.*", "job.*", "token.*", "dataset.*"]
 MAX_PLOTTED = 50_000
 Str = Annotated[str | None, Query(max_length=80)]
 
