@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pg bench setup sysdeps clean screenshots spark-jars
+.PHONY: demo test test-pg bench setup sysdeps clean screenshots spark-jars i18n
 
 ENGINE ?= duckdb
 
@@ -22,9 +22,21 @@ test-pg: setup
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# PNGs of the main pages (steward queue, export review, audit log, job replay, ...) for a reviewer.
+# PNGs of the main pages (steward queue, export review, audit log, job replay, ...) for a reviewer, in
+# each language: var/screenshots/en/*.png and var/screenshots/zh-CN/*.png.
 screenshots: setup
 	$(BIN)/python tests/interfaces/web/screenshots.py var/screenshots
+
+# The interface's message catalogue (Babel): extract what the code and templates say (twh.pot), merge it
+# into the Chinese catalogue (translate the new or changed entries there: tests/i18n fails on an empty
+# one), and compile the .mo the application loads. The .mo is committed, so a fresh clone runs as is.
+LOCALES := sandbox/i18n/locale
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _ -o $(LOCALES)/twh.pot --project "Training Warehouse" --version 0.1.0 \
+	  --no-location --sort-output --omit-header .
+	$(BIN)/pybabel update -i $(LOCALES)/twh.pot -d $(LOCALES) -D twh -l zh_CN --no-location --omit-header \
+	  --ignore-obsolete --no-fuzzy-matching
+	$(BIN)/pybabel compile -d $(LOCALES) -D twh --statistics
 
 setup: sysdeps $(STAMP)
 

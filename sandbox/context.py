@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .audit.log import AuditLog
 from .auth import Principal, Role
-from .catalog.db import Database, Dataset, DatasetSteward
+from .catalog.db import Database, Dataset, DatasetSteward, GradeOverride
 from .errors import Forbidden, NotFound
 from .settings import Settings
 
@@ -68,3 +68,9 @@ def stewarded_by(session: Session, user: str) -> set[str]:
         )
     )
     return {r[0] for r in rows}
+
+
+def grade_allowances(session: Session, dataset: str) -> frozenset[str]:
+    """What admins allowed ``dataset`` beyond its grade (``policies.grading.ALLOWANCES``), audited."""
+    rows = session.execute(select(GradeOverride.allow).where(GradeOverride.dataset == dataset))
+    return frozenset(r[0] for r in rows)

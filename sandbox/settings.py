@@ -22,6 +22,7 @@ Environment variables (all optional):
 ``TWH_AUDIT_ANCHORS``         file the audit chain's heads are appended to (default ``HOME/audit/anchors.log``)
 ``TWH_AUDIT_SYSLOG``          also send every head to syslog: ``/dev/log``, ``HOST:PORT`` (UDP) or empty
 ``TWH_AUDIT_REFUSALS_PER_JOB`` refused queries of one job audited verbatim; the rest are counted (default 50)
+``TWH_REQUIRE_CLASSIFICATION`` ``1``: a manifest without a GB/T 43697 ``classification:`` is refused
 ============================  ============================================================
 
 File modes: everything the warehouse creates is private to the user it runs as (files 0600,
@@ -113,6 +114,11 @@ class Settings(BaseModel):
     #: summary record per job, so a job grows the log by a bounded amount
     audit_refusals_per_job: int = Field(default=50, ge=0, le=100_000)
 
+    # -- data classification -------------------------------------------------------------------
+    #: refuse manifests without a classification (GB/T 43697 category and grade); off, an
+    #: unclassified dataset is shown as such and ruled as general data
+    require_classification: bool = False
+
     @field_validator("home", mode="before")
     @classmethod
     def _home_location(cls, value: object) -> object:
@@ -193,7 +199,8 @@ class Settings(BaseModel):
                            ("TWH_PUBLIC_URL", "public_url"), ("TWH_TRUSTED_PROXY", "trusted_proxy"),
                            ("TWH_TOKEN_TTL_DAYS", "token_ttl_days"), ("TWH_AUDIT_ANCHORS", "audit_anchors"),
                            ("TWH_AUDIT_SYSLOG", "audit_syslog"),
-                           ("TWH_AUDIT_REFUSALS_PER_JOB", "audit_refusals_per_job")):
+                           ("TWH_AUDIT_REFUSALS_PER_JOB", "audit_refusals_per_job"),
+                           ("TWH_REQUIRE_CLASSIFICATION", "require_classification")):
             if env.get(key):
                 values[field] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -92,7 +92,8 @@ class Warehouse:
                 contract_of(manifest)
             except ConfigError as exc:
                 raise ManifestInvalid(f"expectations: {exc}", details={"field": "expectations"}) from exc
-        return migrate.migrate(self.ctx, principal, name, manifest, renames or {}, type(self).manifest.cache_clear)
+        return migrate.migrate(self.ctx, principal, name, manifest, renames or {}, type(self).manifest.cache_clear,
+                               check=lambda new, old: self.datasets.check_grade(principal, new, previous=old))
 
     # -- audit ----------------------------------------------------------------------------
     def audit_verify(self, principal: Principal) -> VerifyResult:

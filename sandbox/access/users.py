@@ -20,6 +20,7 @@ from ..auth import SYSTEM, Principal, Role, hash_token, new_token, token_fingerp
 from ..catalog.db import Database, Token, User, utcnow
 from ..context import Context, require_role
 from ..errors import AuthError, Conflict, InvalidInput, NotFound
+from ..i18n import SUPPORTED, normalize
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _LABEL = re.compile(r"^[\w .:@-]{1,64}$")
@@ -71,6 +72,24 @@ def user_dict(u: User) -> dict[str, Any]:
 class Users:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def locale(self, name: str) -> str | None:
+        """The language ``name`` chose for their pages (None: their browser's)."""
+        with self.ctx.db.read() as s:
+            return s.execute(select(User.locale).where(User.name == name)).scalar_one_or_none()
+
+    def set_locale(self, principal: Principal, locale: str | None) -> str | None:
+        """The caller's own interface language (``en``, ``zh-CN``; None: follow the browser)."""
+        code = None if locale in (None, "") else normalize(locale)
+        if locale not in (None, "") and code is None:
+            raise InvalidInput(f"locale: {str(locale)[:40]!r} is not a supported language; use one of "
+                               f"{', '.join(SUPPORTED)}", details={"field": "locale"})
+        with self.ctx.db.transaction() as s:
+            user = s.execute(select(User).where(User.name == principal.name)).scalar_one_or_none()
+            if user is None:
+                raise NotFound(f"user {principal.name!r} does not exist")
+            user.locale = code
+        return code
 
     def bootstrap_admin(self, name: str = "admin", tenant: str = "platform") -> tuple[dict[str, Any], str] | None:
         """Create the first admin on an empty warehouse; None if users already exist."""

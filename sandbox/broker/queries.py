@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from policies import check_access
+from policies import check_access, query_decision
 
 from ..auth import Principal
 from ..catalog.db import JobQuery
-from ..context import Context
+from ..context import Context, grade_allowances
 from ..errors import AccessRefused, InternalError, NotFound, QueryRefused, TwhError
 from ..gate import GatedResult, TableInfo, plan_query, run_query
 from ..gate.differencing import DifferencingGuard
@@ -54,6 +54,7 @@ class Queries:
             raise QueryRefused(f"the query is longer than {MAX_SQL_CHARS} characters", details={"rule": "parse"})
         sql_sha = hashlib.sha256(sql.encode("utf-8", "replace")).hexdigest()
         versions: dict[str, int] = {}
+        allowed: dict[str, frozenset[str]] = {}
 
         def lookup(name: str) -> TableInfo:
             # A job may read only the datasets its job.yaml declared (and whose access was checked).
@@ -65,6 +66,11 @@ class Queries:
             decision = check_access(policy, principal.tenant, purpose)
             if not decision.allowed:
                 raise AccessRefused(decision.reason, details={"rule": decision.rule, "dataset": name})
+            with self.ctx.db.read() as s:
+                allowed[name] = grade_allowances(s, name)
+            graded = query_decision(manifest.grade, policy.release_mode, allowed[name])
+            if not graded.allowed:  # core data: nothing leaves, not even aggregates (GB/T 43697)
+                raise QueryRefused(f"{name}: {graded.reason}", details={"rule": graded.rule, "dataset": name})
             versions[name] = snap.version
             return TableInfo(name=name, policy=policy, columns=tuple(c.name for c in manifest.columns),
                              categories=tuple((c.name, tuple(c.categories)) for c in manifest.columns
@@ -72,6 +78,10 @@ class Queries:
 
         try:
             plan = plan_query(sql, lookup)
+            for name in plan.tables:  # a join's release mode must suit every dataset's grade too
+                graded = query_decision(self._manifests(name).grade, plan.release_mode, allowed.get(name, ()))
+                if not graded.allowed:
+                    raise QueryRefused(f"{name}: {graded.reason}", details={"rule": graded.rule, "dataset": name})
             mode = self.modes.get(mode_key(plan))
             if mode is None:
                 raise InternalError(f"no broker mode for release mode {plan.release_mode!r}")

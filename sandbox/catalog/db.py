@@ -47,6 +47,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     tenant: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the language the user's pages are shown in (``en``, ``zh-CN``); None: the browser's choice
+    locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Token(Base):
@@ -100,6 +102,21 @@ class DatasetSteward(Base):
     __tablename__ = "dataset_stewards"
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
     user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class GradeOverride(Base):
+    """An admin's audited allowance for a dataset to be weaker than its grade (policies.grading.ALLOWANCES).
+
+    Keyed by dataset name, not id: it is recorded before the manifest that needs it is registered."""
+
+    __tablename__ = "grade_overrides"
+    __table_args__ = (UniqueConstraint("dataset", "allow"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    allow: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)
+    admin: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class DatasetVersion(Base):
@@ -180,6 +197,10 @@ class Export(Base):
     kind: Mapped[str] = mapped_column(String(16), default="outputs", server_default="outputs")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the signed in-toto statement (a DSSE envelope, one JSON line) made when the export was
+    #: approved (sandbox.release.provenance), and the SHA-256 of those bytes (in the audit record)
+    provenance: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    provenance_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ExportFile(Base):

@@ -6,9 +6,13 @@ A manifest is YAML validated by pydantic; a bad field gets an error naming its p
     provider_kind: government          # government | market  (the zone its Delta table lives in)
     title: Enterprise registry
     stewards: [tax_steward]            # user names who steward it
+    classification:                    # GB/T 43697-2024: industry category and grade (policies.grading)
+      category: market_regulation      # 行业领域 (policies.INDUSTRY_CATEGORIES)
+      grade: general                   # core 核心 | important 重要 | general 一般: the policy's floor
+    senior_stewards: []                # important data: the stewards who approve its exports
     schema:                            # types are declared, never inferred
-      - {name: uscc, type: string, role: identifier, nullable: false}
-      - {name: industry, type: string, role: dimension, categories: [C, F, G]}
+      - {name: uscc, type: string, role: identifier, nullable: false, pi: none}   # pi: personal | sensitive
+      - {name: industry, type: string, role: dimension, categories: [C, F, G], grade: general}
       - {name: registered_capital, type: float64, role: measure, min: 0, max: 1.0e9}
     expectations:                      # a Great Expectations suite, as expectation configs
       - {type: expect_column_values_to_match_regex, kwargs: {column: uscc, regex: "^[0-9A-Z]{18}$"}}
@@ -31,6 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.schema import COLUMN_TYPES
 from policies import ColumnRole, Policy, PolicyError, load_policy
+from policies.grading import (
+    INDUSTRY_CATEGORIES,
+    Classification,
+    Grade,
+    PersonalInfo,
+    column_problems,
+    default_release_mode,
+)
 
 from ..errors import ManifestInvalid
 from .sources import LoadBlock, SourceBlock
@@ -56,6 +68,18 @@ class DeclaredColumn(BaseModel):
     #: for mock data and contracts: the declared range of a numeric column
     min: float | None = None
     max: float | None = None
+    #: GB/T 43697-2024 labels of the column: its grade (at most the dataset's; default: the
+    #: dataset's), its industry category (default: the dataset's) and its personal-information flag
+    grade: Grade | None = None
+    category: str | None = None
+    pi: PersonalInfo = PersonalInfo.NONE
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, v: str | None) -> str | None:
+        if v is not None and v not in INDUSTRY_CATEGORIES:
+            raise ValueError(f"unknown industry category {v!r}; use one of {sorted(INDUSTRY_CATEGORIES)}")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -94,6 +118,11 @@ class DatasetManifest(BaseModel):
     title: str = ""
     description: str = ""
     stewards: list[str] = Field(min_length=1)
+    #: the dataset's industry category and grade (GB/T 43697-2024); None: unclassified, which
+    #: the rules treat as general data (``Settings.require_classification`` refuses it)
+    classification: Classification | None = None
+    #: stewards (of ``stewards``) who approve exports of important data (policies.grading)
+    senior_stewards: list[str] = Field(default_factory=list)
     columns: list[DeclaredColumn] = Field(alias="schema", min_length=1)
     expectations: list[Expectation] = Field(default_factory=list)
     policy: dict[str, Any]
@@ -118,7 +147,33 @@ class DatasetManifest(BaseModel):
         problem = self.load.check_columns({c.name: c.type for c in self.columns})
         if problem:
             raise ValueError(problem)
+        outside = [n for n in self.senior_stewards if n not in self.stewards]
+        if outside:
+            raise ValueError(f"senior_stewards {outside} must also be listed in stewards")
+        labelled = [c.name for c in self.columns if c.grade is not None or c.category is not None
+                    or c.pi is not PersonalInfo.NONE]
+        if self.classification is None and labelled:
+            raise ValueError(f"columns {labelled} carry classification labels but the dataset has no "
+                             "classification: block (category and grade)")
+        if self.classification is not None:
+            problems = column_problems(self.classification.grade, [(c.name, c.grade, c.pi) for c in self.columns])
+            if problems:
+                raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def grade(self) -> Grade | None:
+        return self.classification.grade if self.classification else None
+
+    def labels(self) -> dict[str, Any]:
+        """The classification as the catalog shows it (``unclassified`` when none was declared)."""
+        c = self.classification
+        pi = {col.pi for col in self.columns}
+        return {"grade": c.grade.value if c else "unclassified", "category": c.category if c else None,
+                "basis": c.basis if c else "",
+                "personal_information": PersonalInfo.PERSONAL in pi or PersonalInfo.SENSITIVE in pi,
+                "sensitive_personal_information": PersonalInfo.SENSITIVE in pi,
+                "senior_stewards": list(self.senior_stewards)}
 
     def column(self, name: str) -> DeclaredColumn:
         for c in self.columns:
@@ -135,6 +190,9 @@ class DatasetManifest(BaseModel):
                 details={"field": "policy.columns"},
             )
         data["columns"] = {c.name: c.role.value for c in self.columns}
+        default_mode = default_release_mode(self.grade)  # policies take their defaults from the grade
+        if default_mode is not None and "release_mode" not in data:
+            data["release_mode"] = default_mode
         try:
             return load_policy(data)
         except PolicyError as exc:

@@ -1,4 +1,10 @@
-"""The catalog: registering datasets, and what anyone may read about them."""
+"""The catalog: registering datasets, and what anyone may read about them.
+
+A manifest's policy is compared with its GB/T 43697 grade when it is registered (or migrated):
+weaker than the grade allows is refused (``policy_invalid``, rule ``grade_minimum``) unless an
+admin has recorded the allowance for that dataset (:meth:`Datasets.override`, audited as
+``dataset.override_recorded``). The rules are :mod:`policies.grading`'s.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,17 @@ from sqlalchemy import select
 
 from connectors import ConfigError
 from connectors.schema import arrow_schema
+from policies.grading import ALLOWANCES, Grade, policy_shortfalls
 
 from ..audit.log import canonical
 from ..auth import Principal, Role
-from ..catalog.db import Dataset, DatasetSteward, DatasetVersion, Quarantine, User
-from ..context import Context, get_dataset, require_role, stewarded_by, stewards_of
-from ..errors import Conflict, Forbidden, ManifestInvalid
+from ..catalog.db import Dataset, DatasetSteward, DatasetVersion, GradeOverride, Quarantine, User
+from ..context import Context, get_dataset, grade_allowances, require_role, stewarded_by, stewards_of
+from ..errors import Conflict, Forbidden, InvalidInput, ManifestInvalid, PolicyInvalid
 from ..tables import storage, uris
 from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
-from .manifest import DatasetManifest, parse_manifest
+from .manifest import NAME_RE, DatasetManifest, parse_manifest
 
 
 class Datasets:
@@ -39,6 +46,7 @@ class Datasets:
             if known.get(steward) != Role.STEWARD.value:
                 raise ManifestInvalid(f"stewards: {steward!r} is not a user with the steward role",
                                       details={"field": "stewards"})
+        allowed = self.check_grade(principal, manifest)
         if manifest.expectations:
             try:
                 contract_of(manifest)
@@ -52,7 +60,9 @@ class Datasets:
         try:
             with self.ctx.recorded(principal, "dataset.registered", "dataset", manifest.name,
                                    {"provider_kind": manifest.provider_kind.value, "manifest_sha256": digest,
-                                    "columns": len(manifest.columns), "stewards": manifest.stewards}) as s:
+                                    "columns": len(manifest.columns), "stewards": manifest.stewards,
+                                    "grade": manifest.labels()["grade"], "category": manifest.labels()["category"],
+                                    "allowances": sorted(allowed)}) as s:
                 ds = Dataset(name=manifest.name, provider_kind=manifest.provider_kind.value, manifest=manifest_json,
                              table_path=uris.to_uri(path), current_version=0, registered_by=principal.name)
                 s.add(ds)
@@ -64,14 +74,78 @@ class Datasets:
             raise
         return self.show(principal, manifest.name)
 
+    def check_grade(self, principal: Principal, manifest: DatasetManifest,
+                    previous: DatasetManifest | None = None) -> frozenset[str]:
+        """Refuse a manifest whose policy is weaker than its grade allows (without an admin's
+        allowance), or — when it replaces ``previous`` — that lowers the grade. The refusal is
+        audited (``dataset.register_refused``); returns the allowances that applied."""
+        if manifest.classification is None and self.ctx.settings.require_classification:
+            raise ManifestInvalid("classification: this warehouse requires every dataset to be classified "
+                                  "(category and grade, GB/T 43697-2024)", details={"field": "classification"})
+        with self.ctx.db.read() as s:
+            allowed = grade_allowances(s, manifest.name)
+        problems = []
+        if previous is not None and previous.grade is not None and (
+                manifest.grade is None or manifest.grade.rank < previous.grade.rank):
+            problems.append(f"classification.grade: {manifest.name} is graded {previous.grade.value}; a new manifest "
+                            "may not lower its grade")
+        if manifest.grade is not None:
+            problems += [d.reason for d in policy_shortfalls(dict(manifest.policy), manifest.build_policy(),
+                                                             manifest.grade, allowed,
+                                                             has_senior=bool(manifest.senior_stewards))]
+        if problems:
+            self.ctx.record(principal, "dataset.register_refused", "dataset", manifest.name,
+                            {"rule": "grade_minimum", "grade": manifest.labels()["grade"], "problems": problems,
+                             "allowances": sorted(allowed)})
+            raise PolicyInvalid(problems[0], details={"rule": "grade_minimum", "field": problems[0].split(":")[0],
+                                                       "problems": problems})
+        return allowed
+
+    def override(self, principal: Principal, name: str, allow: str, reason: str) -> dict[str, Any]:
+        """An admin allows ``name`` (registered or not yet) one thing beyond its grade, audited.
+        Stewards never can: whoever stewards the data may not loosen its own floor."""
+        require_role(principal, Role.ADMIN)
+        if allow not in ALLOWANCES:
+            raise InvalidInput(f"allow: {allow!r} is not an allowance; use one of {sorted(ALLOWANCES)}",
+                               details={"field": "allow"})
+        reason = (reason or "").strip()
+        if not reason or len(reason) > 2000:
+            raise InvalidInput("a reason (1-2000 characters) is required", details={"field": "reason"})
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InvalidInput(f"name: a dataset name must match {NAME_RE.pattern}", details={"field": "name"})
+        with self.ctx.db.read() as s:
+            if allow in grade_allowances(s, name):
+                raise Conflict(f"{name} already has the allowance {allow!r}")
+            ds = s.execute(select(Dataset).where(Dataset.name == name)).scalar_one_or_none()
+            grade = (ds.manifest.get("classification") or {}).get("grade") if ds is not None else None
+        with self.ctx.recorded(principal, "dataset.override_recorded", "dataset", name,
+                               {"allow": allow, "reason": reason, "grade": grade, "meaning": ALLOWANCES[allow],
+                                "registered": ds is not None}) as s:
+            s.add(GradeOverride(dataset=name, allow=allow, reason=reason, admin=principal.name))
+        return {"dataset": name, "allow": allow, "reason": reason, "admin": principal.name, "grade": grade,
+                "meaning": ALLOWANCES[allow]}
+
+    def overrides(self, name: str) -> list[dict[str, Any]]:
+        with self.ctx.db.read() as s:
+            rows = s.execute(select(GradeOverride).where(GradeOverride.dataset == name)
+                             .order_by(GradeOverride.id)).scalars().all()
+            return [{"allow": o.allow, "reason": o.reason, "admin": o.admin, "meaning": ALLOWANCES.get(o.allow, ""),
+                     "at": o.created_at.isoformat()} for o in rows]
+
     def manifest(self, name: str) -> DatasetManifest:
         with self.ctx.db.read() as s:
             return parse_manifest(get_dataset(s, name).manifest, source=name)
 
-    def list(self, principal: Principal) -> list[dict[str, Any]]:
+    def list(self, principal: Principal, grade: str | None = None) -> list[dict[str, Any]]:
+        """The catalog, optionally only the datasets of one grade (``core``, ``important``,
+        ``general`` or ``unclassified``)."""
+        if grade is not None and grade not in (*(g.value for g in Grade), "unclassified"):
+            raise InvalidInput(f"grade: {grade!r} is not a grade; use core, important, general or unclassified",
+                               details={"field": "grade"})
         with self.ctx.db.read() as s:
             rows = s.execute(select(Dataset).order_by(Dataset.name)).scalars().all()
-            return [self._summary(s, d) for d in rows]
+            out = [self._summary(s, d) for d in rows]
+        return [d for d in out if grade is None or d["classification"]["grade"] == grade]
 
     def show(self, principal: Principal, name: str) -> dict[str, Any]:
         with self.ctx.db.read() as s:
@@ -85,6 +159,7 @@ class Datasets:
 
                 out["source"] = SourceBlock.model_validate(ds.manifest["source"]).describe()
             out["load"] = ds.manifest.get("load") or {"mode": "append"}
+            out["overrides"] = self.overrides(name)
             versions = s.execute(
                 select(DatasetVersion).where(DatasetVersion.dataset_id == ds.id).order_by(DatasetVersion.version)
             ).scalars().all()
@@ -106,7 +181,9 @@ class Datasets:
             "title": ds.manifest.get("title", ""),
             "stewards": sorted(stewards_of(s, ds.id)),
             "current_version": ds.current_version,
-            "columns": [{"name": c["name"], "type": c["type"], "role": c["role"]} for c in ds.manifest["schema"]],
+            "columns": [{"name": c["name"], "type": c["type"], "role": c["role"], "grade": c.get("grade"),
+                         "pi": c.get("pi") or "none"} for c in ds.manifest["schema"]],
+            "classification": parse_manifest(ds.manifest, source=ds.name).labels(),
         }
 
     def stewarded_by(self, user: str) -> set[str]:

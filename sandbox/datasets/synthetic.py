@@ -50,12 +50,12 @@ from connectors.schema import COLUMN_TYPES
 from dp.budget import Budget, to_fraction
 from dp.errors import DPError
 from dp.synth import Domain, Synthetic, synthesize
-from policies import ANY_TENANT, ColumnRole, Policy, check_access
+from policies import ANY_TENANT, ColumnRole, Policy, check_access, query_decision
 
 from ..auth import Principal, Role
 from ..broker.budget import Budgets
 from ..catalog.db import BudgetCharge
-from ..context import Context, get_dataset, stewards_of
+from ..context import Context, get_dataset, grade_allowances, stewards_of
 from ..errors import (
     AccessRefused,
     BudgetExhausted,
@@ -193,6 +193,7 @@ class Synthetics:
             ds = get_dataset(s, name)
             version, table_path = ds.current_version, ds.table_path
             is_steward = principal.name in stewards_of(s, ds.id)
+            allowed = grade_allowances(s, name)
         if principal.role is Role.ENTERPRISE:
             if not (ANY_TENANT in policy.tenants or principal.tenant in policy.tenants):
                 raise NotFound(f"dataset {name!r} does not exist", details={"dataset": name})
@@ -207,6 +208,9 @@ class Synthetics:
         elif principal.role not in (Role.ADMIN, Role.STEWARD):
             raise Forbidden(f"this action needs the role enterprise, steward or admin; "
                             f"{principal.name} is {principal.role.value}")
+        graded = query_decision(manifest.grade, "dp", allowed)  # a DP release like any other: core data, none
+        if not graded.allowed:
+            raise Refused(f"{name}: {graded.reason}", details={"rule": graded.rule, "dataset": name})
         if policy.dp is None or policy.dp.synthetic is None:
             raise Refused(f"the policy of {name!r} does not allow DP synthetic data (no dp.synthetic block)",
                           details={"rule": "dp_synthetic", "dataset": name})

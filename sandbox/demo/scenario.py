@@ -30,6 +30,7 @@ JOBS = HERE / "jobs"
 
 USERS = [
     ("tax_steward", "steward", "tax_bureau", "steward of the tax bureau's registry and tax tables"),
+    ("tax_chief", "steward", "tax_bureau", "the tax bureau's senior steward: approves exports of important data"),
     ("hrss_steward", "steward", "hrss", "steward of the social-insurance fund's headcount table"),
     ("bank_steward", "steward", "bank_a", "steward of Bank A's loan book"),
     ("analyst", "enterprise", "bank_a", "a credit-risk analyst at Bank A"),

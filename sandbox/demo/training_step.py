@@ -13,7 +13,8 @@ def run_training_step(c: dict[str, Any], job_dir: Path, dest: Path, say: Any) ->
     if job["state"] != "awaiting_approval":
         raise AssertionError(f"training job ended {job['state']}: {job['reason']}")
     export_id = job["export"]["id"]
-    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+    # tax_payments is important data (重要数据): its senior steward, tax_chief, decides for it
+    for steward in ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"):
         files = {f["name"]: f["data"] for f in c[steward].preview_export(export_id)}
         card = json.loads(files["model_card.json"])
         # the attack report and exact counts are for the stewards (job logs), never in the export

@@ -122,8 +122,16 @@ class Client:
         manifest = load_manifest(manifest_path)  # validate locally first: clearer errors, no round trip
         return self._call("POST", "/v1/datasets", json=manifest.model_dump(mode="json", by_alias=True))
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        return self._all("/v1/datasets")
+    def list_datasets(self, grade: str | None = None) -> list[dict[str, Any]]:
+        return self._all("/v1/datasets", **({"grade": grade} if grade else {}))
+
+    def override_dataset(self, name: str, allow: str, reason: str) -> dict[str, Any]:
+        """An admin's audited allowance for ``name`` beyond its grade (policies.grading.ALLOWANCES)."""
+        return self._call("POST", f"/v1/datasets/{name}/overrides", json={"allow": allow, "reason": reason})
+
+    def provenance_key(self) -> dict[str, Any]:
+        """The public key the service signs every release's provenance with."""
+        return self._call("GET", "/v1/provenance/key")
 
     def show_dataset(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/datasets/{name}")
@@ -254,8 +262,14 @@ class LocalClient:
     def register_dataset(self, manifest_path: str | Path) -> dict[str, Any]:
         return self.wh.datasets.register(self.principal, load_manifest(manifest_path))
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        return self.wh.datasets.list(self.principal)
+    def list_datasets(self, grade: str | None = None) -> list[dict[str, Any]]:
+        return self.wh.datasets.list(self.principal, grade)
+
+    def override_dataset(self, name: str, allow: str, reason: str) -> dict[str, Any]:
+        return self.wh.datasets.override(self.principal, name, allow, reason)
+
+    def provenance_key(self) -> dict[str, Any]:
+        return self.wh.exports.provenance_key()
 
     def show_dataset(self, name: str) -> dict[str, Any]:
         return self.wh.datasets.show(self.principal, name)

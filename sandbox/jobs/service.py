@@ -16,15 +16,16 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from policies import check_access
+from policies import approval_needed, check_access, query_decision
 
 from ..auth import SYSTEM, Principal, Role
 from ..broker.queries import Queries
 from ..catalog.db import Dataset, Export, ExportFile, Job, JobQuery, utcnow
 from ..catalog.states import ExportState, JobState, check_job_transition
-from ..context import Context, get_dataset, require_role, stewarded_by
+from ..context import Context, get_dataset, grade_allowances, require_role, stewarded_by
 from ..errors import AccessRefused, InvalidTransition, NotFound, QuotaExceeded, TwhError
 from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
+from ..release.attest import attest
 from ..release.exports import bundle_hash
 from ..release.outputs import GatedFile, gate_outputs, with_trained
 from ..tables import storage, uris
@@ -73,7 +74,11 @@ class Jobs:
         for name in spec.datasets:
             with self.ctx.db.read() as s:
                 get_dataset(s, name)
-            decision = check_access(self._manifests(name).build_policy(), principal.tenant, spec.purpose)
+                allowed = grade_allowances(s, name)
+            manifest = self._manifests(name)
+            decision = check_access(manifest.build_policy(), principal.tenant, spec.purpose)
+            if decision.allowed:  # core data answers nothing: refused now, not query by query
+                decision = query_decision(manifest.grade, manifest.build_policy().release_mode, allowed)
             if not decision.allowed:
                 self.ctx.record(principal, "job.refused", "job", job_id,
                                 {"dataset": name, "purpose": spec.purpose, "rule": decision.rule,
@@ -84,7 +89,7 @@ class Jobs:
             from ..training.service import feature_plan
 
             feature_plan(spec, self._manifests)
-        review = any(self._manifests(n).build_policy().output.require_approval for n in spec.datasets)
+        review = bool(self._needs_approval(spec.datasets))
         digest = code_hash(files)
         code_dir = self._dir(job_id) / "code"
         code_dir.mkdir(parents=True)
@@ -113,6 +118,18 @@ class Jobs:
                 raise QuotaExceeded(f"{name}: tenant {principal.tenant} has submitted {limit} jobs reading it today, "
                                     "the policy's limit (output.max_jobs_per_day); try again tomorrow (UTC)",
                                     details={"rule": "max_jobs_per_day", "dataset": name, "limit": limit})
+
+    def _needs_approval(self, datasets: list[str], s: Any = None) -> list[str]:
+        """The datasets whose stewards must approve an export: the policy asks for it, or the grade
+        does (important and core data, unless an admin allowed ``no_approval``). ``s``: the open
+        transaction to read in, if any."""
+        if s is None:
+            with self.ctx.db.read() as s:
+                return self._needs_approval(datasets, s)
+        allowed = {n: grade_allowances(s, n) for n in datasets}
+        return [n for n in datasets if approval_needed(self._manifests(n).grade,
+                                                       self._manifests(n).build_policy().output.require_approval,
+                                                       allowed[n])]
 
     # -- read -----------------------------------------------------------------------------
     def _visible(self, s: Any, principal: Principal, job: Job) -> bool:
@@ -196,7 +213,7 @@ class Jobs:
     def _notice(self, s: Any, job: Job, text: str) -> None:
         """A job that needs review and failed (or wrote nothing) leaves its one-line outcome as an
         export of its own: the submitter learns it only if the stewards approve these exact bytes."""
-        needs = [n for n in job.datasets if self._manifests(n).build_policy().output.require_approval]
+        needs = self._needs_approval(job.datasets, s)
         body = (text.strip() + "\n").encode("utf-8")
         f = GatedFile("outcome.txt", body)
         export_id = "exp_" + secrets.token_hex(8)
@@ -342,7 +359,7 @@ class Jobs:
                 "columns": [{"name": c.name, "type": c.type, "role": c.role.value} for c in m.columns]}
 
     def _create_export(self, job_id: str, spec: JobSpec, files: list[GatedFile], owner: str | None = None) -> None:
-        needs = [n for n in spec.datasets if self._manifests(n).build_policy().output.require_approval]
+        needs = self._needs_approval(spec.datasets)
         kind = "outputs"
         digest = bundle_hash([(f.name, f.sha256) for f in files])
         export_id = "exp_" + secrets.token_hex(8)
@@ -359,10 +376,12 @@ class Jobs:
             for f in files:
                 s.add(ExportFile(export_id=export_id, name=f.name, sha256=f.sha256, size=len(f.data), data=f.data))
             s.flush()
+            # approved at once (no dataset needs a steward): signed now, in this transaction
+            signed = {} if needs else attest(self.ctx, s, s.get(Export, export_id), job)
             self.ctx.audit.append(s, SYSTEM.actor, "export.requested", "export", export_id,
                                   {"job_id": job_id, "kind": kind, "bundle_sha256": digest, "needs_approval_from": needs,
                                    "files": [[f.name, f.sha256, len(f.data)] for f in files],
-                                   "state": "pending" if needs else "approved"})
+                                   "state": "pending" if needs else "approved", **signed})
 
     # -- worker ---------------------------------------------------------------------------
     def queued(self) -> list[str]:

@@ -57,7 +57,10 @@ def column_diff(old: DatasetManifest, new: DatasetManifest, renames: Mapping[str
 
 
 def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest, renames: Mapping[str, str],
-            on_change: Callable[[], None] | None = None) -> dict[str, Any]:
+            on_change: Callable[[], None] | None = None,
+            check: Callable[[DatasetManifest, DatasetManifest], Any] | None = None) -> dict[str, Any]:
+    """Rewrite ``name`` into ``new``'s schema; ``check(new, old)`` may refuse the new manifest first
+    (the facade passes the grade check: a migration may not weaken the policy or lower the grade)."""
     with ctx.db.read() as s:
         ds = get_dataset(s, name)
         if principal.role is not Role.ADMIN and not (principal.role is Role.STEWARD
@@ -71,6 +74,8 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
     for steward in new.stewards:
         if known.get(steward) != Role.STEWARD.value:
             raise ManifestInvalid(f"stewards: {steward!r} is not a user with the steward role")
+    if check is not None:
+        check(new, old)
     diff = column_diff(old, new, renames)
     old_json = old.model_dump(mode="json", by_alias=True)
     new_json = new.model_dump(mode="json", by_alias=True)

@@ -5,6 +5,12 @@ the steward's client sends back with the decision. An approval for other bytes i
 download re-hashes the stored bytes before anything leaves: bytes that no longer match are a
 named, audited refusal (``tampered``, ``export.download_refused``), never served. A download is
 audited (``export.downloaded``) with exactly the files it sends — one file, or the whole bundle.
+
+The export of a job that read *important* data (GB/T 43697, :mod:`policies.grading`) is decided,
+for that dataset, only by one of its ``senior_stewards`` (unless an admin allowed
+``any_steward``). When the last required approval lands, the signed provenance statement
+(:mod:`.attest`, :mod:`.provenance`) is made in the same transaction and named by digest in the
+``export.approved`` record; every download carries it as ``provenance.intoto.jsonl``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policies.grading import Grade, senior_needed
+
 from ..auth import Principal, Role
 from ..catalog.db import Approval, Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState, check_export_transition, check_job_transition
-from ..context import Context, get_dataset, require_role, stewarded_by, stewards_of
+from ..context import Context, get_dataset, grade_allowances, require_role, stewarded_by, stewards_of
 from ..errors import Forbidden, InternalError, InvalidInput, NotFound, Tampered
+from . import provenance
+from .attest import attest, public_key
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -54,7 +64,35 @@ def export_dict(e: Export, files: list[ExportFile], approvals: list[Approval]) -
              "bundle_sha256": a.bundle_sha256, "at": a.created_at.isoformat()} for a in approvals
         ],
         "created_at": e.created_at.isoformat(),
+        "provenance_sha256": e.provenance_sha256,
     }
+
+
+def seniors_only(s: Session, dataset: str) -> list[str] | None:
+    """The stewards who alone decide on exports of ``dataset`` (its senior stewards, for important
+    data without the ``any_steward`` allowance); None when any of its stewards may."""
+    m = get_dataset(s, dataset).manifest
+    grade = (m.get("classification") or {}).get("grade")
+    if not senior_needed(Grade(grade) if grade else None, grade_allowances(s, dataset)):
+        return None
+    return list(m.get("senior_stewards") or [])
+
+
+def decidable(s: Session, principal: Principal, e: Export) -> tuple[list[str], dict[str, list[str]]]:
+    """The datasets of ``e`` that ``principal`` may decide now, and those they steward but may not
+    (important data: only its senior stewards), with who may."""
+    if principal.role is not Role.STEWARD or e.state != ExportState.PENDING.value:
+        return [], {}
+    decided = {a.dataset for a in s.execute(select(Approval).where(Approval.export_id == e.id)).scalars()}
+    open_ = sorted((set(e.needs_approval_from) & stewarded_by(s, principal.name)) - decided)
+    mine, seniors = [], {}
+    for ds in open_:
+        only = seniors_only(s, ds)
+        if only is None or principal.name in only:
+            mine.append(ds)
+        else:
+            seniors[ds] = only
+    return mine, seniors
 
 
 class Exports:
@@ -86,6 +124,10 @@ class Exports:
         files = s.execute(select(ExportFile).where(ExportFile.export_id == e.id).order_by(ExportFile.name)).scalars().all()
         approvals = s.execute(select(Approval).where(Approval.export_id == e.id).order_by(Approval.id)).scalars().all()
         out = export_dict(e, list(files), list(approvals))
+        out["waiting_for"] = _waiting(s, e)
+        if principal.role is Role.STEWARD:
+            out["yours"], seniors = decidable(s, principal, e)
+            out["seniors_decide"] = seniors
         if principal.role is Role.ENTERPRISE and e.state != ExportState.APPROVED.value:
             # Names, sizes and hashes of unapproved files are job-chosen: a covert channel (a hash of a
             # single number can be brute-forced). The submitter sees them once the stewards approve.
@@ -137,7 +179,12 @@ class Exports:
                                 details={"expected": e.bundle_sha256})
             check_export_transition(e.state, ExportState.APPROVED)
             decided = {a.dataset for a in s.execute(select(Approval).where(Approval.export_id == e.id)).scalars()}
-            mine = (set(e.needs_approval_from) & stewarded_by(s, principal.name)) - decided
+            yours, seniors = decidable(s, principal, e)
+            mine = set(yours)
+            if not mine and seniors:
+                who = "; ".join(f"{d} ({', '.join(n) or 'none named'})" for d, n in sorted(seniors.items()))
+                raise Forbidden(f"important data (重要数据) is approved by its senior stewards only: {who}",
+                                details={"rule": "senior_steward", "datasets": sorted(seniors)})
             if not mine:
                 raise Forbidden("you have no pending decision on this export")
             for ds in sorted(mine):
@@ -160,11 +207,17 @@ class Exports:
                         job.reason = "export approved by every steward"
             e.state, e.updated_at, job.updated_at = outcome, utcnow(), utcnow()
             s.flush()
+            # approved: the signed statement is made now, in this transaction, and named below
+            signed = attest(self.ctx, s, e, job) if outcome == ExportState.APPROVED.value else {}
             self.ctx.audit.append(s, principal.actor, f"export.{'approved' if decision == 'approve' else 'denied'}",
                                   "export", e.id, {"datasets": sorted(mine), "reason": reason,
                                                    "bundle_sha256": bundle_sha256, "export_state": outcome,
-                                                   "job_id": job.id})
+                                                   "job_id": job.id, **signed})
             return self._dict(s, e, principal)
+
+    def provenance_key(self) -> dict[str, str]:
+        """The public key every release's provenance is signed with (anyone may have it)."""
+        return public_key(self.ctx)
 
     # -- download -------------------------------------------------------------------------
     def download(self, principal: Principal, export_id: str) -> list[DownloadedFile]:
@@ -183,19 +236,22 @@ class Exports:
                 raise Forbidden(_not_downloadable(s, e), details={"state": e.state, "waiting_for": _waiting(s, e)})
             listed = [(n, d) for n, d in s.execute(select(ExportFile.name, ExportFile.sha256)
                                                    .where(ExportFile.export_id == e.id)).all()]
-            if only is not None and only not in {n for n, _ in listed}:
+            signed = e.provenance is not None
+            if only is not None and only not in {n for n, _ in listed} and not (signed and only == provenance.FILE_NAME):
                 raise NotFound(f"export {e.id!r} has no file {str(only)[:60]!r}")
             q = select(ExportFile).where(ExportFile.export_id == e.id)
             rows = s.execute(q if only is None else q.where(ExportFile.name == only)).scalars().all()
             out = [DownloadedFile(f.name, f.sha256, f.data) for f in rows]
-            # Re-hash what is about to leave: it must be exactly what was approved.
+            if signed and only in (None, provenance.FILE_NAME):  # the statement travels with the bytes
+                out.append(DownloadedFile(provenance.FILE_NAME, str(e.provenance_sha256), bytes(e.provenance)))
+            # Re-hash what is about to leave: it must be exactly what was approved (and signed).
             changed = sorted(f.name for f in out if hashlib.sha256(f.data).hexdigest() != f.sha256)
             if bundle_hash(listed) != e.bundle_sha256:
                 changed = changed or sorted(n for n, _ in listed)
             if not changed:
                 self.ctx.audit.append(s, principal.actor, "export.downloaded", "export", e.id,
                                       {"bundle_sha256": e.bundle_sha256, "files": [[f.name, f.sha256] for f in out],
-                                       "whole_bundle": only is None})
+                                       "whole_bundle": only is None, "provenance_sha256": e.provenance_sha256})
                 return out
             export_key = e.id
         # Nothing was sent; the attempt and what failed are recorded in a transaction of their own.

@@ -148,13 +148,17 @@ def test_some_industry_district_cells_are_small(frames: dict[str, pd.DataFrame])
 
 
 def test_manifests_load_and_declare_the_scenario() -> None:
-    stewards = {"enterprise_registry": ["tax_steward"], "tax_payments": ["tax_steward"],
+    stewards = {"enterprise_registry": ["tax_steward"], "tax_payments": ["tax_steward", "tax_chief"],
                 "social_insurance": ["hrss_steward"], "bank_loans": ["bank_steward"]}
+    # GB/T 43697: the tax records are important data, approved by the bureau's senior steward
+    grades = {"enterprise_registry": "general", "tax_payments": "important", "social_insurance": "general",
+              "bank_loans": "general"}
     assert sorted(p.stem for p in MANIFESTS.glob("*.yaml")) == sorted(NAMES)
     for name in NAMES:
         m = load_manifest(MANIFESTS / f"{name}.yaml")
         policy = m.build_policy()
-        assert m.name == name and m.stewards == stewards[name]
+        assert m.name == name and m.stewards == stewards[name] and m.grade.value == grades[name]
+        assert m.senior_stewards == (["tax_chief"] if name == "tax_payments" else [])
         assert m.provider_kind.value == ("market" if name == "bank_loans" else "government")
         assert m.column("uscc").role.value == "join_key" and not m.column("uscc").nullable
         assert policy.privacy_unit == "uscc" and policy.purposes == ["credit_risk"] and policy.tenants == ["bank_a"]

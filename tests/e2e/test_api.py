@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import random
+import time
 
 import httpx
 import pytest
@@ -67,7 +67,8 @@ def test_flow_through_the_client(server, tmp_path, job_dir):
         analyst.download_export(export_id, tmp_path / "early")
     for c in (tax, bank):
         c.decide_export(export_id, "approve", "aggregates only")  # hash of the bytes it reviewed
-    (path,) = analyst.download_export(export_id, tmp_path / "got")
+    path, prov = analyst.download_export(export_id, tmp_path / "got")
+    assert prov.name == "provenance.intoto.jsonl"
     assert path.read_text().startswith("district,loans,rate")
     auditor = Client(url, tok["auditor"])
     assert auditor.audit_verify()["ok"]

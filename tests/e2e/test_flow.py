@@ -60,7 +60,8 @@ def test_full_flow(landed, people, job_dir, tmp_path):
     assert wh.jobs.get(people["analyst"], job["id"])["state"] == "released"
 
     assert [f["name"] for f in wh.exports.get(people["analyst"], export_id)["files"]] == ["rates.csv"]
-    (f,) = wh.exports.download(people["analyst"], export_id)
+    f, prov = wh.exports.download(people["analyst"], export_id)  # the file and its signed provenance
+    assert prov.name == "provenance.intoto.jsonl"
     rows = list(csv.reader(io.StringIO(f.data.decode())))
     assert rows[0] == ["district", "loans", "rate"]
     assert len(rows) == 2 and rows[1][0] in {"500112", "500105"}  # 500199 (3 firms) was suppressed

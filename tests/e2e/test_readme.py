@@ -57,7 +57,8 @@ def test_the_marked_blocks_are_found_in_their_sections():
     code = "\n".join(c for _, c in blocks)
     for needed in ("twh init", "user add bank_steward", "user add auditor", "twh demo data",
                    "dataset register sample/manifests/bank_loans.yaml", "ingest tax_payments",
-                   '--as bank_steward export approve', "twh serve", "export download"):
+                   '--as bank_steward export approve', "twh serve", "export download", "export verify",
+                   "export key", "--grade important", "--lang zh-CN"):
         assert needed in code, needed
     with pytest.raises(AssertionError, match="not followed by"):
         readme_blocks(f"# x\n{MARK}\n```python\nprint(1)\n```\n")

@@ -33,6 +33,9 @@ def test_public_api_is_pinned() -> None:
             "SdcRules",
             "access_decisions", "check_access", "check_group_release", "column_role", "load_policy",
             "resolve_column",
+            # classification and grading (GB/T 43697-2024): policies.grading
+            "ALLOWANCES", "Classification", "Grade", "INDUSTRY_CATEGORIES", "PersonalInfo", "approval_needed",
+            "default_release_mode", "policy_shortfalls", "query_decision", "senior_needed",
         ]
     )
     for name in policies.__all__:

@@ -48,6 +48,7 @@ from .schema import (
     MANIFEST_IN,
     MIGRATE_IN,
     MOCK_CSV,
+    OVERRIDE_IN,
     PARQUET,
     RECORD_LINE,
     TOKEN_IN,
@@ -65,6 +66,8 @@ from .schema import (
     JobPage,
     LogsOut,
     Out,
+    OverrideOut,
+    ProvenanceKeyOut,
     TokenIssuedOut,
     TokenOut,
     TokenPage,
@@ -106,6 +109,12 @@ class DecisionIn(In):
     decision: Literal["approve", "deny"]
     reason: str = Field(min_length=1, max_length=2000, examples=["only aggregates over >= 10 firms"])
     bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class OverrideIn(In):
+    allow: Literal["sdc", "dp", "no_approval", "any_steward"] = Field(
+        description="what the dataset may do beyond its grade (policies.grading.ALLOWANCES)")
+    reason: str = Field(min_length=1, max_length=2000, examples=["the regulator's written exemption no. 17"])
 
 
 class TokenIn(In):
@@ -233,13 +242,32 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
 
     @app.get("/v1/datasets", tags=["datasets"], summary="List datasets", response_model=DatasetPage,
              responses={**ok("datasets"), **errors()})
-    def list_datasets(who: Who, offset: Offset = 0, limit: Limit = 100) -> dict[str, Any]:
-        """The catalog: every dataset's name, kind, stewards, current version and column roles (paged)."""
-        return _page(wh.datasets.list(who), offset, limit)
+    def list_datasets(who: Who, offset: Offset = 0, limit: Limit = 100,
+                      grade: Literal["core", "important", "general", "unclassified"] | None = None) -> dict[str, Any]:
+        """The catalog: every dataset's name, kind, stewards, current version, column roles and
+        classification (GB/T 43697 grade and category), optionally of one grade only (paged)."""
+        return _page(wh.datasets.list(who, grade), offset, limit)
+
+    @app.post("/v1/datasets/{name}/overrides", tags=["datasets"], status_code=201,
+              summary="Allow a dataset beyond its grade", response_model=OverrideOut,
+              responses={**ok("override", 201), **errors("forbidden", "conflict")})
+    def override_dataset(name: Annotated[str, PathParam(max_length=64)],
+                         body: Annotated[OverrideIn, Body(openapi_examples=OVERRIDE_IN)], who: Who) -> dict[str, Any]:
+        """Admins only, audited (``dataset.override_recorded``): e.g. ``sdc`` releases of important data.
+        The dataset may be registered later; its manifest may then be that much weaker than its grade."""
+        return wh.datasets.override(who, name, body.allow, body.reason)
+
+    @app.get("/v1/provenance/key", tags=["exports"], summary="The provenance signing key",
+             response_model=ProvenanceKeyOut, responses={**ok("provenance_key"), **errors()})
+    def provenance_key() -> dict[str, Any]:
+        """The Ed25519 public key every approved export's ``provenance.intoto.jsonl`` is signed with
+        (public: a third party verifies a release offline with it, ``twh export verify``)."""
+        return wh.exports.provenance_key()
 
     @app.post("/v1/datasets", tags=["datasets"], status_code=201, summary="Register a dataset",
               response_model=DatasetOut, responses={**ok("dataset", 201), **errors("forbidden", "conflict",
-                                                                                   "manifest_invalid")})
+                                                                                   "manifest_invalid",
+                                                                                   "policy_invalid")})
     def register_dataset(manifest: Annotated[dict[str, Any], Body(openapi_examples=MANIFEST_IN)],
                          who: Who) -> dict[str, Any]:
         """Stewards register a manifest (schema with column roles, contract, policy); the table starts empty."""
@@ -287,7 +315,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     @app.post("/v1/datasets/{name}/migrate", tags=["datasets"], summary="Migrate a dataset's schema",
               response_model=Out, responses={200: {"content": {"application/json": {"example": {
                   "dataset": "tax_payments", "version": 2, "renames": {"vat": "vat_paid"}}}}},
-                  **errors("not_found", "forbidden", "conflict", "manifest_invalid")})
+                  **errors("not_found", "forbidden", "conflict", "manifest_invalid", "policy_invalid")})
     def migrate_dataset(name: str, body: Annotated[MigrateIn, Body(openapi_examples=MIGRATE_IN)],
                         who: Who) -> dict[str, Any]:
         """Rewrite the table into a new manifest's schema in one commit (renames map old to new names)."""

@@ -33,6 +33,8 @@ MIGRATE_IN = {"rename": {"summary": "rename a column", "value": {"manifest": MAN
 JOB_IN = {"job": {"summary": "job.yaml and job.py, base64", "value": {"files": {
     "job.yaml": "bmFtZTogcmF0ZXMKcHVycG9zZTogY3JlZGl0X3Jpc2sKZGF0YXNldHM6IFtsb2Fuc10K",
     "job.py": "aW1wb3J0IHR3aF9qb2IK"}}}}
+OVERRIDE_IN = {"sdc": {"summary": "allow sdc releases of important data", "value": {
+    "allow": "sdc", "reason": "the regulator's written exemption no. 17 for aggregate statistics"}}}
 TOKEN_IN = {"issue": {"summary": "a 30-day token for a CI job", "value": {"user": "bank_a_analyst", "days": 30,
                                                                         "label": "ci"}}}
 DECISION_IN = {"approve": {"summary": "approve the reviewed bytes", "value": {
@@ -199,6 +201,21 @@ class VerifyOut(Out):
     problems: list[str] = Field(default_factory=list, description="every problem found (the first 100)")
 
 
+class OverrideOut(Out):
+    dataset: str
+    allow: str = Field(description="sdc | dp | no_approval | any_steward")
+    reason: str
+    admin: str
+    grade: str | None = Field(description="the dataset's grade when it is registered; null before")
+
+
+class ProvenanceKeyOut(Out):
+    algorithm: Literal["ed25519"]
+    keyid: str = Field(description="SHA-256 of the raw 32-byte public key, hex (the DSSE signature's keyid)")
+    public_key_pem: str
+    public_key_b64: str = Field(description="the raw 32-byte public key, base64")
+
+
 class AuditRecordOut(Out):
     seq: int
     ts: str
@@ -221,6 +238,9 @@ class AuditPage(PageOut):
 USER = {"name": "bank_a_analyst", "role": "enterprise", "tenant": "bank_a"}
 DATASET = {"name": "tax_payments", "provider_kind": "government", "title": "Monthly tax payments",
            "stewards": ["tax_steward"], "current_version": 1,
+           "classification": {"grade": "important", "category": "taxation", "basis": "",
+                              "personal_information": False, "sensitive_personal_information": False,
+                              "senior_stewards": ["tax_chief"]},
            "columns": [{"name": "uscc", "type": "string", "role": "join_key"},
                        {"name": "vat_paid", "type": "float64", "role": "measure"}]}
 JOB = {"id": "job_bccf876c57938d4d", "name": "default-rate-by-industry-district", "tenant": "bank_a",
@@ -257,6 +277,12 @@ EXAMPLES: dict[str, Any] = {
     "token": TOKEN, "token_issued": {**TOKEN, "token": "twh_… (shown once)"},
     "tokens": {"items": [TOKEN], "total": 1, "offset": 0, "limit": 100},
     "records": {"items": [RECORD], "total": 36, "offset": 0, "limit": 1, "next_after": 7},
+    "override": {"dataset": "tax_payments", "allow": "sdc", "reason": OVERRIDE_IN["sdc"]["value"]["reason"],
+                 "admin": "admin", "grade": "important",
+                 "meaning": "release under disclosure control (release_mode sdc) although the grade asks for dp"},
+    "provenance_key": {"algorithm": "ed25519", "keyid": SHA,
+                       "public_key_pem": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA…\n-----END PUBLIC KEY-----\n",
+                       "public_key_b64": "4m0hX…"},
 }
 
 
@@ -294,6 +320,7 @@ _MESSAGES = {
     "conflict": "user 'x' already exists",
     "budget_exhausted": "the privacy budget of 'tax_payments' has 0 epsilon left",
     "manifest_invalid": "schema: column 'uscc' declared twice", "job_spec_invalid": "job.yaml is missing",
+    "policy_invalid": "release_mode: important data (重要数据) may be released only as dp, not 'sdc'",
     "validation_failed": "the batch failed its contract: quarantined",
     "invalid_transition": "export is already approved",
     "refused": "the policy does not allow DP synthetic data", "access_refused": "tenant bank_b may not use loans",

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ...i18n import _, fmt_number
 from .output import ctx, emit, out, run, say
 
 audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
@@ -17,9 +18,11 @@ audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help
 def audit_verify(c: typer.Context) -> None:
     """Recompute the hash chain; name the first record modified, deleted or reordered."""
     data = run(lambda: ctx(c).client().audit_verify())
-    emit(c, data, lambda d: out.print(f"audit chain OK: {d['records']} records" if d["ok"] else
-                                      f"[bold red]audit chain BROKEN[/] at record {d['first_bad_seq']}: {escape(str(d['problem']))}",
-                                      soft_wrap=True))
+    emit(c, data, lambda d: out.print(
+        escape(_("audit chain OK: {n} records").format(n=fmt_number(d["records"]))) if d["ok"] else
+        "[bold red]" + escape(_("audit chain BROKEN")) + "[/] "
+        + escape(_("at record {seq}: {problem}").format(seq=d["first_bad_seq"], problem=d["problem"])),
+        soft_wrap=True))
     if not data["ok"]:
         raise typer.Exit(1)
 
@@ -35,4 +38,5 @@ def audit_export(c: typer.Context,
             return ctx(c).client().audit_export(fh)
     n = run(go)
     if out_file is not None:
-        emit(c, {"records": n, "file": str(out_file)}, lambda d: say(f"wrote {d['records']} records to {d['file']}"))
+        emit(c, {"records": n, "file": str(out_file)},
+             lambda d: say(_("wrote {n} records to {file}").format(n=fmt_number(d["records"]), file=d["file"])))

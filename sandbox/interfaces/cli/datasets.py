@@ -10,9 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import InvalidInput
+from ...i18n import _, fmt_eps, fmt_number
 from .output import ctx, emit, err, out, row, run, say, table
 
 dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help=True)
+
+
+def grade_word(grade: str | None) -> str:
+    """A GB/T 43697 grade as people say it (the value itself stays in --json)."""
+    return {"core": _("core data"), "important": _("important data"), "general": _("general data"),
+            "unclassified": _("unclassified")}.get(grade or "unclassified", grade or "")
 budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
 #: top-level commands of this module (``twh ingest``)
 top = typer.Typer()
@@ -21,34 +28,62 @@ top = typer.Typer()
 def dataset_register(c: typer.Context, manifest: Path) -> None:
     """Register a dataset from its manifest (schema, roles, expectations, policy)."""
     data = run(lambda: ctx(c).client().register_dataset(manifest))
-    emit(c, data, lambda d: say(f"registered {d['name']} ({d['provider_kind']}), stewards {', '.join(d['stewards'])}"))
+    emit(c, data, lambda d: say(_("registered {name} ({kind}, {grade}), stewards {stewards}").format(
+        name=d["name"], kind=d["provider_kind"], grade=grade_word((d.get("classification") or {}).get("grade")),
+        stewards=", ".join(d["stewards"]))))
 
 
 @dataset_app.command("list")
-def dataset_list(c: typer.Context) -> None:
-    """List the catalog."""
+def dataset_list(c: typer.Context,
+                 grade: Annotated[str | None, typer.Option(help="only this GB/T 43697 grade: core, important, "
+                                                                "general or unclassified")] = None) -> None:
+    """List the catalog (with each dataset's grade)."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = table("name", "zone", "version", "columns", "stewards", whole=("name",))
+        name = _("name")
+        t = table(name, _("zone"), _("grade"), _("version"), _("columns"), _("stewards"), whole=(name,))
         for d in rows:
-            row(t, d["name"], d["provider_kind"], d["current_version"], len(d["columns"]), ", ".join(d["stewards"]))
+            row(t, d["name"], d["provider_kind"], grade_word((d.get("classification") or {}).get("grade")),
+                d["current_version"], len(d["columns"]), ", ".join(d["stewards"]))
         out.print(t)
         if not rows:
-            say("no datasets")
-    emit(c, run(lambda: ctx(c).client().list_datasets()), render)
+            say(_("no datasets") + (" (" + grade_word(grade) + ")" if grade else ""))
+    emit(c, run(lambda: ctx(c).client().list_datasets(grade)), render)
+
+
+@dataset_app.command("override")
+def dataset_override(c: typer.Context, name: str,
+                     allow: Annotated[str, typer.Option(help="sdc | dp | no_approval | any_steward")],
+                     reason: Annotated[str, typer.Option(help="why (recorded in the audit log)")]) -> None:
+    """Allow a dataset one thing beyond its grade (admins; audited). Record it before registering
+    the manifest that needs it."""
+    data = run(lambda: ctx(c).client().override_dataset(name, allow, reason))
+    emit(c, data, lambda d: say(_("{name} may now: {allow} ({meaning}); recorded by {admin}").format(
+        name=d["dataset"], allow=d["allow"], meaning=d.get("meaning", ""), admin=d["admin"])))
 
 
 @dataset_app.command("show")
 def dataset_show(c: typer.Context, name: str) -> None:
     """Show a dataset: schema with roles, policy, versions."""
     def render(d: dict[str, Any]) -> None:
-        t = table("column", "type", "role", title=f"{d['name']} (version {d['current_version']})",
-                  whole=("column",))
-        for col in d["schema"]:
-            row(t, col["name"], col["type"], col["role"])
+        col = _("column")
+        t = table(col, _("type"), _("role"), _("grade"), _("personal information"),
+                  title=_("{name} (version {version})").format(name=d["name"], version=d["current_version"]),
+                  whole=(col,))
+        cls = d.get("classification") or {}
+        for c_ in d["schema"]:
+            pi = {"personal": _("personal"), "sensitive": _("sensitive")}.get(c_.get("pi") or "none", "")
+            row(t, c_["name"], c_["type"], c_["role"], grade_word(c_.get("grade") or cls.get("grade")), pi)
         out.print(t)
-        say(f"policy: {json.dumps(d['policy'], ensure_ascii=False)}")
+        say(_("classification: {grade}, category {category}").format(
+            grade=grade_word(cls.get("grade")), category=cls.get("category") or "-")
+            + (_("; senior stewards {names}").format(names=", ".join(cls["senior_stewards"]))
+               if cls.get("senior_stewards") else ""))
+        for o in d.get("overrides") or []:
+            say(_("  allowance {allow} by {admin}: {reason}").format(**o))
+        say(_("policy: {policy}").format(policy=json.dumps(d["policy"], ensure_ascii=False)))
         for v in d["versions"]:
-            say(f"  v{v['version']}: {v['rows']} rows, load {v['load_id']}")
+            say(_("  v{version}: {rows} rows, load {load}").format(version=v["version"], rows=fmt_number(v["rows"]),
+                                                                     load=v["load_id"]))
     emit(c, run(lambda: ctx(c).client().show_dataset(name)), render)
 
 
@@ -58,24 +93,26 @@ def budget_show(c: typer.Context, dataset: str) -> None:
     def render(d: dict[str, Any]) -> None:
         rb = d.get("release_budget")
         if rb:  # sdc: distinct populations released (linear reconstruction needs many)
-            used = ", ".join(f"{t} {n}" for t, n in sorted(rb["used"].items())) or "none"
-            say(f"release budget ({rb['period']}): {rb['per_tenant_limit']} distinct populations per tenant; "
-                f"used: {used}")
+            used = ", ".join(f"{t} {n}" for t, n in sorted(rb["used"].items())) or _("none")
+            say(_("release budget ({period}): {limit} distinct populations per tenant; used: {used}").format(
+                period=rb["period"], limit=fmt_number(rb["per_tenant_limit"]), used=used))
         if d["budget"] is None:
-            say(f"{d['dataset']} has no DP budget (release mode sdc)")
+            say(_("{name} has no DP budget (release mode sdc)").format(name=d["dataset"]))
             return
-        t = table("scope", "period", "total ε", "spent ε", "remaining ε", "spent δ", title=f"{d['dataset']} budget")
+        t = table(_("scope"), _("period"), _("total ε"), _("spent ε"), _("remaining ε"), _("spent δ"),
+                  title=_("{name} budget").format(name=d["dataset"]))
         for sc in d["scopes"]:
-            row(t, sc["scope"], sc["period"], sc["total"]["epsilon"], sc["spent"]["epsilon"],
-                sc["remaining"]["epsilon"], sc["spent"]["delta"])
+            row(t, sc["scope"], sc["period"], fmt_eps(sc["total"]["epsilon"]), fmt_eps(sc["spent"]["epsilon"]),
+                fmt_eps(sc["remaining"]["epsilon"]), sc["spent"]["delta"])
         out.print(t)
         if d["history"] is None:  # an enterprise: totals only, never one charge
-            say("charges: totals only (jobs under review are not counted until a steward acts)")
+            say(_("charges: totals only (jobs under review are not counted until a steward acts)"))
             return
-        say(f"charges: {len(d['history'])}")
+        say(_("charges: {n}").format(n=len(d["history"])))
         for r in d["history"]:  # one line each: the job id stays whole at any width
             say(f"  #{r['id']} {str(r['at'])[:19].replace('T', ' ')} {r['kind']} ε {r['epsilon']} δ {r['delta']} "
-                f"by {r['actor']} ({r['tenant']})" + (f" job {r['job_id']}" if r.get("job_id") else ""))
+                + _("by {actor} ({tenant})").format(actor=r["actor"], tenant=r["tenant"])
+                + (f" job {r['job_id']}" if r.get("job_id") else ""))
     emit(c, run(lambda: ctx(c).client().budget(dataset)), render)
 
 
@@ -95,9 +132,9 @@ def ingest(c: typer.Context, dataset: str,
 
     if engine is not None:
         if engine not in ("duckdb", "spark"):
-            raise typer.BadParameter("--engine is duckdb or spark")
+            raise typer.BadParameter(_("--engine is duckdb or spark"))
         if ctx(c).url:
-            raise typer.BadParameter("--engine applies to local mode; a service lands with its own TWH_ENGINE")
+            raise typer.BadParameter(_("--engine applies to local mode; a service lands with its own TWH_ENGINE"))
         ctx(c).engine = engine
     from ..client import existing_file
 
@@ -105,9 +142,10 @@ def ingest(c: typer.Context, dataset: str,
         run(lambda: existing_file(file))  # before the progress bar: a missing file is not a load
     data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
                                             console=err, show=not (ctx(c).as_json or ctx(c).get)))
-    emit(c, data, lambda d: say(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
-                                + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
-                                + ")" + (f", load {d['load_id']}" if d.get("load_id") else "")))
+    emit(c, data, lambda d: say(_("{status}: {dataset} version {version} ({rows} rows").format(
+        status=d["status"], dataset=dataset, version=d.get("version"), rows=fmt_number(d.get("rows")))
+        + (_(", {n} quarantined").format(n=fmt_number(d["rows_quarantined"])) if d.get("rows_quarantined") else "")
+        + ")" + (_(", load {load}").format(load=d["load_id"]) if d.get("load_id") else "")))
 
 
 @dataset_app.command("history")
@@ -128,11 +166,12 @@ def dataset_migrate(c: typer.Context, name: str, manifest: Path,
         for r in rename or []:
             old, sep, new = r.partition("=")
             if not sep or not old or not new:
-                raise InvalidInput(f"--rename {r!r}: use OLD=NEW")
+                raise InvalidInput(_("--rename {value!r}: use OLD=NEW").format(value=r))
             renames[old] = new
         return ctx(c).client().migrate_dataset(name, manifest, renames)
-    emit(c, run(go), lambda d: say(f"migrated {d['dataset']} to version {d['version']} ({d['rows']} rows): "
-                                   + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
+    emit(c, run(go), lambda d: say(_("migrated {dataset} to version {version} ({rows} rows): ").format(
+        dataset=d["dataset"], version=d["version"], rows=fmt_number(d["rows"]))
+        + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
 
 
 @dataset_app.command("mock")
@@ -149,7 +188,7 @@ def dataset_mock(c: typer.Context, name: str,
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_bytes(data)
     emit(c, {"file": str(out_file), "rows": rows, "format": fmt},
-         lambda d: say(f"wrote {d['rows']} mock rows to {d['file']}"))
+         lambda d: say(_("wrote {rows} mock rows to {file}").format(rows=fmt_number(d["rows"]), file=d["file"])))
 
 
 @dataset_app.command("synthetic")
@@ -168,4 +207,4 @@ def dataset_synthetic(c: typer.Context, name: str,
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_bytes(data)
     emit(c, {"file": str(out_file), "format": fmt, "bytes": len(data)},
-         lambda d: say(f"wrote the synthetic table of {name} to {d['file']}"))
+         lambda d: say(_("wrote the synthetic table of {name} to {file}").format(name=name, file=d["file"])))

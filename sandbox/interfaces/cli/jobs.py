@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ...i18n import _
 from .output import ctx, emit, out, row, run, say, table
 
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
@@ -14,27 +15,28 @@ job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 def _render_job(d: dict[str, Any]) -> None:
     """One job for people, in every state: the submitter's view has no queries (withheld until the
     stewards approve: ``queries`` is None) and maybe no export yet."""
-    say(f"job {d['id']}: {d['state']}")
+    say(_("job {id}: {state}").format(id=d["id"], state=d["state"]))
     if d.get("reason"):
         say(f"  {d['reason']}")
     pinned = d.get("pinned_versions") or {}
     datasets = ", ".join(f"{n} v{pinned[n]}" if n in pinned else n for n in d.get("datasets") or [])
-    say(f"  {d.get('name') or '(unnamed)'}, purpose {d.get('purpose')}, datasets {datasets or '-'}")
+    say(_("  {name}, purpose {purpose}, datasets {datasets}").format(
+        name=d.get("name") or _("(unnamed)"), purpose=d.get("purpose"), datasets=datasets or "-"))
     queries = d.get("queries", [])
     if queries is None:
-        say("  queries: withheld from the submitter (the stewards review them with the export)")
+        say(_("  queries: withheld from the submitter (the stewards review them with the export)"))
     for q in queries or []:
         det = q.get("details") or {}
-        extra = (f"suppressed {det.get('suppressed_groups')} group(s)" if q.get("outcome") == "released"
+        extra = (_("suppressed {n} group(s)").format(n=det.get("suppressed_groups")) if q.get("outcome") == "released"
                  else str(det.get("reason")))
-        say(f"  query {q.get('outcome')}: {extra}")
+        say(_("  query {outcome}: {extra}").format(outcome=q.get("outcome"), extra=extra))
     export = d.get("export")
     if export:
-        say(f"  export {export['id']}: {export['state']}")
+        say(_("  export {id}: {state}").format(id=export["id"], state=export["state"]))
     elif d.get("state") in ("queued", "running", "gating"):
-        say("  export: none yet (the job has not finished)")
+        say(_("  export: none yet (the job has not finished)"))
     else:
-        say("  export: none")
+        say(_("  export: none"))
 
 
 @job_app.command("submit")
@@ -67,10 +69,12 @@ def job_run_local(c: typer.Context, job_dir: Path,
 
     def render(d: dict[str, Any]) -> None:
         for q in d["queries"]:
-            say(f"  query {q['outcome']}: " + (f"suppressed {q.get('suppressed')} group(s)"
-                                                if q["outcome"] == "released" else q.get("reason", "")))
+            say(_("  query {outcome}: {extra}").format(
+                outcome=q["outcome"], extra=_("suppressed {n} group(s)").format(n=q.get("suppressed"))
+                if q["outcome"] == "released" else q.get("reason", "")))
         say(f"--- stdout ---\n{d['stdout']}--- stderr ---\n{d['stderr']}")
-        say(f"exit {d['returncode']}; outputs in {d['out_dir']}: {', '.join(d['outputs']) or '(none)'}")
+        say(_("exit {code}; outputs in {folder}: {files}").format(
+            code=d["returncode"], folder=d["out_dir"], files=", ".join(d["outputs"]) or _("(none)")))
     data = run(go)
     emit(c, data, render)
     if data["returncode"] != 0:
@@ -87,12 +91,13 @@ def job_show(c: typer.Context, job_id: str) -> None:
 def job_list(c: typer.Context) -> None:
     """List the jobs you may see."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = table("id", "state", "name", "tenant", "created (UTC)", whole=("id", "state"))
+        cols = (_("id"), _("state"))
+        t = table(*cols, _("name"), _("tenant"), _("created (UTC)"), whole=cols)
         for j in rows:
             row(t, j["id"], j["state"], j.get("name") or "", j["tenant"], str(j["created_at"])[:16].replace("T", " "))
         out.print(t)
         if not rows:
-            say("no jobs")
+            say(_("no jobs"))
     emit(c, run(lambda: ctx(c).client().list_jobs()), render)
 
 
@@ -101,4 +106,5 @@ def job_logs(c: typer.Context, job_id: str) -> None:
     """A job's withheld stdout/stderr (stewards, auditors)."""
     emit(c, run(lambda: ctx(c).client().job_logs(job_id)),
          lambda d: say(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}"
-                       + (f"\n--- training review ---\n{d['training_review']}" if d.get("training_review") else "")))
+                       + ("\n--- " + _("training review") + f" ---\n{d['training_review']}"
+                          if d.get("training_review") else "")))

@@ -9,6 +9,8 @@ The global options (``--home``, ``--as``, ``--url``, ``--token``, ``--json``, ``
 once, on :func:`main`; :class:`_Root` hands a copy of each to every command and group below it,
 so ``twh --json job list`` and ``twh job list --json`` mean the same (the later one wins).
 
+``--lang`` (or ``TWH_LANG``) picks the language of text for people: ``en`` (default) or ``zh-CN``.
+
 Each group of commands lives in its own module of this package; this one assembles them.
 """
 
@@ -22,13 +24,25 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from ...i18n import normalize, use
 from . import audit, datasets, exports, jobs, service, users
 from .output import _STATE, Ctx
 from .syft import syft_app  # syft itself is imported only when a command runs
 from .tokens import token_app
 
 #: the root callback's parameter -> the :class:`Ctx` field it sets
-_GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get"}
+_GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get",
+           "lang": "lang"}
+
+
+def _language(value: str | None) -> str | None:
+    """``--lang``/``TWH_LANG``: a supported language, or a usage error naming the choices."""
+    if value is None:
+        return None
+    code = normalize(value)
+    if code is None:
+        raise typer.BadParameter(f"{value!r}: use en or zh-CN", param_hint="--lang")
+    return code
 
 
 def _late(field: str) -> Any:
@@ -37,6 +51,9 @@ def _late(field: str) -> Any:
         obj = c.find_root().obj
         if value is None or value is False or not isinstance(obj, Ctx):
             return value  # not given here (the root's value stands), or --help/completion
+        if field == "lang":
+            value = _language(value)
+            use(value)
         setattr(obj, field, value)
         if field == "as_json":
             _STATE["json"] = True
@@ -86,11 +103,16 @@ def main(
     get: Annotated[str | None, typer.Option("--get", metavar="FIELD",
                                             help="print only this field of the result, e.g. token, id, "
                                                  "export.id, 0.id (for shell variables)")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", metavar="LANG",
+                                             help="language of messages for people: en or zh-CN [env TWH_LANG]")]
+    = None,
 ) -> None:
     _STATE["json"] = as_json
+    chosen = _language(lang) or _language(os.environ.get("TWH_LANG") or None)
+    use(chosen)
     c.obj = Ctx(home or (Path(os.environ["TWH_HOME"]) if os.environ.get("TWH_HOME") else None),
                 as_user or os.environ.get("TWH_USER"), url or os.environ.get("TWH_URL"),
-                token or os.environ.get("TWH_TOKEN"), as_json, get=get)
+                token or os.environ.get("TWH_TOKEN"), as_json, get=get, lang=chosen)
 
 
 if __name__ == "__main__":  # pragma: no cover

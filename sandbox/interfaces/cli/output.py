@@ -1,6 +1,9 @@
 """What every ``twh`` command shares: the invocation's context, its two consoles, and how results
 and errors are printed (``--json`` for machines, readable text for people; a known error prints
-``error [code]: message`` and exits 2, never a traceback)."""
+``error [code]: message`` and exits 2, never a traceback).
+
+Text for people is in the invocation's language (``--lang``, ``TWH_LANG``: ``en`` or ``zh-CN``;
+:mod:`sandbox.i18n`); ``--json`` output, error codes, ids and values never change with it."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ...errors import InvalidInput, TwhError
+from ...i18n import _
 from ...settings import Settings
 
 out = Console()
@@ -35,6 +39,8 @@ class Ctx:
     engine: str | None = None
     #: ``--get FIELD``: print only that field of the result
     get: str | None = None
+    #: ``--lang``: the language of text for people (en, zh-CN)
+    lang: str | None = None
 
     def settings(self) -> Settings:
         return Settings.from_env(home=self.home, engine=self.engine)
@@ -43,7 +49,7 @@ class Ctx:
         if self._client is None:
             if self.url:
                 if not self.token:
-                    raise InvalidInput("--url needs --token (or TWH_TOKEN)")
+                    raise InvalidInput(_("--url needs --token (or TWH_TOKEN)"))
                 from ..client import Client
 
                 self._client = Client(self.url, self.token)
@@ -52,7 +58,7 @@ class Ctx:
                 from ..client import LocalClient
 
                 if not self.user:
-                    raise InvalidInput("local mode needs --as USER (or TWH_USER): which user acts")
+                    raise InvalidInput(_("local mode needs --as USER (or TWH_USER): which user acts"))
                 self._client = LocalClient(Warehouse.open(self.settings()), self.user)
         return self._client
 
@@ -82,10 +88,11 @@ def field(data: Any, path: str) -> Any:
         else:
             keys = sorted(value) if isinstance(value, dict) else f"items 0..{len(value) - 1}" \
                 if isinstance(value, list) else "none"
-            raise InvalidInput(f"--get {path}: the result has no {part!r} there (it has: {keys})",
-                               details={"field": "get"})
+            raise InvalidInput(_("--get {path}: the result has no {part!r} there (it has: {keys})").format(
+                path=path, part=part, keys=keys), details={"field": "get"})
     if value is None:
-        raise InvalidInput(f"--get {path}: that field is empty in this result", details={"field": "get"})
+        raise InvalidInput(_("--get {path}: that field is empty in this result").format(path=path),
+                           details={"field": "get"})
     return value
 
 
@@ -118,8 +125,10 @@ def run(fn: Any) -> Any:
         if _STATE.get("json"):
             print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
         else:
-            err.print(f"[bold red]error[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}", highlight=False,
-                      soft_wrap=True)
+            # the code is the same in every language; the word before it is the reader's
+            word = _("error")
+            err.print(f"[bold red]{escape(word)}[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}",
+                      highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ...i18n import _
 from ...settings import Settings
 from .output import ctx, emit, out, run, say
 
@@ -49,7 +50,8 @@ def worker(c: typer.Context,
         signal.signal(sig, lambda *_: stop.set())
     n = run(lambda: Worker(wh, wid).serve(stop, max_jobs=max_jobs, exit_when_idle=exit_when_idle))
     wh.close()
-    emit(c, {"worker_id": wid, "jobs_run": n}, lambda d: out.print(f"worker {d['worker_id']} ran {d['jobs_run']} job(s)"))
+    emit(c, {"worker_id": wid, "jobs_run": n}, lambda d: say(_("worker {id} ran {n} job(s)").format(
+        id=d["worker_id"], n=d["jobs_run"])))
 
 
 def _schema(c: typer.Context, upgrade: bool) -> dict[str, Any]:
@@ -68,14 +70,15 @@ def _schema(c: typer.Context, upgrade: bool) -> dict[str, Any]:
 @db_app.command("upgrade")
 def db_upgrade(c: typer.Context) -> None:
     """Migrate the catalog database to the code's schema (idempotent; safe with others running)."""
-    emit(c, run(lambda: _schema(c, True)), lambda d: out.print(f"catalog at revision {d['revision']} (head {d['head']})"))
+    emit(c, run(lambda: _schema(c, True)), lambda d: say(_("catalog at revision {revision} (head {head})").format(**d)))
 
 
 @db_app.command("current")
 def db_current(c: typer.Context) -> None:
     """The catalog database's schema revision, and the code's."""
     emit(c, run(lambda: _schema(c, False)),
-         lambda d: out.print(f"catalog at revision {d['revision'] or 'none'} (head {d['head']})"))
+         lambda d: say(_("catalog at revision {revision} (head {head})").format(
+             revision=d["revision"] or _("none"), head=d["head"])))
 
 
 demo_app = typer.Typer(help="The small-business credit demo: run it end to end, or write its sample files.",
@@ -121,7 +124,7 @@ def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help="whe
 
     def render(d: dict[str, Any]) -> None:
         for name, path in d["data"].items():
-            say(f"wrote {path} (sample data for the dataset {name})")
-        say(f"wrote {len(d['manifests'])} manifests under {d['folder']}/manifests and {len(d['jobs'])} example jobs "
-            f"under {d['folder']}/jobs")
+            say(_("wrote {path} (sample data for the dataset {name})").format(path=path, name=name))
+        say(_("wrote {n} manifests under {folder}/manifests and {jobs} example jobs under {folder}/jobs").format(
+            n=len(d["manifests"]), folder=d["folder"], jobs=len(d["jobs"])))
     emit(c, run(go), render)

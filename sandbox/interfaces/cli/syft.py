@@ -20,6 +20,7 @@ import typer
 import yaml
 
 from ...errors import InvalidInput
+from ...i18n import _
 
 syft_app = typer.Typer(
     help="PySyft bridge: the warehouse as a Syft data owner. The --config YAML holds `email` (the "
@@ -69,8 +70,9 @@ def syft_publish(c: typer.Context, config: ConfigOpt,
             b.wh.close()
 
     emit(c, run(go), lambda d: out.print("\n".join(
-        f"published {x['name']} ({x['rows']} mock rows) to {', '.join(x['audience'])}" for x in d)
-        or "nothing new to publish"))
+        _("published {name} ({rows} mock rows) to {audience}").format(
+            name=x["name"], rows=x["rows"], audience=", ".join(x["audience"])) for x in d)
+        or _("nothing new to publish")))
 
 
 @syft_app.command("serve-once")
@@ -90,5 +92,9 @@ def syft_serve_once(c: typer.Context, config: ConfigOpt,
             b.wh.close()
 
     emit(c, run(go), lambda d: out.print("\n".join(
-        f"{x['syft_user']}/{x['syft_job']}: {x['syft_state']} ({x['job_id'] or 'no warehouse job'}) {x['reason']}"
-        for x in d) or "nothing to do"))
+        f"{x['syft_user']}/{x['syft_job']}: {x['syft_state']} ({x['job_id'] or _no_job()}) {x['reason']}"
+        for x in d) or _("nothing to do")))
+
+
+def _no_job() -> str:
+    return _("no warehouse job")

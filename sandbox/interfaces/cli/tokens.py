@@ -10,16 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
+from ...i18n import _
 from .output import ctx, emit, out, run
 
 token_app = typer.Typer(help="Bearer tokens: issue (shown once), list, revoke.", no_args_is_help=True)
 
 
 def _line(t: dict[str, Any]) -> str:
-    used = (t.get("last_used_at") or "never")[:19]
+    used = (t.get("last_used_at") or _("never"))[:19]
     label = f" ({t['label']})" if t.get("label") else ""
     return (f"{t['id']:>5}  {t['user']}{label}  {t['fingerprint']}  {t['state']:<7}  "
-            f"expires {(t.get('expires_at') or '')[:10]}  last used {used}")
+            + _("expires {date}  last used {used}").format(date=(t.get("expires_at") or "")[:10], used=used))
 
 
 @token_app.command("issue")
@@ -29,8 +30,8 @@ def token_issue(c: typer.Context, user: str,
                 label: Annotated[str | None, typer.Option(help="a name for it, e.g. laptop or ci")] = None) -> None:
     """Issue a token for USER (admins); prints it once — only its SHA-256 is kept."""
     data = run(lambda: ctx(c).client().issue_token(user, days=days, label=label))
-    emit(c, data, lambda d: out.print(f"token for {d['user']} (id {d['id']}, expires {d['expires_at'][:10]}): "
-                                      f"{d['token']}", highlight=False))
+    emit(c, data, lambda d: out.print(_("token for {user} (id {id}, expires {date}): ").format(
+        user=d["user"], id=d["id"], date=d["expires_at"][:10]) + d["token"], highlight=False, markup=False))
 
 
 @token_app.command("list")
@@ -38,11 +39,11 @@ def token_list(c: typer.Context,
                user: Annotated[str | None, typer.Option(help="only this user's (admins and auditors)")] = None) -> None:
     """Tokens with their state, expiry and last use (never the tokens themselves)."""
     data = run(lambda: ctx(c).client().list_tokens(user))
-    emit(c, data, lambda d: out.print("\n".join(_line(t) for t in d) or "no tokens", highlight=False))
+    emit(c, data, lambda d: out.print("\n".join(_line(t) for t in d) or _("no tokens"), highlight=False, markup=False))
 
 
 @token_app.command("revoke")
 def token_revoke(c: typer.Context, token_id: int) -> None:
     """Revoke the token with this id (see `twh token list`); its web sessions end at once."""
     data = run(lambda: ctx(c).client().revoke_token(token_id))
-    emit(c, data, lambda d: out.print(f"revoked: {_line(d)}", highlight=False))
+    emit(c, data, lambda d: out.print(_("revoked: {token}").format(token=_line(d)), highlight=False, markup=False))

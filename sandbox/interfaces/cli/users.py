@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import TwhError
+from ...i18n import _
 from .output import ctx, emit, run, say
 
 user_app = typer.Typer(help="Users and tokens.", no_args_is_help=True)
@@ -25,9 +26,9 @@ def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the 
         return {"home": str(wh.settings.home), "admin": admin if made else None, "token": made[1] if made else None}
 
     def render(d: dict[str, Any]) -> None:
-        say(f"warehouse at {d['home']}" + ("" if d["token"] else " (already initialised)"))
+        say(_("warehouse at {home}").format(home=d["home"]) + ("" if d["token"] else _(" (already initialised)")))
         if d["token"]:  # on a line of its own, whole: it is shown once
-            say(f"admin {d['admin']}; its token (shown once, keep it):\n{d['token']}")
+            say(_("admin {name}; its token (shown once, keep it):").format(name=d["admin"]) + f"\n{d['token']}")
     emit(c, run(go), render)
 
 
@@ -45,7 +46,7 @@ def whoami(c: typer.Context,
                 if not exc.details.get("unreachable") or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.5)
-    emit(c, run(go), lambda d: say(f"{d['name']} ({d['role']}, tenant {d['tenant']})"))
+    emit(c, run(go), lambda d: say(_("{name} ({role}, tenant {tenant})").format(**d)))
 
 
 @user_app.command("add")
@@ -53,5 +54,5 @@ def user_add(c: typer.Context, name: str, role: str = typer.Option(..., help="en
              tenant: str = typer.Option(..., help="the organisation the user belongs to")) -> None:
     """Add a user; prints its bearer token once (`--get token` prints only the token)."""
     data = run(lambda: ctx(c).client().add_user(name, role, tenant))
-    emit(c, data, lambda d: say(f"user {d['user']['name']} ({d['user']['role']}, {d['user']['tenant']}); its token "
-                                f"(shown once, keep it):\n{d['token']}"))
+    emit(c, data, lambda d: say(_("user {name} ({role}, {tenant}); its token (shown once, keep it):").format(
+        **d["user"]) + f"\n{d['token']}"))

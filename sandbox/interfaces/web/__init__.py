@@ -3,12 +3,15 @@
 Same tokens and roles as the API: a person signs in by pasting their token, which is checked and
 not kept — the session, in the catalog, names the token's row (see :mod:`.sessions`); every page
 resolves the principal and calls the facade, so every permission rule is the services' own. No
-JavaScript; every POST carries the session's CSRF token.
+JavaScript; every POST carries the session's CSRF token. Pages are in English or Chinese (zh-CN):
+the user's setting, else the browser's (see :mod:`.core`).
 
 Pages (all under ``/ui``):
 
 =================================  ===============================================================
 ``/ui/login``, ``/ui/logout``      sign in with a token, sign out
+``/ui/language``                   the page language: a cookie (GET, before signing in) or the
+                                   user's setting in the catalog (POST, CSRF-checked)
 ``/ui/queue``                      steward: pending exports of the datasets they steward
 ``/ui/exports[/{id}]``             exports with status; review page (files, gate decisions, code,
                                    withheld logs, bundle hash, approve/deny); downloads when approved
@@ -17,8 +20,9 @@ Pages (all under ``/ui``):
                                    and its curves; for reviewers only, the job's training review
                                    (membership-inference attack report, exact counts)
 ``/ui/jobs[/{id}]``                jobs with status; a job's queries, decisions, code and logs
-``/ui/datasets[/{name}]``          catalog (schemas, column roles); policy, contract, versions,
-                                   quarantine reports, budget burn-down, gate decisions plot
+``/ui/datasets[/{name}]``          catalog (schemas, column roles, GB/T 43697 grades; ``?grade=``);
+                                   classification, policy, contract, versions, quarantine reports,
+                                   budget burn-down over its period, gate decisions plot
 ``/ui/audit``                      auditor: searchable, filterable, paginated log; chain verification;
                                    export as JSON lines / CSV
 ``/ui/audit/activity``             activity and gate-decision plots over time

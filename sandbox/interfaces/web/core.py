@@ -1,4 +1,13 @@
-"""What every page shares: the signed-in viewer, CSRF, templates, HTML errors, security headers.
+"""What every page shares: the signed-in viewer, CSRF, templates, HTML errors, security headers,
+and the language a page is shown in.
+
+**Languages.** One Jinja2 environment per language (:data:`ENVS`), each with the i18n extension
+and that language's gettext catalogue (``{% trans %}…{% endtrans %}`` and ``_("…")`` in
+templates; ``trimmed`` is the default, so a message's line breaks never reach the catalogue).
+A page's language (:func:`language`) is the signed-in user's choice (``users.locale``, set by the
+language switch), else the ``twh_lang`` cookie, else the browser's ``Accept-Language``, else
+English. Data values — names, ids, hashes, SQL, what a job wrote — are never translated; a
+template wraps only its own words.
 
 Pages resolve the principal from the session's token exactly as the API resolves a bearer
 token (and record ``token.used`` the same way), then call the facade: every permission rule is
@@ -23,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ...auth import SYSTEM, Principal, Role
 from ...errors import Forbidden, InvalidInput, TwhError
+from ...i18n import SUPPORTED, _, fmt_bytes, fmt_eps, fmt_number, negotiate, normalize, translations, use
 from ...warehouse import Warehouse
 from .sessions import COOKIE, SessionStore, WebSession
 
@@ -43,13 +53,39 @@ class LoginRequired(Exception):
     """No valid session: the browser is sent to the login page."""
 
 
-env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                  trim_blocks=True, lstrip_blocks=True)
-env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-env.filters["compact"] = lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
-env.filters["when"] = lambda v: (str(v or "")[:19].replace("T", " "))
-env.filters["short"] = lambda v, n=12: (str(v)[:n] + "…") if v and len(str(v)) > n else (v or "")
-env.filters["q"] = lambda v: quote(str(v), safe="")
+#: the language preference of a browser before (or without) signing in
+LANG_COOKIE = "twh_lang"
+
+
+def make_env(lang: str) -> Environment:
+    """The templates as ``lang`` shows them: its catalogue, and numbers formatted its way."""
+    e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                    trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
+    e.policies["ext.i18n.trimmed"] = True  # (Babel extracts with trimmed=true too: babel.cfg)
+    e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    e.globals["lang"] = lang
+    e.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    e.filters["compact"] = lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+    e.filters["when"] = lambda v: (str(v or "")[:19].replace("T", " "))
+    e.filters["short"] = lambda v, n=12: (str(v)[:n] + "…") if v and len(str(v)) > n else (v or "")
+    e.filters["q"] = lambda v: quote(str(v), safe="")
+    e.filters["num"] = lambda v, decimals=None: fmt_number(v, lang, decimals=decimals)
+    e.filters["bytes"] = lambda v: fmt_bytes(v, lang)
+    e.filters["eps"] = lambda v: fmt_eps(v, lang)
+    return e
+
+
+ENVS = {lang: make_env(lang) for lang in SUPPORTED}
+env = ENVS["en"]
+
+
+def language(request: Request, viewer: Viewer | None = None) -> str:
+    """The page's language: the user's setting, the browser's cookie, its Accept-Language, English."""
+    if viewer is not None:
+        chosen = warehouse(request).users.locale(viewer.principal.name)
+        if chosen:
+            return normalize(chosen) or "en"
+    return normalize(request.cookies.get(LANG_COOKIE)) or negotiate(request.headers.get("accept-language"))
 
 
 @dataclass(frozen=True)
@@ -104,12 +140,14 @@ WH = Annotated[Warehouse, Depends(warehouse)]
 
 
 def nav_for(role: str) -> list[tuple[str, str]]:
+    """The navigation of a role's pages, in the active language (:func:`sandbox.i18n.use`)."""
     pages = {
-        "enterprise": [("Catalog", "/ui/datasets"), ("My jobs", "/ui/jobs"), ("My exports", "/ui/exports")],
-        "steward": [("Review queue", "/ui/queue"), ("Datasets", "/ui/datasets"), ("Jobs", "/ui/jobs"),
-                    ("Exports", "/ui/exports")],
-        "auditor": [("Audit log", "/ui/audit"), ("Activity", "/ui/audit/activity"), ("Jobs", "/ui/jobs"),
-                    ("Exports", "/ui/exports"), ("Datasets", "/ui/datasets")],
+        "enterprise": [(_("Catalog"), "/ui/datasets"), (_("My jobs"), "/ui/jobs"),
+                       (_("My exports"), "/ui/exports")],
+        "steward": [(_("Review queue"), "/ui/queue"), (_("Datasets"), "/ui/datasets"), (_("Jobs"), "/ui/jobs"),
+                    (_("Exports"), "/ui/exports")],
+        "auditor": [(_("Audit log"), "/ui/audit"), (_("Activity"), "/ui/audit/activity"), (_("Jobs"), "/ui/jobs"),
+                    (_("Exports"), "/ui/exports"), (_("Datasets"), "/ui/datasets")],
     }
     return pages.get(role, pages["auditor"])
 
@@ -120,9 +158,16 @@ def home_for(role: Role) -> str:
 
 def render(request: Request, template: str, viewer: Viewer | None = None, status: int = 200,
            **context: Any) -> HTMLResponse:
+    lang = context.pop("lang", None) or language(request, viewer)
+    use(lang)  # for what the page's code translates (navigation, titles)
     ctx = {"request": request, "viewer": viewer, "nav": nav_for(viewer.role) if viewer else [],
-           "csrf": viewer.session.csrf if viewer else "", "path": request.url.path, **context}
-    return secure(HTMLResponse(env.get_template(template).render(ctx), status_code=status))
+           "csrf": viewer.session.csrf if viewer else "", "path": request.url.path,
+           "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+           "languages": [("en", "English"), ("zh-CN", "中文")], **context}
+    resp = HTMLResponse(ENVS[lang].get_template(template).render(ctx), status_code=status)
+    resp.headers["Content-Language"] = lang
+    resp.headers["Vary"] = "Accept-Language, Cookie"
+    return secure(resp)
 
 
 def secure(resp: Response) -> Response:
@@ -142,12 +187,38 @@ def page_link(path: str, params: dict[str, Any], **changes: Any) -> str:
 
 def error_page(request: Request, exc: TwhError) -> Response:
     viewer = getattr(request.state, "viewer", None)
-    titles = {404: "Not found", 403: "Not allowed", 409: "Conflict", 422: "Not accepted", 401: "Sign in"}
+    use(language(request, viewer))
+    titles = {404: _("Not found"), 403: _("Not allowed"), 409: _("Conflict"), 422: _("Not accepted"),
+              401: _("Sign in")}
     status = exc.http_status
-    # internal errors say nothing more than the API does
+    # internal errors say nothing more than the API does; the code stays as it is in every language
     message = exc.message if status < 500 else "internal error"
-    return render(request, "error.html", viewer, status=status, title=titles.get(status, "Error"),
-                  code=exc.code, message=message)
+    return render(request, "error.html", viewer, status=status, title=titles.get(status, _("Error")),
+                  code=exc.code, message=message, explained=explain(exc.code))
+
+
+def explain(code: str) -> str:
+    """What an error code means, in the active language (the code itself is never translated)."""
+    return {
+        "invalid_input": _("The request has a field that is not accepted."),
+        "manifest_invalid": _("The dataset manifest does not validate."),
+        "policy_invalid": _("The manifest's policy does not validate, or is weaker than its grade allows."),
+        "job_spec_invalid": _("job.yaml or the job's files are unusable."),
+        "not_found": _("There is no such object, or it is not yours to see."),
+        "conflict": _("It already exists, or is being made."),
+        "invalid_transition": _("The job or export is in the wrong state for this."),
+        "unauthenticated": _("Sign in again: the token is missing, unknown or revoked."),
+        "forbidden": _("Your role or stewardship does not allow this."),
+        "refused": _("The policy refused it."),
+        "access_refused": _("Your tenant or purpose may not use this dataset."),
+        "query_refused": _("The gate refused a query."),
+        "budget_exhausted": _("The privacy budget cannot pay for it."),
+        "quota_exceeded": _("A limit of the policy is reached."),
+        "tampered": _("The stored bytes no longer match their recorded hash: nothing was served."),
+        "rate_limited": _("Too many failed attempts from this address: wait a minute."),
+        "payload_too_large": _("The request is too large."),
+        "internal_error": _("An internal error: please report it."),
+    }.get(code, "")
 
 
 class HtmlRoute(APIRoute):

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import io
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import tarfile
@@ -212,10 +213,13 @@ def test_syft_job_runs_gated_and_returns_only_after_approval(bridge, syft_pair, 
     wh.exports.decide(people["bank_steward"], export_id, "approve", "ok", e["bundle_sha256"])
 
     (outcome,) = bridge.serve_once()
-    assert outcome.syft_state == "done" and outcome.files == ("meta.json", "rates.csv")
+    # the approved files and the warehouse's signed statement of how they were made
+    assert outcome.syft_state == "done" and outcome.files == ("meta.json", "provenance.intoto.jsonl", "rates.csv")
     approved = {f.name: f.data for f in wh.exports.preview(people["tax_steward"], export_id)}
     got = _ds_outputs(ds, "rates")
+    statement = got.pop("provenance.intoto.jsonl")
     assert got == approved  # exactly the approved bytes, nothing more
+    assert hashlib.sha256(statement).hexdigest() == wh.exports.get(people["admin"], export_id)["provenance_sha256"]
     rows = list(csv.reader(io.StringIO(got["rates.csv"].decode())))
     assert rows[0] == ["district", "loans", "rate"] and len(rows) == 2  # 500199 suppressed by the gate
     assert json.loads(got["meta.json"]) == {"groups": 1}
@@ -232,7 +236,8 @@ def test_syft_job_runs_gated_and_returns_only_after_approval(bridge, syft_pair, 
     assert downloaded["actor"] == "analyst" and downloaded["object_id"] == export_id
     (returned,) = _audit(wh, people, "syft.job_returned", bridge.mark)
     assert returned["actor"] == "analyst" and returned["details"]["bundle_sha256"] == e["bundle_sha256"]
-    assert returned["details"]["syft_user"] == DS_EMAIL and returned["details"]["files"] == ["meta.json", "rates.csv"]
+    assert returned["details"]["syft_user"] == DS_EMAIL and returned["details"]["files"] == ["meta.json", "provenance.intoto.jsonl",
+                                                                                             "rates.csv"]
     assert _audit(wh, people, "query.released", bridge.mark)
     assert wh.audit_verify(people["auditor"]).ok
     assert bridge.serve_once() == []  # finished jobs are left alone
@@ -440,8 +445,8 @@ def test_cli_publish_and_serve_once(landed, people, syft_pair, tmp_path, monkeyp
     for steward in ("tax_steward", "bank_steward"):
         landed.exports.decide(people[steward], export_id, "approve", "ok", e["bundle_sha256"])
     (done,) = twh("serve-once")
-    assert done["syft_state"] == "done" and done["files"] == ["meta.json", "rates.csv"]
-    assert set(_ds_outputs(ds, "cli-rates")) == {"meta.json", "rates.csv"}
+    assert done["syft_state"] == "done" and done["files"] == ["meta.json", "provenance.intoto.jsonl", "rates.csv"]
+    assert set(_ds_outputs(ds, "cli-rates")) == {"meta.json", "provenance.intoto.jsonl", "rates.csv"}
     assert twh("serve-once") == []
 
     cfg.write_text(yaml.safe_dump({"email": "someone-else@twh.test", "publisher": "admin", "users": {DS_EMAIL: "analyst"}}))

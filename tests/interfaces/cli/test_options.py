@@ -28,7 +28,7 @@ def test_every_command_and_group_takes_every_global_option():
 
     root = get_command(app)
     flags = {o for p in root.params if p.name in _GLOBAL for o in p.opts}
-    assert flags == {"--home", "--as", "--url", "--token", "--json", "--get"}
+    assert flags == {"--home", "--as", "--url", "--token", "--json", "--get", "--lang"}
     todo, seen = list(root.commands.values()), 0
     while todo:
         cmd = todo.pop()

@@ -70,7 +70,8 @@ def demo_server(home: Path, *, n_enterprises: int = 300, real_training: bool = F
     admin = clients["admin"]
     admin.add_user("rival", "enterprise", "bank_b")
     tokens = {n: wh.users.issue_token(admin.principal, n)
-              for n in ("admin", "analyst", "rival", "tax_steward", "bank_steward", "hrss_steward", "auditor")}
+              for n in ("admin", "analyst", "rival", "tax_steward", "tax_chief", "bank_steward", "hrss_steward",
+                        "auditor")}
     analyst = clients["analyst"]
     # the jobs as the platform sees them (their submitter sees "awaiting_review" and no export
     # until a steward acts): the tests need their export ids

@@ -67,10 +67,13 @@ def test_stewards_approve_the_default_rate_export_and_the_analyst_downloads_it(d
     login(page, demo.url, demo.tokens["analyst"])
     page.goto(f"{demo.url}/ui/exports/{export_id}")
     with page.expect_download() as dl:
-        page.click("text=Download")
+        page.click("table >> text=Download")  # the file's row (the Bundle card links the signed provenance)
     path = tmp_path / "got.csv"
     dl.value.save_as(path)
     assert path.read_text().startswith("industry,district,loans")
+    with page.expect_download() as dl:
+        page.click(".provenance >> text=Download")
+    assert dl.value.suggested_filename == "provenance.intoto.jsonl"
 
 
 def test_auditor_verifies_the_chain_and_sees_a_tampered_record(demo, page):
@@ -194,7 +197,7 @@ def test_weights_are_shown_as_binary_with_their_tensor_table_never_as_text(demo,
     page.goto(f"{demo.url}/ui/exports/{export_id}")
     card = page.locator("section.file", has_text="model.safetensors")
     text = card.inner_text()
-    assert "Binary file, not shown as text" in text and weights.sha256 in text and f"{len(weights.data)} bytes" in text
+    assert "Binary file, not shown as text" in text and weights.sha256 in text and f"{len(weights.data):,} bytes" in text
     rows = card.locator("table.tensors tbody tr").all_inner_texts()
     assert sorted(r.split("\t")[0] for r in rows) == sorted(SHAPES)
     assert any(r.split("\t")[1:] == ["F32", " × ".join(map(str, SHAPES["net.0.weight"]))] for r in rows), rows
@@ -208,7 +211,7 @@ def test_weights_are_shown_as_binary_with_their_tensor_table_never_as_text(demo,
     r = CliRunner().invoke(app, ["export", "show", export_id, "--content", "--url", demo.url,
                                  "--token", demo.tokens["bank_steward"]])
     assert r.exit_code == 0, r.output
-    assert f"--- model.safetensors (binary, not shown as text: {len(weights.data)} bytes, sha256 {weights.sha256})" \
+    assert f"--- model.safetensors (binary, not shown as text: {len(weights.data):,} bytes, sha256 {weights.sha256})" \
         in r.output and "net.0.weight" in r.output and "\ufffd" not in r.output and "--- model_card.json ---" in r.output
 
 
@@ -251,7 +254,8 @@ def test_the_enterprise_never_sees_the_attack_report_even_after_approval(demo, p
     export_id = demo.train_job["export"]["id"]
     wh = demo.wh
     e = wh.exports.get(wh.users.principal("admin"), export_id)
-    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+    # tax_payments is important data (GB/T 43697): its senior steward, tax_chief, decides for it
+    for steward in ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"):
         e = wh.exports.decide(wh.users.principal(steward), export_id, "approve", "DP card checked",
                               e["bundle_sha256"])
     assert e["state"] == "approved"
@@ -269,3 +273,61 @@ def test_the_enterprise_never_sees_the_attack_report_even_after_approval(demo, p
                    "privacy_unit_rows", "Training review"):
         assert secret not in html, secret
     assert "not part of the export" in text
+
+
+# -- the same pages in Chinese (zh-CN): a browser that asks for Chinese gets it, every page -----
+
+from .untranslated import DOM_TEXT_JS, foreign_words  # noqa: E402
+
+
+@pytest.fixture
+def zh_page(chromium):
+    ctx = chromium.new_context(locale="zh-CN")  # Accept-Language: zh-CN, as a Chinese browser sends
+    yield ctx.new_page()
+    ctx.close()
+
+
+def _english_left(page) -> list[str]:
+    return [t for t in page.evaluate(DOM_TEXT_JS) if foreign_words(t)]
+
+
+def test_a_chinese_browser_gets_chinese_pages_and_a_steward_approves_in_chinese(demo, zh_page):
+    page = zh_page
+    page.goto(f"{demo.url}/ui/login")
+    assert page.locator("html").get_attribute("lang") == "zh-CN" and "登录" in page.inner_text("h1")
+    login(page, demo.url, demo.tokens["tax_steward"])
+    assert page.inner_text("h1") == "审核队列"
+    export_id = demo.xss_job["export"]["id"]
+    page.goto(f"{demo.url}/ui/exports/{export_id}")
+    assert "<script>" in page.inner_text("main")  # what the job wrote is shown as written, as text
+    page.fill("textarea[name=reason]", "只含聚合结果")
+    page.click("button[value=approve]")
+    assert "您的决定（批准）已针对文件包" in page.inner_text("main")
+    assert demo.wh.exports.get(demo.wh.users.principal("auditor"), export_id)["state"] == "approved"
+    assert _english_left(page) == []
+    # the switch: English for this user from now on, in any browser
+    page.click("button[value=en]")
+    assert "Export" in page.inner_text("h1") and page.locator("html").get_attribute("lang") == "en"
+    assert demo.wh.users.locale("tax_steward") == "en"
+    page.click("button[value=zh-CN]")
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    demo.wh.users.set_locale(demo.wh.users.principal("tax_steward"), None)
+
+
+@pytest.mark.parametrize("user,paths", [
+    ("tax_steward", ["/ui/queue", "/ui/datasets", "/ui/datasets/tax_payments", "/ui/datasets?grade=important",
+                     "/ui/jobs", "/ui/exports"]),
+    ("tax_chief", ["/ui/queue", "/ui/exports/{train}", "/ui/exports/{train}/model"]),
+    ("auditor", ["/ui/audit", "/ui/audit/activity", "/ui/audit/jobs/{rate_job}", "/ui/jobs/{rate_job}",
+                 "/ui/exports/{rate}"]),
+    ("analyst", ["/ui/datasets", "/ui/jobs", "/ui/exports", "/ui/exports/{rate}", "/ui/exports/{train}/model"]),
+])
+def test_no_english_word_is_left_on_a_chinese_page(demo, zh_page, user, paths):
+    ids = {"train": demo.train_job["export"]["id"], "rate": demo.rate_job["export"]["id"],
+           "rate_job": demo.rate_job["id"]}
+    login(zh_page, demo.url, demo.tokens[user])
+    for path in paths:
+        resp = zh_page.goto(demo.url + path.format(**ids))
+        assert resp.status == 200, path
+        assert zh_page.locator("html").get_attribute("lang") == "zh-CN", path
+        assert _english_left(zh_page) == [], (user, path)

@@ -66,9 +66,10 @@ def test_a_steward_is_shown_every_row_including_the_last_before_approving(site, 
     first = c.get(url).text
     pages = -(-ROWS // ROWS_PER_PAGE)
     # the page says what it shows — never "complete" when it is not — with the counts of the bundle's bytes
-    assert f"rows 1–{ROWS_PER_PAGE} of {ROWS} · page 1 of {pages}" in first
-    assert f"{stored['size']} bytes · {ROWS} data rows" in first and "do not fit on one page" in first
-    big = first.split("<strong>big.csv</strong>", 1)[1].split("</section>", 1)[0]
+    # (numbers for people: thousands separated)
+    assert f"rows 1–{ROWS_PER_PAGE:,} of {ROWS:,} · page 1 of {pages}" in first
+    assert f"{stored['size']:,} bytes · {ROWS:,} data rows" in first and "do not fit on one page" in first
+    big = first.split('<strong translate="no">big.csv</strong>', 1)[1].split("</section>", 1)[0]
     assert LAST not in first and "(complete)" not in big  # neither the table nor the raw bytes claim it all
 
     seen, page, shown = [], first, [first]
@@ -78,7 +79,7 @@ def test_a_steward_is_shown_every_row_including_the_last_before_approving(site, 
         seen += _rows(page)
     seen = _rows(first) + seen
     assert len(shown) == pages and seen == [f"r{i:05d}" for i in range(ROWS)]  # every row, once, in order
-    assert LAST in shown[-1] and f"rows {ROWS_PER_PAGE * (pages - 1) + 1}–{ROWS} of {ROWS} · page {pages} of {pages}" \
+    assert LAST in shown[-1] and f"rows {ROWS_PER_PAGE * (pages - 1) + 1:,}–{ROWS:,} of {ROWS:,} · page {pages} of {pages}" \
         in shown[-1]
 
     # the complete file, one link away: exactly the bytes the bundle hash covers
@@ -90,9 +91,9 @@ def test_a_steward_is_shown_every_row_including_the_last_before_approving(site, 
 
     # raw bytes are paged too, with their position, and their last page holds the last row
     raw_pages = -(-stored["size"] // RAW_BYTES_PER_PAGE)
-    assert raw_pages > 1 and f"bytes 1–{RAW_BYTES_PER_PAGE} of {stored['size']} · page 1 of {raw_pages}" in big
+    assert raw_pages > 1 and f"bytes 1–{RAW_BYTES_PER_PAGE:,} of {stored['size']:,} · page 1 of {raw_pages}" in big
     last_raw = c.get(url, params={"file": "big.csv", "page": 1, "raw": raw_pages}).text
-    assert LAST in last_raw and f"of {stored['size']} · page {raw_pages} of {raw_pages}" in last_raw
+    assert LAST in last_raw and f"of {stored['size']:,} · page {raw_pages} of {raw_pages}" in last_raw
 
     # approving from the last page binds the same bundle: the bytes the steward paged through
     bundle = re.search(r'name="bundle_sha256" value="([0-9a-f]{64})"', shown[-1]).group(1)

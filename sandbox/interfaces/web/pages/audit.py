@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from ....audit.search import AuditFilter
 from ....warehouse import Warehouse
 from .. import plots
-from ..core import WH, Checked, HtmlRoute, Who, page_link, render
+from ..core import WH, Checked, HtmlRoute, Who, language, page_link, render
 from ..files import suppression_line
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
@@ -23,7 +23,8 @@ ACTIONS = ["user.added", "token.issued", "token.revoked", "token.used", "token.r
            "ingest.committed", "ingest.quarantined", "job.submitted", "job.refused", "job.started", "job.gating",
            "job.failed", "query.released", "query.refused", "export.requested", "export.approved", "export.denied",
            "export.downloaded", "audit.verified", "audit.exported", "query.refusals_counted", "synthetic.refused",
-           "export.download_refused", "audit.head_sealed", "query.*", "export.*", "job.*", "token.*"]
+           "export.download_refused", "audit.head_sealed", "dataset.override_recorded", "dataset.register_refused",
+           "query.*", "export.*", "job.*", "token.*", "dataset.*"]
 MAX_PLOTTED = 50_000
 Str = Annotated[str | None, Query(max_length=80)]
 
@@ -95,9 +96,11 @@ def activity(request: Request, viewer: Who, wh: WH, since: Str = None, until: St
         counts[r["action"]] = counts.get(r["action"], 0) + 1
     shown = [r for r in records if r["action"] != "token.used"] if hide_token_use else records
     b = bucket if bucket in plots.BUCKETS else None
-    return render(request, "activity.html", viewer, flt=_params(flt), bucket=b, hide_token_use=hide_token_use,
-                  activity_plot=plots.data_uri(plots.activity_figure(shown, b)),
-                  gate_plot=plots.data_uri(plots.gate_figure(plots.gate_points_from_audit(records), b)),
+    lang = language(request, viewer)
+    return render(request, "activity.html", viewer, lang=lang, flt=_params(flt), bucket=b,
+                  hide_token_use=hide_token_use,
+                  activity_plot=plots.data_uri(plots.activity_figure(shown, b, lang=lang)),
+                  gate_plot=plots.data_uri(plots.gate_figure(plots.gate_points_from_audit(records), b, lang=lang)),
                   counts=sorted(counts.items(), key=lambda kv: -kv[1]), total=len(records),
                   capped=len(records) >= MAX_PLOTTED)
 

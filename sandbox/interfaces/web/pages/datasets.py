@@ -8,15 +8,15 @@ the dataset, and says "no DP budget" otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ....auth import Principal, Role
 from ....errors import TwhError
 from ....warehouse import Warehouse
 from .. import plots
-from ..core import WH, HtmlRoute, Who, render
+from ..core import WH, HtmlRoute, Who, language, render
 
 router = APIRouter(route_class=HtmlRoute, include_in_schema=False)
 MAX_JOBS_PLOTTED = 200
@@ -46,20 +46,28 @@ def gate_points(wh: Warehouse, who: Principal, name: str) -> list[tuple[str, str
 
 
 @router.get("/ui/datasets")
-def catalog(request: Request, viewer: Who, wh: WH) -> Response:
+def catalog(request: Request, viewer: Who, wh: WH,
+            grade: Annotated[Literal["core", "important", "general", "unclassified", ""] | None,
+                             Query()] = None) -> Response:
+    """The catalog, optionally of one GB/T 43697 grade (``?grade=important``)."""
     who = viewer.principal
     mine = wh.datasets.stewarded_by(who.name) if who.role is Role.STEWARD else set()
-    return render(request, "datasets.html", viewer, datasets=wh.datasets.list(who), mine=mine)
+    return render(request, "datasets.html", viewer, datasets=wh.datasets.list(who, grade or None), mine=mine,
+                  grade=grade or None)
 
 
 @router.get("/ui/datasets/{name}")
 def dataset_page(request: Request, name: str, viewer: Who, wh: WH) -> Response:
     who = viewer.principal
     ds = wh.datasets.show(who, name)
-    series = plots.budget_series(budget_info(wh, who, name))
-    budget_plot = plots.data_uri(plots.budget_figure(series[0], series[1], name)) if series else None
+    lang = language(request, viewer)
+    info = budget_info(wh, who, name)
+    series = plots.budget_series(info)
+    budget_plot = plots.data_uri(plots.budget_figure(series[0], series[1], name, period=plots.budget_period(info),
+                                                     lang=lang)) if series else None
     gate_plot = None
     if who.role is not Role.ENTERPRISE:  # the submitter never sees what the gate decided on its queries
-        gate_plot = plots.data_uri(plots.gate_figure(gate_points(wh, who, name)))
-    return render(request, "dataset.html", viewer, ds=ds, budget=series, budget_plot=budget_plot,
-                  gate_plot=gate_plot, is_steward=who.name in ds["stewards"])
+        gate_plot = plots.data_uri(plots.gate_figure(gate_points(wh, who, name), lang=lang))
+    return render(request, "dataset.html", viewer, lang=lang, ds=ds, budget=series, budget_plot=budget_plot,
+                  gate_plot=gate_plot, is_steward=who.name in ds["stewards"],
+                  release_mode=wh.manifest(name).build_policy().release_mode)

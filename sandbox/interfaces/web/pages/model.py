@@ -16,8 +16,9 @@ from fastapi import APIRouter, Request, Response
 
 from ....auth import Role
 from ....errors import NotFound
+from ....release.provenance import FILE_NAME as PROVENANCE
 from .. import plots
-from ..core import WH, HtmlRoute, Who, render
+from ..core import WH, HtmlRoute, Who, language, render
 from ..files import reviewed_bundle, show_file
 from ..modelcard import number, read_model_card
 
@@ -33,6 +34,7 @@ def model_page(request: Request, export_id: str, viewer: Who, wh: WH) -> Respons
     if not reviewer and e["state"] != "approved":
         raise NotFound(f"export {export_id!r} has no model to show yet")  # the submitter waits for approval
     got = wh.exports.preview(who, export_id) if reviewer else wh.exports.download(who, export_id)
+    got = [f for f in got if f.name != PROVENANCE]  # the signed statement is about the bundle, not in it
     files = [show_file(f.name, f.data) for f in got]
     # the training review (attack, exact counts) is steward/auditor-only: never read for the submitter
     review = wh.jobs.logs(who, e["job_id"]).get("training_review") if reviewer else None
@@ -40,6 +42,7 @@ def model_page(request: Request, export_id: str, viewer: Who, wh: WH) -> Respons
     if mc is None:
         raise NotFound(f"export {export_id!r} holds no model card (not a training job)")
     attack = mc.attack if reviewer else None  # None: no attack panel at all
-    curves = plots.data_uri(plots.model_card_figure(mc.card, attack)) if mc.card else None
-    return render(request, "model.html", viewer, e=e, mc=mc, curves=curves, num=number, reviewer=reviewer,
+    lang = language(request, viewer)
+    curves = plots.data_uri(plots.model_card_figure(mc.card, attack, lang=lang)) if mc.card else None
+    return render(request, "model.html", viewer, lang=lang, e=e, mc=mc, curves=curves, num=number, reviewer=reviewer,
                   shown_bundle=reviewed_bundle(files), files=files)

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ....access.throttle import client_source
 from ....auth import token_fingerprint
 from ....errors import AuthError, Forbidden
+from ....i18n import _, normalize, use
 from ..core import (
     HERE,
+    LANG_COOKIE,
     Checked,
     HtmlRoute,
     LoginRequired,
     current_viewer,
     home_for,
+    language,
     redirect,
     render,
     store,
@@ -84,11 +87,12 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)],
     source = client_source(request.headers, request.client.host if request.client else None,
                            wh.settings.trusted_proxy)
     attempts = request.app.state.login_attempts
+    use(language(request))
     if attempts.blocked(source):  # refused before the token is even looked at
         return _login_page(request, next, status=429,
-                           message="too many failed sign-ins from this address: wait a minute and try again")
+                           message=_("too many failed sign-ins from this address: wait a minute and try again"))
     if not sessions.nonce_ok(request.cookies.get(LOGIN_COOKIE), nonce):
-        raise Forbidden("the sign-in form expired or did not come from this site: load it again")
+        raise Forbidden(_("the sign-in form expired or did not come from this site: load it again"))
     token = token.strip()
     where = {"method": "POST", "path": "/ui/login", "via": "web"}
     try:
@@ -96,12 +100,12 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)],
     except AuthError as exc:
         attempts.hit(source)
         request.app.state.auth_failures.failed(source, token_fingerprint(token), where)
-        return _login_page(request, next, status=401, message=exc.message)
+        return _login_page(request, next, status=401, message=_("Not signed in:") + " " + exc.message)
     wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
     try:
         session = sessions.create(token)
     except LookupError:  # revoked or expired between the two reads
-        return _login_page(request, next, status=401, message="unknown, revoked or expired token")
+        return _login_page(request, next, status=401, message=_("unknown, revoked or expired token"))
     resp = redirect(_safe_next(next) or home_for(who.role))
     resp.set_cookie(COOKIE, sessions.cookie_value(session), httponly=True, samesite="strict", path="/",
                     secure=wh.settings.secure_cookies, max_age=IDLE_SECONDS * 24)
@@ -115,3 +119,28 @@ def logout(request: Request, viewer: Checked) -> Response:
     resp = redirect("/ui/login")
     resp.delete_cookie(COOKIE, path="/", secure=warehouse(request).settings.secure_cookies)
     return resp
+
+
+def _language_response(request: Request, lang: str, next: str | None) -> Response:
+    resp = redirect(_safe_next(next) or "/ui/")
+    resp.set_cookie(LANG_COOKIE, lang, httponly=True, samesite="strict", path="/",
+                    secure=warehouse(request).settings.secure_cookies, max_age=365 * 86400)
+    return resp
+
+
+@router.get("/ui/language")
+def choose_language(request: Request, lang: Annotated[str, Query(max_length=35)],
+                    next: Annotated[str | None, Query(max_length=300)] = None) -> Response:
+    """Before signing in: the browser's language for these pages (a cookie; nothing stored)."""
+    code = normalize(lang)
+    if code is None:
+        return redirect(_safe_next(next) or "/ui/")
+    return _language_response(request, code, next)
+
+
+@router.post("/ui/language")
+def set_language(request: Request, viewer: Checked, lang: Annotated[str, Form(max_length=35)],
+                 next: Annotated[str, Form(max_length=300)] = "") -> Response:
+    """The signed-in user's language, kept in the catalog (``users.locale``) for every browser."""
+    code = warehouse(request).users.set_locale(viewer.principal, lang)
+    return _language_response(request, code or "en", next)

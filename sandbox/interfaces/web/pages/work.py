@@ -55,10 +55,10 @@ def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
     return {"items": items[offset:offset + limit], "total": len(items), "offset": offset, "limit": limit}
 
 
-def _pending_for(wh: Any, steward: str, export: dict[str, Any]) -> list[str]:
-    """The datasets of this export that still wait for this steward's decision."""
-    decided = {a["dataset"] for a in export["approvals"]}
-    return sorted((set(export["needs_approval_from"]) & wh.datasets.stewarded_by(steward)) - decided)
+def _pending_for(export: dict[str, Any]) -> list[str]:
+    """The datasets of this export that wait for the viewing steward's decision (the service's
+    answer: important data waits for its senior stewards only)."""
+    return list(export.get("yours") or [])
 
 
 @router.get("/ui/queue")
@@ -68,7 +68,7 @@ def queue(request: Request, viewer: Who, wh: WH) -> Response:
     rows = []
     for e in pending:
         job = wh.jobs.get(who, e["job_id"])
-        mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD else []
+        mine = _pending_for(e) if who.role is Role.STEWARD else []
         rows.append({"export": e, "job": job, "mine": mine})
     rows.sort(key=lambda r: (not r["mine"], r["export"]["created_at"]))
     decided = [e for e in wh.exports.list(who) if e["state"] != "pending"][:10]
@@ -106,7 +106,7 @@ def export_page(request: Request, export_id: str, viewer: Who, wh: WH, done: str
         code = wh.jobs.code(who, job["id"])
     elif e["state"] == "approved" and any(f["name"] == "model_card.json" for f in e["files"] or []):
         model = True  # the submitter's link to the model page (which reads the approved bytes)
-    mine = _pending_for(wh, who.name, e) if who.role is Role.STEWARD and e["state"] == "pending" else []
+    mine = _pending_for(e) if who.role is Role.STEWARD and e["state"] == "pending" else []
     return render(request, "export.html", viewer, e=e, job=job, files=files, views=_file_views(export_id, files),
                   paged=[f.name for f in files if not (f.raw.complete and (f.table is None or f.table.complete))],
                   logs=logs, code=code,

@@ -1,0 +1,49 @@
+"""gettext per language, and the language of the current context (a request, a CLI run).
+
+:func:`use` sets the active language for this context (a :class:`contextvars.ContextVar`: each
+request or thread has its own); :func:`_` translates into it. The catalogues are compiled
+``.mo`` files beside this module, loaded once per language with the standard library.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext as _gettext
+from contextvars import ContextVar, Token
+from pathlib import Path
+
+from .locales import DEFAULT, GETTEXT, normalize
+
+LOCALE_DIR = Path(__file__).parent / "locale"
+DOMAIN = "twh"
+_active: ContextVar[str] = ContextVar("twh_language", default=DEFAULT)
+
+
+@functools.cache
+def translations(lang: str) -> _gettext.NullTranslations:
+    """The catalogue of ``lang`` (English: the messages as written)."""
+    code = normalize(lang) or DEFAULT
+    if code == DEFAULT:
+        return _gettext.NullTranslations()
+    # fallback=False: a missing catalogue of a supported language is a broken install, not English
+    return _gettext.translation(DOMAIN, LOCALE_DIR, languages=[GETTEXT[code]])
+
+
+def use(lang: str | None) -> Token[str]:
+    """Speak ``lang`` (normalised; unknown: the default) in this context from now on."""
+    return _active.set(normalize(lang) or DEFAULT)
+
+
+def active() -> str:
+    return _active.get()
+
+
+def gettext(message: str) -> str:
+    return translations(_active.get()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(_active.get()).ngettext(singular, plural, n)
+
+
+_ = gettext
