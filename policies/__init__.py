@@ -16,6 +16,7 @@ from .model import (
     ReleaseBudget,
     ReleaseMode,
     SdcRules,
+    SubjectResults,
     load_policy,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReleaseBudget",
     "ReleaseMode",
     "SdcRules",
+    "SubjectResults",
     "access_decisions",
     "check_access",
     "check_group_release",

@@ -47,6 +47,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     tenant: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: a ``subject`` user's privacy-unit value (the firm it speaks for); None for every other role
+    subject_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Token(Base):

@@ -99,8 +99,9 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         return self._call("GET", "/v1/me")
 
-    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
-        return self._call("POST", "/v1/users", json={"name": name, "role": role, "tenant": tenant})
+    def add_user(self, name: str, role: str, tenant: str, *, subject: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "role": role, "tenant": tenant, **({"subject": subject} if subject else {})}
+        return self._call("POST", "/v1/users", json=body)
 
     def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:
         """A new token for ``user`` (admins): its listing entry plus ``token``, shown once."""
@@ -240,10 +241,10 @@ class LocalClient:
 
     def whoami(self) -> dict[str, Any]:
         p = self.principal
-        return {"name": p.name, "role": p.role.value, "tenant": p.tenant}
+        return {"name": p.name, "role": p.role.value, "tenant": p.tenant, **({"subject": p.subject} if p.subject else {})}
 
-    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
-        user, token = self.wh.users.add(self.principal, name, role, tenant)
+    def add_user(self, name: str, role: str, tenant: str, *, subject: str | None = None) -> dict[str, Any]:
+        user, token = self.wh.users.add(self.principal, name, role, tenant, subject)
         return {"user": user, "token": token}
 
     def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:
