@@ -40,6 +40,7 @@ from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
 from . import docs
+from . import products as products_api
 from .limits import BodyLimit
 from .schema import (
     DECISION_IN,
@@ -441,6 +442,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         wh.audit_export(who, buf)
         return PlainTextResponse(buf.getvalue(), media_type="application/x-ndjson")
 
+    products_api.mount(app, wh, Who)  # features, models, inference, verification, authorisations, subjects
     return app
 
 

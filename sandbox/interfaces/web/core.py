@@ -104,18 +104,20 @@ WH = Annotated[Warehouse, Depends(warehouse)]
 
 
 def nav_for(role: str) -> list[tuple[str, str]]:
+    products = [("Features", "/ui/features"), ("Models", "/ui/models")]
     pages = {
-        "enterprise": [("Catalog", "/ui/datasets"), ("My jobs", "/ui/jobs"), ("My exports", "/ui/exports")],
+        "enterprise": [("Catalog", "/ui/datasets"), ("My jobs", "/ui/jobs"), ("My exports", "/ui/exports"), *products],
         "steward": [("Review queue", "/ui/queue"), ("Datasets", "/ui/datasets"), ("Jobs", "/ui/jobs"),
-                    ("Exports", "/ui/exports")],
+                    ("Exports", "/ui/exports"), *products],
         "auditor": [("Audit log", "/ui/audit"), ("Activity", "/ui/audit/activity"), ("Jobs", "/ui/jobs"),
-                    ("Exports", "/ui/exports"), ("Datasets", "/ui/datasets")],
+                    ("Exports", "/ui/exports"), ("Datasets", "/ui/datasets"), *products, ("Subjects", "/ui/subject")],
+        "subject": [("Use of my data", "/ui/subject"), ("Models", "/ui/models")],
     }
     return pages.get(role, pages["auditor"])
 
 
 def home_for(role: Role) -> str:
-    return {Role.ENTERPRISE: "/ui/datasets", Role.STEWARD: "/ui/queue"}.get(role, "/ui/audit")
+    return {Role.ENTERPRISE: "/ui/datasets", Role.STEWARD: "/ui/queue", Role.SUBJECT: "/ui/subject"}.get(role, "/ui/audit")
 
 
 def render(request: Request, template: str, viewer: Viewer | None = None, status: int = 200,
