@@ -23,21 +23,22 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal, Role
 from ..catalog.db import utcnow
-from ..catalog.products import Authorisation
+from ..catalog.products import Authorisation, AuthorisationHead
 from ..context import Context, get_dataset, stewarded_by
 from ..errors import Forbidden, InvalidInput, NotFound
 from .users import check_subject_id
 
-__all__ = ["Authorisations", "authorisation_dict", "covering", "rows_sha256"]
+__all__ = ["Authorisations", "Coverage", "authorisation_dict", "covering", "head_version", "rows_sha256"]
 
 _TENANT = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _PURPOSE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,6 +49,15 @@ MAX_DATASETS = 16
 MAX_IMPORT = 1_000_000
 #: below this many subjects a lookup names them; above it reads the tenant's purpose's rows once
 _IN_LIST = 500
+
+
+def pack(datasets: Iterable[str]) -> str:
+    """Datasets as stored: sorted, ",a,b," (so that ``LIKE '%,a,%'`` finds one)."""
+    return "," + ",".join(sorted(datasets)) + ","
+
+
+def unpack(text: str) -> list[str]:
+    return [d for d in text.split(",") if d]
 
 
 def _aware(t: datetime) -> datetime:
@@ -74,7 +84,7 @@ def authorisation_dict(a: Authorisation, now: datetime | None = None) -> dict[st
     now = now or utcnow()
     state = ("revoked" if a.revoked_at is not None else "expired" if _aware(a.valid_until) <= now
              else "pending" if _aware(a.valid_from) > now else "active")
-    return {"id": a.id, "subject": a.subject, "tenant": a.tenant, "purpose": a.purpose, "datasets": list(a.datasets),
+    return {"id": a.id, "subject": a.subject, "tenant": a.tenant, "purpose": a.purpose, "datasets": unpack(a.datasets),
             "valid_from": _aware(a.valid_from).isoformat(), "valid_until": _aware(a.valid_until).isoformat(),
             "consent_sha256": a.consent_sha256, "registered_by": a.registered_by,
             "created_at": _aware(a.created_at).isoformat() if a.created_at else None,
@@ -100,22 +110,105 @@ def covering(s: Session, tenant: str, purpose: str, required: set[str], subjects
     """subject -> the ids of its valid authorisations of ``tenant`` and ``purpose`` when, together,
     they name every dataset in ``required`` (at least one is needed even when nothing is required).
     Subjects that are not covered are absent: expired, revoked, not yet valid, another tenant or
-    purpose, a dataset missing — all alike."""
+    purpose, a dataset missing — all alike. One aggregate query, whatever the number of subjects."""
     now = now or utcnow()
     wanted = set(subjects)
-    q = select(Authorisation.id, Authorisation.subject, Authorisation.datasets, Authorisation.valid_from,
-               Authorisation.valid_until).where(Authorisation.tenant == tenant, Authorisation.purpose == purpose,
-                                                Authorisation.revoked_at.is_(None))
+    ids = (func.string_agg(Authorisation.id, ",") if s.get_bind().dialect.name == "postgresql"
+           else func.group_concat(Authorisation.id, ","))
+    q = (select(Authorisation.subject, ids)
+         .where(Authorisation.tenant == tenant, Authorisation.purpose == purpose, Authorisation.revoked_at.is_(None),
+                Authorisation.valid_from <= now, Authorisation.valid_until > now)
+         .group_by(Authorisation.subject))
+    for d in sorted(required):
+        named = case((Authorisation.datasets.contains(f",{d},", autoescape=True), 1), else_=0)
+        q = q.having(func.sum(named) > 0)
     if len(wanted) <= _IN_LIST:
         q = q.where(Authorisation.subject.in_(sorted(wanted)))
-    names: dict[str, set[str]] = {}
-    ids: dict[str, list[str]] = {}
-    for auth_id, subject, datasets, since, until in s.execute(q):
-        if subject not in wanted or _aware(until) <= now or _aware(since) > now:
-            continue
-        names.setdefault(subject, set()).update(datasets)
-        ids.setdefault(subject, []).append(auth_id)
-    return {subj: sorted(ids[subj]) for subj, got in names.items() if required <= got}
+    return {subject: sorted(got.split(",")) for subject, got in s.execute(q) if subject in wanted}
+
+
+def bump(s: Session, pairs: Iterable[tuple[str, str]]) -> None:
+    """A new version for each (tenant, purpose) whose authorisations changed, in ``s``'s transaction."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    for tenant, purpose in sorted(set(pairs)):
+        s.execute(upsert(AuthorisationHead).values(tenant=tenant, purpose=purpose, version=1)
+                  .on_conflict_do_update(index_elements=["tenant", "purpose"],
+                                         set_={"version": AuthorisationHead.version + 1}))
+
+
+def head_version(s: Session, tenant: str, purpose: str) -> int:
+    return s.execute(select(AuthorisationHead.version).where(
+        AuthorisationHead.tenant == tenant, AuthorisationHead.purpose == purpose)).scalar() or 0
+
+
+class Coverage:
+    """:func:`covering` for many subjects at once. A tenant's authorisations for a purpose are read
+    into this process (Arrow) at a head version and aggregated in DuckDB per set of required
+    datasets — which subjects are covered at the moment of reading, by which ids, and until when —
+    valid until the head moves (any grant, import or revocation of that tenant and purpose,
+    anywhere: the version is read in the caller's transaction) or the first authorisation starts or
+    ends, whichever is sooner. A request then only looks its subjects up (no scan, no query per
+    subject), so a batch's cost does not grow with the tenant's other authorisations."""
+
+    def __init__(self) -> None:
+        #: (tenant, purpose, required) -> (version, good until, covered subjects, ids, first expiry)
+        self._cache: dict[tuple[str, str, tuple[str, ...]], tuple[int, datetime, Any, Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _build(self, s: Session, tenant: str, purpose: str, required: tuple[str, ...], version: int,
+               now: datetime) -> tuple[int, datetime, Any, Any, Any]:
+        import duckdb
+        import pyarrow as pa
+
+        rows = s.execute(select(Authorisation.subject, Authorisation.id, Authorisation.datasets,
+                                Authorisation.valid_from, Authorisation.valid_until)
+                         .where(Authorisation.tenant == tenant, Authorisation.purpose == purpose,
+                                Authorisation.revoked_at.is_(None))).all()
+        cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
+        since = [_aware(t) for t in cols[3]]
+        until = [_aware(t) for t in cols[4]]
+        # the copy holds until the first authorisation starts or ends after now
+        turns = [t for t in (*since, *until) if t > now]
+        good_until = min(turns) if turns else now + MAX_VALIDITY
+        table = pa.table({"subject": pa.array(cols[0], pa.string()), "id": pa.array(cols[1], pa.string()),
+                          "datasets": pa.array(cols[2], pa.string()),
+                          "valid_from": pa.array(since, pa.timestamp("us", "UTC")),
+                          "valid_until": pa.array(until, pa.timestamp("us", "UTC"))})
+        having = " AND ".join(f"bool_or(contains(datasets, ',{d},'))" for d in required) or "TRUE"
+        con = duckdb.connect(":memory:", config={"python_enable_replacements": False,
+                                                 "autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False})
+        try:
+            con.register("auth", table)
+            got = con.execute("SELECT subject, string_agg(id, ',' ORDER BY id) AS ids, min(valid_until) AS until "
+                              "FROM auth WHERE valid_from <= ? AND valid_until > ? "
+                              f"GROUP BY subject HAVING {having}", [now, now]).to_arrow_table()
+        finally:
+            con.close()
+        return version, good_until, got.column("subject").combine_chunks(), got.column("ids"), got.column("until")
+
+    def check(self, s: Session, tenant: str, purpose: str, required: set[str], subjects: Any,
+              now: datetime) -> tuple[int, Any, Any]:
+        """(the head version read, the ids string per subject — null where not covered, and when the
+        first of them expires, as numpy datetime64[us] UTC) for the Arrow string array ``subjects``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        key = (tenant, purpose, tuple(sorted(required)))
+        version = head_version(s, tenant, purpose)
+        with self._lock:
+            got = self._cache.get(key)
+        if got is None or got[0] != version or now >= got[1]:
+            got = self._build(s, tenant, purpose, key[2], version, now)
+            with self._lock:
+                self._cache[key] = got
+        _, _, covered, ids, until = got
+        idx = pc.index_in(subjects, value_set=covered)
+        expiry = pc.take(until, idx).cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        return version, pc.take(ids, idx).combine_chunks(), expiry
 
 
 class Authorisations:
@@ -158,7 +251,7 @@ class Authorisations:
                                 "only for the datasets it holds", details={"datasets": missing})
         else:
             raise Forbidden("an authorisation is registered by the subject's own account or a steward of its datasets")
-        return {"subject": subject, "tenant": tenant, "purpose": purpose, "datasets": list(datasets),
+        return {"subject": subject, "tenant": tenant, "purpose": purpose, "datasets": sorted(datasets),
                 "valid_from": since, "valid_until": until, "consent_sha256": consent}
 
     def _visible(self, s: Session, principal: Principal, a: Authorisation) -> bool:
@@ -168,7 +261,7 @@ class Authorisations:
             return a.subject == principal.subject
         if principal.role is Role.ENTERPRISE:
             return a.tenant == principal.tenant
-        return bool(set(a.datasets) & stewarded_by(s, principal.name))
+        return bool(set(unpack(a.datasets)) & stewarded_by(s, principal.name))
 
     # -- actions ----------------------------------------------------------------------------------
     def grant(self, principal: Principal, *, subject: str, tenant: str, purpose: str, datasets: Sequence[str],
@@ -182,9 +275,11 @@ class Authorisations:
             row = self._row(s, principal, raw, now)
         details = {**row, "valid_from": row["valid_from"].isoformat(), "valid_until": row["valid_until"].isoformat()}
         with self.ctx.recorded(principal, "authorisation.granted", "authorisation", auth_id, details) as s:
-            a = Authorisation(id=auth_id, registered_by=principal.name, created_at=now, **row)
+            a = Authorisation(id=auth_id, registered_by=principal.name, created_at=now,
+                              **{**row, "datasets": pack(row["datasets"])})
             s.add(a)
             s.flush()
+            bump(s, [(a.tenant, a.purpose)])
             return authorisation_dict(a, now)
 
     def grant_many(self, principal: Principal, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -217,7 +312,9 @@ class Authorisations:
                                 "datasets": sorted({d for r in checked for d in r["datasets"]}),
                                 "tenants": sorted({r["tenant"] for r in checked})}) as s:
             s.execute(Authorisation.__table__.insert(), [
-                {**r, "registered_by": principal.name, "created_at": now, "import_id": import_id} for r in checked])
+                {**r, "datasets": pack(r["datasets"]), "registered_by": principal.name, "created_at": now,
+                 "import_id": import_id} for r in checked])
+            bump(s, [(r["tenant"], r["purpose"]) for r in checked])
         return {"import_id": import_id, "count": len(checked), "rows_sha256": digest}
 
     def _row_fast(self, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -236,7 +333,7 @@ class Authorisations:
         if not since < until or until <= now or until - since > MAX_VALIDITY:
             raise InvalidInput("valid_until: later than valid_from and now, within the longest validity",
                                details={"field": "valid_until"})
-        return {"subject": subject, "tenant": tenant, "purpose": purpose, "datasets": list(raw["datasets"]),
+        return {"subject": subject, "tenant": tenant, "purpose": purpose, "datasets": sorted(raw["datasets"]),
                 "valid_from": since, "valid_until": until, "consent_sha256": consent}
 
     def revoke(self, principal: Principal, auth_id: str) -> dict[str, Any]:
@@ -251,6 +348,7 @@ class Authorisations:
             if a.revoked_at is None:
                 a.revoked_at, a.revoked_by = utcnow(), principal.name
                 s.flush()
+                bump(s, [(a.tenant, a.purpose)])
                 self.ctx.audit.append(s, principal.actor, "authorisation.revoked", "authorisation", a.id,
                                       {"subject": a.subject, "tenant": a.tenant, "purpose": a.purpose})
             return authorisation_dict(a)
@@ -281,7 +379,7 @@ class Authorisations:
             mine = stewarded_by(s, principal.name) if principal.role is Role.STEWARD else set()
             out = []
             for a in s.execute(q).scalars():
-                if principal.role is Role.STEWARD and not set(a.datasets) & mine:
+                if principal.role is Role.STEWARD and not set(unpack(a.datasets)) & mine:
                     continue
                 d = authorisation_dict(a, now)
                 if active and d["state"] != "active":

@@ -9,9 +9,10 @@ subjects' authorisations (``sandbox/access/authorisations.py``).
   with their thresholds fixed by the steward;
 * ``authorisations`` — a subject's consent: tenant, purpose, datasets, validity, the SHA-256 of the
   consent document; revocable, never deleted;
-* ``subject_uses`` — one row per subject a score or an answer was asked about (refusals included),
-  bound to the audit record of the same transaction (``audit_seq``): the subject's view, rate
-  limits and the distinct-claims limit read it;
+* ``product_runs`` — one row per answered request (a score call, a batch, a verification) with its
+  per-subject rows (refusals included) as Parquet, whose SHA-256 the audit record of the same
+  transaction holds; ``subject_uses`` indexes those rows by subject (the subject's view and the
+  distinct-claims limit read it);
 * ``subject_quotas`` — subjects asked about per (dataset, tenant, UTC day): locked and counted in
   the request's transaction, so concurrent requests never overrun a policy's daily limit.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -137,7 +139,8 @@ class Authorisation(Base):
     subject: Mapped[str] = mapped_column(String(128), index=True)
     tenant: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(64))
-    datasets: Mapped[list[Any]] = mapped_column(JSON)
+    #: the datasets named, sorted, as ",a,b," (a lookup for many subjects tests each with LIKE)
+    datasets: Mapped[str] = mapped_column(Text)
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     #: SHA-256 of the consent document (the document itself stays with whoever holds it)
@@ -150,16 +153,27 @@ class Authorisation(Base):
     import_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
-class SubjectUse(Base):
-    __tablename__ = "subject_uses"
-    __table_args__ = (Index("ix_subject_uses_subject", "subject", "id"),
-                      Index("ix_subject_uses_claims", "tenant", "product", "subject", "created_at"))
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    #: the score request, batch job or verification the row belongs to
-    run_id: Mapped[str] = mapped_column(String(40), index=True)
-    #: the audit record written in the same transaction (it holds the SHA-256 over the run's rows)
-    audit_seq: Mapped[int] = mapped_column(BigInteger)
-    subject: Mapped[str] = mapped_column(String(128))
+class AuthorisationHead(Base):
+    """A version per (tenant, purpose), bumped in the same transaction as every grant, import and
+    revocation: a process that cached the tenant's authorisations knows when its copy is stale."""
+
+    __tablename__ = "authorisation_heads"
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ProductRun(Base):
+    """One answered request: a decision-flow score, a batch, a verification. Its per-subject rows
+    (subject, claim, outcome, authorisations) are ``rows`` — Parquet written by the service — whose
+    SHA-256 the audit record of the same transaction holds; ``subject_uses`` indexes them by subject
+    (at once for small runs, on first read for a batch: the index is derived from ``rows``)."""
+
+    __tablename__ = "product_runs"
+    __table_args__ = (Index("ix_product_runs_scope", "tenant", "product", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: decision | batch | verification
+    flow: Mapped[str] = mapped_column(String(16))
     tenant: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(64))
@@ -167,14 +181,31 @@ class SubjectUse(Base):
     product_kind: Mapped[str] = mapped_column(String(16))
     #: ``name@version``
     product: Mapped[str] = mapped_column(String(80))
+    #: the audit record written in the same transaction
+    audit_seq: Mapped[int] = mapped_column(BigInteger)
+    subjects: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[bytes] = mapped_column(LargeBinary)
+    rows_sha256: Mapped[str] = mapped_column(String(64))
+    #: whether ``subject_uses`` holds this run's rows yet
+    indexed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SubjectUse(Base):
+    """A subject's row of a run, by subject (derived from ``product_runs.rows``)."""
+
+    __tablename__ = "subject_uses"
+    __table_args__ = (Index("ix_subject_uses_subject", "subject", "run_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("product_runs.id"))
+    subject: Mapped[str] = mapped_column(String(128))
     #: what was asked beyond the subject (a verification's threshold or value, a digest of the
     #: tenant's inputs); "" when the product takes nothing
     claim: Mapped[str] = mapped_column(String(80), default="")
-    #: the authorisation ids it was answered under, comma-separated ("" when refused)
-    authorisations: Mapped[str] = mapped_column(Text, default="")
     #: answered | refused
     outcome: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the authorisation ids it was answered under, comma-separated ("" when refused)
+    authorisations: Mapped[str] = mapped_column(Text, default="")
 
 
 class SubjectQuota(Base):

@@ -29,7 +29,6 @@ Both paths, in this order:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -38,10 +37,12 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from policies import check_access
 
-from ..access.authorisations import covering
-from ..access.users import check_subject_id
+from ..access.authorisations import Coverage, covering, head_version
+from ..access.users import SUBJECT_ID, check_subject_id
 from ..auth import SYSTEM, Principal, Role
 from ..catalog.db import Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState
@@ -50,8 +51,8 @@ from ..errors import AccessRefused, InvalidInput, NotFound, Refused
 from ..jobs.visible import job_dict
 from ..release.exports import bundle_hash
 from .models import LoadedModel, ModelCatalog
-from .runtime import FeatureEngine, Runtime, encode
-from .uses import NOT_AUTHORISED, Use, charge, claims_so_far, period_start, record
+from .runtime import SMALL, FeatureEngine, Runtime, encode
+from .uses import NOT_AUTHORISED, Rows, charge, claims_so_far, period_start, record_run
 
 __all__ = ["MAX_BATCH", "MAX_SCORE", "Inference"]
 
@@ -59,10 +60,6 @@ __all__ = ["MAX_BATCH", "MAX_SCORE", "Inference"]
 MAX_SCORE = 100
 MAX_BATCH = 1_000_000
 INPUTS_LIMIT = "the model's limit of distinct inputs for this subject this month is reached"
-
-
-def _results_sha256(results: Sequence[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(list(results), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class Inference:
@@ -73,6 +70,7 @@ class Inference:
         self.models = models
         self.engine = engine
         self.runtime = runtime
+        self.coverage = Coverage()
 
     # -- checks ------------------------------------------------------------------------------------
     def _model(self, principal: Principal, ref: Any, purpose: Any) -> LoadedModel:
@@ -116,13 +114,23 @@ class Inference:
         return required, limits, review
 
     @staticmethod
-    def _subjects(subjects: Any, most: int) -> list[str]:
+    def _subjects(subjects: Any, most: int) -> tuple[list[str], Any]:
+        """The subject ids, checked all at once (a batch has up to a million), and as an Arrow array."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         if not isinstance(subjects, list | tuple) or not 1 <= len(subjects) <= most:
             raise InvalidInput(f"subjects: 1 to {most} subject ids", details={"field": "subjects"})
-        out = [check_subject_id(s, "subjects") for s in subjects]
-        if len(set(out)) != len(out):
+        try:
+            arr = pa.array(subjects, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = None
+        if arr is None or arr.null_count or not pc.all(pc.match_substring_regex(arr, SUBJECT_ID.pattern)).as_py():
+            bad = next((x for x in subjects if not isinstance(x, str) or not SUBJECT_ID.match(x)), None)
+            check_subject_id(bad, "subjects")  # raises, naming the rule
+        if pc.count_distinct(arr).as_py() != len(arr):
             raise InvalidInput("subjects: a subject is listed twice", details={"field": "subjects"})
-        return out
+        return list(subjects), arr
 
     @staticmethod
     def _claims(model: LoadedModel, subjects: list[str], inputs: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -130,7 +138,7 @@ class Inference:
         if not model.tenant_inputs:
             if inputs:
                 raise InvalidInput(f"{model.ref} takes no tenant inputs", details={"field": "inputs"})
-            return {}, {s: "" for s in subjects}
+            return {}, {}
         if not isinstance(inputs, Mapping):
             raise InvalidInput(f"inputs: {model.ref} needs, per subject, {', '.join(model.tenant_inputs)}",
                                details={"field": "inputs"})
@@ -154,69 +162,88 @@ class Inference:
         return got, claims
 
     # -- the common core -------------------------------------------------------------------------------
-    def _evaluate(self, principal: Principal, model: LoadedModel, purpose: str, subjects: list[str],
-                  inputs: dict[str, dict[str, Any]], claims: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(subject -> result row, versions) before the transaction; only authorised subjects are computed."""
+    def _evaluate(self, principal: Principal, model: LoadedModel, purpose: str, subjects: list[str], arr: Any,
+                  inputs: dict[str, dict[str, Any]], claims: dict[str, str]) -> _Run:
+        """Every subject's row before the transaction, as columns; only authorised subjects are computed."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         required, _, _ = self._policies(model)
-        now = utcnow()
+        run = _Run(subjects, arr, utcnow())
         with self.ctx.db.read() as s:
-            cover = covering(s, principal.tenant, purpose, required, subjects, now)
-            seen = claims_so_far(s, principal.tenant, model.ref, list(cover), period_start("month", now)) \
-                if model.tenant_inputs else {}
-        rows: dict[str, dict[str, Any]] = {}
-        ok: list[str] = []
-        for subj in subjects:
-            if subj not in cover:
-                rows[subj] = {"subject": subj, "status": "refused", "reason": NOT_AUTHORISED}
-            elif claims[subj] not in seen.get(subj, set()) and len(seen.get(subj, ())) >= model.max_distinct_inputs:
-                rows[subj] = {"subject": subj, "status": "refused", "reason": INPUTS_LIMIT}
-            else:
-                ok.append(subj)
-        versions: dict[str, int] = {}
-        if ok:
-            columns, versions = self.engine.compute(model.features, ok)
+            if len(subjects) <= SMALL:
+                cover = covering(s, principal.tenant, purpose, required, subjects, run.started)
+                ids = pa.array([",".join(cover[x]) if x in cover else None for x in subjects], pa.string())
+            else:  # one head read, then the tenant's authorisations checked in DuckDB (cached per head)
+                run.head, ids, run.until = self.coverage.check(s, principal.tenant, purpose, required, arr, run.started)
+        ok = pc.is_valid(ids).to_numpy(zero_copy_only=False).copy()
+        if model.tenant_inputs:
+            covered = [subjects[i] for i in np.flatnonzero(ok)]
+            seen = claims_so_far(self.ctx.db, principal.tenant, model.ref, covered, period_start("month", run.started))
+            for i in np.flatnonzero(ok):
+                mine = seen.get(subjects[i], set())
+                if claims[subjects[i]] not in mine and len(mine) >= model.max_distinct_inputs:
+                    ok[i] = False
+                    run.limited.add(int(i))
+        run.ok = ok
+        run.auths = pc.fill_null(ids, "")
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            chosen = arr.take(pa.array(idx))
+            small = idx.size <= SMALL
+            columns, run.versions = (self.engine.lookup if small else self.engine.compute)(
+                model.features, chosen.to_pylist() if small else chosen)
             for col in model.tenant_inputs:
-                columns[col] = [inputs[subj][col] for subj in ok]
+                columns[col] = [inputs[subjects[i]][col] for i in idx]
             x_num, x_cat = encode(columns, model.cfg)
             scores, reasons = self.runtime.score(model, x_num, x_cat)
-            for i, subj in enumerate(ok):
-                rows[subj] = {"subject": subj, "status": "scored", "score": scores[i],
-                              **({"reasons": reasons[i]} if model.reason_codes else {}),
-                              "authorisations": cover[subj]}
-        return rows, versions
+            run.score[idx] = scores
+            if model.reason_codes:
+                run.reasons = [[] for _ in subjects]
+                for k, i in enumerate(idx):
+                    run.reasons[i] = reasons[k]
+        return run
 
-    def _commit(self, s: Any, principal: Principal, model: LoadedModel, purpose: str, subjects: list[str],
-                rows: dict[str, dict[str, Any]], claims: dict[str, str], run_id: str, action: str,
-                details: dict[str, Any], now: Any) -> list[dict[str, Any]]:
+    def _commit(self, s: Any, principal: Principal, model: LoadedModel, purpose: str, run: _Run,
+                claims: dict[str, str], run_id: str, flow: str, details: dict[str, Any]) -> None:
+        """Quota, the authorisations once more (a revocation or expiry since :meth:`_evaluate` withdraws
+        the answer), the audit record and the run's rows — in ``s``'s transaction."""
+        import pyarrow as pa
+
         required, limits, _ = self._policies(model)
-        charge(s, limits, principal.tenant, len(subjects), now)
-        scored = [subj for subj in subjects if rows[subj]["status"] == "scored"]
-        still = covering(s, principal.tenant, purpose, required, scored, now) if scored else {}
-        for subj in scored:
-            if subj not in still:  # revoked (or expired) since the scores were computed: not released
-                rows[subj] = {"subject": subj, "status": "refused", "reason": NOT_AUTHORISED}
-        results = [rows[subj] for subj in subjects]
-        uses = [Use(r["subject"], claims[r["subject"]], "answered" if r["status"] == "scored" else "refused",
-                    ",".join(r.get("authorisations", ()))) for r in results]
-        record(s, self.ctx.audit, principal.actor, action, "inference", run_id,
-               {**details, "model": model.ref, "purpose": purpose, "results_sha256": _results_sha256(results)},
-               uses, tenant=principal.tenant, purpose=purpose, product_kind="model", product=model.ref, now=now)
-        return results
+        now = utcnow()
+        charge(s, limits, principal.tenant, len(run.subjects), now)
+        if run.ok.any():
+            if run.head is None:
+                scored = [run.subjects[i] for i in np.flatnonzero(run.ok)]
+                still = covering(s, principal.tenant, purpose, required, scored, now)
+                run.refuse(np.array([x not in still for x in run.subjects]) & run.ok)
+            elif head_version(s, principal.tenant, purpose) != run.head:  # changed meanwhile: check again
+                _, again, _ = self.coverage.check(s, principal.tenant, purpose, required, run.arr, now)
+                run.refuse(~again.is_valid().to_numpy(zero_copy_only=False))
+            else:  # unchanged: only an expiry since can withdraw a subject
+                run.refuse(run.until <= np.datetime64(now.replace(tzinfo=None), "us"))
+        claim = pa.array([claims[x] for x in run.subjects], pa.string()) if model.tenant_inputs else \
+            pa.array([""] * len(run.subjects), pa.string())
+        rows = Rows(run.arr, claim, run.outcomes(), run.authorisations())  # all Arrow: no Python loop
+        record_run(s, self.ctx.audit, principal.actor, "inference.scored", run_id,
+                   {**details, "model": model.ref, "purpose": purpose, "versions": run.versions},
+                   rows, flow=flow, tenant=principal.tenant, purpose=purpose, product_kind="model",
+                   product=model.ref, now=now)
 
     # -- the decision flow ------------------------------------------------------------------------------
     def score(self, principal: Principal, model_ref: str, subjects: Sequence[str], purpose: str,
               inputs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """Score up to :data:`MAX_SCORE` subjects now; refused subjects come back refused, per row."""
         model = self._model(principal, model_ref, purpose)
-        subjects = self._subjects(subjects, MAX_SCORE)
+        subjects, arr = self._subjects(subjects, MAX_SCORE)
         got, claims = self._claims(model, subjects, inputs)
-        rows, versions = self._evaluate(principal, model, purpose, subjects, got, claims)
+        run = self._evaluate(principal, model, purpose, subjects, arr, got, claims)
         run_id = "inf_" + secrets.token_hex(8)
-        now = utcnow()
         with self.ctx.db.transaction() as s:
-            results = self._commit(s, principal, model, purpose, subjects, rows, claims, run_id, "inference.scored",
-                                   {"versions": versions, "flow": "decision"}, now)
-        return {"run_id": run_id, "model": model.ref, "purpose": purpose, "versions": versions, "results": results}
+            self._commit(s, principal, model, purpose, run, claims, run_id, "decision", {})
+        return {"run_id": run_id, "model": model.ref, "purpose": purpose, "versions": run.versions,
+                "results": run.results(model.reason_codes)}
 
     # -- the batch flow ---------------------------------------------------------------------------------
     def submit_batch(self, principal: Principal, model_ref: str, subjects: Sequence[str], purpose: str,
@@ -224,9 +251,9 @@ class Inference:
         """Score up to :data:`MAX_BATCH` subjects as a job (kind ``inference``): its export
         ``scores.csv`` waits for the stewards where the datasets' policies require approval."""
         model = self._model(principal, model_ref, purpose)
-        subjects = self._subjects(subjects, MAX_BATCH)
+        subjects, arr = self._subjects(subjects, MAX_BATCH)
         got, claims = self._claims(model, subjects, inputs)
-        rows, versions = self._evaluate(principal, model, purpose, subjects, got, claims)
+        run = self._evaluate(principal, model, purpose, subjects, arr, got, claims)
         _, _, review = self._policies(model)
         job_id = "job_" + secrets.token_hex(8)
         export_id = "exp_" + secrets.token_hex(8)
@@ -237,7 +264,7 @@ class Inference:
             spec = {"name": f"score-{model.ref.replace('@', '-v')}", "purpose": purpose,
                     "datasets": list(model.datasets), "entrypoint": "job.py"}
             job = Job(id=job_id, tenant=principal.tenant, submitted_by=principal.name, purpose=purpose,
-                      datasets=list(model.datasets), pinned=versions, state=target.value,
+                      datasets=list(model.datasets), pinned=run.versions, state=target.value,
                       reason=("waiting for the stewards of " + ", ".join(review)) if review else "no approval required",
                       code_sha256=request, spec=spec, kind="inference", review_required=bool(review),
                       created_at=now, updated_at=now)
@@ -246,32 +273,90 @@ class Inference:
             self.ctx.audit.append(s, principal.actor, "job.submitted", "job", job_id,
                                   {"name": spec["name"], "purpose": purpose, "datasets": spec["datasets"],
                                    "code_sha256": request, "kind": "inference"})
-            results = self._commit(s, principal, model, purpose, subjects, rows, claims, job_id, "inference.scored",
-                                   {"versions": versions, "flow": "batch", "export_id": export_id}, now)
-            data = _csv(results, model.reason_codes)
-            digest = bundle_hash([("scores.csv", hashlib.sha256(data).hexdigest())])
+            self._commit(s, principal, model, purpose, run, claims, job_id, "batch", {"export_id": export_id})
+            data = run.csv(model.reason_codes)
+            sha = hashlib.sha256(data).hexdigest()
+            digest = bundle_hash([("scores.csv", sha)])
             state = ExportState.PENDING if review else ExportState.APPROVED
             s.add(Export(id=export_id, job_id=job_id, tenant=principal.tenant, state=state.value, bundle_sha256=digest,
                          needs_approval_from=review, kind="outputs", created_at=now, updated_at=now))
             s.flush()
-            s.add(ExportFile(export_id=export_id, name="scores.csv", sha256=hashlib.sha256(data).hexdigest(),
-                             size=len(data), data=data))
+            s.add(ExportFile(export_id=export_id, name="scores.csv", sha256=sha, size=len(data), data=data))
             s.flush()
             self.ctx.audit.append(s, SYSTEM.actor, "export.requested", "export", export_id,
                                   {"job_id": job_id, "kind": "outputs", "bundle_sha256": digest,
-                                   "needs_approval_from": review,
-                                   "files": [["scores.csv", hashlib.sha256(data).hexdigest(), len(data)]],
+                                   "needs_approval_from": review, "files": [["scores.csv", sha, len(data)]],
                                    "state": state.value})
             return job_dict(job, principal, s.get(Export, export_id))
 
 
-def _csv(results: Sequence[dict[str, Any]], reason_codes: int) -> bytes:
-    """The batch's one file, written by this code (subject ids are checked: no formula can start one)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["subject", "status", "score", *[f"reason_{i + 1}" for i in range(reason_codes)], "note"])
-    for r in results:
-        reasons = list(r.get("reasons") or [])[:reason_codes]
-        w.writerow([r["subject"], r["status"], "" if r.get("score") is None else repr(r["score"]),
-                    *(reasons + [""] * (reason_codes - len(reasons))), r.get("reason", "")])
-    return buf.getvalue().encode()
+class _Run:
+    """One request's rows, as columns (a batch has a million at most: no dict per subject)."""
+
+    def __init__(self, subjects: list[str], arr: Any, started: Any) -> None:
+        n = len(subjects)
+        self.subjects, self.arr, self.started = subjects, arr, started
+        self.ok = np.zeros(n, dtype=bool)
+        self.score = np.full(n, np.nan)
+        self.reasons: list[list[str]] | None = None
+        self.auths: Any = None  # Arrow strings, "" where not covered
+        self.until: Any = None  # per subject, when its covering authorisations first expire (batches)
+        self.head: int | None = None  # the authorisation head version read (batches)
+        self.limited: set[int] = set()
+        self.versions: dict[str, int] = {}
+
+    def refuse(self, mask: Any) -> None:
+        self.ok &= ~np.asarray(mask, dtype=bool)
+
+    def notes(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        notes = pc.if_else(pa.array(self.ok), "", NOT_AUTHORISED)
+        if self.limited:
+            notes = notes.to_pylist()
+            for i in self.limited:
+                notes[i] = INPUTS_LIMIT
+            notes = pa.array(notes, pa.string())
+        return notes
+
+    def outcomes(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        return pc.if_else(pa.array(self.ok), "answered", "refused")
+
+    def authorisations(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        return pc.if_else(pa.array(self.ok), self.auths, "")
+
+    def results(self, reason_codes: int) -> list[dict[str, Any]]:
+        notes, auths = self.notes().to_pylist(), self.authorisations().to_pylist()
+        out = []
+        for i, subj in enumerate(self.subjects):
+            if self.ok[i]:
+                out.append({"subject": subj, "status": "scored", "score": float(self.score[i]),
+                            **({"reasons": self.reasons[i]} if reason_codes and self.reasons else {}),
+                            "authorisations": auths[i].split(",")})
+            else:
+                out.append({"subject": subj, "status": "refused", "reason": notes[i]})
+        return out
+
+    def csv(self, reason_codes: int) -> bytes:
+        """The batch's one file, written here (subject ids are checked: no formula can start one)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        cols: dict[str, Any] = {"subject": self.arr,
+                                "status": pc.if_else(pa.array(self.ok), "scored", "refused"),
+                                "score": pa.array(self.score, pa.float64(), from_pandas=True)}
+        for k in range(reason_codes):
+            cols[f"reason_{k + 1}"] = pa.array([r[k] if len(r) > k else "" for r in self.reasons or
+                                                [[]] * len(self.subjects)], pa.string())
+        cols["note"] = self.notes()
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.table(cols), buf, pacsv.WriteOptions(quoting_style="needed"))
+        return buf.getvalue()

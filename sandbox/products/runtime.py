@@ -7,8 +7,13 @@
 
 **Features** are the library definitions composed by :func:`sandbox.training.library.compose` over
 the datasets' current versions, pinned (snapshots cached per version: they never change), on the
-gate's locked-down DuckDB connection, with the subjects as the base table: only authorised
-subjects ever reach this module, so what it costs depends on them alone.
+gate's locked-down DuckDB connection, with the subjects as the base table (:meth:`FeatureEngine.compute`,
+a batch). Small requests — a decision, a verification — read a **materialised** copy instead
+(:meth:`FeatureEngine.lookup`): each definition's engine SQL run once per pinned version over every
+unit, held in this process (at most :data:`MAX_CACHED_UNITS` units, :data:`CACHE_ENTRIES`
+definitions), so a single subject costs a dictionary lookup, not a scan. Same SQL, same version,
+same values (tested). Only authorised subjects ever reach this module, so what a request costs
+depends on them alone — and a lookup costs the same whether the subject is in the data or not.
 
 **Where the model runs, and why.** A catalog model holds no user code: a declarative model is the
 platform's builder (``dp.training.models``) with checked weights, so its forward pass runs here in
@@ -43,12 +48,17 @@ from ..gate.engine import open_connection
 from ..tables import storage, uris
 from ..tables.snapshot import Snapshot
 from ..training.features import UNIT, FeaturePlan
-from ..training.library import SUBJECTS, NamedFeature, compose
+from ..training.library import SUBJECTS, NamedFeature, check_definition, compose
 from .features import FeatureLibrary
 from .models import LoadedModel
 
 __all__ = ["FeatureEngine", "Runtime", "encode", "scores_of"]
 
+#: a definition with more units than this is not materialised (small requests scan, like batches)
+MAX_CACHED_UNITS = 5_000_000
+CACHE_ENTRIES = 64
+#: requests of at most this many subjects read the materialised features
+SMALL = 100
 _INFER_ENTRY = "from dp.training.entry import infer_main\nraise SystemExit(infer_main('/job', '/out'))\n"
 
 
@@ -59,6 +69,9 @@ class FeatureEngine:
         self._snapshots: dict[tuple[str, str, int], Snapshot] = {}
         self._plans: dict[tuple[str, ...], FeaturePlan] = {}
         self._lock = threading.Lock()
+        #: (ref, versions) -> (unit -> row, values): one definition over every unit of a pinned version
+        self._cache: dict[tuple[str, tuple[tuple[str, int], ...]], tuple[dict[str, int], Any] | None] = {}
+        self._filling: dict[tuple[str, tuple[tuple[str, int], ...]], threading.Lock] = {}
 
     def plan(self, named: Sequence[NamedFeature]) -> FeaturePlan:
         key = tuple(nf.ref for nf in named)
@@ -82,6 +95,55 @@ class FeatureEngine:
             out[r["name"]] = snap
         return out
 
+    def _materialised(self, nf: NamedFeature, snaps: dict[str, Snapshot]) -> tuple[dict[str, int], Any] | None:
+        """Every unit's value of ``nf`` at the pinned versions (computed once; None: too many units)."""
+        import duckdb
+
+        key = (nf.ref, tuple(sorted((n, snaps[n].version) for n in nf.datasets)))
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            fill = self._filling.setdefault(key, threading.Lock())
+        with fill:  # one computation per key, however many requests wait for it
+            with self._lock:
+                if key in self._cache:
+                    return self._cache[key]
+            single = self._plans.get(("__one__", nf.ref))
+            if single is None:  # the definition's own plan: every unit, one row each
+                single = self._plans[("__one__", nf.ref)] = check_definition(nf.name, nf.sql, self._library.lookup)
+            con = open_connection(single, {n: snaps[n] for n in single.tables})
+            try:
+                table = con.sql(single.engine_sql).to_arrow_table()
+            except duckdb.Error:
+                raise QueryRefused("the feature failed when computed on the data", details={"rule": "engine"}) from None
+            finally:
+                con.close()
+            entry = None
+            if table.num_rows <= MAX_CACHED_UNITS:
+                units = table.column(UNIT).to_pylist()
+                entry = ({str(u): i for i, u in enumerate(units) if u is not None}, table.column(nf.name).combine_chunks())
+            with self._lock:
+                if len(self._cache) >= CACHE_ENTRIES:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = entry
+                self._filling.pop(key, None)
+            return entry
+
+    def lookup(self, named: Sequence[NamedFeature], subjects: Sequence[str]) -> tuple[dict[str, Any], dict[str, int]]:
+        """:meth:`compute`'s answer for a few subjects, from the materialised definitions."""
+        import pyarrow as pa
+
+        datasets = sorted({d for nf in named for d in nf.datasets})
+        snaps = self.snapshots(datasets)
+        out: dict[str, Any] = {}
+        for nf in named:
+            entry = self._materialised(nf, snaps)
+            if entry is None:
+                return self.compute(named, subjects)
+            index, values = entry
+            out[nf.name] = values.take(pa.array([index.get(s) for s in subjects], type=pa.int64()))
+        return out, {n: snaps[n].version for n in datasets}
+
     def compute(self, named: Sequence[NamedFeature], subjects: Sequence[str]) -> tuple[dict[str, Any], dict[str, int]]:
         """Each feature's values for ``subjects`` (Arrow arrays, in their order) and the versions read."""
         import duckdb
@@ -90,7 +152,7 @@ class FeatureEngine:
 
         plan = self.plan(named)
         snaps = self.snapshots(plan.tables)
-        base = pa.array(list(subjects), type=pa.string())
+        base = subjects if isinstance(subjects, pa.Array) else pa.array(list(subjects), type=pa.string())
         con = open_connection(plan, snaps)
         try:
             con.register(SUBJECTS, pa.table({UNIT: base}))
@@ -147,10 +209,10 @@ def _float(x: Any) -> float:
         return np.nan
 
 
-def scores_of(cfg: Any, logits: np.ndarray, digits: int) -> list[float]:
+def scores_of(cfg: Any, logits: np.ndarray, digits: int) -> np.ndarray:
     """What leaves: a probability (bce) or the value (mse), rounded to the model's digits."""
     values = 1.0 / (1.0 + np.exp(-logits.astype(np.float64))) if cfg.loss == "bce" else logits.astype(np.float64)
-    return [round(float(v), digits) for v in values]
+    return np.round(values, digits)
 
 
 class Runtime:
@@ -164,12 +226,12 @@ class Runtime:
             return forward(model.cfg, model.weights, x_num, x_cat)
         return self._sandboxed(model, x_num, x_cat)
 
-    def score(self, model: LoadedModel, x_num: np.ndarray, x_cat: np.ndarray) -> tuple[list[float], list[list[str]]]:
+    def score(self, model: LoadedModel, x_num: np.ndarray, x_cat: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
         """Scores, and per row the model's declared number of reason codes (by occlusion)."""
         n, k = len(x_num), model.reason_codes
         names = [f.name for f in model.cfg.numeric] + [f.name for f in model.cfg.categorical]
         if not k or not n:
-            return scores_of(model.cfg, self.logits(model, x_num, x_cat), model.score_digits), [[] for _ in range(n)]
+            return scores_of(model.cfg, self.logits(model, x_num, x_cat), model.score_digits), []
         # one call over the rows and, per input, the rows with that input "missing"
         nums, cats = [x_num], [x_cat]
         for j in range(x_num.shape[1]):

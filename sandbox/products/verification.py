@@ -40,7 +40,7 @@ from ..context import Context, require_role, stewarded_by
 from ..errors import AccessRefused, Forbidden, InvalidInput, NotFound, Refused
 from .features import FeatureLibrary, parse_ref
 from .runtime import FeatureEngine
-from .uses import NOT_AUTHORISED, Use, charge, claims_so_far, period_start, record
+from .uses import NOT_AUTHORISED, Rows, charge, claims_so_far, period_start, record_run
 
 __all__ = ["CLAIMS_LIMIT", "KINDS", "Verification", "product_dict"]
 
@@ -251,17 +251,22 @@ class Verification:
                                                                                   p.claims["thresholds"]) + ")",
                            details={"field": "claim"})
 
+    def _policies(self, p: VerificationProduct) -> tuple[set[str], list[tuple[str, int]]]:
+        policies = {d: self._manifests(d).build_policy() for d in p.datasets}
+        return ({d for d, x in policies.items() if x.subject_results.authorisation_required},
+                [(d, x.subject_results.max_subjects_per_day) for d, x in policies.items()])
+
     def verify(self, principal: Principal, ref: str, subject: str, purpose: str, claim: Any = None) -> dict[str, Any]:
         p = self._product(principal, ref, purpose)
         subject = check_subject_id(subject)
         value_claim, key = self._claim(p, claim)
         pref = f"{p.name}@{p.version}"
-        required = {d for d in p.datasets if self._manifests(d).build_policy().subject_results.authorisation_required}
-        limits = [(d, self._manifests(d).build_policy().subject_results.max_subjects_per_day) for d in p.datasets]
+        required, limits = self._policies(p)
         now = utcnow()
         with self.ctx.db.read() as s:
             cover = covering(s, principal.tenant, purpose, required, [subject], now)
-            seen = claims_so_far(s, principal.tenant, pref, [subject], period_start(p.period, now)).get(subject, set())
+        seen = claims_so_far(self.ctx.db, principal.tenant, pref, [subject], period_start(p.period, now)).get(
+            subject, set()) if subject in cover else set()
         result: dict[str, Any] = {"subject": subject, "claim": claim if p.kind != "bands" else None}
         versions: dict[str, int] = {}
         if subject not in cover:
@@ -269,8 +274,9 @@ class Verification:
         elif key not in seen and len(seen) >= p.max_distinct_claims:
             result.update(status="refused", reason=CLAIMS_LIMIT)
         else:
-            columns, versions = self._engine.compute([self._library.resolve(p.feature)], [subject])
-            value = columns[self._library.resolve(p.feature).name].to_pylist()[0]
+            feature = self._library.resolve(p.feature)
+            columns, versions = self._engine.lookup([feature], [subject])
+            value = columns[feature.name].to_pylist()[0]
             result.update(status="answered", answer=_answer(p.kind, p.claims, value_claim, value))
         run_id = "ver_" + secrets.token_hex(8)
         with self.ctx.db.transaction() as s:
@@ -278,11 +284,13 @@ class Verification:
             if result["status"] == "answered" and subject not in covering(s, principal.tenant, purpose, required,
                                                                           [subject], now):
                 result = {"subject": subject, "claim": result["claim"], "status": "refused", "reason": NOT_AUTHORISED}
-            auths = ",".join(cover.get(subject, [])) if result["status"] == "answered" else ""
+            answered = result["status"] == "answered"
+            auths = ",".join(cover.get(subject, [])) if answered else ""
             digest = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
-            record(s, self.ctx.audit, principal.actor, "verification.answered", "verification", run_id,
-                   {"product": pref, "purpose": purpose, "claim": key, "versions": versions, "results_sha256": digest},
-                   [Use(subject, key, "answered" if result["status"] == "answered" else "refused", auths)],
-                   tenant=principal.tenant, purpose=purpose, product_kind="verification", product=pref, now=now)
+            record_run(s, self.ctx.audit, principal.actor, "verification.answered", run_id,
+                       {"product": pref, "purpose": purpose, "claim": key, "versions": versions,
+                        "result_sha256": digest},
+                       Rows([subject], [key], ["answered" if answered else "refused"], [auths]), flow="verification",
+                       tenant=principal.tenant, purpose=purpose, product_kind="verification", product=pref, now=now)
         return {"run_id": run_id, "product": pref, "purpose": purpose, "versions": versions, **result,
                 **({"authorisations": cover[subject]} if result["status"] == "answered" else {})}
