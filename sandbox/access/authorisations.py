@@ -183,9 +183,9 @@ class Coverage:
                                                  "autoload_known_extensions": False})
         try:
             con.register("auth", table)
-            got = con.execute("SELECT subject, string_agg(id, ',' ORDER BY id) AS ids, min(valid_until) AS until "
-                              "FROM auth WHERE valid_from <= ? AND valid_until > ? "
-                              f"GROUP BY subject HAVING {having}", [now, now]).to_arrow_table()
+            got = con.sql("SELECT subject, string_agg(id, ',' ORDER BY id) AS ids, min(valid_until) AS until "
+                          "FROM auth WHERE valid_from <= ? AND valid_until > ? "
+                          f"GROUP BY subject HAVING {having}", params=[now, now]).to_arrow_table()
         finally:
             con.close()
         return version, good_until, got.column("subject").combine_chunks(), got.column("ids"), got.column("until")
