@@ -69,7 +69,7 @@ def _when(value: Any, field: str) -> datetime:
     if isinstance(value, datetime):
         return _aware(value)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC) + timedelta(days=1)
+        return datetime(value.year, value.month, value.day, 23, 59, 59, 999999, tzinfo=UTC)  # the whole day
     if isinstance(value, str) and len(value) <= 40:
         try:
             if len(value) == 10:
