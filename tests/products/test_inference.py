@@ -102,7 +102,7 @@ def test_subject_enumeration_a_refused_subject_looks_and_costs_the_same_in_the_d
 
 
 def test_a_batch_refuses_the_unauthorised_the_same_way_and_waits_for_the_stewards(site, codes):
-    c, wh = site["c"], site["wh"]
+    c = site["c"]
     authorise(site, codes[:3])
     subjects = codes[:3] + [codes[3], NOWHERE]
     job = c["analyst"].score_batch(MODEL, subjects, PURPOSE, inputs=_inputs(subjects))

@@ -55,10 +55,10 @@ def mount(app: FastAPI) -> None:
         products as pages_products,
     )
     from .pages import (
-        subject as pages_subject,
+        session as pages_session,
     )
     from .pages import (
-        session as pages_session,
+        subject as pages_subject,
     )
     from .pages import (
         work as pages_work,
