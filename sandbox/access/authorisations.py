@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import String, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ..auth import Principal, Role
@@ -145,10 +145,10 @@ def head_version(s: Session, tenant: str, purpose: str) -> int:
 
 
 class Coverage:
-    """:func:`covering` for many subjects at once. A tenant's authorisations for a purpose are read
-    into this process (Arrow) at a head version and aggregated in DuckDB per set of required
-    datasets — which subjects are covered at the moment of reading, by which ids, and until when —
-    valid until the head moves (any grant, import or revocation of that tenant and purpose,
+    """:func:`covering` for many subjects at once. A tenant's authorisations for a purpose are
+    aggregated per set of required datasets at a head version — which subjects are covered at the
+    moment of reading, by which ids, and until when — and kept in this process (Arrow), valid until
+    the head moves (any grant, import or revocation of that tenant and purpose,
     anywhere: the version is read in the caller's transaction) or the first authorisation starts or
     ends, whichever is sooner. A request then only looks its subjects up (no scan, no query per
     subject), so a batch's cost does not grow with the tenant's other authorisations."""
@@ -160,41 +160,34 @@ class Coverage:
 
     def _build(self, s: Session, tenant: str, purpose: str, required: tuple[str, ...], version: int,
                now: datetime) -> tuple[int, datetime, Any, Any, Any]:
-        import duckdb
+        """Aggregated by the catalog database itself (one pass over the covering index): the covered
+        subjects, their ids and first expiry, and when the answer next changes."""
         import pyarrow as pa
 
-        rows = s.execute(select(Authorisation.subject, Authorisation.id, Authorisation.datasets,
-                                Authorisation.valid_from, Authorisation.valid_until)
-                         .where(Authorisation.tenant == tenant, Authorisation.purpose == purpose,
-                                Authorisation.revoked_at.is_(None))).all()
-        cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
-        since = [_aware(t) for t in cols[3]]
-        until = [_aware(t) for t in cols[4]]
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        a = Authorisation.__table__.c
+        scope = (a.tenant == tenant, a.purpose == purpose, a.revoked_at.is_(None))
+        ids = func.string_agg(a.id, ",") if not sqlite else func.group_concat(a.id, ",")
+        until = func.min(a.valid_until)
+        # SQLite's times as their stored text, parsed by Arrow at once (not 100k datetimes in Python)
+        q = (select(a.subject, ids, type_coerce(until, String) if sqlite else until)
+             .where(*scope, a.valid_from <= now, a.valid_until > now).group_by(a.subject))
+        for d in required:
+            q = q.having(func.sum(case((a.datasets.contains(f",{d},", autoescape=True), 1), else_=0)) > 0)
+        rows = s.execute(q).all()
+        cols = list(zip(*rows, strict=True)) if rows else [[], [], []]
+        expiry = (pa.array(cols[2], pa.string()).cast(pa.timestamp("us")) if sqlite else
+                  pa.array([_aware(t).astimezone(UTC).replace(tzinfo=None) for t in cols[2]], pa.timestamp("us")))
         # the copy holds until the first authorisation starts or ends after now
-        turns = [t for t in (*since, *until) if t > now]
-        good_until = min(turns) if turns else now + MAX_VALIDITY
-        table = pa.table({"subject": pa.array(cols[0], pa.string()), "id": pa.array(cols[1], pa.string()),
-                          "datasets": pa.array(cols[2], pa.string()),
-                          "valid_from": pa.array(since, pa.timestamp("us", "UTC")),
-                          "valid_until": pa.array(until, pa.timestamp("us", "UTC"))})
-        having = " AND ".join(f"bool_or(contains(datasets, ',{d},'))" for d in required) or "TRUE"
-        con = duckdb.connect(":memory:", config={"python_enable_replacements": False,
-                                                 "autoinstall_known_extensions": False,
-                                                 "autoload_known_extensions": False})
-        try:
-            con.register("auth", table)
-            got = con.sql("SELECT subject, string_agg(id, ',' ORDER BY id) AS ids, min(valid_until) AS until "
-                          "FROM auth WHERE valid_from <= ? AND valid_until > ? "
-                          f"GROUP BY subject HAVING {having}", params=[now, now]).to_arrow_table()
-        finally:
-            con.close()
-        return version, good_until, got.column("subject").combine_chunks(), got.column("ids"), got.column("until")
+        turns = [s.execute(select(func.min(col)).where(*scope, col > now)).scalar() for col in (a.valid_from,
+                                                                                                 a.valid_until)]
+        good_until = min((_aware(t) for t in turns if t is not None), default=now + MAX_VALIDITY)
+        return (version, good_until, pa.array(cols[0], pa.string()), pa.array(cols[1], pa.string()), expiry)
 
     def check(self, s: Session, tenant: str, purpose: str, required: set[str], subjects: Any,
               now: datetime) -> tuple[int, Any, Any]:
         """(the head version read, the ids string per subject — null where not covered, and when the
         first of them expires, as numpy datetime64[us] UTC) for the Arrow string array ``subjects``."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         key = (tenant, purpose, tuple(sorted(required)))
@@ -207,8 +200,8 @@ class Coverage:
                 self._cache[key] = got
         _, _, covered, ids, until = got
         idx = pc.index_in(subjects, value_set=covered)
-        expiry = pc.take(until, idx).cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
-        return version, pc.take(ids, idx).combine_chunks(), expiry
+        expiry = pc.take(until, idx).to_numpy(zero_copy_only=False)
+        return version, pc.take(ids, idx), expiry
 
 
 class Authorisations:

@@ -133,7 +133,11 @@ class VerificationProduct(Base):
 
 class Authorisation(Base):
     __tablename__ = "authorisations"
-    __table_args__ = (Index("ix_authorisations_scope", "tenant", "purpose", "subject"),)
+    #: scope: one tenant's authorisations of one subject; cover: everything a batch's coverage reads,
+    #: so that read never touches the table
+    __table_args__ = (Index("ix_authorisations_scope", "tenant", "purpose", "subject"),
+                      Index("ix_authorisations_cover", "tenant", "purpose", "revoked_at", "subject", "id", "datasets",
+                            "valid_from", "valid_until"))
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     #: the privacy-unit value of the subject (a firm's unified social credit code)
     subject: Mapped[str] = mapped_column(String(128), index=True)

@@ -233,3 +233,28 @@ def test_bad_requests_are_refused_before_anything(site, codes):
     with pytest.raises(Exception) as got:
         inf.score(site["people"]["tax_steward"], MODEL, codes[:1], PURPOSE, None)
     assert got.value.code == "forbidden"
+
+
+def test_a_large_batch_checks_authorisations_the_same_way_and_sees_a_revocation_meanwhile(site, codes, monkeypatch):
+    """Past 100 subjects the batch uses the cached, aggregated coverage: same refusals, and a revocation
+    made while its features are computed (the tenant's head moves) withholds that subject's score."""
+    c, wh = site["c"], site["wh"]
+    authorise(site, codes[:4])
+    authorise(site, [codes[4]], datasets=("tax_payments",))  # not enough: social insurance not named
+    filler = [f"91500000ZZ{i:08d}" for i in range(150)]
+    subjects = codes[:6] + filler
+    engine = wh.products.inference.engine
+    for name in ("compute", "lookup"):  # 4 authorised subjects: the features come from the lookup
+        def revoke_meanwhile(named, chosen, real=getattr(engine, name)):
+            out = real(named, chosen)
+            a = wh.authorisations.list(site["people"]["hrss_steward"], subject=codes[1])[0]
+            wh.authorisations.revoke(site["people"]["hrss_steward"], a["id"])
+            return out
+
+        monkeypatch.setattr(engine, name, revoke_meanwhile)
+    job = c["analyst"].score_batch(MODEL, subjects, PURPOSE, inputs=_inputs(subjects))
+    export = c["tax_steward"].get_job(job["id"])["export"]["id"]
+    data = {f["name"]: f["data"] for f in c["tax_steward"].preview_export(export)}["scores.csv"].decode()
+    status = {ln.split(",")[0].strip('"'): ln.split(",")[1].strip('"') for ln in data.splitlines()[1:]}
+    assert [status[s] for s in codes[:6]] == ["scored", "refused", "scored", "scored", "refused", "refused"]
+    assert all(status[s] == "refused" for s in filler)

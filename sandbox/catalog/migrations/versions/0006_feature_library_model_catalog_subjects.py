@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-06 01:03:04.783064
+Create Date: 2026-12-06 01:35:04.177443
 
 """
 from typing import Sequence, Union
@@ -44,6 +44,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('authorisations', schema=None) as batch_op:
+        batch_op.create_index('ix_authorisations_cover', ['tenant', 'purpose', 'revoked_at', 'subject', 'id', 'datasets', 'valid_from', 'valid_until'], unique=False)
         batch_op.create_index(batch_op.f('ix_authorisations_import_id'), ['import_id'], unique=False)
         batch_op.create_index('ix_authorisations_scope', ['tenant', 'purpose', 'subject'], unique=False)
         batch_op.create_index(batch_op.f('ix_authorisations_subject'), ['subject'], unique=False)
@@ -204,6 +205,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_authorisations_subject'))
         batch_op.drop_index('ix_authorisations_scope')
         batch_op.drop_index(batch_op.f('ix_authorisations_import_id'))
+        batch_op.drop_index('ix_authorisations_cover')
 
     op.drop_table('authorisations')
     op.drop_table('authorisation_heads')
