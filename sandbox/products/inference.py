@@ -20,8 +20,8 @@ Both paths, in this order:
    encoding, the model (:class:`.runtime.Runtime`): scores rounded to the model's digits and, if
    the model declares them, reason codes (feature names) — never a feature value;
 5. **one transaction**: the tenant's daily quota per dataset (every subject asked about counts),
-   the authorisations checked again (one revoked meanwhile is refused), the audit record and one
-   ``subject_uses`` row per subject (answered or refused). The batch path also writes a job
+   the authorisations checked again (one revoked meanwhile is refused), the audit record and the
+   run's per-subject rows, answered or refused (:func:`.uses.record_run`). The batch path also writes a job
    (kind ``inference``) and its export (``scores.csv``), pending the stewards of every dataset
    read whose policy requires approval; the decision flow answers at once (no one reviews a
    decision in a decision flow: it is bounded by the quota and the authorisations).

@@ -68,7 +68,7 @@ class LoadedModel:
     owner_tenant: str
 
 
-def model_dict(m: CatalogModel, *, weights: bool = False) -> dict[str, Any]:
+def model_dict(m: CatalogModel) -> dict[str, Any]:
     out = {"name": m.name, "version": m.version, "ref": f"{m.name}@{m.version}", "state": m.state,
            "description": m.description, "export_id": m.export_id, "job_id": m.job_id, "owner_tenant": m.owner_tenant,
            "features": list(m.features), "tenant_inputs": list(m.tenant_inputs), "datasets": list(m.datasets),
@@ -80,8 +80,6 @@ def model_dict(m: CatalogModel, *, weights: bool = False) -> dict[str, Any]:
            "created_at": m.created_at.isoformat() if m.created_at else None,
            "published_at": m.published_at.isoformat() if m.published_at else None,
            "card": m.card}
-    if weights:
-        out["weights_b64_sha256"] = m.weights_sha256
     return out
 
 

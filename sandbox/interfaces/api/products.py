@@ -68,7 +68,7 @@ class AuthorisationIn(In):
 
 
 class ImportIn(In):
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=1_000_000)
+    rows: list[AuthorisationIn] = Field(min_length=1, max_length=1_000_000)
 
 
 class VerificationIn(In):
@@ -367,8 +367,7 @@ def mount(app: FastAPI, wh: Any, Who: Any) -> None:  # noqa: N803 - the app's au
             "rows": [{k: AUTH[k] for k in ("subject", "tenant", "purpose", "datasets", "consent_sha256")}
                      | {"valid_until": "2027-12-31"}]}))], who: Who) -> dict[str, Any]:
         """A steward's bulk import: all rows or none, one audit record binding their SHA-256."""
-        rows = [{k: v for k, v in r.items() if k in AuthorisationIn.model_fields} for r in body.rows]
-        return wh.authorisations.grant_many(who, rows)
+        return wh.authorisations.grant_many(who, [r.model_dump() for r in body.rows])
 
     @app.get("/v1/authorisations/{auth_id}", tags=["authorisations"], summary="Show an authorisation",
              response_model=AuthorisationOut, responses={**_ok(AUTH), **errors("not_found")})
