@@ -4,6 +4,7 @@
     python bench/run.py sandbox --repeat 20  # one
     python bench/run.py gate --rows 1000000
     python bench/run.py ingest --size 100M,1G  # ingest ÷ plain write_deltalake, peak RSS per size
+    python bench/run.py inference            # batch scores ÷ plain DuckDB + NumPy; verify p95 over the service
 
 Machines here are noisy: every ratio compares against a baseline measured in the same run, with
 the two interleaved, and medians are reported.
@@ -24,6 +25,7 @@ sys.path.insert(0, str(HERE))
 from bench_differencing import bench_differencing  # noqa: E402
 from bench_dp import bench_dp  # noqa: E402
 from bench_gate import bench_gate  # noqa: E402
+from bench_inference import bench_inference  # noqa: E402
 from bench_ingest import bench_ingest  # noqa: E402
 from bench_reconstruction import bench_reconstruction  # noqa: E402
 from bench_sandbox import bench_sandbox  # noqa: E402
@@ -39,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
     "ingest": bench_ingest,
     "spark": bench_spark,
     "reconstruction": bench_reconstruction,
+    "inference": bench_inference,
 }
 
 
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                     "`twh ingest` (progress bar on stderr)")
     ap.add_argument("--no-baseline", action="store_true", help="`ingest`: skip the plain write_deltalake run")
     ap.add_argument("--pools", type=int, default=20, help="`reconstruction`: attacked pools of 40 firms per point")
+    ap.add_argument("--firms", type=int, default=120_000, help="`inference`: demo enterprises generated")
+    ap.add_argument("--subjects", type=int, default=100_000, help="`inference`: authorised subjects in the batch")
+    ap.add_argument("--verify-calls", type=int, default=300, help="`inference`: single verifications over the service")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

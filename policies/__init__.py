@@ -29,6 +29,7 @@ from .model import (
     ReleaseBudget,
     ReleaseMode,
     SdcRules,
+    SubjectResults,
     load_policy,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "ReleaseBudget",
     "ReleaseMode",
     "SdcRules",
+    "SubjectResults",
     "access_decisions",
     "approval_needed",
     "check_access",

@@ -72,6 +72,24 @@ class OutputRules(BaseModel):
     max_jobs_per_day: StrictInt | None = Field(default=100, ge=1, le=100_000)
 
 
+class SubjectResults(BaseModel):
+    """Per-subject results (a catalog model's score, a verification product's answer) computed from
+    this dataset: the only thing about one unit that ever leaves, and only to a tenant the subject
+    authorised for a purpose (``sandbox.access.authorisations``). Off unless the steward says so."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: whether catalog models and verification products may read this dataset at all
+    allowed: StrictBool = False
+    #: the subject's authorisation must name this dataset (False: an authorisation of the tenant
+    #: and purpose is still needed, but it need not list this dataset, e.g. a public registry or
+    #: the tenant's own loan book)
+    authorisation_required: StrictBool = True
+    #: subjects one tenant may have scored or verified per UTC day from this dataset (refused
+    #: subjects count too, so trying ids costs the same as using them)
+    max_subjects_per_day: StrictInt = Field(default=10_000, ge=1, le=100_000_000)
+
+
 class PTableSpec(BaseModel):
     """A generated count p-table: for each count, a perturbation in ``[-min(count, D), D]`` with
     mean 0 and the given variance (the maximum-entropy distribution under those constraints)."""
@@ -316,6 +334,8 @@ class Policy(BaseModel):
     allowed_joins: list[str] | None = None
     #: dominance, p% and zeros rules of the ``sdc`` release mode (ACRO's defaults)
     sdc: SdcRules = Field(default_factory=SdcRules)
+    #: per-subject results of catalog models and verification products (off by default)
+    subject_results: SubjectResults = Field(default_factory=lambda: SubjectResults())
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,9 @@ class Role(StrEnum):
     STEWARD = "steward"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    #: a data subject (a firm): bound to one privacy-unit value (``Principal.subject``); it registers
+    #: and revokes its own authorisations and reads who used its data, nothing else
+    SUBJECT = "subject"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Principal:
     name: str
     role: Role
     tenant: str
+    #: the privacy-unit value (e.g. a unified social credit code) a ``subject`` user speaks for
+    subject: str | None = None
 
     @property
     def actor(self) -> Actor:

@@ -8,6 +8,7 @@
     wh.exports.decide(steward, export_id, "approve", reason, bundle_sha256)
     wh.exports.download(principal, export_id)
     wh.audit_verify(auditor)
+    wh.products.inference.score(principal, "default_risk@1", subjects, "credit_decision")  # authorised subjects
 
 Each service checks the caller's role and writes its audit record in the same transaction as
 its action; the query path (policy → plan → run → gate → audit) exists only in
@@ -21,6 +22,7 @@ from typing import IO, Any
 
 from connectors import ConfigError
 
+from .access.authorisations import Authorisations
 from .access.users import Users
 from .audit import search as auditsearch
 from .audit.log import AuditLog, VerifyResult
@@ -38,6 +40,7 @@ from .errors import InvalidInput, ManifestInvalid
 from .jobs.service import Jobs
 from .landing import lineage, migrate
 from .landing.ingest import Ingest
+from .products.service import Products
 from .release.exports import Exports
 from .settings import Settings
 
@@ -60,7 +63,10 @@ class Warehouse:
         self.ingest = Ingest(self.ctx)
         self.queries = Queries(self.ctx, self.manifest)
         self.budgets = self.queries.budgets
-        self.jobs = Jobs(self.ctx, self.queries, self.manifest)
+        # models and verification as products (sandbox.products); training jobs read its feature library
+        self.products = Products(self.ctx, self.manifest)
+        self.authorisations = Authorisations(self.ctx)
+        self.jobs = Jobs(self.ctx, self.queries, self.manifest, self.products.resolve_feature)
         self.synthetic = Synthetics(self.ctx, self.manifest, self.budgets)  # DP synthetic development data
         self.exports = Exports(self.ctx)
         if fixed_mode is not None:

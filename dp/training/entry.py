@@ -7,6 +7,10 @@
   ``report.json`` has two parts: ``released`` (DP on the held-out rows: :mod:`.evaluate`) and
   ``steward_only`` (exact row counts, training losses, timings, the membership attack), which
   the supervisor keeps out of the export.
+* :func:`infer_main` — a **catalog model's inference** for a custom graph: its folder holds
+  ``graph.json``, ``model.safetensors`` and ``inputs.safetensors`` (encoded features, no subject
+  ids); the graph is checked again and interpreted (never user Python); writes
+  ``/out/scores.safetensors`` (one logit per row).
 * :func:`export_main` — the **user's sandbox**, second pass: imports the user's module, builds
   the model, traces it on mock inputs, writes ``/out/graph.json`` + ``/out/init.safetensors``.
 
@@ -108,6 +112,31 @@ def train_main(job: str = ".", out: str = str(OUT)) -> int:
     return 0
 
 
+def infer_main(job: str = ".", out: str = str(OUT)) -> int:
+    import numpy as np
+    import torch
+
+    from .errors import TrainingError
+    from .graph import load_graph
+    from .weights import read_safetensors, write_safetensors
+
+    try:
+        graph = json.loads(Path(job, "graph.json").read_text())
+        weights = {k: torch.from_numpy(v.copy()) for k, v in
+                   read_safetensors(Path(job, "model.safetensors").read_bytes()).items()}
+        inputs = read_safetensors(Path(job, "inputs.safetensors").read_bytes())
+        x_num = torch.from_numpy(inputs["x_num"].astype(np.float32))
+        x_cat = torch.from_numpy(inputs["x_cat"].astype(np.int64))
+        model = load_graph(graph, weights, x_num.shape[1])
+        with torch.no_grad():
+            logits = model(x_num, x_cat).numpy().astype(np.float32).reshape(-1)
+    except TrainingError as exc:
+        _refuse(Path(out), exc.code, exc.message)
+        return 0
+    Path(out, "scores.safetensors").write_bytes(write_safetensors({"logits": logits}))
+    return 0
+
+
 def export_main(job: str = ".", out: str = str(OUT)) -> int:
     import importlib.util
 
@@ -147,5 +176,5 @@ def export_main(job: str = ".", out: str = str(OUT)) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - used as `python -m dp.training.entry train|export`
-    sys.exit({"train": train_main, "export": export_main}[sys.argv[1]]())
+    sys.exit({"train": train_main, "export": export_main, "infer": infer_main}[sys.argv[1]]())
     os._exit(0)

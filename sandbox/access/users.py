@@ -66,7 +66,25 @@ def token_dict(tok: Token, user: str, ttl_days: int) -> dict[str, Any]:
 
 
 def user_dict(u: User) -> dict[str, Any]:
-    return {"name": u.name, "role": u.role, "tenant": u.tenant, "created_at": u.created_at.isoformat()}
+    out = {"name": u.name, "role": u.role, "tenant": u.tenant, "created_at": u.created_at.isoformat()}
+    if u.subject_id is not None:
+        out["subject"] = u.subject_id
+    return out
+
+
+#: a subject id: a privacy-unit value such as an 18-character unified social credit code
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def check_subject_id(value: Any, field: str = "subject") -> str:
+    if not isinstance(value, str) or not SUBJECT_ID.match(value):
+        raise InvalidInput(f"{field}: a subject id is 1-128 letters, digits and . _ : - (e.g. a unified social "
+                           "credit code)", details={"field": field})
+    return value
+
+
+def _principal(u: User) -> Principal:
+    return Principal(u.name, Role(u.role), u.tenant, u.subject_id)
 
 
 class Users:
@@ -98,21 +116,31 @@ class Users:
                 return None
         return self._create(SYSTEM, name, Role.ADMIN, tenant)
 
-    def add(self, principal: Principal, name: str, role: str, tenant: str) -> tuple[dict[str, Any], str]:
+    def add(self, principal: Principal, name: str, role: str, tenant: str,
+            subject: str | None = None) -> tuple[dict[str, Any], str]:
+        """A user and its first token; a ``subject`` user is bound to one privacy-unit value."""
         require_role(principal, Role.ADMIN)
-        return self._create(principal, name, _role(role), tenant)
+        return self._create(principal, name, _role(role), tenant, subject)
 
-    def _create(self, principal: Principal, name: str, role: Role, tenant: str) -> tuple[dict[str, Any], str]:
+    def _create(self, principal: Principal, name: str, role: Role, tenant: str,
+                subject: str | None = None) -> tuple[dict[str, Any], str]:
+        if role is Role.SUBJECT:
+            check_subject_id(subject)
+        elif subject is not None:
+            raise InvalidInput("subject: only a user with the role subject speaks for a subject",
+                               details={"field": "subject"})
         if not _NAME.match(name):
             raise InvalidInput(f"user name {name!r} must match {_NAME.pattern}", details={"field": "name"})
         if not _NAME.match(tenant):
             raise InvalidInput(f"tenant {tenant!r} must match {_NAME.pattern}", details={"field": "tenant"})
         token = new_token()
-        with self.ctx.recorded(principal, "user.added", "user", name,
-                               {"role": role.value, "tenant": tenant, "token": token_fingerprint(token)}) as s:
+        details = {"role": role.value, "tenant": tenant, "token": token_fingerprint(token)}
+        if subject is not None:
+            details["subject"] = subject
+        with self.ctx.recorded(principal, "user.added", "user", name, details) as s:
             if s.execute(select(User.id).where(User.name == name)).first() is not None:
                 raise Conflict(f"user {name!r} already exists")
-            user = User(name=name, role=role.value, tenant=tenant)
+            user = User(name=name, role=role.value, tenant=tenant, subject_id=subject)
             s.add(user)
             s.flush()
             s.add(self._new_row(user.id, token))
@@ -211,7 +239,7 @@ class Users:
             raise AuthError(f"the token expired on {token_expiry(tok, self.ttl_days):%Y-%m-%d}; "
                             "ask an admin for a new one (twh token issue)")
         touch_token(self.ctx.db, tok)
-        return Principal(user.name, Role(user.role), user.tenant)
+        return _principal(user)
 
     def principal(self, name: str) -> Principal:
         """The principal of a named user (the CLI's local mode: the operator has the files anyway)."""
@@ -219,7 +247,7 @@ class Users:
             row = s.execute(select(User).where(User.name == name)).scalar_one_or_none()
             if row is None:
                 raise NotFound(f"user {name!r} does not exist; add it with `twh user add`")
-            return Principal(row.name, Role(row.role), row.tenant)
+            return _principal(row)
 
     def list(self, principal: Principal) -> list[dict[str, Any]]:
         require_role(principal, Role.ADMIN, Role.AUDITOR)

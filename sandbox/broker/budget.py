@@ -171,6 +171,8 @@ class Budgets:
             ds = get_dataset(s, dataset)
             is_steward = principal.name in stewards_of(s, ds.id)
         policy = self._policy(dataset)
+        if principal.role is Role.SUBJECT:  # a data subject reads its own activity, not ledgers
+            raise Forbidden(f"{principal.name} is a data subject: budgets are for stewards, auditors and tenants")
         if principal.role is Role.ENTERPRISE:
             if not (ANY_TENANT in policy.tenants or principal.tenant in policy.tenants):
                 raise NotFound(f"dataset {dataset!r} does not exist", details={"dataset": dataset})

@@ -4,7 +4,8 @@
     schema.prepare(db)                       # Alembic to the head (SQLite or PostgreSQL)
     with db.transaction() as s: ...          # one unit of work; ``db.read()`` for reads
 
-Modules: :mod:`.db` (models, engine, sessions), :mod:`.schema` (migrations; ``migrations/``
+Modules: :mod:`.db` (models, engine, sessions), :mod:`.products` (the feature library, model
+catalog, verification products, authorisations and per-subject uses), :mod:`.schema` (migrations; ``migrations/``
 holds the revisions), :mod:`.states` (the allowed values and transitions of the jobs' and
 exports' state columns), :mod:`.keys` (secret keys kept beside the catalog, never in it).
 Errors: ``SchemaOutOfDate``, ``InvalidTransition``.
@@ -13,4 +14,4 @@ May import: :mod:`sandbox.errors` only. Everything that persists imports this wi
 none of them.
 """
 
-__all__ = ["db", "keys", "schema", "states"]
+__all__ = ["db", "keys", "products", "schema", "states"]

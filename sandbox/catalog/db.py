@@ -49,6 +49,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: the language the user's pages are shown in (``en``, ``zh-CN``); None: the browser's choice
     locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: a ``subject`` user's privacy-unit value (the firm it speaks for); None for every other role
+    subject_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
 
 
 class Token(Base):

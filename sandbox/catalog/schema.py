@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import SchemaOutOfDate
+from . import products as _products  # noqa: F401 - the product tables join Base.metadata
 from .db import Base, Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,7 +38,7 @@ _PG_LOCK_KEY = 0x7477_6864_6200  # "twhdb"
 
 
 def target_metadata() -> MetaData:
-    return Base.metadata  # every model lives in sandbox.catalog.db
+    return Base.metadata  # the models of sandbox.catalog.db and sandbox.catalog.products
 
 
 def prepare(db: Database, *, migrate: bool = True) -> None:

@@ -3,7 +3,10 @@
 Government tables (enterprise registry, monthly tax, social-insurance headcount) and a bank's loan
 book land in isolated Delta tables; a bank analyst submits a job that asks for the default rate by
 industry × district; small groups are suppressed; the tax bureau's and the bank's stewards
-approve the exact bytes; the analyst downloads them; the auditor verifies the chain.
+approve the exact bytes; the analyst downloads them; the stewards publish a feature library, the
+bank trains a DP model on it, publishes it in the model catalog and scores 20 applicants who
+authorised it (one who did not is refused), verifies one claim, and the applicant reads its access
+log; the auditor verifies the chain.
 """
 
 from __future__ import annotations
@@ -141,12 +144,24 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
         table.add_row(*[f"{float(x):.3f}" if _is_float(x) and "." in x else x for x in row])
     say(table)
 
-    step("5b", "The analyst trains a DP default model on joined tax, social-insurance, registry and loan\n"
-               "features. The broker builds the feature matrix; the platform's own DP-SGD trainer runs in its own\n"
-               "sandbox, after reserving ε in every dataset's ledger; only certified weights can leave.")
+    from .products_step import publish_features, run_products_step
     from .training_step import run_training_step
 
-    run_training_step(c, JOBS / "train_default", home / "downloads" / "model", say)
+    step("5a", "The stewards publish their feature library (特征库): versioned definitions over their datasets,\n"
+               "checked by the training planner. Training and inference compute exactly these.")
+    publish_features(c, say)
+
+    step("5b", "The analyst trains a DP default model on the library's tax, social-insurance and registry\n"
+               "features, by name, and its own loan book. The broker builds the feature matrix; the platform's own\n"
+               "DP-SGD trainer runs in its own sandbox, after reserving ε in every dataset's ledger; only certified\n"
+               "weights can leave.")
+    trained = run_training_step(c, JOBS / "default_model", home / "downloads" / "model", say)
+
+    step("5c", "The model as a product (measure 十七): the bank publishes it in the model catalog, 20 loan\n"
+               "applicants authorise the bank (授权), the bank scores them in the warehouse (推理) — an applicant\n"
+               "who did not authorise it is refused — runs one verification (核验), and the applicant reads who\n"
+               "used its data. Only scores and yes/no answers leave, never the tax records behind them.")
+    products = run_products_step(wh, c, trained["export_id"], home, say)
 
     step(6, "The auditor verifies the hash chain over every recorded action.")
     v = c["auditor"].audit_verify()
@@ -156,10 +171,11 @@ def run_demo(home: Path, *, fresh: bool = True, console: Console | None = None,
     say(f"  chain ok={v['ok']} over {v['records']} records; actions: {actions}")
     if not v["ok"]:
         raise AssertionError("audit chain broken")
-    say("[bold green]demo finished[/]: raw rows never left the warehouse; only gated aggregates and "
-        "DP-trained weights did, each approved by its stewards.")
+    say("[bold green]demo finished[/]: raw rows never left the warehouse; only gated aggregates, DP-trained "
+        "weights and the scores and answers about applicants who authorised the bank did, each recorded.")
     wh.close()
-    return {"job": job, "export_id": export_id, "download": [str(p) for p in paths], "audit": v}
+    return {"job": job, "export_id": export_id, "download": [str(p) for p in paths], "audit": v,
+            "products": products}
 
 
 def _is_float(x: str) -> bool:

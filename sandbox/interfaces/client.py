@@ -1,7 +1,8 @@
 """Python client for a running warehouse service (httpx), and its local twin.
 
 Both :class:`Client` (remote, over HTTP) and :class:`LocalClient` (embedded: the facade in this
-process, acting as a named user) offer the same methods, so the CLI and notebooks work the same
+process, acting as a named user) offer the same methods (the products' ones in
+:mod:`sandbox.interfaces.client_products`), so the CLI and notebooks work the same
 way against either. Errors come back as the same :mod:`sandbox.errors` classes the server raised.
 
     >>> c = Client("http://127.0.0.1:8000", token)          # doctest: +SKIP
@@ -22,6 +23,7 @@ from ..datasets.manifest import load_manifest
 from ..errors import InternalError, NotFound, TwhError, from_dict
 from ..jobs.spec import load_job_files
 from ..release.exports import bundle_hash
+from .client_products import ProductsHttp, ProductsLocal
 
 __all__ = ["Client", "LocalClient", "existing_file", "write_files"]
 
@@ -57,7 +59,7 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
     return out
 
 
-class Client:
+class Client(ProductsHttp):
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
@@ -104,8 +106,9 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         return self._call("GET", "/v1/me")
 
-    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
-        return self._call("POST", "/v1/users", json={"name": name, "role": role, "tenant": tenant})
+    def add_user(self, name: str, role: str, tenant: str, *, subject: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "role": role, "tenant": tenant, **({"subject": subject} if subject else {})}
+        return self._call("POST", "/v1/users", json=body)
 
     def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:
         """A new token for ``user`` (admins): its listing entry plus ``token``, shown once."""
@@ -231,7 +234,7 @@ def reviewed_bundle(files: list[dict[str, Any]]) -> str:
     return bundle_hash([(f["name"], hashlib.sha256(f["data"]).hexdigest()) for f in files])
 
 
-class LocalClient:
+class LocalClient(ProductsLocal):
     """The same surface as :class:`Client`, on a warehouse in this process, acting as ``user``."""
 
     def __init__(self, warehouse: Any, user: str) -> None:
@@ -243,10 +246,10 @@ class LocalClient:
 
     def whoami(self) -> dict[str, Any]:
         p = self.principal
-        return {"name": p.name, "role": p.role.value, "tenant": p.tenant}
+        return {"name": p.name, "role": p.role.value, "tenant": p.tenant, **({"subject": p.subject} if p.subject else {})}
 
-    def add_user(self, name: str, role: str, tenant: str) -> dict[str, Any]:
-        user, token = self.wh.users.add(self.principal, name, role, tenant)
+    def add_user(self, name: str, role: str, tenant: str, *, subject: str | None = None) -> dict[str, Any]:
+        user, token = self.wh.users.add(self.principal, name, role, tenant, subject)
         return {"user": user, "token": token}
 
     def issue_token(self, user: str, *, days: int | None = None, label: str | None = None) -> dict[str, Any]:

@@ -48,15 +48,17 @@ def code_hash(files: dict[str, bytes]) -> str:
 
 
 class Jobs:
-    def __init__(self, ctx: Context, queries: Queries, manifests: Any) -> None:
+    def __init__(self, ctx: Context, queries: Queries, manifests: Any, features: Any = None) -> None:
         self.ctx = ctx
         self.queries = queries
         self._manifests = manifests
+        #: ``name@version`` -> a library feature (``sandbox.products.features``, handed in by the facade)
+        self._features = features
 
     def _training(self) -> Any:
         from ..training.service import Training  # torch and friends load only for training jobs
 
-        return Training(self.ctx, self.queries, self._manifests, self._dir)
+        return Training(self.ctx, self.queries, self._manifests, self._dir, self._features)
 
     # -- paths ----------------------------------------------------------------------------
     def _dir(self, job_id: str) -> Path:
@@ -88,7 +90,7 @@ class Jobs:
         if spec.train is not None:  # a feature query that cannot train is refused now, not after the job ran
             from ..training.service import feature_plan
 
-            feature_plan(spec, self._manifests)
+            feature_plan(spec, self._manifests, self._features)
         review = bool(self._needs_approval(spec.datasets))
         digest = code_hash(files)
         code_dir = self._dir(job_id) / "code"

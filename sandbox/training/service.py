@@ -49,6 +49,7 @@ from ..release.outputs import GatedFile, gate_weights
 from ..settings import Settings
 from ..tables.snapshot import Snapshot
 from .features import FeaturePlan, plan_features, run_features
+from .library import NamedFeature, compose
 
 if TYPE_CHECKING:  # the job spec is handed in by the jobs wing, which sits above this one
     from ..jobs.spec import JobSpec
@@ -66,6 +67,8 @@ RELEASED_METRICS = ("holdout", "holdout_loss_curve", "n_holdout_noisy")
 STEWARD_ONLY = ("epoch_losses_train", "samples", "seconds", "samples_per_second", "peak_rss_mb", "n_train",
                 "n_holdout", "path")
 REVIEW_FILE = "training_review.json"
+#: a custom model's checked graph, kept in the job's folder for the model catalog
+GRAPH_FILE = "model_graph.json"
 
 
 def _no_broker(_request: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +83,10 @@ def _copy_dp(dest: Path) -> None:
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o700)
     os.chmod(dest / "dp", 0o700)
+
+
+#: the dp package into a sandbox folder (the trainer, the custom-model export, catalog inference)
+copy_dp = _copy_dp
 
 
 def model_export_folder(code_dir: Path, folder: Path, mock: Mapping[str, Any]) -> None:
@@ -126,11 +133,17 @@ def _json_file(outputs: Mapping[str, bytes], name: str) -> dict[str, Any]:
     return obj
 
 
-def feature_plan(spec: JobSpec, manifests: Callable[[str], Any]) -> tuple[TrainConfig, FeaturePlan]:
+#: ``name@version`` -> the library's definition (``sandbox.products.features``, handed in by the facade)
+FeatureResolver = Callable[[str], NamedFeature]
+
+
+def feature_plan(spec: JobSpec, manifests: Callable[[str], Any],
+                 features: FeatureResolver | None = None) -> tuple[TrainConfig, FeaturePlan]:
     """The ``train:`` block's config and its feature query's plan, every selected column accounted
-    for: a feature declared under ``numeric:``/``categorical:``, or the label. Static (no row is
-    read, nothing is charged), so the jobs wing runs it at submit and :meth:`Training.run` again
-    before it reserves ε."""
+    for: a feature declared under ``numeric:``/``categorical:``, or the label. Library features
+    (``features: [name@version, ...]``) are resolved with ``features`` and composed by
+    :func:`.library.compose`. Static (no row is read, nothing is charged), so the jobs wing runs it
+    at submit and :meth:`Training.run` again before it reserves ε."""
     assert spec.train is not None
     cfg = spec.train.to_config()
     datasets = list(spec.datasets)
@@ -141,7 +154,20 @@ def feature_plan(spec: JobSpec, manifests: Callable[[str], Any]) -> tuple[TrainC
         m = manifests(name)
         return TableInfo(name=name, policy=m.build_policy(), columns=tuple(c.name for c in m.columns))
 
-    fplan = plan_features(spec.train.features, lookup)
+    if spec.train.feature_refs:
+        if features is None:
+            raise TrainingRefused("features by name need the feature library, which this runner lacks",
+                                  details={"rule": "feature_library"})
+        named = [features(ref) for ref in spec.train.feature_refs]
+        cats = {f.name for f in cfg.categorical}
+        nums = {f.name for f in cfg.numeric}
+        for nf in named:
+            if (nf.kind == "numeric" and nf.name in cats) or (nf.kind == "categorical" and nf.name in nums):
+                raise TrainingRefused(f"{nf.ref} is a {nf.kind} feature: declare it under {nf.kind}:",
+                                      details={"rule": "feature_kind", "feature": nf.ref})
+        fplan = compose(named, lookup, extra_sql=spec.train.sql, base=cfg.label)
+    else:
+        fplan = plan_features(spec.train.features, lookup)
     missing = [c for c in (*cfg.feature_columns, cfg.label) if c not in fplan.output_columns]
     if missing:
         raise TrainingRefused(f"the feature query does not return {', '.join(missing)}",
@@ -158,11 +184,13 @@ def feature_plan(spec: JobSpec, manifests: Callable[[str], Any]) -> tuple[TrainC
 
 
 class Training:
-    def __init__(self, ctx: Context, queries: Any, manifests: Callable[[str], Any], job_dir: Callable[[str], Path]):
+    def __init__(self, ctx: Context, queries: Any, manifests: Callable[[str], Any], job_dir: Callable[[str], Path],
+                 features: FeatureResolver | None = None):
         self.ctx = ctx
         self.queries = queries
         self._manifests = manifests
         self._job_dir = job_dir
+        self._features = features
 
     # -- steps --------------------------------------------------------------------------------
     def _limits(self, outputs: tuple[str, ...]) -> SandboxLimits:
@@ -220,7 +248,7 @@ class Training:
         from dp.training.card import card_json, card_png, model_card
         from dp.training.features import encode
 
-        cfg, fplan = feature_plan(spec, self._manifests)  # again: a manifest may have changed since submit
+        cfg, fplan = feature_plan(spec, self._manifests, self._features)  # again: a manifest may have changed since submit
         # Everything up to here read no row: the plan, and a custom model's export on mock inputs.
         graph: dict[str, Any] | None = None
         init = b""
@@ -256,6 +284,11 @@ class Training:
         folder.mkdir(parents=True)
         if graph is not None:
             (folder / "graph.json").write_text(json.dumps(graph))
+            # kept beside the job (trusted side, bound by the card's graph_sha256): a catalog model
+            # published from this export interprets exactly this graph
+            from dp.training.graph import graph_bytes
+
+            (self._job_dir(job_id) / GRAPH_FILE).write_bytes(graph_bytes(graph))
             (folder / "init.safetensors").write_bytes(init)
         _copy_dp(folder)
         (folder / "twh_train.py").write_text(_TRAIN_ENTRY)
@@ -293,7 +326,8 @@ class Training:
             job={"id": job_id, "name": spec.name, "purpose": spec.purpose, "tenant": principal.tenant},
             config=cfg.to_dict(), certificate=cert.to_dict(), plan=plan.to_dict(),
             # no exact row counts: the held-out count on the card is the DP one (released)
-            data={"datasets": list(fplan.tables), "versions": feats.versions, "feature_sql": fplan.sql},
+            data={"datasets": list(fplan.tables), "versions": feats.versions, "feature_sql": fplan.sql,
+                  **({"features": list(spec.train.feature_refs)} if spec.train.feature_refs else {})},
             hashes={"weights_sha256": weights.sha256, "graph_sha256": graph_sha256(graph) if graph else None,
                     "job_code_sha256": _code_sha(self._job_dir(job_id) / "code")},
             released={k: released.get(k) for k in RELEASED_METRICS},

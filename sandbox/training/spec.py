@@ -20,17 +20,31 @@
       privacy: {epsilon: 3, delta: 1e-6}
 
 The privacy unit is the datasets' policy ``privacy_unit`` (one row per unit is kept).
+
+Features may come from the feature library by name instead (``sandbox.products.features``),
+optionally alongside a query of the job's own (e.g. the label); the model's inputs are then the
+same definitions inference computes (no training/serving skew)::
+
+    train:
+      features: [avg_vat@1, avg_headcount@1, industry@1]
+      sql: |                           # optional: more columns, joined on the privacy unit
+        SELECT MAX(l.defaulted) AS defaulted FROM bank_loans l GROUP BY l.uscc
+      label: defaulted
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dp.training import CategoricalFeature, ModelSpec, NumericFeature, SpecInvalid, TrainConfig
 
 from ..errors import JobSpecInvalid
+
+#: a library feature by name and version
+FEATURE_REF = re.compile(r"^[a-z][a-z0-9_]{0,62}@[1-9][0-9]{0,5}$")
 
 
 class _Numeric(BaseModel):
@@ -68,7 +82,10 @@ class _Privacy(BaseModel):
 class TrainBlock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    features: str = Field(min_length=1, max_length=20_000)
+    #: the feature query, or library features by ``name@version``
+    features: str | list[str] = Field(min_length=1, max_length=20_000)
+    #: with library features: an optional query of the job's own, joined on the privacy unit
+    sql: str | None = Field(default=None, min_length=1, max_length=20_000)
     label: str
     numeric: dict[str, _Numeric] = Field(default_factory=dict)
     categorical: dict[str, list[str]] = Field(default_factory=dict)
@@ -80,6 +97,31 @@ class TrainBlock(BaseModel):
     max_grad_norm: float = Field(default=1.0, gt=0)
     holdout: float = Field(default=0.2, ge=0.05, le=0.5)
     privacy: _Privacy
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if len(v) > 64:
+                raise ValueError("at most 64 library features")
+            bad = [r for r in v if not FEATURE_REF.match(r)]
+            if bad:
+                raise ValueError(f"{bad[0][:80]!r} is not a library feature reference (name@version, e.g. avg_vat@1)")
+            if len({r.split("@")[0] for r in v}) != len(v):
+                raise ValueError("a library feature is named twice")
+        return v
+
+    @model_validator(mode="after")
+    def _sql_with_refs(self) -> TrainBlock:
+        if self.sql is not None and not isinstance(self.features, list):
+            raise ValueError("sql: goes with library features (features: [name@version, ...]); put the whole "
+                             "query under features: otherwise")
+        return self
+
+    @property
+    def feature_refs(self) -> tuple[str, ...]:
+        """The library features by name (empty when ``features`` is a query)."""
+        return tuple(self.features) if isinstance(self.features, list) else ()
 
     def to_config(self) -> TrainConfig:
         eps = float(self.privacy.epsilon)

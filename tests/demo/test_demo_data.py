@@ -161,7 +161,13 @@ def test_manifests_load_and_declare_the_scenario() -> None:
         assert m.senior_stewards == (["tax_chief"] if name == "tax_payments" else [])
         assert m.provider_kind.value == ("market" if name == "bank_loans" else "government")
         assert m.column("uscc").role.value == "join_key" and not m.column("uscc").nullable
-        assert policy.privacy_unit == "uscc" and policy.purposes == ["credit_risk"] and policy.tenants == ["bank_a"]
+        assert policy.privacy_unit == "uscc" and policy.purposes == ["credit_risk", "credit_decision"]
+        assert policy.tenants == ["bank_a"]
+        # scores and verifications for applicants who authorised the bank: the government's
+        # consented datasets must be named in the authorisation; public registry data and the bank's
+        # own loan book need not be
+        assert policy.subject_results.allowed and policy.subject_results.authorisation_required == (
+            name in ("tax_payments", "social_insurance"))
         assert policy.output.min_group_size == 10 and policy.output.require_approval
         assert m.expectations, name
     loans = load_manifest(MANIFESTS / "bank_loans.yaml")

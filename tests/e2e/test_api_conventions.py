@@ -43,6 +43,9 @@ WHOLE = {
     "/v1/audit/verify": "one verification report: it counts every problem and names the first 100",
 }
 STABLE = {"/v1/audit/records": {"action": "user.added"}}
+#: a subject whose access log the fixture fills (the products' list under a path parameter)
+SUBJECT = "91500000000000000001"
+PATH_PARAMS = {"/v1/subjects/{subject}/activity": {"subject": SUBJECT}}
 DP_MANIFEST = {
     "name": "loans", "provider_kind": "market", "stewards": ["steward"],
     "schema": [{"name": "uscc", "type": "string", "role": "join_key", "nullable": False},
@@ -51,8 +54,44 @@ DP_MANIFEST = {
     "policy": {"tenants": ["bank_a"], "purposes": ["x"], "privacy_unit": "uscc", "release_mode": "dp",
                "dp": {"max_rows_per_unit": 5, "bounds": {"amount": [0, 500]}, "budget": {"epsilon": 1},
                       "epsilon_per_query": 0.5, "public_keys": {"industry": ["C", "F", "G"]},
-                      "synthetic": {"epsilon": 2, "rows": 100}}},
+                      "synthetic": {"epsilon": 2, "rows": 100}},
+               "subject_results": {"allowed": True}},
 }
+
+
+def _products(wh: Warehouse, tmp: Path) -> None:
+    """Two of each product list (features, catalog models, verification products, authorisations) and
+    a subject with two uses, so that each of those lists has a second page."""
+    from product_site import train_standin
+
+    steward, analyst = wh.users.principal("steward"), wh.users.principal("analyst")
+    for name, kind, expr in (("loan_total", "numeric", "SUM(l.amount)"), ("loan_big", "numeric",
+                             "MAX(CASE WHEN l.amount > 250 THEN 1 ELSE 0 END)"),
+                             ("loan_industry", "categorical", "MAX(l.industry)")):
+        wh.products.features.publish(steward, {"name": name, "kind": kind,
+                                               "sql": f"SELECT {expr} AS {name} FROM loans l GROUP BY l.uscc"})
+    for n in range(2):
+        job = tmp / f"train{n}"
+        job.mkdir()
+        (job / "job.yaml").write_text(yaml.safe_dump({"name": f"t{n}", "purpose": "x", "datasets": ["loans"], "train": {
+            "features": ["loan_total@1", "loan_industry@1", "loan_big@1"], "label": "loan_big",
+            "numeric": {"loan_total": {"range": [0, 5000]}}, "categorical": {"loan_industry": ["C", "F", "G"]},
+            "model": {"kind": "logreg"}, "privacy": {"epsilon": 1, "delta": 1e-7}}}))
+        (job / "job.py").write_text("open('/out/n.csv', 'w').write('n\\n1\\n')\n")
+        done = train_standin(wh, LocalClient(wh, "analyst"), job)
+        wh.exports.decide(steward, done["export"]["id"], "approve", "ok", wh.exports.get(
+            wh.users.principal("admin"), done["export"]["id"])["bundle_sha256"])
+        m = wh.products.models.propose(analyst, done["export"]["id"], name=f"loan_model_{n}", tenants=["bank_a"],
+                                       purposes=["x"])
+        wh.products.models.approve(steward, m["ref"], m["terms_sha256"])
+    for n in range(2):
+        wh.products.verification.define(steward, {"name": f"total_at_least_{n}", "feature": "loan_total@1",
+                                                  "kind": "at_least", "thresholds": [100, 1000], "tenants": ["bank_a"],
+                                                  "purposes": ["x"]})
+        wh.authorisations.grant(steward, subject=SUBJECT if n else "91500000000000000002", tenant="bank_a",
+                                purpose="x", datasets=["loans"], valid_until="2030-01-01", consent_sha256="0" * 64)
+    for claim in (100, 1000):  # the second distinct threshold is refused: both are the subject's uses
+        wh.products.verification.verify(analyst, "total_at_least_0@1", SUBJECT, "x", claim=claim)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +116,7 @@ def site(tmp_path_factory):
         (job / "job.yaml").write_text(yaml.safe_dump({"name": f"j{n}", "purpose": "x", "datasets": ["loans"]}))
         (job / "job.py").write_text("open('/out/n.csv', 'w').write('n\\n1\\n')\n")
         wh.jobs.run(wh.jobs.submit(wh.users.principal("analyst"), job)["id"])
+    _products(wh, tmp)
     app = create_app(warehouse=wh)
     with serving(app) as url:
         yield {"wh": wh, "app": app, "url": url, "tokens": tokens, "home": tmp / "wh"}
@@ -214,6 +254,7 @@ def test_every_list_endpoint_pages(site):
         params = {p["name"] for p in doc["paths"][path]["get"].get("parameters", [])}
         assert {"offset", "limit"} <= params, path
         stable = STABLE.get(path, {})  # the audit log grows with every call (token.used): page a fixed part
+        path = path.format(**PATH_PARAMS.get(path, {}))
         whole = httpx.get(url + path, headers=admin, params={**stable, "limit": 1000}).json()
         assert {"items", "total", "offset", "limit"} <= set(whole), path
         assert whole["total"] >= 2, path  # so that the second page is a real test

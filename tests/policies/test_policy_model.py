@@ -30,7 +30,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(policies.__all__) == sorted(
         [
             "ANY_TENANT", "ColumnRole", "Decision", "OutputRules", "Policy", "PolicyError", "PTableSpec", "ReleaseBudget", "ReleaseMode",
-            "SdcRules",
+            "SdcRules", "SubjectResults",
             "access_decisions", "check_access", "check_group_release", "column_role", "load_policy",
             "resolve_column",
             # classification and grading (GB/T 43697-2024): policies.grading

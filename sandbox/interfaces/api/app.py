@@ -40,6 +40,7 @@ from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
 from . import docs
+from . import products as products_api
 from .limits import BodyLimit
 from .schema import (
     DECISION_IN,
@@ -96,8 +97,10 @@ class In(BaseModel):
 
 class UserIn(In):
     name: str = Field(examples=["bank_a_analyst"])
-    role: Literal["enterprise", "steward", "auditor", "admin"]
+    role: Literal["enterprise", "steward", "auditor", "admin", "subject"]
     tenant: str = Field(examples=["bank_a"])
+    subject: str | None = Field(default=None, max_length=128, description="role subject only: the privacy-unit "
+                                "value (a firm's credit code) the user speaks for")
 
 
 class JobIn(In):
@@ -231,13 +234,14 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
              responses={**ok("me"), **errors()})
     def me(who: Who) -> dict[str, Any]:
         """The principal of the bearer token: name, role and tenant."""
-        return {"name": who.name, "role": who.role.value, "tenant": who.tenant}
+        return {"name": who.name, "role": who.role.value, "tenant": who.tenant,
+                **({"subject": who.subject} if who.subject else {})}
 
     @app.post("/v1/users", tags=["users"], status_code=201, summary="Add a user", response_model=UserCreatedOut,
               responses={**ok("user_created", 201), **errors("forbidden", "conflict")})
     def add_user(body: Annotated[UserIn, Body(openapi_examples=USER_IN)], who: Who) -> dict[str, Any]:
         """Admins only. Creates the user and its first token, which is in this answer and nowhere else."""
-        user, token = wh.users.add(who, body.name, body.role, body.tenant)
+        user, token = wh.users.add(who, body.name, body.role, body.tenant, body.subject)
         return {"user": user, "token": token}
 
     @app.get("/v1/datasets", tags=["datasets"], summary="List datasets", response_model=DatasetPage,
@@ -466,6 +470,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         wh.audit_export(who, buf)
         return PlainTextResponse(buf.getvalue(), media_type="application/x-ndjson")
 
+    products_api.mount(app, wh, Who)  # features, models, inference, verification, authorisations, subjects
     return app
 
 

@@ -25,7 +25,7 @@ import typer
 from typer.core import TyperGroup
 
 from ...i18n import normalize, use
-from . import audit, datasets, exports, jobs, service, users
+from . import audit, authorize, datasets, exports, features, jobs, models, score, service, subject, users, verify
 from .output import _STATE, Ctx
 from .syft import syft_app  # syft itself is imported only when a command runs
 from .tokens import token_app
@@ -87,6 +87,12 @@ for sub, name in ((users.user_app, "user"), (datasets.dataset_app, "dataset"), (
                   (service.db_app, "db"), (service.demo_app, "demo"), (syft_app, "syft")):
     app.add_typer(sub, name=name)
 app.add_typer(token_app, name="token")
+app.add_typer(features.feature_app, name="feature")
+app.add_typer(models.model_app, name="model")
+app.add_typer(authorize.authorize_app, name="authorize")
+app.add_typer(score.score_app, name="score")
+app.add_typer(verify.verify_app, name="verify")
+app.add_typer(subject.subject_app, name="subject")
 for group in (users.top, datasets.top, service.top):  # top-level commands (twh init, twh ingest, twh serve, …)
     for command in group.registered_commands:
         app.registered_commands.append(command)

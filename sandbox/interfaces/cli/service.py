@@ -107,10 +107,12 @@ def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help="whe
               enterprises: Annotated[int, typer.Option(min=1, max=200_000, help="how many enterprises")] = 2000,
               seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 7) -> None:
     """Write the demo's sample files into FOLDER: generated CSVs (enterprise_registry, tax_payments,
-    social_insurance, bank_loans), their manifests (manifests/) and the example jobs (jobs/)."""
+    social_insurance, bank_loans), their manifests (manifests/), the example jobs (jobs/), the stewards'
+    feature definitions (features/) and a verification product (products/)."""
     import shutil
 
     from ...demo.generate import generate
+    from ...demo.products_step import FEATURES, PRODUCTS
     from ...demo.scenario import JOBS, MANIFESTS
 
     def go() -> dict[str, Any]:
@@ -118,6 +120,8 @@ def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help="whe
         shutil.copytree(MANIFESTS, folder / "manifests", dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(JOBS, folder / "jobs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        for src, name in ((FEATURES, "features"), (PRODUCTS, "products")):
+            shutil.copytree(src, folder / name, dirs_exist_ok=True)
         return {"folder": str(folder), "data": files,
                 "manifests": sorted(str(p) for p in (folder / "manifests").glob("*.yaml")),
                 "jobs": sorted(str(p) for p in (folder / "jobs").iterdir() if p.is_dir())}

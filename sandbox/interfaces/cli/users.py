@@ -50,9 +50,12 @@ def whoami(c: typer.Context,
 
 
 @user_app.command("add")
-def user_add(c: typer.Context, name: str, role: str = typer.Option(..., help="enterprise|steward|auditor|admin"),
-             tenant: str = typer.Option(..., help="the organisation the user belongs to")) -> None:
+def user_add(c: typer.Context, name: str,
+             role: str = typer.Option(..., help="enterprise|steward|auditor|admin|subject"),
+             tenant: str = typer.Option(..., help="the organisation the user belongs to"),
+             subject: str | None = typer.Option(None, help="role subject: the privacy-unit value (a firm's "
+                                                           "credit code) the user speaks for")) -> None:
     """Add a user; prints its bearer token once (`--get token` prints only the token)."""
-    data = run(lambda: ctx(c).client().add_user(name, role, tenant))
+    data = run(lambda: ctx(c).client().add_user(name, role, tenant, subject=subject))
     emit(c, data, lambda d: say(_("user {name} ({role}, {tenant}); its token (shown once, keep it):").format(
         **d["user"]) + f"\n{d['token']}"))

@@ -27,6 +27,10 @@ Pages (all under ``/ui``):
                                    export as JSON lines / CSV
 ``/ui/audit/activity``             activity and gate-decision plots over time
 ``/ui/audit/jobs/{id}``            replay of one job from its audit records
+``/ui/features[/{ref}]``           the feature library: definitions, lineage, who uses them
+``/ui/models[/{ref}]``             the model catalog (terms, approvals, card) and verification products
+``/ui/subject``                    a data subject's access log and authorisations (revocable there);
+                                   auditors look a subject up
 =================================  ===============================================================
 """
 
@@ -52,7 +56,13 @@ def mount(app: FastAPI) -> None:
         model as pages_model,
     )
     from .pages import (
+        products as pages_products,
+    )
+    from .pages import (
         session as pages_session,
+    )
+    from .pages import (
+        subject as pages_subject,
     )
     from .pages import (
         work as pages_work,
@@ -64,5 +74,5 @@ def mount(app: FastAPI) -> None:
     app.state.login_attempts = Attempts(st.auth_window_seconds, st.login_attempts_per_window)
     if not hasattr(app.state, "auth_failures"):  # the API's, when it mounts the pages (one count per source)
         app.state.auth_failures = AuthFailures(wh.ctx)
-    for module in (pages_session, pages_work, pages_model, pages_datasets, pages_audit):
+    for module in (pages_session, pages_work, pages_model, pages_datasets, pages_audit, pages_products, pages_subject):
         app.include_router(module.router)

@@ -141,19 +141,22 @@ WH = Annotated[Warehouse, Depends(warehouse)]
 
 def nav_for(role: str) -> list[tuple[str, str]]:
     """The navigation of a role's pages, in the active language (:func:`sandbox.i18n.use`)."""
+    products = [(_("Features"), "/ui/features"), (_("Models"), "/ui/models")]
     pages = {
         "enterprise": [(_("Catalog"), "/ui/datasets"), (_("My jobs"), "/ui/jobs"),
-                       (_("My exports"), "/ui/exports")],
+                       (_("My exports"), "/ui/exports"), *products],
         "steward": [(_("Review queue"), "/ui/queue"), (_("Datasets"), "/ui/datasets"), (_("Jobs"), "/ui/jobs"),
-                    (_("Exports"), "/ui/exports")],
+                    (_("Exports"), "/ui/exports"), *products],
         "auditor": [(_("Audit log"), "/ui/audit"), (_("Activity"), "/ui/audit/activity"), (_("Jobs"), "/ui/jobs"),
-                    (_("Exports"), "/ui/exports"), (_("Datasets"), "/ui/datasets")],
+                    (_("Exports"), "/ui/exports"), (_("Datasets"), "/ui/datasets"), *products,
+                    (_("Subjects"), "/ui/subject")],
+        "subject": [(_("Use of my data"), "/ui/subject"), (_("Models"), "/ui/models")],
     }
     return pages.get(role, pages["auditor"])
 
 
 def home_for(role: Role) -> str:
-    return {Role.ENTERPRISE: "/ui/datasets", Role.STEWARD: "/ui/queue"}.get(role, "/ui/audit")
+    return {Role.ENTERPRISE: "/ui/datasets", Role.STEWARD: "/ui/queue", Role.SUBJECT: "/ui/subject"}.get(role, "/ui/audit")
 
 
 def render(request: Request, template: str, viewer: Viewer | None = None, status: int = 200,

@@ -99,7 +99,7 @@ class SessionStore:
                                 created_at=now, last_seen_at=now,
                                 expires_at=now + timedelta(seconds=MAX_AGE_SECONDS)))
         return WebSession(_digest(sid), user.name, csrf, tok.token_hash[:12],
-                          Principal(user.name, Role(user.role), user.tenant), id=sid)
+                          Principal(user.name, Role(user.role), user.tenant, user.subject_id), id=sid)
 
     def get(self, cookie: str | None) -> WebSession | None:
         """The live session of this cookie, or None (unsigned, unknown, idle, too old, signed out).
@@ -126,7 +126,7 @@ class SessionStore:
         live = token_state(tok, self._ttl, now) == "active" and user is not None
         if live:
             touch_token(self._db, tok, now)  # at most once a minute per token
-        principal = Principal(user.name, Role(user.role), user.tenant) if live else None
+        principal = Principal(user.name, Role(user.role), user.tenant, user.subject_id) if live else None
         seen = row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=UTC)
         if live and now - seen > timedelta(seconds=TOUCH_SECONDS):
             self._touch(id_hash, now)
