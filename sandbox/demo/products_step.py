@@ -46,9 +46,9 @@ def run_products_step(wh: Any, c: dict[str, Any], export_id: str, home: Path, sa
                                    description="probability that a small-business loan defaults")
     say(f"  the analyst proposes [bold]{m['ref']}[/] (features {', '.join(m['features'])}; tenant input avg_loan; "
         f"2 reason codes); terms sha256 {m['terms_sha256'][:16]}…")
-    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+    for steward in ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"):
         m = c[steward].approve_model(m["ref"], m["terms_sha256"])
-    say(f"  the tax, social-insurance and bank stewards approve those terms → [bold]{m['state']}[/]")
+    say(f"  the tax (and, for the important tax records, its senior), social-insurance and bank stewards approve those terms → [bold]{m['state']}[/]")
 
     # authorisations: one applicant through its own account, 19 through the data holders' portals
     applicants = _applicants(home)

@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from policies import check_access
+from policies import approval_needed, check_access
 
 from ..access.authorisations import Coverage, covering, head_version
 from ..access.users import SUBJECT_ID, check_subject_id
 from ..auth import SYSTEM, Principal, Role
 from ..catalog.db import Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState
-from ..context import Context, require_role
+from ..context import Context, grade_allowances, require_role
 from ..errors import AccessRefused, InvalidInput, NotFound, Refused
 from ..jobs.visible import job_dict
 from ..release.exports import bundle_hash
@@ -109,7 +109,10 @@ class Inference:
             if p.subject_results.authorisation_required:
                 required.add(name)
             limits.append((name, p.subject_results.max_subjects_per_day))
-            if p.output.require_approval:
+            # the policy asks for it, or the grade does (important data: its senior stewards)
+            with self.ctx.db.read() as s:
+                allowed = grade_allowances(s, name)
+            if approval_needed(self._manifests(name).grade, p.output.require_approval, allowed):
                 review.append(name)
         return required, limits, review
 

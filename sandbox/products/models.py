@@ -36,6 +36,7 @@ from ..catalog.states import ExportState
 from ..context import Context, stewarded_by
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..jobs.spec import JobSpec
+from ..release.exports import seniors_only
 from ..training.library import NamedFeature
 from ..training.service import GRAPH_FILE
 from .features import FeatureLibrary, parse_ref
@@ -221,9 +222,16 @@ class ModelCatalog:
         with self.ctx.db.transaction() as s:
             row = self._row(s, ref, lock=True)
             job_datasets = list(s.get(Job, row.job_id).datasets)
-            mine = sorted(set(job_datasets) & stewarded_by(s, principal.name))
-            if not mine:
+            held = sorted(set(job_datasets) & stewarded_by(s, principal.name))
+            if not held:
                 raise NotFound(f"model {str(ref)[:80]!r} does not exist")
+            # important data (GB/T 43697): only its senior stewards decide, as for its exports
+            seniors = {d: only for d in held if (only := seniors_only(s, d)) is not None and principal.name not in only}
+            mine = [d for d in held if d not in seniors]
+            if not mine:
+                raise Forbidden("important data: only its senior stewards approve a model trained on it ("
+                                + "; ".join(f"{d}: {', '.join(v) or 'none named'}" for d, v in sorted(seniors.items()))
+                                + ")", details={"senior_stewards": seniors})
             if not isinstance(terms, str) or terms != row.terms_sha256:
                 raise Conflict("the terms you reviewed are not this model's (terms_sha256 differs)",
                                details={"terms_sha256": row.terms_sha256})

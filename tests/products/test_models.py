@@ -29,7 +29,7 @@ def _job(site, name, edit=None):
 def test_publication_needs_every_datasets_steward_to_approve_the_exact_terms(site):
     c = site["c"]
     job = _job(site, "second")
-    approve_all(c, job["export"]["id"], ("tax_steward", "hrss_steward", "bank_steward"))
+    approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
     m = c["analyst"].propose_model(job["export"]["id"], name="second_risk", tenants=["bank_a"], purposes=[PURPOSE],
                                    tenant_inputs=["avg_loan"])
     assert m["state"] == "proposed" and set(m["needs_approval_from"]) == {
@@ -40,7 +40,12 @@ def test_publication_needs_every_datasets_steward_to_approve_the_exact_terms(sit
         c["analyst"].propose_model(job["export"]["id"], name="again", tenants=["bank_a"], purposes=[PURPOSE],
                                    tenant_inputs=["avg_loan"])
     m = c["tax_steward"].approve_model(m["ref"], m["terms_sha256"])
-    assert m["state"] == "proposed" and set(m["needs_approval_from"]) == {"social_insurance", "bank_loans"}
+    # tax_payments is important data (GB/T 43697): the ordinary tax steward's approval covers only the
+    # registry; the bureau's senior steward decides for the tax records
+    assert m["state"] == "proposed" and set(m["needs_approval_from"]) == {"tax_payments", "social_insurance",
+                                                                          "bank_loans"}
+    m = c["tax_chief"].approve_model(m["ref"], m["terms_sha256"])
+    assert set(m["needs_approval_from"]) == {"social_insurance", "bank_loans"}
     # a proposed model is not in the catalog for scoring
     authorise(site, site["codes"][-2:])
     with pytest.raises(NotFound):
@@ -69,11 +74,11 @@ def test_only_an_approved_training_export_on_library_features_can_be_proposed(si
         spec["train"]["categorical"] = {}
         spec["train"]["model"] = {"kind": "logreg"}
     job = _job(site, "inline_sql", inline)
-    approve_all(c, job["export"]["id"], ("tax_steward", "hrss_steward", "bank_steward"))
+    approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
     with pytest.raises(InvalidInput, match="library features"):
         c["analyst"].propose_model(job["export"]["id"], name="inline", tenants=["bank_a"], purposes=[PURPOSE])
     approved = _job(site, "inputs_check")
-    approve_all(c, approved["export"]["id"], ("tax_steward", "hrss_steward", "bank_steward"))
+    approve_all(c, approved["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
     with pytest.raises(InvalidInput, match="neither the library nor the tenant"):  # avg_loan has no source
         c["analyst"].propose_model(approved["export"]["id"], name="x", tenants=["bank_a"], purposes=[PURPOSE])
     with pytest.raises(InvalidInput, match="tenant_inputs"):  # a library feature cannot be the tenant's
@@ -98,7 +103,7 @@ def test_the_catalog_shows_each_viewer_what_it_may_see(site):
     with pytest.raises(NotFound):
         wh.products.models.show(wh.users.principal("bank_c_analyst"), "default_risk@1")
     shown = wh.products.models.show(site["people"]["auditor"], "default_risk@1")
-    assert shown["card"]["format"] == "twh-model-card/1" and shown["approvals"]["tax_payments"] == "tax_steward"
+    assert shown["card"]["format"] == "twh-model-card/1" and shown["approvals"]["tax_payments"] == "tax_chief"
 
 
 def test_a_catalog_model_runs_exactly_the_approved_weights(site):
@@ -121,3 +126,18 @@ def test_a_catalog_model_runs_exactly_the_approved_weights(site):
     with torch.no_grad():
         theirs = module(torch.from_numpy(x_num), torch.from_numpy(x_cat)).numpy()
     assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_an_ordinary_steward_cannot_publish_a_model_on_important_data(site):
+    """The attack: the model of an important dataset (its per-subject scores leave) published on the
+    approval of an ordinary steward of it, where its exports need the senior steward."""
+    c = site["c"]
+    job = _job(site, "important_only")
+    approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
+    m = c["analyst"].propose_model(job["export"]["id"], name="third_risk", tenants=["bank_a"], purposes=[PURPOSE],
+                                   tenant_inputs=["avg_loan"])
+    for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+        m = c[steward].approve_model(m["ref"], m["terms_sha256"])
+    assert m["state"] == "proposed" and m["needs_approval_from"] == ["tax_payments"]
+    m = c["tax_chief"].approve_model(m["ref"], m["terms_sha256"])
+    assert m["state"] == "published"
