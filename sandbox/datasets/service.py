@@ -20,6 +20,7 @@ from ..tables import storage, uris
 from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
 from .manifest import DatasetManifest, parse_manifest
+from .summary import summary
 
 
 class Datasets:
@@ -100,14 +101,7 @@ class Datasets:
             return out
 
     def _summary(self, s: Any, ds: Dataset) -> dict[str, Any]:
-        return {
-            "name": ds.name,
-            "provider_kind": ds.provider_kind,
-            "title": ds.manifest.get("title", ""),
-            "stewards": sorted(stewards_of(s, ds.id)),
-            "current_version": ds.current_version,
-            "columns": [{"name": c["name"], "type": c["type"], "role": c["role"]} for c in ds.manifest["schema"]],
-        }
+        return summary(ds.name, ds.provider_kind, ds.manifest, stewards_of(s, ds.id), ds.current_version)
 
     def stewarded_by(self, user: str) -> set[str]:
         with self.ctx.db.read() as s:

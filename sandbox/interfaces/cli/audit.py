@@ -7,15 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from .output import ctx, emit, out, run, say
 
-audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
+audit_app = typer.Typer(rich_markup_mode=None, help="Verify and export the audit log.", no_args_is_help=True)
 
 @audit_app.command("verify")
 def audit_verify(c: typer.Context) -> None:
     """Recompute the hash chain; name the first record modified, deleted or reordered."""
+    from rich.markup import escape
+
     data = run(lambda: ctx(c).client().audit_verify())
     emit(c, data, lambda d: out.print(f"audit chain OK: {d['records']} records" if d["ok"] else
                                       f"[bold red]audit chain BROKEN[/] at record {d['first_bad_seq']}: {escape(str(d['problem']))}",

@@ -12,10 +12,10 @@ import typer
 from ...errors import InvalidInput
 from .output import ctx, emit, err, out, row, run, say, table
 
-dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help=True)
-budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
+dataset_app = typer.Typer(rich_markup_mode=None, help="Register and inspect datasets.", no_args_is_help=True)
+budget_app = typer.Typer(rich_markup_mode=None, help="Differential-privacy budgets.", no_args_is_help=True)
 #: top-level commands of this module (``twh ingest``)
-top = typer.Typer()
+top = typer.Typer(rich_markup_mode=None)
 
 @dataset_app.command("register")
 def dataset_register(c: typer.Context, manifest: Path) -> None:
@@ -34,7 +34,23 @@ def dataset_list(c: typer.Context) -> None:
         out.print(t)
         if not rows:
             say("no datasets")
-    emit(c, run(lambda: ctx(c).client().list_datasets()), render)
+    emit(c, run(lambda: _list(c)), render)
+
+
+def _list(c: typer.Context) -> list[dict[str, Any]]:
+    """Local mode reads the catalog directly when it can (a listing should answer at once);
+    otherwise, and in remote mode, the facade answers."""
+    conn = ctx(c).readonly()
+    if conn is None:
+        return ctx(c).client().list_datasets()
+    from ...catalog.readonly import user
+    from ...datasets.summary import list_readonly
+
+    try:
+        user(conn, ctx(c).user)  # the same check (and error) as opening the warehouse as that user
+        return list_readonly(conn)
+    finally:
+        conn.close()
 
 
 @dataset_app.command("show")
@@ -104,7 +120,7 @@ def ingest(c: typer.Context, dataset: str,
     if file is not None:
         run(lambda: existing_file(file))  # before the progress bar: a missing file is not a load
     data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
-                                            console=err, show=not (ctx(c).as_json or ctx(c).get)))
+                                            console=err.rich(), show=not (ctx(c).as_json or ctx(c).get)))
     emit(c, data, lambda d: say(f"{d['status']}: {dataset} version {d.get('version')} ({d.get('rows')} rows"
                                 + (f", {d['rows_quarantined']} quarantined" if d.get("rows_quarantined") else "")
                                 + ")" + (f", load {d['load_id']}" if d.get("load_id") else "")))
@@ -115,7 +131,7 @@ def dataset_history(c: typer.Context, name: str) -> None:
     """Every version of a dataset with its lineage: source, connector, load, rows, validation."""
     from .progress import render_history
 
-    emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out, d))
+    emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out.rich(), d))
 
 
 @dataset_app.command("migrate")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,8 @@ import typer
 
 from .output import ctx, emit, out, row, run, say, table
 
-export_app = typer.Typer(help="Review, approve, deny and download exports.", no_args_is_help=True)
+export_app = typer.Typer(rich_markup_mode=None, help="Review, approve, deny and download exports.",
+                         no_args_is_help=True)
 
 def _waiting(d: dict[str, Any]) -> list[str]:
     decided = {a["dataset"] for a in d.get("approvals") or []}

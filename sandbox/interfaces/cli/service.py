@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from ...settings import Settings
 from .output import ctx, emit, out, run, say
 
-db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="The catalog database's schema (Alembic migrations).",
+                     no_args_is_help=True)
 #: top-level commands of this module
-top = typer.Typer()
+top = typer.Typer(rich_markup_mode=None)
 
 @top.command()
 def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -78,7 +78,8 @@ def db_current(c: typer.Context) -> None:
          lambda d: out.print(f"catalog at revision {d['revision'] or 'none'} (head {d['head']})"))
 
 
-demo_app = typer.Typer(help="The small-business credit demo: run it end to end, or write its sample files.",
+demo_app = typer.Typer(rich_markup_mode=None,
+                       help="The small-business credit demo: run it end to end, or write its sample files.",
                        invoke_without_command=True)
 
 
@@ -96,7 +97,9 @@ def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help="where
     # demo's folder (a fresh demo deletes it first).
     home = home or c.find_root().params.get("home") or Path("demo-warehouse")
     # The query engine follows the environment (`make demo ENGINE=spark` sets TWH_ENGINE).
-    run(lambda: run_demo(home, fresh=fresh, console=out, engine=Settings.from_env(home=home.absolute())))
+    from ...settings import Settings
+
+    run(lambda: run_demo(home, fresh=fresh, console=out.rich(), engine=Settings.from_env(home=home.absolute())))
 
 
 @demo_app.command("data")
