@@ -14,14 +14,34 @@ import base64
 import hashlib
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
-from ..datasets.manifest import load_manifest
 from ..errors import InternalError, NotFound, TwhError, from_dict
-from ..jobs.spec import load_job_files
-from ..release.exports import bundle_hash
+
+if TYPE_CHECKING:
+    import httpx
+
+# Imported where used, not here: httpx (remote mode only), the manifest and job-spec validators
+# (pydantic, YAML) and the export bundle hash (SQLAlchemy) cost more than a quick CLI command
+# (tests/interfaces/cli/test_import_time.py).
+
+
+def load_manifest(path: str | Path) -> Any:
+    from ..datasets.manifest import load_manifest as load
+
+    return load(path)
+
+
+def load_job_files(job_dir: Path) -> Any:
+    from ..jobs.spec import load_job_files as load
+
+    return load(job_dir)
+
+
+def bundle_hash(files: list[tuple[str, str]]) -> str:
+    from ..release.exports import bundle_hash as digest
+
+    return digest(files)
 
 __all__ = ["Client", "LocalClient", "existing_file", "write_files"]
 
@@ -60,6 +80,8 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
 class Client:
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
+        import httpx
+
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -73,6 +95,8 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -155,6 +179,8 @@ class Client:
         return self._bytes(f"/v1/datasets/{name}/mock", {"rows": rows, "seed": seed, "format": fmt})
 
     def _bytes(self, path: str, params: dict[str, Any]) -> bytes:
+        import httpx
+
         try:
             r = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
@@ -177,11 +203,13 @@ class Client:
         """Poll until the job is done as far as its viewer may know: for the submitter of a job
         that needs review, ``awaiting_review`` is final until a steward acts."""
         deadline = time.monotonic() + timeout
+        pause = 0.01  # a short job is done in tens of milliseconds: look soon, then less often
         while True:
             job = self.get_job(job_id)
             if job["state"] in _DONE or time.monotonic() > deadline:
                 return job
-            time.sleep(0.3)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.3)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
