@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -26,16 +27,21 @@ if TYPE_CHECKING:
 # (tests/interfaces/cli/test_import_time.py).
 
 
+def _httpx() -> Any:
+    """httpx, without its own command line: ``import httpx`` loads ``httpx._main`` (rich, pygments,
+    click: ~70 ms) for the ``httpx`` command, which httpx replaces by a stub when it cannot be
+    imported. Nothing here uses it; a process that has imported httpx already keeps its own."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx
+
+    return httpx
+
+
 def load_manifest(path: str | Path) -> Any:
     from ..datasets.manifest import load_manifest as load
 
     return load(path)
-
-
-def load_job_files(job_dir: Path) -> Any:
-    from ..jobs.spec import load_job_files as load
-
-    return load(job_dir)
 
 
 def bundle_hash(files: list[tuple[str, str]]) -> str:
@@ -80,8 +86,7 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
 class Client:
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        import httpx
-
+        httpx = _httpx()
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -194,7 +199,9 @@ class Client:
         return r.content
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
-        _spec, files = load_job_files(Path(job_dir))
+        from ..jobs.folder import read_job_folder
+
+        files = read_job_folder(Path(job_dir))  # the service validates job.yaml (the same checks and errors)
         job = self._call("POST", "/v1/jobs",
                          json={"files": {n: base64.b64encode(b).decode() for n, b in files.items()}})
         return self.wait_job(job["id"], timeout=timeout) if wait else job
