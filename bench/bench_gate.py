@@ -36,7 +36,6 @@ def bench_gate(args: argparse.Namespace, tmp: Path) -> dict:
     from policies import load_policy
     from sandbox.gate import TableInfo, plan_query, run_query
     from sandbox.tables import storage
-
     from sandbox.tables.record_keys import RECORD_KEY, fresh_keys
 
     rows = args.rows
