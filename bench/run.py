@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                                              f"(default: {' '.join(DEFAULT)})")
     ap.add_argument("--repeat", type=int, help="interleaved repeats per figure (at least 3; each benchmark has its "
                     "own default: cli 9, sandbox 20, training 5, ingest 3, dp 5, gate 7)")
-    ap.add_argument("--rows", type=int, default=10_000_000, help="`gate`, `dp`: rows of the generated table")
+    ap.add_argument("--rows", type=int, help="`gate` (default 10M), `dp` (default 2M): rows of the generated table")
     ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
     ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
     ap.add_argument("--spark-sizes", default="1000000,10000000,50000000", help="row counts for `spark` (comma list)")
