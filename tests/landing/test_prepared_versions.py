@@ -72,3 +72,14 @@ def test_a_failure_to_prepare_does_not_fail_the_load(wh, people, tmp_path: Path,
     monkeypatch.setattr(dp_bounding, "prepare_version", broken)
     out = wh.ingest.ingest(people["bank_steward"], name, write_csv(tmp_path / "p.csv", _rows(5, 5)))
     assert out["status"] == "committed" and out["rows"] == 25
+
+
+def test_an_sdc_ingest_with_a_unit_builds_the_version_s_unit_dictionary(wh, people, tmp_path: Path) -> None:
+    name = register(wh, people, policy={"tenants": ["bank_a"], "purposes": ["credit_risk"], "privacy_unit": "code",
+                                        "output": {"min_group_size": 3}})
+    wh.ingest.ingest(people["bank_steward"], name, write_csv(tmp_path / "p.csv", _rows(20, 3)))
+    sidecars = list((wh.settings.home / "units" / "snapshots").glob("*"))
+    assert len(sidecars) == 1
+    # the first query's prepare finds it (the same file, nothing new written)
+    wh.queries.guard.units.prepare(_snapshot(wh, name), "code")
+    assert list((wh.settings.home / "units" / "snapshots").glob("*")) == sidecars
