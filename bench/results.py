@@ -66,7 +66,7 @@ def render(out: Path) -> str:
     for name in names:
         path, record = found[name]
         lines.append(f"* **{name}**: `{record['command']}` — {record['started']}, {record['seconds']} s, load "
-                     f"{record['load_before']} → {record['load_after']}; raw numbers: `bench/out/{path.name}`")
+                     f"{record['load_before']} → {record['load_after']}; raw numbers: `{_shown(path)}`")
         for note in record["result"].get("notes", []):
             lines.append(f"  * {note}")
     for name in names:
@@ -76,6 +76,14 @@ def render(out: Path) -> str:
                       "|" + "---|" * len(extra["columns"])]
             lines += ["| " + " | ".join(_num(v) for v in row) + " |" for row in extra["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def _shown(path: Path) -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def write_results(out: Path, target: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,11 @@ def emit(c: typer.Context, data: Any, render: Any = None) -> None:
         value = run(lambda: field(data, ctx(c).get))
         print(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
     elif ctx(c).as_json or render is None:
-        out.print_json(json.dumps(data, default=str, ensure_ascii=False))
+        text = json.dumps(data, default=str, ensure_ascii=False)
+        if sys.stdout.isatty():  # colours for a person; a pipe gets the same JSON without importing rich
+            out.print_json(text)
+        else:
+            print(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
     else:
         render(data)
 
