@@ -188,13 +188,56 @@ class _App(typer.Typer):
             _register(self, list(COMMANDS))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = None if args or "args" in kwargs else _named(sys.argv[1:])
+        argv = sys.argv[1:]
+        name = None if args or "args" in kwargs else _named(argv)
         if name is None:
+            if not (args or "args" in kwargs) and _root_help(argv):
+                return _listing()(*args, **kwargs)
             return super().__call__(*args, **kwargs)
         one = _new_app()
         one.callback()(main)
         _register(one, [name])
         return one(*args, **kwargs)
+
+
+def _root_help(argv: list[str]) -> bool:
+    """``twh`` alone or ``twh [global options] --help``: only the list of commands is shown."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return False
+    return not argv or "--help" in argv
+
+
+def _nothing() -> None:  # pragma: no cover - a listing entry is never run
+    pass
+
+
+def _listing() -> typer.Typer:
+    """The root for ``twh --help``: every command and group by name and help text only — what the
+    listing shows — without building every command's options (tests/interfaces/cli/
+    test_import_time.py compares it with the whole tree's help)."""
+    import inspect
+
+    root = _new_app()
+    root.callback()(main)
+    for name, (module, attr) in COMMANDS.items():
+        obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        if attr == "top":
+            (info,) = [c for c in obj.registered_commands
+                       if (c.name or c.callback.__name__.replace("_", "-")) == name]
+            root.command(name=name, help=info.help or inspect.getdoc(info.callback), short_help=info.short_help,
+                         hidden=info.hidden, deprecated=info.deprecated)(_nothing)
+        else:
+            cb = obj.registered_callback
+            text = obj.info.help if isinstance(obj.info.help, str) else (
+                inspect.getdoc(cb.callback) if cb is not None and cb.callback is not None else None)
+            root.add_typer(typer.Typer(rich_markup_mode=None), name=name, help=text)
+    return root
 
 
 def _new_app(cls: type[typer.Typer] = typer.Typer) -> Any:
