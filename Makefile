@@ -19,8 +19,12 @@ test: setup spark-jars
 test-pg: setup
 	$(BIN)/python -m pytest -q --database postgres $(PYTEST_ARGS)
 
+# The figures of bench/RESULTS.md: each run's raw numbers go to bench/out/<name>-<time>.json, then the
+# table is rewritten from the newest of each (about 15 min on a quiet 2-core machine). One benchmark or
+# a bigger size: make bench BENCH_ARGS="gate --rows 10000000 --repeat 7", BENCH_ARGS="ingest --size 1G",
+# BENCH_ARGS="utility", BENCH_ARGS="spark" (see python bench/run.py --help).
 bench: setup
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --results bench/RESULTS.md $(BENCH_ARGS)
 
 # PNGs of the main pages (steward queue, export review, audit log, job replay, ...) for a reviewer, in
 # each language: var/screenshots/en/*.png and var/screenshots/zh-CN/*.png.
@@ -79,7 +83,9 @@ sysdeps:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,train,spark,syft]'
+	# compat: the editable install as a plain path in a .pth file; the default, an import-hook
+	# finder, costs ~12 ms of every Python start (every twh command, every job run outside the sandbox)
+	$(BIN)/python -m pip install -q -e '.[test,train,spark,syft]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 clean:

@@ -104,7 +104,7 @@ def bench_differencing(args: argparse.Namespace, tmp: Path) -> dict:
 
     runs = {"guarded": lambda: guarded(), "bare": bare, "nospan": lambda: guarded(span=False),
             "fresh": lambda: guarded(fresh_query()), "fresh_nospan": lambda: guarded(fresh_query(), span=False)}
-    for _ in range(args.repeat):  # interleaved, as run.interleaved, over five arms
+    for _ in range(args.repeat or 10):  # interleaved, as run.interleaved, over five arms
         for key, fn in runs.items():
             in_span.clear()
             c0, t0 = time.process_time(), time.perf_counter()

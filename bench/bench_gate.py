@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+REPEAT = 7
+
 import numpy as np
 import pyarrow as pa
 
@@ -36,10 +38,10 @@ def bench_gate(args: argparse.Namespace, tmp: Path) -> dict:
     from policies import load_policy
     from sandbox.gate import TableInfo, plan_query, run_query
     from sandbox.tables import storage
-
     from sandbox.tables.record_keys import RECORD_KEY, fresh_keys
 
-    rows = args.rows
+    rows = args.rows or 10_000_000
+    repeat = args.repeat or REPEAT
     path = tmp / "loans"
     chunk = 2_000_000
     for start in range(0, rows, chunk):
@@ -66,12 +68,24 @@ def bench_gate(args: argparse.Namespace, tmp: Path) -> dict:
             con.execute(raw_sql).fetchall()
 
     gated(), gated(perturbed), raw()
-    t_g, t_r = interleaved(gated, raw, args.repeat)
-    t_p, t_r3 = interleaved(lambda: gated(perturbed), raw, args.repeat)
-    t_u, t_r2 = interleaved(lambda: gated(by_units), raw, max(3, args.repeat // 2))
+    t_g, t_r = interleaved(gated, raw, repeat)
+    t_p, t_r3 = interleaved(lambda: gated(perturbed), raw, repeat)
+    t_u, t_r2 = interleaved(lambda: gated(by_units), raw, max(3, repeat // 2))
     slow = dataclasses.replace(snap, needs_delta_reader=True)
-    t_d, t_f = interleaved(lambda: gated(by_rows, slow), gated, max(3, args.repeat // 2))
+    t_d, t_f = interleaved(lambda: gated(by_rows, slow), gated, max(3, repeat // 2))
+    from timing import figure
+
+    figures = [
+        figure("gate.sdc_perturbed_over_raw", f"sdc gate as policies have it by default (cell-key perturbation) ÷ "
+               f"the same GROUP BY in plain DuckDB, {rows:,} rows, same snapshot",
+               [p / r for p, r in zip(t_p, t_r3, strict=True)], unit="×",
+               baseline=f"plain DuckDB over the snapshot's Parquet files, median {median_ms(t_r3)} ms"),
+        figure("gate.sdc_exact_over_raw", f"sdc gate without perturbation ÷ plain DuckDB, {rows:,} rows",
+               [g / r for g, r in zip(t_g, t_r, strict=True)], unit="×",
+               baseline=f"plain DuckDB, median {median_ms(t_r)} ms"),
+    ]
     return {
+        "figures": figures,
         "what": f"GROUP BY 2 dims, COUNT+AVG over {rows:,} rows, gated vs plain DuckDB on the same snapshot",
         "rows": rows, "files": len(snap.files),
         "gated_ms": median_ms(t_g), "baseline_ms": median_ms(t_r), "ratio": round(median_ms(t_g) / median_ms(t_r), 2),

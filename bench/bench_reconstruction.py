@@ -61,4 +61,10 @@ def bench_reconstruction(args: argparse.Namespace, workdir: Path) -> dict:
                                 "within_5pct": round(float((errs < 0.05).mean()), 4)})
             print(f"scale {scale:.2f}  m {m:5d}  median error {np.median(errs):7.2%}  "
                   f"within 1% {(errs < 0.01).mean():6.1%}  within 5% {(errs < 0.05).mean():6.1%}", flush=True)
+    out["figures"] = []
+    out["table"] = {"title": "reconstruction of 40 firms' VAT from m random half-sums (least squares), cell-key "
+                             f"noise at magnitude_scale 0.1 and 0.2, {pools} pools per point",
+                    "columns": ["scale", "m (queries)", "median relative error", "within 1%", "within 5%"],
+                    "rows": [[r["scale"], r["m"], r["median_rel_error"], r["within_1pct"], r["within_5pct"]]
+                             for r in out["rows"]]}
     return out

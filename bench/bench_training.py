@@ -1,19 +1,20 @@
-"""DP-SGD (book-keeping clipping, Poisson) ÷ non-private training, and utility at ε ∈ {1, 3, 8}.
+"""DP-SGD (book-keeping clipping, Poisson) ÷ plain torch training, at one thread; threads; utility.
 
-1. **speed** — the same MLP (20 → 64 → 64 → 1), data, expected batch (256) and threads; the
-   trainers alternate (``--repeat`` rounds of ``STEPS`` steps each: DP-SGD by book-keeping, the
-   non-private baseline with the same vectorised batching, and Opacus' ghost clipping for
-   reference) and the medians of samples/s (wall clock, and per CPU second — robust when others
-   load the machine) are compared. Memory: the peak RSS (VmHWM) of one fresh process per
-   trainer, and its growth during training.
-2. **credit** — the demo's synthetic credit data (``sandbox.demo.generate``): one row per
-   borrowing enterprise with the demo job's features, held-out AUC (exact, this is a benchmark)
-   of the DP model at ε = 1, 3, 8 (δ = 1e-6) next to a non-private model of the same shape.
-3. **breast_cancer** — scikit-learn's bundled Wisconsin breast-cancer data (569 rows, 30
-   features; no download), same protocol.
+``training`` (in ``make bench``), for two models — the benchmark MLP (20 → 64 → 64 → 1, 20 000
+rows, expected batch 256) and the demo's model (``sandbox/demo/jobs/train_default``: its features
+on the demo's generated credit data, its MLP, optimiser, batch and epochs) — both trained with
+the demo's privacy: σ from ``plan_privacy`` at its ε = 3, δ = 1e-7 and clipping norm C = 1.0
+(the share of per-sample gradients actually clipped is reported):
 
-The same MLP and epochs are used for the DP and the non-private models; the DP learning rate is
-higher (noisy clipped gradients are smaller), as is usual.
+1. **speed at one thread** — rounds of ``STEPS`` steps, DP-SGD then plain torch (the same model,
+   data, batch size, optimiser and vectorised batching), ``--repeat`` rounds (default 5); the figure
+   is the median of the per-round ratios of time per step (wall clock; CPU time beside it).
+2. **threads** — DP-SGD at two threads ÷ one thread, interleaved per round, and what
+   :func:`dp.training.threads.choose_threads` picks for the model.
+
+``utility`` (asked for by name): held-out AUC of DP models at ε ∈ {1, 3, 8} next to a non-private
+model on the demo's credit data and on scikit-learn's bundled breast-cancer data, and peak memory
+per trainer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import figure
 
+ROOT = Path(__file__).resolve().parents[1]
 STEPS = 200
 BATCH = 256
 
@@ -50,80 +53,126 @@ def _auc(scores: np.ndarray, y: np.ndarray) -> float:
     return round(roc_metrics(scores[y > 0.5], scores[y <= 0.5])["auc"], 4)
 
 
-def _speed_setup(n: int = 20_000, f: int = 20):
-    from dp.training.accounting import PrivacyPlan
+def _demo_train() -> object:
+    """The demo job's TrainConfig, read from its job.yaml as the warehouse reads it."""
+    from sandbox.jobs.spec import load_job_files
+
+    spec, _ = load_job_files(ROOT / "sandbox" / "demo" / "jobs" / "train_default")
+    assert spec.train is not None
+    return spec.train.to_config()
+
+
+def _mlp_case(n: int = 20_000, f: int = 20):
     from dp.training.features import Encoded
     from dp.training.spec import ModelSpec, NumericFeature, TrainConfig
 
+    demo = _demo_train()
     rng = np.random.default_rng(0)
     x = rng.random((n, f), dtype=np.float32)
     y = (x[:, 0] + 0.3 * rng.normal(size=n) > 0.5).astype(np.float32)
     data = Encoded(x, np.zeros((n, 0), np.int64), y, 0)
     cfg = TrainConfig(label="y", numeric=tuple(NumericFeature(f"f{i}", 0, 1) for i in range(f)), categorical=(),
-                      model=ModelSpec(kind="mlp", hidden=(64, 64)), batch_size=BATCH, target_delta=1e-6)
-    plan = PrivacyPlan(n, 1 / round(n / BATCH), STEPS, 1.0, 1.0, 3.0, 1e-6)  # Poisson at the expected batch
-    return data, cfg, plan
+                      model=ModelSpec(kind="mlp", hidden=(64, 64)), batch_size=BATCH, epochs=demo.epochs,
+                      max_grad_norm=demo.max_grad_norm, target_epsilon=demo.target_epsilon,
+                      target_delta=demo.target_delta, learning_rate=demo.learning_rate, momentum=demo.momentum)
+    return data, cfg
 
 
-def _one_run(kind: str, threads: int) -> dict:
-    """One trainer in a fresh process: its samples/s and the process's peak RSS (memory)."""
+def _demo_case(tmp: Path):
+    from dp.training.features import encode
+
+    cfg = _demo_train()
+    cols = _credit_columns(tmp, 2000)
+    data = encode(cols, cfg)
+    n_train = int(len(data) * (1 - cfg.holdout))
+    return data.take(np.arange(n_train)), cfg
+
+
+def _plan(data, cfg):  # noqa: ANN001, ANN202
+    from dp.training.accounting import plan_privacy
+
+    return plan_privacy(len(data), cfg.batch_size, cfg.epochs, cfg.target_epsilon, cfg.target_delta,
+                        cfg.max_grad_norm)
+
+
+def _clipped_share(data, cfg) -> float:  # noqa: ANN001
+    """The share of per-sample gradients whose norm exceeds C, at initialisation (so clipping is real)."""
+    import torch
+
+    from dp.training.bookkeeping import clipped_grad_sum
+    from dp.training.models import build_model
+
+    idx = torch.arange(min(len(data), 2048))
+    x_num, x_cat, y = (torch.from_numpy(a)[idx] for a in (data.x_num, data.x_cat, data.y))
+    norms = clipped_grad_sum(build_model(cfg), x_num, x_cat, y, cfg.loss, cfg.max_grad_norm).norms
+    return round(float((norms > cfg.max_grad_norm).float().mean()), 3)
+
+
+def _speed(name: str, data, cfg, repeat: int, steps: int) -> tuple[list[dict], dict]:  # noqa: ANN001
+    """DP-SGD ÷ plain at one thread, and DP at two threads ÷ one, interleaved per round."""
+    import dataclasses
+
     import torch
 
     from dp.training.models import build_model
+    from dp.training.threads import choose_threads
     from dp.training.trainer import train_dp, train_plain
 
-    torch.set_num_threads(threads)
-    data, cfg, plan = _speed_setup()
-    from dp.training.trainer import validate_model
-
-    model = build_model(cfg)
-    validate_model(model)  # imports Opacus in every child, so that only training shows in the difference
-    before = _hwm_mb()
-    if kind == "nonprivate":
-        train_plain(model, data, cfg, batch_size=BATCH, steps=STEPS)
-    else:
-        train_dp(model, data, cfg, plan, path=kind, max_steps=STEPS // 4 if kind == "opacus" else None)
-    return {"peak_mb": _hwm_mb(), "before_mb": before}
-
-
-def _speed(repeat: int, threads: int) -> dict:
-    """DP-SGD (book-keeping path; Opacus' ghost clipping for reference) ÷ non-private, interleaved
-    in this process, wall-clock and CPU time; memory from one fresh process per trainer."""
-    import multiprocessing as mp
-
-    import torch
-
-    from dp.training.models import build_model
-    from dp.training.trainer import train_dp, train_plain
-
-    data, cfg, plan = _speed_setup()
-    wall: dict[str, list[float]] = {"bk": [], "opacus": [], "nonprivate": []}
-    cpu: dict[str, list[float]] = {"bk": [], "opacus": [], "nonprivate": []}
+    # σ, q and C as the demo plans them; enough steps for a steady rate (the cost of a step does not
+    # depend on how many follow it)
+    plan = _plan(data, cfg)
+    plan = dataclasses.replace(plan, steps=max(plan.steps, steps))
+    expected = plan.n_train * plan.sample_rate
+    torch.set_num_threads(1)
     train_dp(build_model(cfg), data, cfg, plan, max_steps=5)  # warm-up (imports, first-call costs)
-    train_plain(build_model(cfg), data, cfg, batch_size=BATCH, steps=5)
+    train_plain(build_model(cfg), data, cfg, batch_size=cfg.batch_size, steps=5)
+    wall: dict[str, list[float]] = {"dp": [], "plain": [], "dp2": []}
+    cpu: dict[str, list[float]] = {"dp": [], "plain": []}
     for _ in range(repeat):
-        runs = {"bk": lambda: train_dp(build_model(cfg), data, cfg, plan, path="bk"),
-                "nonprivate": lambda: train_plain(build_model(cfg), data, cfg, batch_size=BATCH, steps=STEPS),
-                # Opacus is much slower: fewer steps (a rate is compared, not a total)
-                "opacus": lambda: train_dp(build_model(cfg), data, cfg, plan, path="opacus", max_steps=STEPS // 4)}
-        for name, run in runs.items():
-            r = run()
-            wall[name].append(r.samples_per_second)
-            cpu[name].append(r.samples_per_cpu_second)
-    w = {k: statistics.median(v) for k, v in wall.items()}
-    c = {k: statistics.median(v) for k, v in cpu.items()}
-    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        mem = {k: pool.apply(_one_run, (k, threads)) for k in ("nonprivate", "bk", "opacus")}
-    return {"threads": torch.get_num_threads(), "rows": len(data), "batch": BATCH, "steps_per_round": STEPS,
-            "rounds": repeat, "dp_samples_per_s": round(w["bk"], 1),
-            "nonprivate_samples_per_s": round(w["nonprivate"], 1),
-            "opacus_ghost_samples_per_s": round(w["opacus"], 1),
-            "slowdown": round(w["nonprivate"] / w["bk"], 3), "goal": "<= 1.5",
-            "slowdown_cpu_time": round(c["nonprivate"] / c["bk"], 3),
-            "slowdown_opacus_ghost": round(w["nonprivate"] / w["opacus"], 3),
-            "peak_rss_mb": {k: v["peak_mb"] for k, v in mem.items()},
-            "peak_rss_mb_training": {k: round(v["peak_mb"] - v["before_mb"], 1) for k, v in mem.items()},
-            "clipping": "book-keeping (ghost norms, one matmul per layer); Opacus ghost clipping for reference"}
+        for arm in ("dp", "plain", "dp2"):
+            torch.set_num_threads(2 if arm == "dp2" else 1)
+            if arm == "plain":
+                r = train_plain(build_model(cfg), data, cfg, batch_size=cfg.batch_size, steps=steps)
+            else:
+                r = train_dp(build_model(cfg), data, cfg, plan, path="bk", max_steps=steps)
+            wall[arm].append(r.seconds / r.steps)
+            if arm in cpu:
+                cpu[arm].append(r.cpu_seconds / r.steps)
+    torch.set_num_threads(1)
+    n_params = sum(p.numel() for p in build_model(cfg).parameters())
+    chosen = choose_threads(n_params, expected, cap=2, cores=os.cpu_count())
+    us = {k: round(statistics.median(v) * 1e6, 1) for k, v in wall.items()}
+    what = {"mlp": "the benchmark MLP (20→64→64→1, 20 000 rows, batch 256)",
+            "demo": "the demo's model (train_default: its features, MLP [16], batch 128)"}[name]
+    figures = [
+        figure(f"training.{name}_dp_over_plain", f"DP-SGD ÷ plain torch, time per step at 1 thread: {what}, σ "
+               f"{plan.noise_multiplier:.3g} and C {cfg.max_grad_norm:g} as the demo plans them",
+               [a / b for a, b in zip(wall["dp"], wall["plain"], strict=True)], unit="×", goal="<= 1.2",
+               baseline=f"plain torch {us['plain']} µs/step (DP {us['dp']} µs/step)"),
+        figure(f"training.{name}_two_threads_over_one", f"DP-SGD at 2 threads ÷ 1 thread, time per step: {what}; "
+               f"the trainer picks {chosen}", [a / b for a, b in zip(wall["dp2"], wall["dp"], strict=True)], unit="×",
+               baseline=f"1 thread {us['dp']} µs/step"),
+    ]
+    detail = {"rows": len(data), "params": n_params, "expected_batch": round(expected, 1), "steps_per_round": steps,
+              "rounds": repeat, "sigma": round(plan.noise_multiplier, 4), "max_grad_norm": cfg.max_grad_norm,
+              "clipped_share_at_init": _clipped_share(data, cfg), "us_per_step": us,
+              "cpu_ratio_dp_over_plain": round(statistics.median(cpu["dp"]) / statistics.median(cpu["plain"]), 3),
+              "threads_chosen": chosen}
+    return figures, detail
+
+
+def bench_training(args: argparse.Namespace, tmp: Path) -> dict:
+    repeat = args.repeat or 5
+    started = time.perf_counter()
+    figures: list[dict] = []
+    detail: dict = {}
+    mlp_figs, detail["mlp"] = _speed("mlp", *_mlp_case(), repeat, STEPS)
+    demo_figs, detail["demo"] = _speed("demo", *_demo_case(tmp), repeat, 2 * STEPS)
+    figures = [mlp_figs[0], demo_figs[0], mlp_figs[1], demo_figs[1]]
+    notes = [f"{k}: σ {d['sigma']}, C {d['max_grad_norm']}, {d['clipped_share_at_init']:.0%} of per-sample gradients "
+             f"clipped at initialisation, {d['params']} parameters, expected batch {d['expected_batch']}, CPU-time "
+             f"ratio {d['cpu_ratio_dp_over_plain']}, threads chosen {d['threads_chosen']}" for k, d in detail.items()]
+    return {"figures": figures, "detail": detail, "notes": notes, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _utility(cols: dict, cfg_kwargs: dict, epochs: int, lr_dp: float, lr_plain: float) -> dict:
@@ -184,15 +233,41 @@ def _credit_columns(tmp: Path, n_enterprises: int) -> dict:
                                          "avg_headcount", "avg_loan", "defaulted")}
 
 
-def bench_training(args: argparse.Namespace, tmp: Path) -> dict:
+def _one_run(kind: str) -> dict:
+    """One trainer in a fresh process (one thread): the process's peak RSS before and after training."""
+    import torch
+
+    from dp.training.models import build_model
+    from dp.training.trainer import train_dp, train_plain, validate_model
+
+    torch.set_num_threads(1)
+    data, cfg = _mlp_case()
+    plan = _plan(data, cfg)
+    model = build_model(cfg)
+    validate_model(model)  # imports Opacus in every child, so that only training shows in the difference
+    before = _hwm_mb()
+    if kind == "nonprivate":
+        train_plain(model, data, cfg, batch_size=BATCH, steps=STEPS)
+    else:
+        train_dp(model, data, cfg, plan, path=kind, max_steps=STEPS // 4 if kind == "opacus" else STEPS)
+    return {"peak_mb": _hwm_mb(), "before_mb": before}
+
+
+def bench_utility(args: argparse.Namespace, tmp: Path) -> dict:
+    """Held-out AUC at ε ∈ {1, 3, 8} vs non-private (demo credit data, breast cancer); peak memory."""
+    import multiprocessing as mp
+
     import torch
 
     from dp.training.spec import CategoricalFeature, NumericFeature
 
-    torch.set_num_threads(min(os.cpu_count() or 1, 16))
+    torch.set_num_threads(1)
     started = time.perf_counter()
-    threads = torch.get_num_threads()
-    result: dict = {"speed": _speed(max(3, min(args.repeat, 5)), threads)}
+    result: dict = {}
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        mem = {k: pool.apply(_one_run, (k,)) for k in ("nonprivate", "bk", "opacus")}
+    result["peak_rss_mb"] = {k: v["peak_mb"] for k, v in mem.items()}
+    result["peak_rss_mb_training"] = {k: round(v["peak_mb"] - v["before_mb"], 1) for k, v in mem.items()}
     credit = _credit_columns(tmp, 8000)
     result["credit"] = _utility(credit, {
         "label": "defaulted",
@@ -213,6 +288,9 @@ def bench_training(args: argparse.Namespace, tmp: Path) -> dict:
                                        for i in range(bc.data.shape[1])),
         "categorical": (), "batch_size": 64}, epochs=30, lr_dp=2.0, lr_plain=0.5)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    result["device"] = "cpu"
-    result["ratio"] = result["speed"]["slowdown"]
+    rows = [[name, r["auc_nonprivate"], r["auc_eps_1"], r["auc_eps_3"], r["auc_eps_8"]]
+            for name, r in (("demo credit", result["credit"]), ("breast cancer", result["breast_cancer"]))]
+    result["table"] = {"title": "held-out AUC, DP at ε = 1, 3, 8 vs non-private (median of three DP runs)",
+                       "columns": ["data", "non-private", "ε = 1", "ε = 3", "ε = 8"], "rows": rows}
+    result["figures"] = []
     return result

@@ -1,55 +1,62 @@
-"""Benchmark runner: each benchmark prints one JSON line with its ratio to a same-run baseline.
+"""Benchmark runner: every figure is a ratio (or difference) against a baseline run in the same run,
+interleaved, with its spread; each run's raw numbers go to ``bench/out/<name>-<timestamp>.json``.
 
-    python bench/run.py                      # all, default sizes
-    python bench/run.py sandbox --repeat 20  # one
-    python bench/run.py gate --rows 1000000
-    python bench/run.py ingest --size 100M,1G  # ingest ÷ plain write_deltalake, peak RSS per size
-    python bench/run.py inference            # batch scores ÷ plain DuckDB + NumPy; verify p95 over the service
+    python bench/run.py                                  # the default set (what `make bench` runs)
+    python bench/run.py sandbox --repeat 30              # one benchmark
+    python bench/run.py gate --rows 10000000 --repeat 7  # the sdc gate at 10M rows
+    python bench/run.py ingest --size 1G                 # ingest ÷ plain write_deltalake on a 1 GB CSV
+    python bench/run.py --results bench/RESULTS.md       # run the default set, then rewrite the table
+    python bench/run.py --results bench/RESULTS.md --no-run   # only rewrite it from the latest JSON
+    python bench/run.py inference                        # batch scores ÷ plain DuckDB + NumPy; verify p95
 
-Machines here are noisy: every ratio compares against a baseline measured in the same run, with
-the two interleaved, and medians are reported.
+``bench/RESULTS.md`` is written by ``--results`` from the newest JSON of each benchmark in
+``bench/out/``: the command, the machine (cores, memory, CPU model), the load average before and
+after, and for each figure its value, goal, spread and baseline. Nobody edits it by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_differencing import bench_differencing  # noqa: E402
-from bench_dp import bench_dp  # noqa: E402
-from bench_gate import bench_gate  # noqa: E402
-from bench_inference import bench_inference  # noqa: E402
-from bench_ingest import bench_ingest  # noqa: E402
-from bench_reconstruction import bench_reconstruction  # noqa: E402
-from bench_sandbox import bench_sandbox  # noqa: E402
-from bench_spark import bench_spark  # noqa: E402
-from bench_training import bench_training  # noqa: E402
+from timing import loadavg, machine  # noqa: E402
 
-BENCHMARKS: dict[str, Callable[[argparse.Namespace, Path], dict]] = {
-    "sandbox": bench_sandbox,
-    "training": bench_training,
-    "gate": bench_gate,
-    "differencing": bench_differencing,
-    "dp": bench_dp,
-    "ingest": bench_ingest,
-    "spark": bench_spark,
-    "reconstruction": bench_reconstruction,
-    "inference": bench_inference,
+#: name -> (module, function); imported when run, so one benchmark's dependencies never slow another
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "cli": ("bench_cli", "bench_cli"),
+    "sandbox": ("bench_sandbox", "bench_sandbox"),
+    "training": ("bench_training", "bench_training"),
+    "ingest": ("bench_ingest", "bench_ingest"),
+    "dp": ("bench_dp", "bench_dp"),
+    "gate": ("bench_gate", "bench_gate"),
+    "reconstruction": ("bench_reconstruction", "bench_reconstruction"),
+    # not in the default set (slow, or not a figure of issue 16): ask for them by name
+    "utility": ("bench_training", "bench_utility"),
+    "differencing": ("bench_differencing", "bench_differencing"),
+    "spark": ("bench_spark", "bench_spark"),
+    "inference": ("bench_inference", "bench_inference"),
 }
+DEFAULT = ["cli", "sandbox", "training", "ingest", "dp", "gate", "reconstruction"]
+OUT = HERE / "out"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default all)")
-    ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} "
+                                             f"(default: {' '.join(DEFAULT)})")
+    ap.add_argument("--repeat", type=int, help="interleaved repeats per figure (at least 3; each benchmark has its "
+                    "own default: cli 9, sandbox 20, training 5, ingest 3, dp 5, gate 7)")
+    ap.add_argument("--rows", type=int, help="`gate` (default 10M), `dp` (default 2M): rows of the generated table")
     ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
     ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
     ap.add_argument("--spark-sizes", default="1000000,10000000,50000000", help="row counts for `spark` (comma list)")
@@ -63,20 +70,66 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--firms", type=int, default=120_000, help="`inference`: demo enterprises generated")
     ap.add_argument("--subjects", type=int, default=100_000, help="`inference`: authorised subjects in the batch")
     ap.add_argument("--verify-calls", type=int, default=300, help="`inference`: single verifications over the service")
-    ap.add_argument("--out", type=Path, default=HERE / "out" / "latest.jsonl")
+    ap.add_argument("--out", type=Path, default=OUT, help="folder of the raw JSON (default bench/out)")
+    ap.add_argument("--results", type=Path, help="rewrite this Markdown table (bench/RESULTS.md) from the newest JSON")
+    ap.add_argument("--no-run", action="store_true", help="with --results: only rewrite the table")
+    return ap
+
+
+def command_line(argv: list[str]) -> str:
+    return "python bench/run.py " + " ".join(shlex.quote(a) for a in argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = _parser()
+
     args = ap.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         ap.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = []
-    with tempfile.TemporaryDirectory(prefix="twh-bench-") as tmp:
-        for name in args.names or list(BENCHMARKS):
-            res = {"benchmark": name, **BENCHMARKS[name](args, Path(tmp))}
-            print(json.dumps(res), flush=True)
-            results.append(res)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in results))
+    if args.repeat is not None and args.repeat < 3:
+        ap.error("--repeat must be at least 3 (a spread needs repeats)")
+    command = command_line(argv)
+    print(f"# {command}", flush=True)
+    if not args.no_run:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name in args.names or DEFAULT:
+            record = run_one(name, args, command)
+            path = args.out / f"{name}-{record['started'].replace(':', '').replace('-', '')[:15]}.json"
+            path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+            for fig in record["result"].get("figures", []):
+                print(_line(fig), flush=True)
+            print(f"# wrote {path}", flush=True)
+    if args.results:
+        from results import write_results
+
+        write_results(args.out, args.results)
+        print(f"# wrote {args.results}", flush=True)
     return 0
+
+
+def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
+    import importlib
+
+    module, function = BENCHMARKS[name]
+    fn: Callable[[argparse.Namespace, Path], dict] = getattr(importlib.import_module(module), function)
+    started = datetime.now(timezone.utc)
+    before, t0 = loadavg(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"twh-bench-{name}-") as tmp:
+        result = fn(args, Path(tmp))
+    return {"benchmark": name, "command": command, "started": started.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "load_before": before,
+            "load_after": loadavg(), "args": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
+            "result": result}
+
+
+def _line(fig: dict) -> str:
+    s = fig["spread"]
+    verdict = "" if fig.get("met") is None else ("  MET" if fig["met"] else "  NOT MET")
+    goal = f" (goal {fig['goal']})" if fig.get("goal") else ""
+    return (f"{fig['id']}: {fig['value']} {fig['unit']}{goal}{verdict}  [p25 {s['p25']}, p75 {s['p75']}; "
+            f"min {s['min']}, max {s['max']}; n={fig['n']}]  {fig['what']}")
 
 
 if __name__ == "__main__":

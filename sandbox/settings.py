@@ -75,6 +75,7 @@ class Settings(BaseModel):
     #: the DP trainer's sandbox (and the custom-model export run): torch needs > 2 GB of address space
     train_wall_seconds: float = Field(default=900.0, gt=0)
     train_memory_mb: int = Field(default=8192, ge=1024)
+    #: the most threads the trainer may use; it takes one for small models (dp.training.threads)
     train_threads: int = Field(default=2, ge=1, le=64)
     #: run queued jobs on a background thread inside ``twh serve``
     run_worker: bool = True

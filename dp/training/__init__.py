@@ -10,7 +10,7 @@ One facade per side of the sandbox wall:
 
 Subpackages by concept: ``spec`` (what a run is), ``features`` (declared encoding), ``models``
 (declarative builders), ``graph`` (custom models as checked graphs), ``accounting`` (σ and ε),
-``trainer`` (Opacus DP-SGD), ``weights`` (safetensors), ``evaluate`` (DP held-out metrics),
+``trainer`` (DP-SGD: book-keeping or Opacus), ``rng`` (batches and noise), ``threads`` (how many), ``weights`` (safetensors), ``evaluate`` (DP held-out metrics),
 ``mia`` (membership inference), ``card`` (model card). Modules that need torch import it
 themselves, so the supervisor can read specs and weights without it.
 """

@@ -103,20 +103,42 @@ def shape_of(model: nn.Module) -> _Shape:
 
 
 def clipped_sum_of_shape(shape: _Shape, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, loss: str,
-                         max_grad_norm: float, out: dict[int, torch.Tensor] | None = None) -> ClippedSum:
+                         max_grad_norm: float, out: dict[int, torch.Tensor] | None = None,
+                         inputs: torch.Tensor | None = None) -> ClippedSum:
+    """As :func:`clipped_grad_sum`; ``inputs``: the batch's rows of :func:`input_matrix` (then
+    ``x_num`` is unused), so a one-hot model's first-layer input is not rebuilt every step."""
     with torch.no_grad():
-        return _clipped_grad_sum(shape, x_num, x_cat, y, loss, max_grad_norm, out)
+        return _clipped_grad_sum(shape, x_num, x_cat, y, loss, max_grad_norm, out, inputs)
+
+
+def input_matrix(shape: _Shape, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor | None:
+    """The first layer's input for these rows — numeric features then one-hot categories, in the
+    weights' dtype — for a one-hot model (``None`` for embeddings, whose rows are parameters)."""
+    if shape.embeddings:
+        return None
+    with torch.no_grad():
+        return _flat_input(shape, x_num, x_cat)
+
+
+def _flat_input(shape: _Shape, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+    dtype = shape.linears[0].weight.dtype
+    x_num = x_num.to(dtype)
+    parts = [x_num] + [F.one_hot(x_cat[:, j], c).to(dtype) for j, c in enumerate(shape.cardinalities)]
+    return torch.cat(parts, dim=1) if len(parts) > 1 else x_num
 
 
 def _clipped_grad_sum(shape: _Shape, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, loss: str,
-                      max_grad_norm: float, out: dict[int, torch.Tensor] | None) -> ClippedSum:
+                      max_grad_norm: float, out: dict[int, torch.Tensor] | None,
+                      given: torch.Tensor | None = None) -> ClippedSum:
     dtype = shape.linears[0].weight.dtype
-    x_num = x_num.to(dtype)
-    if shape.embeddings:
+    if given is not None and not shape.embeddings:
+        a = given
+    elif shape.embeddings:
+        x_num = x_num.to(dtype)
         parts = [x_num] + [e.weight[x_cat[:, j]] for j, e in enumerate(shape.embeddings)]
+        a = torch.cat(parts, dim=1) if len(parts) > 1 else x_num
     else:
-        parts = [x_num] + [F.one_hot(x_cat[:, j], c).to(dtype) for j, c in enumerate(shape.cardinalities)]
-    a = torch.cat(parts, dim=1) if len(parts) > 1 else x_num
+        a = _flat_input(shape, x_num, x_cat)
     inputs, pre = [a], []
     for k, lin in enumerate(shape.linears):
         z = torch.addmm(lin.bias, a, lin.weight.t())

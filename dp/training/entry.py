@@ -49,11 +49,11 @@ def _train(job: Path, out: Path) -> None:
     from .mia import membership_attack, per_example_loss
     from .models import build_model
     from .spec import TrainConfig
+    from .threads import choose_threads
     from .trainer import predict, train_dp
     from .weights import read_safetensors, write_safetensors
 
     conf = json.loads((job / "train_config.json").read_text())
-    torch.set_num_threads(int(conf.get("threads", 1)))
     cfg = TrainConfig.from_dict(conf["train"])
     plan = PrivacyPlan(**conf["plan"])
     train = encode(pq.read_table(job / "train.parquet").to_pydict(), cfg)
@@ -67,6 +67,9 @@ def _train(job: Path, out: Path) -> None:
         names = {v: k for k, v in model.parameter_names().items()}
     else:
         model = build_model(cfg)
+    # "threads" is the most the trainer may use: small models train fastest on one (.threads)
+    torch.set_num_threads(choose_threads(sum(p.numel() for p in model.parameters()),
+                                         plan.n_train * plan.sample_rate, cap=int(conf.get("threads", 1))))
     at = set(curve_epochs(math.ceil(plan.steps / round(1 / plan.sample_rate))))
     curve_at: list[int] = []
     curve_sums: list[int] = []

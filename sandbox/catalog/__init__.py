@@ -7,11 +7,12 @@
 Modules: :mod:`.db` (models, engine, sessions), :mod:`.products` (the feature library, model
 catalog, verification products, authorisations and per-subject uses), :mod:`.schema` (migrations; ``migrations/``
 holds the revisions), :mod:`.states` (the allowed values and transitions of the jobs' and
-exports' state columns), :mod:`.keys` (secret keys kept beside the catalog, never in it).
+exports' state columns), :mod:`.keys` (secret keys kept beside the catalog, never in it), :mod:`.readonly` (quick
+read-only SQLite access for the CLI, without SQLAlchemy).
 Errors: ``SchemaOutOfDate``, ``InvalidTransition``.
 
 May import: :mod:`sandbox.errors` only. Everything that persists imports this wing; it imports
 none of them.
 """
 
-__all__ = ["db", "keys", "products", "schema", "states"]
+__all__ = ["db", "keys", "products", "readonly", "schema", "states"]

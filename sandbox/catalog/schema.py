@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import SchemaOutOfDate
 from . import products as _products  # noqa: F401 - the product tables join Base.metadata
 from .db import Base, Database
+from .readonly import head_from_files as _head_from_files
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: arbitrary constant: the advisory lock key of schema upgrades on PostgreSQL
@@ -104,15 +105,6 @@ def _upgrade(engine: Engine, revision: str) -> str:
         else:
             command.upgrade(_config(conn), revision)
         return MigrationContext.configure(conn).get_current_revision() or ""
-
-
-def _head_from_files() -> str | None:
-    """The head read from file names alone (revision ids count up: 0001, 0002, ...), or None
-    when the names do not allow it (then the full Alembic check runs)."""
-    ids = [p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("*.py") if p.name != "__init__.py"]
-    if not ids or not all(i.isdigit() for i in ids) or len(set(ids)) != len(ids):
-        return None
-    return max(ids, key=int)
 
 
 def is_current(engine: Engine) -> bool:

@@ -7,10 +7,11 @@ data anyone may have instead of its rows (mock rows from the manifest; DP synthe
 
 Modules: :mod:`.manifest`, :mod:`.sources` (its ``source:``/``load:`` blocks), :mod:`.declared`
 (column specs and the data contract as connectors values), :mod:`.service`, :mod:`.mock`,
-:mod:`.synthetic`. Errors: ``ManifestInvalid``, ``Conflict``, ``Forbidden``, ``BudgetExhausted``.
+:mod:`.synthetic`, :mod:`.summary` (what a listing shows, also read without SQLAlchemy).
+Errors: ``ManifestInvalid``, ``Conflict``, ``Forbidden``, ``BudgetExhausted``.
 
 May import: the context, auth, audit, catalog and tables wings, the gate's snapshot reader and the
 broker's budget ledger (synthetic data spends ε); never landing, jobs or the interfaces.
 """
 
-__all__ = ["declared", "manifest", "mock", "service", "sources", "synthetic"]
+__all__ = ["declared", "manifest", "mock", "service", "sources", "summary", "synthetic"]

@@ -27,6 +27,7 @@ from ..tables import storage, uris
 from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
 from .manifest import NAME_RE, DatasetManifest, parse_manifest
+from .summary import summary
 
 
 class Datasets:
@@ -175,16 +176,8 @@ class Datasets:
             return out
 
     def _summary(self, s: Any, ds: Dataset) -> dict[str, Any]:
-        return {
-            "name": ds.name,
-            "provider_kind": ds.provider_kind,
-            "title": ds.manifest.get("title", ""),
-            "stewards": sorted(stewards_of(s, ds.id)),
-            "current_version": ds.current_version,
-            "columns": [{"name": c["name"], "type": c["type"], "role": c["role"], "grade": c.get("grade"),
-                         "pi": c.get("pi") or "none"} for c in ds.manifest["schema"]],
-            "classification": parse_manifest(ds.manifest, source=ds.name).labels(),
-        }
+        return summary(ds.name, ds.provider_kind, ds.manifest, stewards_of(s, ds.id), ds.current_version)
+
 
     def stewarded_by(self, user: str) -> set[str]:
         with self.ctx.db.read() as s:

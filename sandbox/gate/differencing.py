@@ -342,6 +342,12 @@ class DifferencingGuard:
         for unit in plan.unit_columns:
             self.units.prepare(snapshots[unit.dataset], unit.column)
 
+    def prepare_version(self, snap: Snapshot, unit: str) -> None:
+        """Build a table version's unit dictionary now (the ingest calls it after its commit), so
+        that the first sdc query of the version does not: the same work :meth:`prepare` would do."""
+        self._ensure_heads([DICTIONARY_HEAD])
+        self.units.prepare(snap, unit)
+
     # -- check and record, inside the caller's transaction
 
     def record(self, session: Session, plan: QueryPlan, result: GatedResult, fp: str,

@@ -44,13 +44,21 @@ _LOCK = threading.Lock()
 MAX_CACHED = 32
 
 
-def heavy_units(snap: Snapshot, unit: str, max_rows: int) -> pa.Table:
+def heavy_units(snap: Snapshot, unit: str, max_rows: int, directory: Path | None = None) -> pa.Table:
+    """The heavy-unit table of a snapshot: cached in this process and, given ``directory`` (the
+    bounded copies' folder), stored beside the copies, so another process (a worker, the next
+    ``twh`` command) reads it instead of scanning the unit column again."""
     key = (snap.table_path, snap.version, unit, max_rows)
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    table = _compute(snap, unit, max_rows)
+    stored = _heavy_path(snap, unit, max_rows, directory) if directory is not None else None
+    table = _read_stored(stored) if stored is not None else None
+    if table is None:
+        table = _compute(snap, unit, max_rows)
+        if stored is not None:
+            _store(table, stored)
     with _LOCK:
         _CACHE[key] = table
         while len(_CACHE) > MAX_CACHED:
@@ -87,7 +95,7 @@ def choose(plan: Any, snapshots: Mapping[str, Snapshot], copies_dir: Path | None
     dpp = plan.dp
     if dpp is None or not dpp.light_sql:
         return DpRun(str(plan.engine_sql))
-    if all(heavy_units(snapshots[h.dataset], h.unit, h.max_rows).num_rows == 0 for h in dpp.heavy):
+    if all(heavy_units(snapshots[h.dataset], h.unit, h.max_rows, copies_dir).num_rows == 0 for h in dpp.heavy):
         return DpRun(str(dpp.light_sql), joins_heavy=False)
     if copies_dir is not None and dpp.bounded_sql:
         (h,) = dpp.heavy
@@ -153,6 +161,69 @@ def bounded_copy(snap: Snapshot, unit: str, max_rows: int, columns: tuple[str, .
             tmp.unlink(missing_ok=True)
         _prune(folder, keep=path)
     return str(path)
+
+
+def _heavy_path(snap: Snapshot, unit: str, max_rows: int, directory: Path) -> Path:
+    body = {"table": snap.table_path, "version": snap.version, "unit": unit, "m": int(max_rows),
+            "format": COPY_FORMAT, "duckdb": duckdb.__version__, "what": "heavy"}
+    key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+    folder = Path(directory) / hashlib.sha256(snap.table_path.encode()).hexdigest()[:16]
+    return folder / f"v{snap.version}-{key}.heavy.parquet"
+
+
+def _read_stored(path: Path) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None  # not written yet (or half of a crashed write: never renamed into place)
+    return table if table.schema.names == ["k", "w", "c"] else None
+
+
+def _store(table: pa.Table, path: Path) -> None:
+    """Write once, to a temporary file then renamed (a reader never sees half); best effort."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next process computes it again
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare_version(snap: Snapshot, info: Any, directory: Path) -> str | None:
+    """Build, for a version just committed, what its first dp query would otherwise build: the
+    heavy-unit table (stored) and, when some unit has more than m rows, the bounded copy — the
+    very files :func:`choose` looks up (same columns, same key). For a dataset in dp mode with a
+    privacy unit (``info`` is its :class:`~.plan.TableInfo`); returns the copy's path, or None
+    when there is nothing to build (no dp, or no heavy unit: the light plan reads the snapshot)."""
+    from policies import ColumnRole, PolicyError, column_role
+
+    policy = info.policy
+    if policy.release_mode != "dp" or policy.dp is None or policy.privacy_unit is None:
+        return None
+    unit = [c for c in info.columns if c.casefold() == policy.privacy_unit.casefold()]
+    if not unit:
+        return None
+    m = policy.dp.max_rows_per_unit
+    if heavy_units(snap, unit[0], m, directory).num_rows == 0:
+        return None
+
+    def role(column: str) -> Any:
+        try:
+            return column_role(policy, column)
+        except PolicyError:  # a column the policy gives no role: not in the copy (as dp_plan._role)
+            return None
+
+    present = {c.casefold() for c in snap.columns}
+    columns = tuple(c for c in info.columns if role(c) in (ColumnRole.DIMENSION, ColumnRole.MEASURE)
+                    and c.casefold() in present)
+    return bounded_copy(snap, unit[0], m, columns, directory)
 
 
 def _quote_path(path: Path) -> str:

@@ -13,17 +13,44 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
-from ..datasets.manifest import load_manifest
 from ..errors import InternalError, NotFound, TwhError, from_dict
-from ..jobs.spec import load_job_files
-from ..release.exports import bundle_hash
 from .client_products import ProductsHttp, ProductsLocal
+
+if TYPE_CHECKING:
+    import httpx
+
+# Imported where used, not here: httpx (remote mode only), the manifest and job-spec validators
+# (pydantic, YAML) and the export bundle hash (SQLAlchemy) cost more than a quick CLI command
+# (tests/interfaces/cli/test_import_time.py).
+
+
+def _httpx() -> Any:
+    """httpx, without its own command line: ``import httpx`` loads ``httpx._main`` (rich, pygments,
+    click: ~70 ms) for the ``httpx`` command, which httpx replaces by a stub when it cannot be
+    imported. Nothing here uses it; a process that has imported httpx already keeps its own."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx
+
+    return httpx
+
+
+def load_manifest(path: str | Path) -> Any:
+    from ..datasets.manifest import load_manifest as load
+
+    return load(path)
+
+
+def bundle_hash(files: list[tuple[str, str]]) -> str:
+    from ..release.exports import bundle_hash as digest
+
+    return digest(files)
+
 
 __all__ = ["Client", "LocalClient", "existing_file", "write_files"]
 
@@ -62,6 +89,7 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
 class Client(ProductsHttp):
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
+        httpx = _httpx()
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -76,6 +104,8 @@ class Client(ProductsHttp):
 
     def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One request; a refusal comes back as the service's own error, an outage as unreachable."""
+        import httpx
+
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -174,7 +204,9 @@ class Client(ProductsHttp):
         return self._send("GET", path, params=params).content
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
-        _spec, files = load_job_files(Path(job_dir))
+        from ..jobs.folder import read_job_folder
+
+        files = read_job_folder(Path(job_dir))  # the service validates job.yaml (the same checks and errors)
         job = self._call("POST", "/v1/jobs",
                          json={"files": {n: base64.b64encode(b).decode() for n, b in files.items()}})
         return self.wait_job(job["id"], timeout=timeout) if wait else job
@@ -183,11 +215,13 @@ class Client(ProductsHttp):
         """Poll until the job is done as far as its viewer may know: for the submitter of a job
         that needs review, ``awaiting_review`` is final until a steward acts."""
         deadline = time.monotonic() + timeout
+        pause = 0.01  # a short job is done in tens of milliseconds: look soon, then less often
         while True:
             job = self.get_job(job_id)
             if job["state"] in _DONE or time.monotonic() > deadline:
                 return job
-            time.sleep(0.3)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.3)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")

@@ -3,7 +3,9 @@
     result = run_in_sandbox(job_dir, scratch_dir, handler, SandboxLimits())   # handler answers the job's requests
     result.outcome, result.outputs                                           # read only after teardown
 
-Modules: :mod:`.runner` (the supervisor), :mod:`.stage` (root-side launcher, run as a script),
+Modules: :mod:`.runner` (the supervisor), :mod:`.stage` (the root-side launcher server, run as a
+script) and :mod:`.launcher` (the supervisor's side of it), :mod:`.availability` (the per-host
+record that sandboxes work),
 :mod:`.procs` (per-run uid, process teardown), :mod:`.cgroup` (memory and process ceilings),
 :mod:`.scratch` (the job's copy and environment), :mod:`.mounts` (the file tree at neutral paths,
 the /out tmpfs), :mod:`.seccomp` (the system-call allow-list), :mod:`.channel` (the broker
@@ -15,4 +17,5 @@ May import: :mod:`sandbox.errors` only. Isolation knows nothing of the catalog, 
 audit: the handler it is given is its whole world.
 """
 
-__all__ = ["cgroup", "channel", "mounts", "outbox", "procs", "runner", "scratch", "seccomp", "stage"]
+__all__ = ["availability", "cgroup", "channel", "launcher", "mounts", "outbox", "procs", "runner", "scratch", "seccomp",
+           "stage"]

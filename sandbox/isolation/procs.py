@@ -2,8 +2,10 @@
 
 Every run gets a uid no other process uses, so "all processes of the run" is exactly "all
 processes whose real uid is U" — including ones that escaped the pid namespace's teardown race
-or were re-parented. Signals go through pidfds after checking the uid, so a recycled pid of an
-unrelated process is never hit.
+or were re-parented. Where the host gives the run a cgroup, its member list is that same set
+(every process of the run starts in it and none can leave it) and is read instead of scanning
+every process on the host; the uid is still checked before each signal. Signals go through
+pidfds after checking the uid, so a recycled pid of an unrelated process is never hit.
 """
 
 from __future__ import annotations
@@ -28,18 +30,25 @@ _UID_LOCK_FILE = Path("/run/twh-sandbox-uids.lock")
 def _status(pid: str) -> tuple[int, str] | None:
     """``(real uid, state letter)`` of a process, or ``None`` if it is gone."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            text = f.read().decode("ascii", "replace")
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    uid, state = -1, "?"
-    for line in text.splitlines():
-        if line.startswith("State:"):
-            state = line.split()[1] if len(line.split()) > 1 else "?"
-        elif line.startswith("Uid:"):
-            uid = int(line.split()[1])
-            break  # State comes before Uid in /proc/<pid>/status
-    return uid, state
+    try:
+        text = os.read(fd, 4096)  # State and Uid are within the first few hundred bytes
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    at = text.find(b"\nState:\t")
+    state = text[at + 8:at + 9].decode("ascii", "replace") if at >= 0 else "?"
+    at = text.find(b"\nUid:\t")
+    if at < 0:
+        return -1, state
+    end = text.find(b"\t", at + 6)
+    try:
+        return int(text[at + 6:end]), state
+    except ValueError:
+        return -1, state
 
 
 def processes_of_uid(uid: int, *, include_zombies: bool = False) -> list[int]:
@@ -54,6 +63,30 @@ def processes_of_uid(uid: int, *, include_zombies: bool = False) -> list[int]:
         if st[1] in ("Z", "X") and not include_zombies:
             continue
         pids.append(int(name))
+    return pids
+
+
+def run_processes(uid: int, procs: str | None, also: tuple[int | None, ...] = ()) -> list[int]:
+    """The live processes of a run: its cgroup's members when it has one (none of them can leave
+    it: moving a process means writing a file only root may write), else every process of ``uid``.
+    Zombies, which can no longer act, are in neither list.
+
+    A process leaves the cgroup's list as it exits, once its memory and files are released
+    (``cgroup_exit`` comes after ``exit_mm`` and ``exit_files`` in the kernel's ``do_exit``), but
+    before it is a zombie. Only a pid namespace's init lingers there — it waits for the rest of its
+    namespace — so the pids in ``also`` (the run's init) are checked by uid and state as well."""
+    if procs is None:
+        return processes_of_uid(uid)
+    try:
+        with open(procs, "rb") as f:
+            pids = [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return processes_of_uid(uid)
+    for pid in also:
+        if pid is not None and pid not in pids:
+            st = _status(str(pid))
+            if st is not None and st[0] == uid and st[1] not in ("Z", "X"):
+                pids.append(pid)
     return pids
 
 
@@ -83,11 +116,18 @@ def reap_uid(uid: int, timeout: float = _REAP_TIMEOUT_SECONDS) -> set[int]:
 
     Raises :class:`SandboxError` if some survive ``timeout`` (then the outputs must not be read).
     """
+    return reap_run(uid, None, timeout=timeout)
+
+
+def reap_run(uid: int, procs: str | None, also: tuple[int | None, ...] = (),
+             timeout: float = _REAP_TIMEOUT_SECONDS) -> set[int]:
+    """Kill every process of the run (:func:`run_processes`) until none is left; return the pids
+    signalled. Raises :class:`SandboxError` if some survive ``timeout``."""
     killed: set[int] = set()
     deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
-        alive = processes_of_uid(uid)
+        alive = run_processes(uid, procs, also)
         if not alive:
             return killed
         if time.monotonic() > deadline:

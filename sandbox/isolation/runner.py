@@ -4,32 +4,33 @@ The process chain, all started with a scrubbed environment (bwrap's own PID-1 in
 environment it was started with, and the job can read it through ``/proc/1/environ``)::
 
     supervisor (this module, root, threads: broker, stdout, stderr)
-      └─ stage.py           root: joins the run's cgroup and a fresh session keyring, private
-         │                   mount ns, stages bind sources behind neutral overlays, attaches /out,
-         │                   fds 3 (broker) / 4 (info) / 5 (seccomp program)
-         └─ prlimit          RLIMIT_CPU/AS/NPROC/FSIZE/NOFILE, CORE=0
-            └─ setpriv       drop to a fresh per-run uid U (NPROC counts only this run), no_new_privs
-               └─ bwrap      all namespaces, no caps, no userns, new session, neutral paths only
-                  │          (:mod:`.mounts`), then the seccomp allow-list (:mod:`.seccomp`)
-                  └─ init (pid 1) ─ python job.py
+      └─ stage.py --serve    root, single-threaded, started once per supervisor (:mod:`.launcher`)
+         └─ fork, per run    root: joins the run's cgroup and a fresh session keyring, private
+            │                mount ns, stages bind sources behind neutral overlays, attaches /out,
+            │                fds 3 (broker) / 4 (info) / 5 (seccomp program); RLIMIT_CPU/AS/NPROC/
+            │                FSIZE/NOFILE, CORE=0; drops to a fresh per-run uid U (NPROC counts only
+            │                this run), no groups, no_new_privs; then execs
+            └─ bwrap         all namespaces, no caps, no userns, new session, neutral paths only
+               │             (:mod:`.mounts`), then the seccomp allow-list (:mod:`.seccomp`)
+               └─ init (pid 1) ─ python job.py
 
 Teardown is the same for every run: SIGKILL the sandbox init (its pid namespace dies with it),
-SIGKILL bwrap, then kill every process whose real uid is U until none is left. Outputs are read
-only after that (see :mod:`sandbox.isolation.outbox`).
+SIGKILL bwrap, then kill every process of the run until none is left — the processes in the
+run's cgroup, which none of them can leave (the files that move a process are root's), or,
+where the host gives no cgroup, every process whose real uid is U. Outputs are read only after
+that (see :mod:`sandbox.isolation.outbox`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import marshal
 import os
 import re
+import resource
 import select
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
+from . import availability, launcher
 from .cgroup import run_cgroup
 from .channel import Broker, CappedReader
 from .mounts import JOBCLIENT_DIR, STAGE_POINT, out_tmpfs, python_install, sandbox_tree
 from .outbox import OutputFile, collect_outputs, watch_violation
-from .procs import kill_verified, processes_of_uid, reap_uid, uid_lease
+from .procs import kill_verified, reap_run, run_processes, uid_lease
 from .scratch import job_env, prepare_scratch
-from .seccomp import bpf_program, program_fd
+from .seccomp import bpf_program, policy_sha256, program_fd
 from .stage import BROKER_FD, INFO_FD, SECCOMP_FD
 
 __all__ = [
@@ -66,8 +68,7 @@ Handler = Callable[[dict], dict]
 
 _MiB = 1024 * 1024
 _SAFE_PATH = "/usr/bin:/bin"
-_TOOLS = ("bwrap", "prlimit", "setpriv")
-_STAGE_SCRIPT = Path(__file__).with_name("stage.py")
+_TOOLS = ("bwrap",)
 _POLL_SECONDS = 0.2
 _SHM_BYTES = 1 * 1024 * 1024
 
@@ -141,7 +142,10 @@ def _tool(name: str) -> str:
 def check_sandbox_available() -> None:
     """Raise :class:`SandboxError` saying what is missing, unless a real sandbox run works.
 
-    The first success is cached; it costs one empty sandboxed run (well under a second).
+    The proof is one empty sandboxed run (well under a second). A success is cached in this
+    process and recorded for the host (:mod:`.availability`: re-proved when the kernel,
+    bubblewrap, libseccomp, the interpreter or this package's launcher changes), so a one-run
+    process such as ``twh job submit`` does not pay an extra run for it.
     """
     global _available
     with _available_lock:
@@ -158,36 +162,39 @@ def check_sandbox_available() -> None:
         if clone.exists() and clone.read_text().strip() == "0":
             raise SandboxError("unprivileged user namespaces are disabled: "
                                "sysctl kernel.unprivileged_userns_clone=1")
+        launcher.prestart()  # its start-up overlaps the filter's compilation below
         bpf_program()  # names libseccomp/pyseccomp if either is missing
         os.close(out_tmpfs(0, 4096, 4))  # the new mount API (Linux 5.2+), for /out
         python_install()  # names an install the per-run uid cannot read
-        with tempfile.TemporaryDirectory(prefix="twh-probe-") as tmp:
-            job, scratch = Path(tmp, "code"), Path(tmp, "run")
-            job.mkdir()
-            scratch.mkdir()
-            (job / "job.py").write_text("")
-            try:
-                result = _run(job, scratch, lambda _req: {"ok": False}, SandboxLimits(wall_seconds=30),
-                              "job.py", None)
-            except SandboxError as exc:
-                raise SandboxError(f"bubblewrap cannot start a sandbox here: {exc.message}") from exc
-        if result.outcome is not SandboxOutcome.SUCCEEDED:
-            raise SandboxError(f"an empty job failed in the sandbox: {result.reason}; "
-                               f"stderr: {result.stderr[-300:]!r}")
+        host = availability.fingerprint(_tool("bwrap"), policy_sha256())
+        if not availability.recorded(host):
+            _probe()
+            availability.remember(host)
         _available = True
+
+
+def _probe() -> None:
+    with tempfile.TemporaryDirectory(prefix="twh-probe-") as tmp:
+        job, scratch = Path(tmp, "code"), Path(tmp, "run")
+        job.mkdir()
+        scratch.mkdir()
+        (job / "job.py").write_text("")
+        try:
+            result = _run(job, scratch, lambda _req: {"ok": False}, SandboxLimits(wall_seconds=30), "job.py", None)
+        except SandboxError as exc:
+            raise SandboxError(f"bubblewrap cannot start a sandbox here: {exc.message}") from exc
+    if result.outcome is not SandboxOutcome.SUCCEEDED:
+        raise SandboxError(f"an empty job failed in the sandbox: {result.reason}; "
+                           f"stderr: {result.stderr[-300:]!r}")
 
 
 # -- command line ------------------------------------------------------------------------------
 
 def _command(uid: int, limits: SandboxLimits, job_copy: Path, entrypoint: str,
              env: Mapping[str, str] | None) -> tuple[dict[str, Any], list[str]]:
-    """The launcher's staging spec (binds, overlays, files) and the argv it executes."""
+    """The launcher's spec (staging, rlimits, uid) and the bwrap argv its child executes."""
     tree = sandbox_tree(job_copy)
     argv = [
-        _tool("prlimit"), f"--cpu={limits.cpu_seconds}", f"--as={limits.memory_bytes}",
-        f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_bytes}",
-        f"--nofile={limits.max_open_files}", "--core=0", "--",
-        _tool("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--",
         _tool("bwrap"), "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
         "--new-session", "--die-with-parent", "--hostname", "twh-job", "--info-fd", str(INFO_FD),
         # The private /tmp first: a bind below it (a venv or checkout under /tmp, as in a CI clone)
@@ -204,7 +211,11 @@ def _command(uid: int, limits: SandboxLimits, job_copy: Path, entrypoint: str,
     for key, value in job_env(env, _SAFE_PATH, BROKER_FD, tree.env).items():
         argv += ["--setenv", key, value]
     argv += ["--", tree.interpreter, entrypoint]
-    spec = {"stage": STAGE_POINT, "binds": tree.binds, "overlays": tree.overlays, "files": tree.files}
+    rlimits = [[resource.RLIMIT_CPU, limits.cpu_seconds], [resource.RLIMIT_AS, limits.memory_bytes],
+               [resource.RLIMIT_NPROC, limits.max_processes], [resource.RLIMIT_FSIZE, limits.max_file_bytes],
+               [resource.RLIMIT_NOFILE, limits.max_open_files], [resource.RLIMIT_CORE, 0]]
+    spec = {"stage": STAGE_POINT, "binds": tree.binds, "overlays": tree.overlays, "files": tree.files,
+            "rlimits": rlimits, "uid": uid, "argv": argv}
     return spec, argv
 
 
@@ -231,8 +242,10 @@ def run_in_sandbox(job_dir: Path, scratch_dir: Path, handler: Handler, limits: S
 
 @dataclass
 class _Run:
-    proc: subprocess.Popen[bytes]
+    proc: launcher.Launched
     uid: int
+    #: the run's cgroup.procs file (its processes), or None where the host gives no cgroup
+    procs: str | None
     init_pid: int | None = None
     violation: str | None = None
     timed_out: bool = False
@@ -244,44 +257,43 @@ def _run(job_dir: Path, scratch_dir: Path, handler: Handler, limits: SandboxLimi
     started = time.monotonic()
     with uid_lease() as uid, run_cgroup(f"twh-run-{uid}", limits.memory_bytes, limits.max_processes) as cgroups:
         job_copy = prepare_scratch(job_dir, scratch_dir, entrypoint)
-        spec, argv = _command(uid, limits, job_copy, entrypoint, env)
+        spec, _argv = _command(uid, limits, job_copy, entrypoint, env)
+        spec["cgroup_procs"] = cgroups
         out_mount = out_tmpfs(uid, *_out_size(limits))
         try:
             # Our own handle on /out: the launcher's copy of the mount fd is gone once attached.
             out_fd = os.open(f"/proc/self/fd/{out_mount}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                return _launch(uid, cgroups, spec, argv, out_mount, out_fd, handler, limits, started)
+                return _launch(uid, cgroups[0] if cgroups else None, spec, out_mount, out_fd, handler, limits,
+                               started)
             finally:
                 os.close(out_fd)
         finally:
             os.close(out_mount)
 
 
-def _launch(uid: int, cgroups: list[str], spec: dict[str, Any], argv: list[str], out_mount: int, out_fd: int,
+def _launch(uid: int, procs: str | None, spec: dict[str, Any], out_mount: int, out_fd: int,
             handler: Handler, limits: SandboxLimits, started: float) -> SandboxResult:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     info_r, info_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     seccomp_r = program_fd()
-    spec = {**spec, "attach": [["out", out_mount]], "broker_fd": theirs.fileno(), "info_fd": info_w,
-            "seccomp_fd": seccomp_r, "cgroup_procs": cgroups, "argv": argv}
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(_STAGE_SCRIPT), marshal.dumps(spec).hex()],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(theirs.fileno(), info_w, seccomp_r, out_mount), env={"PATH": _SAFE_PATH}, cwd="/",
-        )
-    except OSError as exc:
+        proc = launcher.spawn(spec, {"stdout": out_w, "stderr": err_w, "broker": theirs.fileno(), "info": info_w,
+                                     "seccomp": seccomp_r, "out": out_mount})
+    except BaseException:
         ours.close()
-        os.close(info_r)
-        raise SandboxError(f"could not start the sandbox launcher: {exc.strerror}") from exc
+        for fd in (info_r, out_r, err_r):
+            os.close(fd)
+        raise
     finally:
         theirs.close()  # only the sandbox may hold its end, or the broker never sees EOF
-        os.close(info_w)
-        os.close(seccomp_r)
-    assert proc.stdout is not None and proc.stderr is not None
-    run = _Run(proc, uid)
-    out_reader = CappedReader(proc.stdout, limits.stdout_bytes)
-    err_reader = CappedReader(proc.stderr, limits.stdout_bytes)
+        for fd in (info_w, out_w, err_w, seccomp_r):
+            os.close(fd)
+    run = _Run(proc, uid, procs)
+    out_reader = CappedReader(open(out_r, "rb", buffering=0), limits.stdout_bytes)
+    err_reader = CappedReader(open(err_r, "rb", buffering=0), limits.stdout_bytes)
     broker = Broker(ours, handler)
     run.threads = [out_reader, err_reader, broker]
     for t in run.threads:
@@ -331,36 +343,33 @@ def _read_init_pid(fd: int, deadline: float) -> int | None:
 
 
 def _supervise(run: _Run, out_fd: int, limits: SandboxLimits, deadline: float) -> None:
-    # A pidfd becomes readable the moment bwrap exits: no polling latency on short jobs.
-    pidfd = os.pidfd_open(run.proc.pid)
-    try:
-        while True:
-            timeout = max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
-            if select.select([pidfd], [], [], timeout)[0]:
-                run.proc.wait()
-                # Once more at the end: a job that filled /out between two polls (and perhaps
-                # failed on the tmpfs's hard ceiling) broke the caps all the same.
-                run.violation = watch_violation(out_fd, limits)
-                return
+    # The pidfd becomes readable the moment bwrap exits: no polling latency on short jobs.
+    pidfd = run.proc.pidfd
+    while True:
+        timeout = max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+        if select.select([pidfd], [], [], timeout)[0]:
+            run.proc.wait()
+            # Once more at the end: a job that filled /out between two polls (and perhaps
+            # failed on the tmpfs's hard ceiling) broke the caps all the same.
             run.violation = watch_violation(out_fd, limits)
-            if run.violation is not None:
-                return
-            if time.monotonic() >= deadline:
-                run.timed_out = True
-                return
-    finally:
-        os.close(pidfd)
+            return
+        run.violation = watch_violation(out_fd, limits)
+        if run.violation is not None:
+            return
+        if time.monotonic() >= deadline:
+            run.timed_out = True
+            return
 
 
 def _teardown(run: _Run) -> int:
     """Kill everything of this run; return how many processes had outlived the job or the limits."""
-    outlived = set(processes_of_uid(run.uid)) - {run.init_pid, run.proc.pid}
+    outlived = set(run_processes(run.uid, run.procs, (run.init_pid,))) - {run.init_pid, run.proc.pid}
     if run.init_pid is not None:
         kill_verified(run.init_pid, run.uid)  # the pid namespace, and all in it, dies with its init
     if run.proc.poll() is None:
         run.proc.kill()
     run.proc.wait()
-    killed = reap_uid(run.uid)
+    killed = reap_run(run.uid, run.procs, (run.init_pid,))
     return len(outlived | (killed - {run.init_pid}))
 
 

@@ -19,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import JobSpecInvalid
 from ..training.spec import TrainBlock
+from .folder import MAX_JOB_BYTES, MAX_JOB_FILES, read_job_folder
+
+__all__ = ["MAX_JOB_BYTES", "MAX_JOB_FILES", "JobSpec", "load_job_files", "parse_job_spec", "read_job_folder"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 _ENTRY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.py$")
-MAX_JOB_FILES = 64
-MAX_JOB_BYTES = 4 * 1024 * 1024
 
 
 class JobSpec(BaseModel):
@@ -60,22 +61,7 @@ class JobSpec(BaseModel):
 
 def load_job_files(job_dir: Path) -> tuple[JobSpec, dict[str, bytes]]:
     """Read and validate a job folder: ``job.yaml`` plus regular files only, size-capped."""
-    if not job_dir.is_dir():
-        raise JobSpecInvalid(f"job folder {job_dir} does not exist or is not a folder")
-    files: dict[str, bytes] = {}
-    total = 0
-    for entry in sorted(job_dir.iterdir()):
-        if entry.name.startswith(".") or entry.name == "__pycache__":
-            continue
-        if entry.is_symlink() or not entry.is_file():
-            raise JobSpecInvalid(f"job folder entry {entry.name!r} is not a regular file (symlinks and folders are not accepted)")
-        data = entry.read_bytes()
-        total += len(data)
-        if len(files) >= MAX_JOB_FILES or total > MAX_JOB_BYTES:
-            raise JobSpecInvalid(f"job folder is too large (at most {MAX_JOB_FILES} files, {MAX_JOB_BYTES} bytes)")
-        files[entry.name] = data
-    if "job.yaml" not in files:
-        raise JobSpecInvalid(f"job folder {job_dir} has no job.yaml")
+    files = read_job_folder(job_dir)
     spec = parse_job_spec(files["job.yaml"])
     if spec.entrypoint not in files:
         raise JobSpecInvalid(f"entrypoint {spec.entrypoint} is not in the job folder")

@@ -23,11 +23,14 @@ log = logging.getLogger(__name__)
 
 class Worker:
     def __init__(self, wh: Any, worker_id: str | None = None, *, lease_seconds: float | None = None,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, wake: threading.Event | None = None) -> None:
         self.wh = wh
         self.worker_id = worker_id or wh.settings.worker_id
         self.lease_seconds = lease_seconds or wh.settings.lease_seconds
         self.poll_seconds = poll_seconds
+        #: set by whoever queues a job in this process (the service's submit): the idle worker
+        #: claims it at once instead of at its next poll (other processes' jobs wait for the poll)
+        self.wake = wake or threading.Event()
         self.ran = 0
 
     def run_once(self) -> str | None:
@@ -58,5 +61,6 @@ class Worker:
             if job_id is None:
                 if exit_when_idle:
                     break
-                stop.wait(self.poll_seconds)
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
         return self.ran

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from ..tables import storage, uris
 from .loads import LoadWriter, NothingToLoad
 from .plan import LoadPlan, load_id_for, validation_summary
 from .staging import Staged, stage
+
+log = logging.getLogger(__name__)
 
 #: called after each batch with (rows so far, bytes read so far or None, total bytes or None)
 Progress = Callable[[int, int | None, int | None], None]
@@ -398,6 +401,9 @@ class Ingest:
                                  report={"load_id": load_id, "rows_quarantined": quarantined, "committed": True,
                                          "file": f"quarantine/{dataset}/{load_id}.json"}))
             ds.current_version = max(ds.current_version, version)
+            manifest = ds.manifest
+            table = uris.to_path(ds.table_path)
+        self._prepare_queries(dataset, manifest, table, version)
         out = {"status": "committed", "dataset": dataset, "version": version, "rows": rows, "load_id": load_id}
         if quarantined:
             out["rows_quarantined"] = quarantined
@@ -406,6 +412,38 @@ class Ingest:
         if "merge" in lineage:
             out["merge"] = lineage["merge"]
         return out
+
+    def _prepare_queries(self, dataset: str, manifest_json: dict[str, Any], table: Path, version: int) -> None:
+        """After the commit, build what the version's first query would otherwise build: in dp
+        mode its heavy-unit table and bounded copy (:func:`sandbox.gate.dp_bounding.prepare_version`),
+        so that its first dp query costs what a later one does instead of ~20× more; in sdc mode with
+        a privacy unit, the differencing guard's unit dictionary of the version. Best effort: if it
+        fails, the first query builds them, as before."""
+        policy_json = manifest_json.get("policy") or {}
+        mode = policy_json.get("release_mode", "sdc")
+        if not (mode == "dp" or (mode == "sdc" and policy_json.get("privacy_unit"))):
+            return
+        from ..broker.queries import BOUNDED_COPIES
+        from ..gate import TableInfo
+        from ..gate.differencing import DifferencingGuard
+        from ..gate.dp_bounding import prepare_version
+
+        try:
+            manifest = parse_manifest(manifest_json, source=dataset)
+            columns = tuple(c.name for c in manifest.columns)
+            info = TableInfo(name=dataset, policy=manifest.build_policy(), columns=columns)
+            snap = storage.pin_snapshot(table, dataset, version)
+            if mode == "dp":
+                prepare_version(snap, info, self.ctx.settings.home / BOUNDED_COPIES)
+            else:  # sdc with a privacy unit: the differencing guard's unit dictionary of the version
+                unit = [c for c in columns if c.casefold() == str(policy_json["privacy_unit"]).casefold()]
+                if unit:
+                    settings = self.ctx.settings
+                    guard = DifferencingGuard.for_warehouse(self.ctx.db, settings.home, settings.secrets_dir)
+                    guard.prepare_version(snap, unit[0])
+        except Exception:  # noqa: BLE001 - an optimisation only: never fails a committed load
+            log.warning("%s v%s could not be prepared for its queries; its first query will do it",
+                        dataset, version, exc_info=True)
 
     def _write_row_quarantine(self, dataset: str, load_id: str, plan: LoadPlan, rows: list[RejectedRow], count: int,
                               report: ContractReport | None) -> None:

@@ -37,7 +37,7 @@ def test_every_step_draws_fresh_seeds_from_secrets(monkeypatch: pytest.MonkeyPat
     data = Encoded(np.random.default_rng(0).random((n, 1), dtype=np.float32), np.zeros((n, 0), np.int64),
                    np.zeros(n, np.float32), 0)
     train_dp(build_model(cfg), data, cfg, PrivacyPlan(n, 0.1, 7, 1.0, 1.0, 3.0, 1e-6))
-    assert sorted(calls) == [64] * 7 + [128] * 7  # a noise seed and a sampling seed per step
+    assert sorted(calls) == [64] * 7 + [256] * 7  # a noise seed and a sampling state per step
 
 
 def test_noise_has_the_calibrated_standard_deviation() -> None:

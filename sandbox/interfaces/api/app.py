@@ -168,6 +168,7 @@ def _error(exc: TwhError) -> JSONResponse:
 def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None = None) -> FastAPI:
     wh = warehouse or Warehouse.open(settings or Settings.from_env())
     stop = threading.Event()
+    wake = threading.Event()  # a submit wakes the embedded worker (sandbox.jobs.workers.Worker.wake)
     failures = AuthFailures(wh.ctx)
 
     @asynccontextmanager
@@ -175,12 +176,13 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         wh.jobs.recover()
         worker = None
         if wh.settings.run_worker:
-            worker = threading.Thread(target=_worker_loop, args=(wh, stop), name="twh-worker", daemon=True)
+            worker = threading.Thread(target=_worker_loop, args=(wh, stop, wake), name="twh-worker", daemon=True)
             worker.start()
         flusher = threading.Thread(target=_flush_loop, args=(failures, stop), name="twh-auth-flush", daemon=True)
         flusher.start()
         yield
         stop.set()
+        wake.set()
         if worker:
             worker.join(timeout=5)
         flusher.join(timeout=5)
@@ -364,7 +366,9 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         spec = parse_job_spec(files.get("job.yaml", b""))
         if spec.entrypoint not in files:
             raise JobSpecInvalid(f"entrypoint {spec.entrypoint} is not among the uploaded files")
-        return wh.jobs.submit_files(who, spec, files)
+        job = wh.jobs.submit_files(who, spec, files)
+        wake.set()
+        return job
 
     @app.get("/v1/jobs", tags=["jobs"], summary="List jobs", response_model=JobPage,
              responses={**ok("jobs"), **errors()})
@@ -523,9 +527,9 @@ def _flush_loop(failures: AuthFailures, stop: threading.Event) -> None:
             log.exception("failed authentications could not be recorded; will retry")
 
 
-def _worker_loop(wh: Warehouse, stop: threading.Event) -> None:
+def _worker_loop(wh: Warehouse, stop: threading.Event, wake: threading.Event) -> None:
     # The same queue and leases as `twh worker` processes (sandbox.jobs.workers): they can run beside it.
     from ...jobs.workers import Worker
 
-    Worker(wh).serve(stop)
+    Worker(wh, wake=wake).serve(stop)
 

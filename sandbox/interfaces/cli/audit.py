@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from ...i18n import _, fmt_number
 from .output import ctx, emit, out, run, say
 
-audit_app = typer.Typer(help="Verify and export the audit log.", no_args_is_help=True)
+audit_app = typer.Typer(rich_markup_mode=None, help="Verify and export the audit log.", no_args_is_help=True)
 
 @audit_app.command("verify")
 def audit_verify(c: typer.Context) -> None:
     """Recompute the hash chain; name the first record modified, deleted or reordered."""
+    from rich.markup import escape
+
     data = run(lambda: ctx(c).client().audit_verify())
     emit(c, data, lambda d: out.print(
         escape(_("audit chain OK: {n} records").format(n=fmt_number(d["records"]))) if d["ok"] else

@@ -13,16 +13,18 @@ from ...errors import InvalidInput
 from ...i18n import _, fmt_eps, fmt_number
 from .output import ctx, emit, err, out, row, run, say, table
 
-dataset_app = typer.Typer(help="Register and inspect datasets.", no_args_is_help=True)
+dataset_app = typer.Typer(rich_markup_mode=None, help="Register and inspect datasets.", no_args_is_help=True)
+budget_app = typer.Typer(rich_markup_mode=None, help="Differential-privacy budgets.", no_args_is_help=True)
 
 
 def grade_word(grade: str | None) -> str:
     """A GB/T 43697 grade as people say it (the value itself stays in --json)."""
     return {"core": _("core data"), "important": _("important data"), "general": _("general data"),
             "unclassified": _("unclassified")}.get(grade or "unclassified", grade or "")
-budget_app = typer.Typer(help="Differential-privacy budgets.", no_args_is_help=True)
+
+
 #: top-level commands of this module (``twh ingest``)
-top = typer.Typer()
+top = typer.Typer(rich_markup_mode=None)
 
 @dataset_app.command("register")
 def dataset_register(c: typer.Context, manifest: Path) -> None:
@@ -47,7 +49,24 @@ def dataset_list(c: typer.Context,
         out.print(t)
         if not rows:
             say(_("no datasets") + (" (" + grade_word(grade) + ")" if grade else ""))
-    emit(c, run(lambda: ctx(c).client().list_datasets(grade)), render)
+    emit(c, run(lambda: _list(c, grade)), render)
+
+
+def _list(c: typer.Context, grade: str | None) -> list[dict[str, Any]]:
+    """Local mode reads the catalog directly when it can (a listing should answer at once);
+    otherwise, in remote mode, and to filter by grade (the facade checks the grade's name), the
+    facade answers."""
+    conn = None if grade else ctx(c).readonly()
+    if conn is None:
+        return ctx(c).client().list_datasets(grade)
+    from ...catalog.readonly import user
+    from ...datasets.summary import list_readonly
+
+    try:
+        user(conn, ctx(c).user)  # the same check (and error) as opening the warehouse as that user
+        return list_readonly(conn)
+    finally:
+        conn.close()
 
 
 @dataset_app.command("override")
@@ -141,7 +160,7 @@ def ingest(c: typer.Context, dataset: str,
     if file is not None:
         run(lambda: existing_file(file))  # before the progress bar: a missing file is not a load
     data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
-                                            console=err, show=not (ctx(c).as_json or ctx(c).get)))
+                                            console=err.rich(), show=not (ctx(c).as_json or ctx(c).get)))
     emit(c, data, lambda d: say(_("{status}: {dataset} version {version} ({rows} rows").format(
         status=d["status"], dataset=dataset, version=d.get("version"), rows=fmt_number(d.get("rows")))
         + (_(", {n} quarantined").format(n=fmt_number(d["rows_quarantined"])) if d.get("rows_quarantined") else "")
@@ -153,7 +172,7 @@ def dataset_history(c: typer.Context, name: str) -> None:
     """Every version of a dataset with its lineage: source, connector, load, rows, validation."""
     from .progress import render_history
 
-    emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out, d))
+    emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out.rich(), d))
 
 
 @dataset_app.command("migrate")

@@ -14,7 +14,8 @@ from ...errors import InvalidInput
 from ...i18n import _, fmt_number
 from .output import ctx, emit, out, row, run, say, table
 
-export_app = typer.Typer(help="Review, approve, deny, download and verify exports.", no_args_is_help=True)
+export_app = typer.Typer(rich_markup_mode=None, help="Review, approve, deny, download and verify exports.",
+                         no_args_is_help=True)
 
 def _waiting(d: dict[str, Any]) -> list[str]:
     decided = {a["dataset"] for a in d.get("approvals") or []}

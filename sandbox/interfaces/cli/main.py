@@ -11,13 +11,20 @@ so ``twh --json job list`` and ``twh job list --json`` mean the same (the later 
 
 ``--lang`` (or ``TWH_LANG``) picks the language of text for people: ``en`` (default) or ``zh-CN``.
 
-Each group of commands lives in its own module of this package; this one assembles them.
+Each group of commands lives in its own module of this package; this one assembles them, lazily:
+:data:`COMMANDS` names the module of every top-level command and group, and ``twh NAME ...``
+imports and builds only that one (``twh --help`` and the tests build them all). A new command
+module adds its line there; ``tests/interfaces/cli/test_import_time.py`` checks the table against
+the full tree and that ``twh --help`` stays free of the heavy libraries.
+
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,10 +32,23 @@ import typer
 from typer.core import TyperGroup
 
 from ...i18n import normalize, use
-from . import audit, authorize, datasets, exports, features, jobs, models, score, service, subject, users, verify
 from .output import _STATE, Ctx
-from .syft import syft_app  # syft itself is imported only when a command runs
-from .tokens import token_app
+
+#: every top-level name -> (module of this package, attribute): a group (a Typer of its own), or
+#: ``top``, the module's Typer of top-level commands (``twh init``, ``twh ingest``, ...). In help order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "user": ("users", "user_app"), "dataset": ("datasets", "dataset_app"), "job": ("jobs", "job_app"),
+    "export": ("exports", "export_app"), "audit": ("audit", "audit_app"), "budget": ("datasets", "budget_app"),
+    "db": ("service", "db_app"), "demo": ("service", "demo_app"), "syft": ("syft", "syft_app"),
+    "token": ("tokens", "token_app"),
+    "feature": ("features", "feature_app"), "model": ("models", "model_app"),
+    "authorize": ("authorize", "authorize_app"), "score": ("score", "score_app"),
+    "verify": ("verify", "verify_app"), "subject": ("subject", "subject_app"),
+    "init": ("users", "top"), "whoami": ("users", "top"), "ingest": ("datasets", "top"),
+    "serve": ("service", "top"), "worker": ("service", "top"),
+}
+#: the global options that take a value (skipped when looking for the command's name)
+_VALUED = {"--home", "--as", "--url", "--token", "--get", "--lang"}
 
 #: the root callback's parameter -> the :class:`Ctx` field it sets
 _GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get",
@@ -61,6 +81,61 @@ def _late(field: str) -> Any:
     return apply
 
 
+_BOOL = {True: True, False: False, "": False, "1": True, "0": False, "true": True, "false": False,
+         "t": True, "f": False, "yes": True, "no": False, "y": True, "n": False, "on": True, "off": False}
+
+
+def _use_plain_coercion() -> None:
+    """Typer 0.29 converts every option value through a pydantic ``TypeAdapter``: the first option
+    of any command imports pydantic, ~50 ms, more than the rest of a quick command. A ``str``, a
+    ``Path`` without checks, a number without bounds or a flag gets the same conversion here
+    without it; anything else keeps typer's own (and so does another typer that lacks these hooks)."""
+    try:
+        from typer._click.exceptions import BadParameter
+        from typer._coercion import RuntimeParam, build_runtime_param
+        from typer.core import _TyperParameter
+    except ImportError:  # pragma: no cover
+        return
+    if not hasattr(_TyperParameter, "get_runtime_param"):  # pragma: no cover
+        return
+
+    class Plain(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            if isinstance(value, bytes):
+                value = os.fsdecode(value)
+            if self.annotation is bool:  # what pydantic accepts for a bool
+                word = value.strip().lower() if isinstance(value, str) else value
+                if word in _BOOL:
+                    return _BOOL[word]
+                raise BadParameter(f"{value!r} is not a valid boolean.", ctx=ctx, param=param)
+            try:
+                return self.annotation(value)
+            except (TypeError, ValueError):
+                kind = {int: "integer", float: "float"}.get(self.annotation, self.annotation.__name__)
+                raise BadParameter(f"{value!r} is not a valid {kind}.", ctx=ctx, param=param) from None
+
+    def plain(desc: Any) -> Any:
+        info, ann = desc.parameter_info, desc.annotation
+        if desc.file_annotation is not None or ann not in (str, Path, int, float, bool):
+            return None
+        if getattr(info, "parser", None) is not None or getattr(info, "path_type", None) or any(
+                getattr(info, k, False) for k in ("exists", "resolve_path", "allow_dash", "writable")):
+            return None
+        if ann in (int, float) and (getattr(info, "min", None) is not None or getattr(info, "max", None) is not None):
+            return None
+        return Plain(info, ann)
+
+    def get_runtime_param(self: Any) -> Any:
+        if self._runtime_param is None:
+            self._runtime_param = plain(self.type_descriptor) or build_runtime_param(self.type_descriptor)
+        return self._runtime_param
+
+    _TyperParameter.get_runtime_param = get_runtime_param
+
+
+_use_plain_coercion()
+
+
 class _Root(TyperGroup):
     """The ``twh`` group: every command below it also accepts the global options."""
 
@@ -80,22 +155,123 @@ class _Root(TyperGroup):
                 cmd.params.append(late)
 
 
-app = typer.Typer(cls=_Root, help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-for sub, name in ((users.user_app, "user"), (datasets.dataset_app, "dataset"), (jobs.job_app, "job"),
-                  (exports.export_app, "export"), (audit.audit_app, "audit"), (datasets.budget_app, "budget"),
-                  (service.db_app, "db"), (service.demo_app, "demo"), (syft_app, "syft")):
-    app.add_typer(sub, name=name)
-app.add_typer(token_app, name="token")
-app.add_typer(features.feature_app, name="feature")
-app.add_typer(models.model_app, name="model")
-app.add_typer(authorize.authorize_app, name="authorize")
-app.add_typer(score.score_app, name="score")
-app.add_typer(verify.verify_app, name="verify")
-app.add_typer(subject.subject_app, name="subject")
-for group in (users.top, datasets.top, service.top):  # top-level commands (twh init, twh ingest, twh serve, …)
-    for command in group.registered_commands:
-        app.registered_commands.append(command)
+def _register(app: typer.Typer, names: list[str]) -> None:
+    for name in names:
+        module, attr = COMMANDS[name]
+        obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        if attr != "top":
+            app.add_typer(obj, name=name)
+            continue
+        found = [c for c in obj.registered_commands if (c.name or c.callback.__name__.replace("_", "-")) == name]
+        if len(found) != 1:
+            raise RuntimeError(f"twh {name}: not one command of that name in {module}.top")
+        app.registered_commands.append(found[0])
+
+
+def _named(argv: list[str]) -> str | None:
+    """The top-level command an argument list names (after any global options), if it is ours."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+class _App(typer.Typer):
+    """``twh``: every command is registered on first look (so the tests and ``--help`` see the whole
+    tree), but a command line that names one command builds only that one."""
+
+    @property
+    def registered_commands(self) -> list[Any]:
+        self._full()
+        return self._commands
+
+    @registered_commands.setter
+    def registered_commands(self, value: list[Any]) -> None:
+        self._commands = value
+
+    @property
+    def registered_groups(self) -> list[Any]:
+        self._full()
+        return self._groups
+
+    @registered_groups.setter
+    def registered_groups(self, value: list[Any]) -> None:
+        self._groups = value
+
+    def _full(self) -> None:
+        if not self.__dict__.get("_assembled", True):
+            self._assembled = True
+            _register(self, list(COMMANDS))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argv = sys.argv[1:]
+        name = None if args or "args" in kwargs else _named(argv)
+        if name is None:
+            if not (args or "args" in kwargs) and _root_help(argv):
+                return _listing()(*args, **kwargs)
+            return super().__call__(*args, **kwargs)
+        one = _new_app()
+        one.callback()(main)
+        _register(one, [name])
+        return one(*args, **kwargs)
+
+
+def _root_help(argv: list[str]) -> bool:
+    """``twh`` alone or ``twh [global options] --help``: only the list of commands is shown."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return False
+    return not argv or "--help" in argv
+
+
+def _nothing() -> None:  # pragma: no cover - a listing entry is never run
+    pass
+
+
+def _listing() -> typer.Typer:
+    """The root for ``twh --help``: every command and group by name and help text only — what the
+    listing shows — without building every command's options (tests/interfaces/cli/
+    test_import_time.py compares it with the whole tree's help)."""
+    import inspect
+
+    root = _new_app()
+    root.callback()(main)
+    for name, (module, attr) in COMMANDS.items():
+        obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        if attr == "top":
+            (info,) = [c for c in obj.registered_commands
+                       if (c.name or c.callback.__name__.replace("_", "-")) == name]
+            root.command(name=name, help=info.help or inspect.getdoc(info.callback), short_help=info.short_help,
+                         hidden=info.hidden, deprecated=info.deprecated)(_nothing)
+        else:
+            cb = obj.registered_callback
+            text = obj.info.help if isinstance(obj.info.help, str) else (
+                inspect.getdoc(cb.callback) if cb is not None and cb.callback is not None else None)
+            root.add_typer(typer.Typer(rich_markup_mode=None), name=name, help=text)
+    return root
+
+
+def _new_app(cls: type[typer.Typer] = typer.Typer) -> Any:
+    # rich_markup_mode=None: help and usage errors in plain text; rich's help formatter costs
+    # more to import than the whole rest of `twh --help`
+    return cls(rich_markup_mode=None, cls=_Root,
+               help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
+               no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+app = _new_app(_App)
+app._assembled = False
+
 
 
 @app.callback()

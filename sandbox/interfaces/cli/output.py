@@ -8,23 +8,52 @@ Text for people is in the invocation's language (``--lang``, ``TWH_LANG``: ``en`
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from ...errors import InvalidInput, TwhError
 from ...i18n import _
-from ...settings import Settings
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ...settings import Settings
+
+
+class _Console:
+    """A rich ``Console`` made on first use. Importing rich (and pydantic, for the settings)
+    costs more than the rest of ``twh --help`` together, and ``--json``/``--get`` never need it;
+    attribute reads and writes go to the real console."""
+
+    __slots__ = ("_real", "_stderr")
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_real", None)
+
+    def rich(self) -> Console:
+        """The console itself, for rich APIs that take one (progress bars)."""
+        if self._real is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_real", Console(stderr=self._stderr))
+        return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.rich(), name, value)
+
+
+out = _Console()
+err = _Console(stderr=True)
 
 
 @dataclass
@@ -43,7 +72,20 @@ class Ctx:
     lang: str | None = None
 
     def settings(self) -> Settings:
+        from ...settings import Settings
+
         return Settings.from_env(home=self.home, engine=self.engine)
+
+    def readonly(self) -> Any:
+        """A read-only catalog connection for a quick local read (``sqlite3``, no SQLAlchemy), or
+        ``None``: remote mode, or opening the warehouse would change something
+        (:mod:`sandbox.catalog.readonly`) — then the command goes through :meth:`client`."""
+        home = str(self.home or "warehouse")
+        if self.url or self.engine or not self.user or "://" in home:
+            return None
+        from ...catalog.readonly import open_readonly
+
+        return open_readonly(Path(home).absolute(), os.environ.get("TWH_DATABASE_URL"))
 
     def client(self) -> Any:
         if self._client is None:
@@ -72,7 +114,11 @@ def emit(c: typer.Context, data: Any, render: Any = None) -> None:
         value = run(lambda: field(data, ctx(c).get))
         print(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
     elif ctx(c).as_json or render is None:
-        out.print_json(json.dumps(data, default=str, ensure_ascii=False))
+        text = json.dumps(data, default=str, ensure_ascii=False)
+        if sys.stdout.isatty():  # colours for a person; a pipe gets the same JSON without importing rich
+            out.print_json(text)
+        else:
+            print(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
     else:
         render(data)
 
@@ -106,6 +152,10 @@ def say(text: str) -> None:
 def table(*columns: str, whole: tuple[str, ...] = (), title: str | None = None) -> Table:
     """A table that fits the terminal by wrapping the free-text columns; the ``whole`` columns
     (ids, states, names used as arguments) are never wrapped or cut."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(box=box.SIMPLE_HEAD, title=Text(title) if title else None, title_justify="left", pad_edge=False)
     for name in columns:
         t.add_column(name, no_wrap=name in whole, overflow="fold")
@@ -114,6 +164,8 @@ def table(*columns: str, whole: tuple[str, ...] = (), title: str | None = None) 
 
 def row(t: Table, *cells: Any) -> None:
     """Add a row of values as plain text (a value is never read as markup)."""
+    from rich.text import Text
+
     t.add_row(*(Text("" if v is None else str(v)) for v in cells))
 
 
@@ -125,6 +177,8 @@ def run(fn: Any) -> Any:
         if _STATE.get("json"):
             print(json.dumps({"error": exc.to_dict()}, ensure_ascii=False))
         else:
+            from rich.markup import escape
+
             # the code is the same in every language; the word before it is the reader's
             word = _("error")
             err.print(f"[bold red]{escape(word)}[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}",

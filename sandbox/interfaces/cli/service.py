@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from ...i18n import _
-from ...settings import Settings
 from .output import ctx, emit, out, run, say
 
-db_app = typer.Typer(help="The catalog database's schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="The catalog database's schema (Alembic migrations).",
+                     no_args_is_help=True)
 #: top-level commands of this module
-top = typer.Typer()
+top = typer.Typer(rich_markup_mode=None)
 
 @top.command()
 def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -81,7 +81,8 @@ def db_current(c: typer.Context) -> None:
              revision=d["revision"] or _("none"), head=d["head"])))
 
 
-demo_app = typer.Typer(help="The small-business credit demo: run it end to end, or write its sample files.",
+demo_app = typer.Typer(rich_markup_mode=None,
+                       help="The small-business credit demo: run it end to end, or write its sample files.",
                        invoke_without_command=True)
 
 
@@ -99,7 +100,9 @@ def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help="where
     # demo's folder (a fresh demo deletes it first).
     home = home or c.find_root().params.get("home") or Path("demo-warehouse")
     # The query engine follows the environment (`make demo ENGINE=spark` sets TWH_ENGINE).
-    run(lambda: run_demo(home, fresh=fresh, console=out, engine=Settings.from_env(home=home.absolute())))
+    from ...settings import Settings
+
+    run(lambda: run_demo(home, fresh=fresh, console=out.rich(), engine=Settings.from_env(home=home.absolute())))
 
 
 @demo_app.command("data")

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from ...errors import InvalidInput
 from ...i18n import _
 
-syft_app = typer.Typer(
+syft_app = typer.Typer(rich_markup_mode=None,
     help="PySyft bridge: the warehouse as a Syft data owner. The --config YAML holds `email` (the "
          "warehouse's Syft identity), `token_path` (syft's transport credentials), `publisher` (a steward "
          "or admin), `users` (Syft email: enterprise user) and optionally `default_purpose`, `mock_rows`.",
@@ -32,6 +31,8 @@ ConfigOpt = Annotated[Path, typer.Option("--config", help="the bridge's YAML con
 
 
 def _open(c: typer.Context, config_path: Path) -> Any:
+    import yaml
+
     from ...warehouse import Warehouse
     from ..bridges.syft import bridge as bridge_mod
 

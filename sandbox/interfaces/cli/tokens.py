@@ -13,7 +13,8 @@ import typer
 from ...i18n import _
 from .output import ctx, emit, out, run
 
-token_app = typer.Typer(help="Bearer tokens: issue (shown once), list, revoke.", no_args_is_help=True)
+token_app = typer.Typer(rich_markup_mode=None, help="Bearer tokens: issue (shown once), list, revoke.",
+                        no_args_is_help=True)
 
 
 def _line(t: dict[str, Any]) -> str:

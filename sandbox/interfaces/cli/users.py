@@ -11,9 +11,9 @@ from ...errors import TwhError
 from ...i18n import _
 from .output import ctx, emit, run, say
 
-user_app = typer.Typer(help="Users and tokens.", no_args_is_help=True)
+user_app = typer.Typer(rich_markup_mode=None, help="Users and tokens.", no_args_is_help=True)
 #: top-level commands of this module (``twh init``, ``twh whoami``)
-top = typer.Typer()
+top = typer.Typer(rich_markup_mode=None)
 
 @top.command()
 def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the first admin")) -> None:

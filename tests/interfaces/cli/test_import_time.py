@@ -1,0 +1,99 @@
+"""``twh`` answers fast: ``--help`` and a local ``dataset list`` load none of the heavy libraries.
+
+An import-time regression (a module of the CLI importing the client, the facade or a library at
+the top, a new command module that does) shows here as the name of the library it pulled in,
+in a fresh interpreter, as a person starts ``twh``. ``bench/bench_cli.py`` measures the times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sandbox.interfaces.cli.main import COMMANDS, app
+
+#: what `twh --help` must never import (each costs 50-300 ms here)
+HEAVY = ("pyarrow", "torch", "sqlalchemy", "numpy", "pandas", "duckdb", "deltalake", "pydantic", "alembic",
+         "httpx", "sqlglot", "opacus")
+#: what a local `dataset list` must never import: the same less nothing (it reads SQLite directly)
+_PROBE = """
+import json, sys
+sys.argv = ["twh", *json.loads(sys.argv[1])]
+from sandbox.interfaces.cli.main import app
+try:
+    app()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print("\\n" + json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def _modules(*args: str, env: dict[str, str] | None = None) -> tuple[int, set[str], str]:
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(_PROBE), json.dumps(list(args))], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, **(env or {})})
+    last = json.loads(r.stdout.strip().splitlines()[-1])
+    return last["code"], set(last["modules"]), r.stdout
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code, modules, out = _modules("--help")
+    assert code == 0 and "dataset" in out and "job" in out
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+@pytest.mark.parametrize("group", ["dataset", "job", "export", "user", "audit", "token"])
+def test_a_group_s_help_imports_no_heavy_library(group: str) -> None:
+    code, modules, _ = _modules(group, "--help")
+    assert code == 0
+    assert not modules & set(HEAVY), (group, sorted(modules & set(HEAVY)))
+
+
+def test_a_local_dataset_list_reads_the_catalog_without_sqlalchemy(tmp_path: Path) -> None:
+    from sandbox.settings import Settings
+    from sandbox.warehouse import Warehouse
+
+    home = tmp_path / "wh"
+    wh = Warehouse.open(Settings(home=home))
+    wh.users.bootstrap_admin()
+    wh.close()
+    code, modules, out = _modules("--home", str(home), "--as", "admin", "--json", "dataset", "list")
+    assert code == 0 and json.loads(out.strip().splitlines()[0]) == []
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_the_command_table_is_the_whole_tree() -> None:
+    """Every top-level command and group is in COMMANDS (a new module must add its line), and a
+    command line naming one builds the same command as the whole tree has."""
+    from typer.main import get_command
+
+    from sandbox.interfaces.cli import main
+
+    full = get_command(app)
+    assert list(full.commands) == [n for n in COMMANDS if COMMANDS[n][1] == "top"] + \
+        [n for n in COMMANDS if COMMANDS[n][1] != "top"]
+    for name in COMMANDS:
+        one = main._new_app()
+        one.callback()(main.main)
+        main._register(one, [name])
+        alone = get_command(one).commands[name]
+        assert sorted(p.name for p in alone.params) == sorted(p.name for p in full.commands[name].params), name
+        assert sorted(getattr(alone, "commands", {})) == sorted(getattr(full.commands[name], "commands", {})), name
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["dataset", "list"], "dataset"), (["--home", "x", "--as", "a", "--json", "job", "submit", "d"], "job"),
+    (["--get", "id", "export", "list"], "export"), (["--help"], None), ([], None), (["nosuch"], None),
+    (["--home=/x", "init"], "init"),
+])
+def test_the_command_is_found_after_the_global_options(argv: list[str], named: str | None) -> None:
+    from sandbox.interfaces.cli.main import _named
+
+    assert _named(argv) == named
