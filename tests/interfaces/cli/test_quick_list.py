@@ -28,7 +28,8 @@ def home(tmp_path: Path) -> Path:
     wh = Warehouse.open(Settings(home=home))
     wh.users.bootstrap_admin()
     admin = wh.users.principal("admin")
-    for name, role, tenant in (("tax_steward", "steward", "tax_bureau"), ("bank_steward", "steward", "bank_a"),
+    for name, role, tenant in (("tax_steward", "steward", "tax_bureau"), ("tax_chief", "steward", "tax_bureau"),
+                               ("bank_steward", "steward", "bank_a"),
                                ("analyst", "enterprise", "bank_a")):
         wh.users.add(admin, name, role, tenant)
     for manifest, steward in (("tax_payments", "tax_steward"), ("enterprise_registry", "tax_steward"),
