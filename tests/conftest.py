@@ -8,6 +8,8 @@ import pytest
 
 # The catalog backend (SQLite, or PostgreSQL with `--database postgres` / TWH_TEST_DATABASE=postgres):
 from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
+# Object storage (s3proxy on loopback), one server per run:
+from s3server import s3_server  # noqa: E402,F401
 
 from sandbox.auth import Principal, Role
 from sandbox.settings import Settings

@@ -44,6 +44,7 @@ from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, pa
 from ..errors import Conflict, InternalError, InvalidInput
 from ..tables import storage
 from ..tables.record_keys import RECORD_KEY
+from ..tables.uris import Location
 from .plan import LoadBook, LoadPlan, load_id_for, validation_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -146,15 +147,12 @@ class SparkLoad:
 
     @property
     def spark(self) -> SparkSession:
-        if self._spark is None:
-            from ..engines.spark import get_session
-
-            settings = self.ingest.ctx.settings
-            self._spark = get_session(settings.spark_master, settings.spark_conf)
+        if self._spark is None:  # this process's classic session, or a client of the Connect server
+            self._spark = self.ingest.ctx.settings.spark_target.session()
         return self._spark
 
     def run(self, principal: Principal, dataset: str, manifest: DatasetManifest, plan: LoadPlan, mode: LoadMode,
-            table: Path) -> dict[str, Any]:
+            table: Location) -> dict[str, Any]:
         ing = self.ingest
         started = time.perf_counter()
         try:
@@ -266,7 +264,7 @@ class SparkLoad:
         return ContractReport(success=all(o.success for o in results), results=tuple(results), rows_checked=rows,
                               kind="contract", seconds=time.perf_counter() - started)
 
-    def _write(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec], table: Path, mode: str,
+    def _write(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec], table: Location, mode: str,
                meta: dict[str, str]) -> int:
         """ONE delta-spark commit; every row-level rule re-checked in the written expressions."""
         from pyspark.sql import functions as F
@@ -287,11 +285,17 @@ class SparkLoad:
         cols.append((F.conv(F.substring(digest, 1, 8), 16, 10).cast("long") - F.lit(2 ** 31)).cast("int")
                     .alias(RECORD_KEY))
         load_id = meta[storage.LOAD_ID_KEY]
+        target = str(table.path) if table.is_local else table.uri  # s3:// is S3A (sandbox.engines.spark)
         try:
-            (frame.raw.select(*cols).write.format("delta").mode(mode)
-             .option("txnAppId", storage.TXN_PREFIX + load_id).option("txnVersion", 1)
-             .option("userMetadata", json.dumps(meta, sort_keys=True))
-             .save(str(table)))
+            # Object storage: the table's commit lock from reading the latest version to the commit
+            # (delta-spark's S3 log store arbitrates only within one driver JVM).
+            with self.ingest.ctx.commit_lock(table):
+                (frame.raw.select(*cols).write.format("delta").mode(mode)
+                 .option("txnAppId", storage.TXN_PREFIX + load_id).option("txnVersion", 1)
+                 .option("userMetadata", json.dumps(meta, sort_keys=True))
+                 .save(target))
+        except Conflict:
+            raise
         except Exception as exc:
             reason = _spark_error(exc)
             if "Concurrent" in reason or "ProtocolChanged" in reason or "MetadataChanged" in reason:
