@@ -12,6 +12,7 @@ Environment variables (all optional):
 ``TWH_SPARK_MASTER``          Spark master URL for ``spark`` (default ``local[*]``)
 ``TWH_SPARK_REMOTE``          a Spark Connect server for ``spark`` (``sc://localhost:15002``): no JVM in this process
 ``TWH_SPARK_CONNECT_TOKEN``   the Connect server's bearer token (``spark.connect.authenticate.token``)
+``TWH_SPARK_AUTH_SECRET``     a standalone cluster's shared secret (``spark.authenticate``)
 ``TWH_STORAGE_URI``           where new tables are stored: ``s3://bucket/prefix`` (default: the home)
 ``TWH_S3_ENDPOINT``           an S3-compatible endpoint, ``http(s)://host:port`` (empty: AWS)
 ``TWH_S3_REGION``             the store's region (default ``us-east-1``)
@@ -84,6 +85,8 @@ class Settings(BaseModel):
     spark_remote: str = Field(default="", max_length=300)
     #: the Connect server's bearer token (its ``spark.connect.authenticate.token``)
     spark_connect_token: SecretStr = SecretStr("")
+    #: a standalone cluster's shared secret (``spark.authenticate``; ``make spark-cluster-up`` writes one)
+    spark_auth_secret: SecretStr = SecretStr("")
 
     # -- table storage -------------------------------------------------------------------------
     #: where new tables are created: empty (the home, on local disk) or ``s3://bucket/prefix``.
@@ -207,7 +210,8 @@ class Settings(BaseModel):
         store = self.object_store
         return SparkTarget(master=self.spark_master, conf=tuple(sorted(self.spark_conf.items())),
                            remote=self.spark_remote, token=self.spark_connect_token.get_secret_value(),
-                           hadoop=tuple(sorted(store.hadoop_conf().items())) if store is not None else ())
+                           hadoop=tuple(sorted(store.hadoop_conf().items())) if store is not None else (),
+                           auth_secret=self.spark_auth_secret.get_secret_value())
 
     @property
     def home_uri(self) -> str:
@@ -281,6 +285,7 @@ class Settings(BaseModel):
                            ("TWH_AUDIT_SYSLOG", "audit_syslog"),
                            ("TWH_AUDIT_REFUSALS_PER_JOB", "audit_refusals_per_job"),
                            ("TWH_SPARK_REMOTE", "spark_remote"), ("TWH_SPARK_CONNECT_TOKEN", "spark_connect_token"),
+                           ("TWH_SPARK_AUTH_SECRET", "spark_auth_secret"),
                            ("TWH_STORAGE_URI", "storage_uri"), ("TWH_S3_ENDPOINT", "s3_endpoint"),
                            ("TWH_S3_REGION", "s3_region"), ("TWH_S3_ACCESS_KEY_ID", "s3_access_key_id"),
                            ("TWH_S3_SECRET_ACCESS_KEY", "s3_secret_access_key")):

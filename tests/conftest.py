@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
 # Object storage (s3proxy on loopback), one server per run:
 from s3server import s3_server  # noqa: E402,F401
+# A Spark standalone cluster and a Spark Connect server, one each per run (tests/spark_cluster.py):
+from spark_cluster import AUTH_ENV, MASTER_ENV, spark_cluster, spark_connect  # noqa: E402,F401
 
 from sandbox.auth import Principal, Role
 from sandbox.settings import Settings
@@ -65,8 +68,9 @@ def enterprise() -> Principal:
 
 
 #: the master every Spark test shares: settings with engine="spark" in tests must use this, since
-#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration
-SPARK_TEST_MASTER = "local[2]"
+#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration.
+#: A child pytest run by tests/e2e/test_spark_cluster.py sets it to the test cluster's spark:// URL.
+SPARK_TEST_MASTER = os.environ.get(MASTER_ENV) or "local[2]"
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +83,6 @@ def spark():
         pytest.skip("pyspark/delta-spark not installed: pip install 'training-warehouse[spark]'")
     from sandbox.engines.spark import get_session, stop_session
 
-    session = get_session(SPARK_TEST_MASTER)
+    session = get_session(SPARK_TEST_MASTER, auth_secret=os.environ.get(AUTH_ENV, ""))
     yield session
     stop_session()

@@ -111,6 +111,8 @@ class SparkTarget:
     token: str = field(default="", repr=False)
     #: Hadoop configuration applied at run time (the object store's S3A settings and credentials)
     hadoop: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: a standalone cluster's shared secret (``spark.authenticate``)
+    auth_secret: str = field(default="", repr=False)
 
     @property
     def is_remote(self) -> bool:
@@ -119,7 +121,7 @@ class SparkTarget:
     def session(self) -> SparkSession:
         if self.remote:
             return get_remote_session(self.remote, self.token)
-        session = get_session(self.master, dict(self.conf))
+        session = get_session(self.master, dict(self.conf), auth_secret=self.auth_secret)
         apply_hadoop_conf(session, dict(self.hadoop))
         return session
 
@@ -127,6 +129,19 @@ class SparkTarget:
 def is_connect(spark: Any) -> bool:
     """Whether ``spark`` is a Spark Connect client session (no JVM, no SparkContext here)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def functions(on: Any) -> Any:
+    """pyspark's column functions for ``on`` (a session, DataFrame or Column): Spark Connect's or the
+    classic ones. ``pyspark.sql.functions`` picks by a process-wide switch, and a process may hold
+    both kinds of session (the tests do): a classic Column inside a Connect plan fails."""
+    if is_connect(on):
+        from pyspark.sql.connect import functions as connect_functions
+
+        return connect_functions
+    from pyspark.sql import functions as classic_functions
+
+    return classic_functions
 
 
 def apply_hadoop_conf(session: Any, conf: Mapping[str, str]) -> None:
@@ -198,10 +213,15 @@ def _record_jars(session: Any) -> None:
         tmp.replace(listing)
 
 
-def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
+def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None, *,
+                auth_secret: str = "") -> SparkSession:
     """The process's SparkSession with Delta Lake, created on first use.
 
     A second call with a different master or configuration is an error: one JVM per process.
+    ``auth_secret``: a standalone cluster's ``spark.authenticate`` secret. pyspark puts every builder
+    option on the JVM's command line (``spark-submit --conf k=v``), which any local user can read:
+    so the JVM is launched first with the public options only (:func:`_launch_gateway`) and the
+    secret reaches the SparkContext's configuration afterwards, over py4j.
     """
     global _session, _session_key
     key = (master, tuple(sorted((conf or {}).items())))
@@ -217,18 +237,33 @@ def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None)
             raise InternalError("the spark engine needs pyspark and delta-spark: pip install "
                                 "'training-warehouse[spark]'") from exc
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        extra = {"spark.authenticate": "true"} if auth_secret else {}
         builder: Any = SparkSession.builder.master(master).appName("training-warehouse")
-        for k, v in {**base_conf(), **(conf or {})}.items():
+        for k, v in {**base_conf(), **extra, **(conf or {})}.items():
             builder = builder.config(k, v)
         jars = None if (conf or {}).get("spark.jars.packages") else _cached_jars()
-        if jars:
-            session = builder.config("spark.jars", jars).getOrCreate()
-        else:
-            session = configure_spark_with_delta_pip(builder).getOrCreate()
+        builder = builder.config("spark.jars", jars) if jars else configure_spark_with_delta_pip(builder)
+        _launch_gateway(dict(builder._options))  # public options only: they are its command line
+        if auth_secret:
+            builder = builder.config("spark.authenticate.secret", auth_secret)
+        session = builder.getOrCreate()
+        if not jars:
             _record_jars(session)
         session.sparkContext.setLogLevel("ERROR")
         _session, _session_key = session, key
         return session
+
+
+def _launch_gateway(options: Mapping[str, str]) -> None:
+    """Start the py4j JVM with ``options`` as its spark-submit arguments (no secret among them)."""
+    from pyspark import SparkConf, SparkContext
+
+    if SparkContext._gateway is not None:
+        return
+    conf = SparkConf(loadDefaults=False)
+    for k, v in options.items():
+        conf.set(k, str(v))
+    SparkContext._ensure_initialized(conf=conf)
 
 
 def stop_session() -> None:

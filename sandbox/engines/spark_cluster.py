@@ -19,8 +19,10 @@ and every JAR (``spark-connect_2.13`` included). Everything listens on loopback;
   reach the port still cannot read a table. Clients connect to ``sc://localhost:PORT`` (gRPC's
   local credentials carry the token without TLS on loopback).
 * The master/worker RPC of the standalone cluster is authenticated with a shared secret
-  (``spark.authenticate``), passed to the daemons and to classic drivers in their environment
-  (``_SPARK_AUTH_SECRET``, readable only by this user), so no other user can run code on it.
+  (``spark.authenticate``): the daemons read it from their environment (``_SPARK_AUTH_SECRET``,
+  readable only by this user), drivers from their configuration (the Connect server's private
+  properties file; a classic driver over py4j, :func:`sandbox.engines.spark.get_session`), so no
+  other user can run code on the cluster.
 """
 
 from __future__ import annotations
@@ -235,10 +237,12 @@ class ConnectServer:
             full["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"
         if auth_secret:
             full["spark.authenticate"] = "true"
+            full["spark.authenticate.secret"] = auth_secret
         full.update(conf or {})
         full.update({f"spark.hadoop.{k}": v for k, v in (hadoop or {}).items()})
         props = root / "conf" / "connect.properties"
         env = _env(root, auth_secret)
+        env["SPARK_DAEMON_MEMORY"] = driver_memory  # spark-submit sizes a Connect server as a daemon
         _private_file(props, _properties(full))
         argv = [str(spark_home() / "bin" / "spark-submit"), "--class",
                 "org.apache.spark.sql.connect.service.SparkConnectServer", "--properties-file", str(props),

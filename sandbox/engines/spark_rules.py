@@ -18,6 +18,8 @@ from connectors.csv import CsvOptions, _read_header, check_header
 from connectors.parquet import _check_columns
 from connectors.schema import _DATE_RE, _FLOAT_RE, _INT_RE, _TS_ZONED_RE, ColumnSpec
 
+from .spark import functions
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -56,7 +58,7 @@ class Frame:
 
 def _text_rules(name: str, text: Column, spec: ColumnSpec, checks: list[Check]) -> Column:
     """Declared-type conversion of a text column (null = empty field); returns the typed value."""
-    from pyspark.sql import functions as F
+    F = functions(text)  # Connect's or classic's: the session decides
 
     pattern = {"int64": _INT_RE, "int32": _INT_RE, "float64": _FLOAT_RE, "date": _DATE_RE,
                "timestamp": _TS_ZONED_RE}.get(spec.type)
@@ -83,7 +85,7 @@ def _try_cast(col: Column, spark_type: str) -> Column:
 
 
 def csv_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec], options: dict[str, Any]) -> Frame:
-    from pyspark.sql import functions as F
+    F = functions(spark)  # Connect's or classic's: the session decides
     from pyspark.sql import types as T
 
     opts: CsvOptions = options_from(CsvOptions, options, "csv")
@@ -120,7 +122,7 @@ def csv_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec], options:
 
 def parquet_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec]) -> Frame:
     import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
+    F = functions(spark)  # Connect's or classic's: the session decides
     from pyspark.sql import types as T
 
     try:
@@ -164,7 +166,7 @@ def parquet_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec]) -> F
 def native_unexpected(etype: str, kwargs: dict[str, Any], typed: Column, spec: ColumnSpec) -> Column | None:
     """The rows a common row-level expectation finds unexpected (as Great Expectations counts
     them: nulls only for not_null), or None when Great Expectations must evaluate it."""
-    from pyspark.sql import functions as F
+    F = functions(typed)  # Connect's or classic's: the session decides
 
     if etype not in _NATIVE or not set(kwargs) <= _NATIVE[etype]:
         return None

@@ -40,6 +40,7 @@ from connectors.schema import ColumnSpec
 
 from ..datasets.declared import column_specs
 from ..datasets.sources import LoadMode
+from ..engines.spark import functions
 from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, parquet_frame
 from ..errors import Conflict, InternalError, InvalidInput
 from ..tables import storage
@@ -211,7 +212,7 @@ class SparkLoad:
     def _count(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec]) -> tuple[int, list[int]]:
         """ONE pass over the source: the row count, each schema rule's and each native
         expectation's failing rows (schema rules first, then expectations in manifest order)."""
-        from pyspark.sql import functions as F
+        F = functions(frame.raw)  # Connect's or classic's: the session decides
 
         native, _ = self._native_checks(frame, manifest, specs)
         conds = [c.bad for c in frame.checks] + list(native.values())
@@ -267,7 +268,7 @@ class SparkLoad:
     def _write(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec], table: Location, mode: str,
                meta: dict[str, str]) -> int:
         """ONE delta-spark commit; every row-level rule re-checked in the written expressions."""
-        from pyspark.sql import functions as F
+        F = functions(frame.raw)
 
         native, _ = self._native_checks(frame, manifest, specs)
         guards = [c.bad for c in frame.checks] + list(native.values())
