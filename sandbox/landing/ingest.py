@@ -139,7 +139,7 @@ class Ingest:
         if (engine or self.ctx.settings.engine) == "spark":
             from .spark import SparkLoad, spark_unsupported
 
-            why_not = spark_unsupported(plan, load_mode)
+            why_not = spark_unsupported(plan, load_mode, manifest, remote=bool(self.ctx.settings.spark_remote))
             if why_not is None:
                 return SparkLoad(self).run(principal, dataset, manifest, plan, load_mode, table)
             if engine == "spark":  # asked for explicitly: say why it cannot be

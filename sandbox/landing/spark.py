@@ -41,7 +41,7 @@ from connectors.schema import ColumnSpec
 from ..datasets.declared import column_specs
 from ..datasets.sources import LoadMode
 from ..engines.spark import functions
-from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, parquet_frame
+from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, natively_counted, parquet_frame
 from ..errors import Conflict, InternalError, InvalidInput
 from ..tables import storage
 from ..tables.record_keys import RECORD_KEY
@@ -61,8 +61,19 @@ SPARK_MODES = {LoadMode.APPEND: "append", LoadMode.OVERWRITE: "overwrite"}
 _SPARK_CSV_OPTIONS = frozenset({"encoding", "delimiter", "quotechar", "max_field_bytes"})
 
 
-def spark_unsupported(plan: LoadPlan, mode: LoadMode) -> str | None:
-    """Why this load cannot run on Spark (it then takes the streaming path), or None."""
+def spark_unsupported(plan: LoadPlan, mode: LoadMode, manifest: DatasetManifest | None = None,
+                      remote: bool = False) -> str | None:
+    """Why this load cannot run on Spark (it then takes the streaming path), or None.
+
+    Over Spark Connect (``remote``), expectations that only Great Expectations evaluates keep the
+    load on the streaming path: GE's Spark engine builds classic Columns, which a Connect plan cannot
+    hold (the natively counted ones — not_null, between, in_set — run on Connect alike)."""
+    if remote and manifest is not None and manifest.expectations:
+        specs = {s.name: s for s in column_specs(manifest)}
+        for e in manifest.expectations:
+            spec = specs.get(str(dict(e.kwargs).get("column")))
+            if spec is None or not natively_counted(e.type, dict(e.kwargs), spec):
+                return f"expectation {e.type} needs Great Expectations, which runs on a classic SparkSession only"
     if not plan.is_file or plan.kind not in SPARK_KINDS:
         return f"the {plan.kind} connector is streamed"
     if mode not in SPARK_MODES:
