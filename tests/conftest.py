@@ -9,10 +9,13 @@ import pytest
 
 # The catalog backend (SQLite, or PostgreSQL with `--database postgres` / TWH_TEST_DATABASE=postgres):
 from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
+
 # Object storage (s3proxy on loopback), one server per run:
 from s3server import s3_server  # noqa: E402,F401
+
 # A Spark standalone cluster and a Spark Connect server, one each per run (tests/spark_cluster.py):
 from spark_cluster import AUTH_ENV, MASTER_ENV, spark_cluster, spark_connect  # noqa: E402,F401
+from spark_cluster import SPARK_TEST_MASTER as _SPARK_TEST_MASTER  # noqa: E402
 
 from sandbox.auth import Principal, Role
 from sandbox.settings import Settings
@@ -67,10 +70,8 @@ def enterprise() -> Principal:
     return Principal("analyst", Role.ENTERPRISE, "bank_a")
 
 
-#: the master every Spark test shares: settings with engine="spark" in tests must use this, since
-#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration.
-#: A child pytest run by tests/e2e/test_spark_cluster.py sets it to the test cluster's spark:// URL.
-SPARK_TEST_MASTER = os.environ.get(MASTER_ENV) or "local[2]"
+#: see tests/spark_cluster.py (import it from there: several conftest modules exist)
+SPARK_TEST_MASTER = _SPARK_TEST_MASTER
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """A real Spark cluster and a Spark Connect server for the tests, one of each per pytest run.
 
-* ``spark_cluster``: a standalone master and two workers (1 core, 1 GB each), separate JVMs started
+* ``spark_cluster``: a standalone master and two workers (2 cores, 2 GB each), separate JVMs started
   from pyspark's own ``bin/spark-class`` on loopback, with an authentication secret.
 * ``spark_connect``: a Spark Connect server whose master is that cluster, configured with the test
   S3 server's store (``s3_server``): the service's way to run Spark without a JVM of its own.
@@ -26,6 +26,10 @@ import pytest
 
 #: the environment the child pytest of the cluster subset reads (tests/conftest.py)
 MASTER_ENV, AUTH_ENV = "TWH_TEST_SPARK_MASTER", "TWH_TEST_SPARK_AUTH"
+#: the master every Spark test shares: settings with engine="spark" in tests must use this, since
+#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration.
+#: The child pytest of tests/e2e/test_spark_cluster.py sets it to the test cluster's spark:// URL.
+SPARK_TEST_MASTER = os.environ.get(MASTER_ENV) or "local[2]"
 
 
 def _need_spark() -> None:
@@ -42,7 +46,9 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     _need_spark()
     from sandbox.engines.spark_cluster import StandaloneCluster
 
-    cluster = StandaloneCluster.start(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="1g")
+    # 2 cores and 2 GB a worker: the Connect server's application (one 1-core, 512 MB executor a worker)
+    # and the cluster child's classic driver (one executor a worker) run side by side
+    cluster = StandaloneCluster.start(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=2, memory="2g")
     yield cluster
     cluster.stop()
 

@@ -193,9 +193,11 @@ class StandaloneCluster:
         return cluster
 
     def driver_conf(self) -> dict[str, str]:
-        """Configuration of a driver using this cluster (small executors; the secret is not here)."""
+        """Configuration of a driver sharing this cluster: one 1-core, 512 MB executor per worker
+        (the secret is not here)."""
+        workers = max(1, len(self.daemons) - 1)
         return {"spark.authenticate": "true", "spark.executor.memory": "512m", "spark.executor.cores": "1",
-                "spark.cores.max": str(max(1, len(self.daemons) - 1))}
+                "spark.cores.max": str(workers)}
 
     def stop(self) -> None:
         for d in reversed(self.daemons):

@@ -150,13 +150,13 @@ def test_the_credentials_never_reach_a_sandbox_a_log_an_error_or_the_audit(s3_la
         assert secret not in text, where
 
 
-@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.cluster_subset)])
 def test_concurrent_loads_into_one_s3_table_both_land_exactly_once(engine, s3_settings, tmp_path, request) -> None:
     """Two ingests into one s3:// table at the same moment: without the commit lock s3proxy lets one
     overwrite the other's commit (tests/tables/test_object_storage.py); with it both land, once each."""
     settings = s3_settings
     if engine == "spark":
-        from conftest import SPARK_TEST_MASTER
+        from spark_cluster import SPARK_TEST_MASTER
 
         request.getfixturevalue("spark")
         settings = settings.model_copy(update={"engine": "spark", "spark_master": SPARK_TEST_MASTER})

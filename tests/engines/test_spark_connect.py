@@ -3,7 +3,6 @@ no row values in their logs, and the gate's row source alike over Connect and a 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 

@@ -14,9 +14,9 @@ tests in a child pytest (tests/e2e/test_spark_cluster.py).
 from __future__ import annotations
 
 import dataclasses
-import os
 import datetime as dt
 import math
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,9 @@ def world(tables: Tables, tmp_path_factory: pytest.TempPathFactory, spark: Any) 
 @pytest.fixture
 def kind(request: pytest.FixtureRequest, world: Tables) -> Any:
     """Which Spark the engine rows come from: ``classic`` (the default) or ``connect``."""
-    from sandbox.gate import spark_engine
     from spark_cluster import connect_target
+
+    from sandbox.gate import spark_engine
 
     which = getattr(request, "param", "classic")
     if os.environ.get(MASTER_ENV):  # the child pytest on the cluster: its classic driver runs the subset

@@ -42,7 +42,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, catalog_url: str, spark, kind: str, request: pytest.FixtureRequest) -> Settings:
     # the master of the session-wide `spark` fixture (tests/conftest.py): one SparkSession per process
-    from conftest import SPARK_TEST_MASTER
+    from spark_cluster import SPARK_TEST_MASTER
 
     extra: dict = {}
     if kind == "connect":
