@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from .audit.log import AuditLog
 from .auth import Principal, Role
 from .catalog.db import Database, Dataset, DatasetSteward, GradeOverride
+from .catalog.locks import commit_lock
 from .errors import Forbidden, NotFound
 from .settings import Settings
+from .tables.uris import Location
 
 
 @dataclass
@@ -35,6 +37,15 @@ class Context:
         with self.db.transaction() as session:
             yield session
             self.audit.append(session, principal.actor, action, object_type, object_id, details)
+
+    def table(self, uri: str) -> Location:
+        """The location the catalog recorded for a table, with this warehouse's object store."""
+        return self.settings.location(uri)
+
+    def commit_lock(self, table: Location) -> AbstractContextManager[None]:
+        """Held by every writer of an object-storage table from opening it to its commit
+        (:mod:`sandbox.catalog.locks`); local tables need none (the file system arbitrates)."""
+        return nullcontext() if table.is_local else commit_lock(self.db, table.uri)
 
     def record(self, principal: Principal, action: str, object_type: str, object_id: str,
                details: dict[str, Any] | None = None) -> None:

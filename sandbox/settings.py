@@ -10,6 +10,14 @@ Environment variables (all optional):
 ``TWH_DATABASE_URL``          SQLAlchemy URL of the catalog (default SQLite inside TWH_HOME)
 ``TWH_ENGINE``                query engine: ``duckdb`` (default) or ``spark``
 ``TWH_SPARK_MASTER``          Spark master URL for ``spark`` (default ``local[*]``)
+``TWH_SPARK_REMOTE``          a Spark Connect server for ``spark`` (``sc://localhost:15002``): no JVM in this process
+``TWH_SPARK_CONNECT_TOKEN``   the Connect server's bearer token (``spark.connect.authenticate.token``)
+``TWH_SPARK_AUTH_SECRET``     a standalone cluster's shared secret (``spark.authenticate``)
+``TWH_STORAGE_URI``           where new tables are stored: ``s3://bucket/prefix`` (default: the home)
+``TWH_S3_ENDPOINT``           an S3-compatible endpoint, ``http(s)://host:port`` (empty: AWS)
+``TWH_S3_REGION``             the store's region (default ``us-east-1``)
+``TWH_S3_ACCESS_KEY_ID``      object-store credentials: only ever handed to delta-rs and to Spark's
+``TWH_S3_SECRET_ACCESS_KEY``  S3A (never to a sandbox, a log, an error message or the audit)
 ``TWH_AUTO_MIGRATE``          ``0``: opening the warehouse only checks the schema (default ``1``)
 ``TWH_WORKER_ID``             this process's worker identity (default ``embedded@HOST``)
 ``TWH_LEASE_SECONDS``         job lease length (default 30)
@@ -44,11 +52,15 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engines.spark import SparkTarget
+    from .tables.uris import Location, ObjectStore
 
 #: The process umask of every entry point: files 0600, folders 0700.
 PRIVATE_UMASK = 0o077
@@ -67,8 +79,24 @@ class Settings(BaseModel):
     engine: Literal["duckdb", "spark"] = "duckdb"
     #: the Spark master for engine=spark: local[*], spark://host:7077, yarn, k8s://...
     spark_master: str = Field(default="local[*]", min_length=1)
-    #: extra Spark configuration for engine=spark (e.g. executor memory, an object-store connector)
+    #: extra Spark configuration for engine=spark (e.g. executor memory)
     spark_conf: dict[str, str] = Field(default_factory=dict)
+    #: a long-lived Spark Connect server (``sc://localhost:15002``); set, it replaces spark_master
+    #: and no process of the warehouse starts a JVM of its own (see sandbox.engines.spark)
+    spark_remote: str = Field(default="", max_length=300)
+    #: the Connect server's bearer token (its ``spark.connect.authenticate.token``)
+    spark_connect_token: SecretStr = SecretStr("")
+    #: a standalone cluster's shared secret (``spark.authenticate``; ``make spark-cluster-up`` writes one)
+    spark_auth_secret: SecretStr = SecretStr("")
+
+    # -- table storage -------------------------------------------------------------------------
+    #: where new tables are created: empty (the home, on local disk) or ``s3://bucket/prefix``.
+    #: Existing tables stay where the catalog recorded them.
+    storage_uri: str = Field(default="", max_length=500)
+    s3_endpoint: str = Field(default="", max_length=300)
+    s3_region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    s3_access_key_id: SecretStr = SecretStr("")
+    s3_secret_access_key: SecretStr = SecretStr("")
     job_wall_seconds: float = Field(default=120.0, gt=0)
     job_cpu_seconds: int = Field(default=120, gt=0)
     job_memory_mb: int = Field(default=2048, ge=256)
@@ -129,6 +157,68 @@ class Settings(BaseModel):
 
             return to_path(value)
         return value
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _storage_location(cls, value: str) -> str:
+        if not value:
+            return value
+        from .tables.uris import to_uri
+
+        return to_uri(value)
+
+    @field_validator("spark_remote")
+    @classmethod
+    def _spark_remote(cls, value: str) -> str:
+        if value and (not value.startswith("sc://") or ";" in value):
+            raise ValueError("spark_remote must be an sc://host:port URL (the token is a setting of its own)")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, value: str) -> str:
+        if value and (not value.lower().startswith(("http://", "https://")) or "@" in value):
+            raise ValueError("s3_endpoint must be an http(s)://host:port URL without credentials")
+        return value.rstrip("/")
+
+    @property
+    def object_store(self) -> ObjectStore | None:
+        """The S3-compatible store, when credentials are set (``s3://`` tables need it)."""
+        key, secret = self.s3_access_key_id.get_secret_value(), self.s3_secret_access_key.get_secret_value()
+        if not key and not secret:
+            return None
+        if not (key and secret):
+            raise InvalidInput("object storage needs both TWH_S3_ACCESS_KEY_ID and TWH_S3_SECRET_ACCESS_KEY",
+                               details={"field": "s3_secret_access_key"})
+        from .tables.uris import ObjectStore
+
+        return ObjectStore(access_key_id=key, secret_access_key=secret, endpoint=self.s3_endpoint,
+                           region=self.s3_region)
+
+    @property
+    def storage_root(self) -> Location:
+        """Where new tables go: ``<root>/tables/<zone>/<dataset>``."""
+        from .tables.uris import to_location
+
+        return to_location(self.storage_uri or self.home, self.object_store)
+
+    def location(self, uri: str) -> Location:
+        """A table location the catalog recorded, with this warehouse's store for ``s3://``."""
+        from .tables.uris import to_location
+
+        return to_location(uri, self.object_store if uri.startswith("s3://") else None)
+
+    @property
+    def spark_target(self) -> SparkTarget:
+        """Where engine=spark runs (a Connect server, or this process's SparkSession on spark_master),
+        with the object store's S3A settings: handed to the JVM at run time, never on a command line."""
+        from .engines.spark import SparkTarget
+
+        store = self.object_store
+        return SparkTarget(master=self.spark_master, conf=tuple(sorted(self.spark_conf.items())),
+                           remote=self.spark_remote, token=self.spark_connect_token.get_secret_value(),
+                           hadoop=tuple(sorted(store.hadoop_conf().items())) if store is not None else (),
+                           auth_secret=self.spark_auth_secret.get_secret_value())
 
     @property
     def home_uri(self) -> str:
@@ -201,11 +291,22 @@ class Settings(BaseModel):
                            ("TWH_TOKEN_TTL_DAYS", "token_ttl_days"), ("TWH_AUDIT_ANCHORS", "audit_anchors"),
                            ("TWH_AUDIT_SYSLOG", "audit_syslog"),
                            ("TWH_AUDIT_REFUSALS_PER_JOB", "audit_refusals_per_job"),
-                           ("TWH_REQUIRE_CLASSIFICATION", "require_classification")):
+                           ("TWH_REQUIRE_CLASSIFICATION", "require_classification"),
+                           ("TWH_SPARK_REMOTE", "spark_remote"), ("TWH_SPARK_CONNECT_TOKEN", "spark_connect_token"),
+                           ("TWH_SPARK_AUTH_SECRET", "spark_auth_secret"),
+                           ("TWH_STORAGE_URI", "storage_uri"), ("TWH_S3_ENDPOINT", "s3_endpoint"),
+                           ("TWH_S3_REGION", "s3_region"), ("TWH_S3_ACCESS_KEY_ID", "s3_access_key_id"),
+                           ("TWH_S3_SECRET_ACCESS_KEY", "s3_secret_access_key")):
             if env.get(key):
                 values[field] = env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls.model_validate(values)
-        except Exception as exc:  # pydantic ValidationError -> our error, naming the field
-            raise InvalidInput(f"invalid settings: {exc}") from exc
+        except InvalidInput:
+            raise
+        except Exception as exc:  # pydantic ValidationError -> our error, naming the field (never a value:
+            # a secret setting that fails validation must not be echoed)
+            errors = getattr(exc, "errors", list)()
+            fields = sorted({".".join(str(p) for p in e.get("loc", ())) for e in errors})
+            text = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors)
+            raise InvalidInput(f"invalid settings: {text or type(exc).__name__}", details={"fields": fields}) from None

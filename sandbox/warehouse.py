@@ -75,7 +75,7 @@ class Warehouse:
         if settings.engine == "spark":  # gated queries run there; the session starts on the first one
             from .gate import spark_engine
 
-            spark_engine.configure(settings.spark_master, settings.spark_conf)
+            spark_engine.configure(settings.spark_target)
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 # The catalog backend (SQLite, or PostgreSQL with `--database postgres` / TWH_TEST_DATABASE=postgres):
 from pg import add_option, catalog_url, pg_cluster, pg_template, pg_url, select_catalog_tests  # noqa: E402,F401
+
+# Object storage (s3proxy on loopback), one server per run:
+from s3server import s3_server  # noqa: E402,F401
+
+# A Spark standalone cluster and a Spark Connect server, one each per run (tests/spark_cluster.py):
+from spark_cluster import AUTH_ENV, MASTER_ENV, spark_cluster, spark_connect  # noqa: E402,F401
+from spark_cluster import SPARK_TEST_MASTER as _SPARK_TEST_MASTER  # noqa: E402
 
 from sandbox.auth import Principal, Role
 from sandbox.settings import Settings
@@ -62,9 +70,8 @@ def enterprise() -> Principal:
     return Principal("analyst", Role.ENTERPRISE, "bank_a")
 
 
-#: the master every Spark test shares: settings with engine="spark" in tests must use this, since
-#: sandbox.engines.spark keeps one SparkSession per process and refuses a second configuration
-SPARK_TEST_MASTER = "local[2]"
+#: see tests/spark_cluster.py (import it from there: several conftest modules exist)
+SPARK_TEST_MASTER = _SPARK_TEST_MASTER
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +84,6 @@ def spark():
         pytest.skip("pyspark/delta-spark not installed: pip install 'training-warehouse[spark]'")
     from sandbox.engines.spark import get_session, stop_session
 
-    session = get_session(SPARK_TEST_MASTER)
+    session = get_session(SPARK_TEST_MASTER, auth_secret=os.environ.get(AUTH_ENV, ""))
     yield session
     stop_session()

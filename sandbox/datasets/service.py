@@ -9,7 +9,6 @@ admin has recorded the allowance for that dataset (:meth:`Datasets.override`, au
 from __future__ import annotations
 
 import hashlib
-import shutil
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +22,7 @@ from ..auth import Principal, Role
 from ..catalog.db import Dataset, DatasetSteward, DatasetVersion, GradeOverride, Quarantine, User
 from ..context import Context, get_dataset, grade_allowances, require_role, stewarded_by, stewards_of
 from ..errors import Conflict, Forbidden, InvalidInput, ManifestInvalid, PolicyInvalid
-from ..tables import storage, uris
+from ..tables import storage
 from ..tables.record_keys import keyed_schema
 from .declared import column_specs, contract_of
 from .manifest import NAME_RE, DatasetManifest, parse_manifest
@@ -38,7 +37,8 @@ class Datasets:
         require_role(principal, Role.ADMIN, Role.STEWARD)
         if principal.role is Role.STEWARD and principal.name not in manifest.stewards:
             raise Forbidden(f"{principal.name} may register only datasets they steward (add them to stewards)")
-        path = storage.table_path(self.ctx.settings.home, manifest.provider_kind.value, manifest.name)
+        # New tables go to the warehouse's table storage: the home, or object storage (TWH_STORAGE_URI).
+        path = storage.table_location(self.ctx.settings.storage_root, manifest.provider_kind.value, manifest.name)
         with self.ctx.db.read() as s:
             if s.execute(select(Dataset.id).where(Dataset.name == manifest.name)).first() is not None:
                 raise Conflict(f"dataset {manifest.name!r} is already registered")
@@ -53,11 +53,13 @@ class Datasets:
                 contract_of(manifest)
             except ConfigError as exc:
                 raise ManifestInvalid(f"expectations: {exc}", details={"field": "expectations"}) from exc
-        if path.exists():
-            raise Conflict(f"a table already exists at {path.relative_to(self.ctx.settings.home)}; refusing to share it")
         manifest_json = manifest.model_dump(mode="json", by_alias=True)
         digest = hashlib.sha256(canonical(manifest_json)).hexdigest()
-        storage.create_table(path, keyed_schema(arrow_schema(column_specs(manifest))))
+        with self.ctx.commit_lock(path):
+            if storage.table_exists(path):
+                raise Conflict(f"a table already exists at tables/{manifest.provider_kind.value}/{manifest.name}; "
+                               "refusing to share it")
+            storage.create_table(path, keyed_schema(arrow_schema(column_specs(manifest))))
         try:
             with self.ctx.recorded(principal, "dataset.registered", "dataset", manifest.name,
                                    {"provider_kind": manifest.provider_kind.value, "manifest_sha256": digest,
@@ -65,13 +67,13 @@ class Datasets:
                                     "grade": manifest.labels()["grade"], "category": manifest.labels()["category"],
                                     "allowances": sorted(allowed)}) as s:
                 ds = Dataset(name=manifest.name, provider_kind=manifest.provider_kind.value, manifest=manifest_json,
-                             table_path=uris.to_uri(path), current_version=0, registered_by=principal.name)
+                             table_path=path.uri, current_version=0, registered_by=principal.name)
                 s.add(ds)
                 s.flush()
                 for steward in manifest.stewards:
                     s.add(DatasetSteward(dataset_id=ds.id, user_name=steward))
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)  # nothing half-written: no table without a catalog entry
+            storage.drop_table(path)  # nothing half-written: no table without a catalog entry
             raise
         return self.show(principal, manifest.name)
 

@@ -69,7 +69,7 @@ from ..errors import (
     TwhError,
 )
 from ..gate.scan import snapshot_source
-from ..tables import storage, uris
+from ..tables import storage
 from ..tables.snapshot import Snapshot
 from .manifest import DatasetManifest
 from .mock import mock_table
@@ -247,7 +247,7 @@ class Synthetics:
             raise BudgetExhausted(exc.message.replace("this query needs", "its synthetic table needs"),
                                   details=exc.details) from None
         try:
-            snap = storage.pin_snapshot(uris.to_path(table_path), name, version)
+            snap = storage.pin_snapshot(self.ctx.table(table_path), name, version)
             table, model = synthetic_table(manifest, policy, snap)
             buf = io.BytesIO()
             pq.write_table(table, buf)

@@ -11,14 +11,34 @@ Ivy's resolve (about 10 s per start on a small box), falling back to it if any f
 The master is a setting (``TWH_SPARK_MASTER``): ``local[*]`` by default, or any master URL
 (``spark://host:7077``, ``yarn``, ``k8s://…``). Extra Spark configuration comes from
 ``Settings.spark_conf``. pyspark is imported lazily: the embedded default never pays for it.
+
+Two kinds of session, one interface (:class:`SparkTarget`, built by ``Settings.spark_target``):
+
+* **classic** (``TWH_SPARK_MASTER``): a JVM driver inside this process, one per process
+  (:func:`get_session`); a second configuration is refused;
+* **Spark Connect** (``TWH_SPARK_REMOTE=sc://localhost:15002``): a gRPC client of a long-lived
+  server (:mod:`sandbox.engines.spark_cluster` starts one) — no JVM here, so no query pays a JVM
+  start; one client per server URL per process (:func:`get_remote_session`). The server requires
+  a bearer token (``TWH_SPARK_CONNECT_TOKEN``); on ``localhost`` gRPC's local credentials carry
+  it without TLS.
+
+Object storage: the S3A connector's JARs (``hadoop-aws`` and the AWS SDK modules it needs, put
+in ``<sys.prefix>/share/twh-jars/s3a`` by ``make spark-jars``) are on every driver's and
+executor's class path, and ``s3://`` maps to S3A. The store's endpoint and credentials reach a
+classic driver at run time (:func:`apply_hadoop_conf`, into its Hadoop configuration, which tasks
+carry to the executors) — never as builder options, which pyspark would put on the JVM's command
+line for every local user to read in ``ps``. A Connect server gets them from a private properties
+file (:mod:`sandbox.engines.spark_cluster`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +69,115 @@ _DEFAULT_CONF: dict[str, str] = {
 _lock = threading.Lock()
 _session: SparkSession | None = None
 _session_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
+_hadoop_applied: str | None = None
+_remote: dict[str, SparkSession] = {}
 
 
 def ivy_dir() -> Path:
     """Where Ivy keeps delta-spark's JARs (inside the environment, so a fresh venv refetches once)."""
     return Path(os.environ.get("TWH_SPARK_IVY") or Path(sys.prefix) / "share" / "twh-spark-ivy")
+
+
+def jars_dir() -> Path:
+    """The JARs ``make spark-jars`` fetches with Maven (S3A under ``s3a/``, the S3 test server)."""
+    return Path(sys.prefix) / "share" / "twh-jars"
+
+
+def s3a_classpath() -> str:
+    """The S3A connector's JARs as a class path ('' when not installed: s3:// tables then fail closed)."""
+    folder = jars_dir() / "s3a"
+    return ":".join(str(p) for p in sorted(folder.glob("*.jar"))) if folder.is_dir() else ""
+
+
+def base_conf() -> dict[str, str]:
+    """Every driver's configuration before Settings.spark_conf: the defaults, Delta, S3A."""
+    conf = {**_DEFAULT_CONF, "spark.jars.ivy": str(ivy_dir())}
+    s3a = s3a_classpath()
+    if s3a:  # the class path, not spark.jars: Hadoop's FileSystem loader does not see spark.jars
+        conf["spark.driver.extraClassPath"] = s3a
+        conf["spark.executor.extraClassPath"] = s3a
+        conf["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    return conf
+
+
+@dataclass(frozen=True)
+class SparkTarget:
+    """Where Spark work runs: this process's classic session on ``master``, or a Connect server."""
+
+    master: str = "local[*]"
+    conf: tuple[tuple[str, str], ...] = ()
+    #: ``sc://host:port`` of a Spark Connect server; set, it is used instead of ``master``
+    remote: str = ""
+    token: str = field(default="", repr=False)
+    #: Hadoop configuration applied at run time (the object store's S3A settings and credentials)
+    hadoop: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: a standalone cluster's shared secret (``spark.authenticate``)
+    auth_secret: str = field(default="", repr=False)
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.remote)
+
+    def session(self) -> SparkSession:
+        if self.remote:
+            return get_remote_session(self.remote, self.token)
+        session = get_session(self.master, dict(self.conf), auth_secret=self.auth_secret)
+        apply_hadoop_conf(session, dict(self.hadoop))
+        return session
+
+
+def is_connect(spark: Any) -> bool:
+    """Whether ``spark`` is a Spark Connect client session (no JVM, no SparkContext here)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def functions(on: Any) -> Any:
+    """pyspark's column functions for ``on`` (a session, DataFrame or Column): Spark Connect's or the
+    classic ones. ``pyspark.sql.functions`` picks by a process-wide switch, and a process may hold
+    both kinds of session (the tests do): a classic Column inside a Connect plan fails."""
+    if is_connect(on):
+        from pyspark.sql.connect import functions as connect_functions
+
+        return connect_functions
+    from pyspark.sql import functions as classic_functions
+
+    return classic_functions
+
+
+def apply_hadoop_conf(session: Any, conf: Mapping[str, str]) -> None:
+    """Set ``conf`` on a classic session's Hadoop configuration (not on its command line)."""
+    global _hadoop_applied
+    if not conf or is_connect(session):
+        return
+    digest = hashlib.sha256(repr(sorted(conf.items())).encode()).hexdigest()
+    with _lock:
+        if _hadoop_applied == digest:
+            return
+        hc = session.sparkContext._jsc.hadoopConfiguration()
+        for k, v in conf.items():
+            hc.set(k, v)
+        _hadoop_applied = digest
+
+
+def get_remote_session(url: str, token: str = "") -> SparkSession:
+    """A Spark Connect client of the server at ``url`` (one per URL per process, thread-safe)."""
+    with _lock:
+        hit = _remote.get(url)
+        if hit is not None:
+            return hit
+        try:
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InternalError("Spark Connect needs pyspark[connect]: pip install 'training-warehouse[spark]'") \
+                from exc
+        # The token goes into the channel's parameters, never into a URL that could be logged.
+        full = url.rstrip("/") + "/" + (f";token={token}" if token else "")
+        try:
+            session = ConnectSession.builder.remote(full).create()
+        except Exception as exc:
+            raise InternalError(f"cannot reach the Spark Connect server ({type(exc).__name__})") from None
+        _remote[url] = session
+        return session
 
 
 def _delta_version() -> str:
@@ -89,10 +213,15 @@ def _record_jars(session: Any) -> None:
         tmp.replace(listing)
 
 
-def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None) -> SparkSession:
+def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None, *,
+                auth_secret: str = "") -> SparkSession:
     """The process's SparkSession with Delta Lake, created on first use.
 
     A second call with a different master or configuration is an error: one JVM per process.
+    ``auth_secret``: a standalone cluster's ``spark.authenticate`` secret. pyspark puts every builder
+    option on the JVM's command line (``spark-submit --conf k=v``), which any local user can read:
+    so the JVM is launched first with the public options only (:func:`_launch_gateway`) and the
+    secret reaches the SparkContext's configuration afterwards, over py4j.
     """
     global _session, _session_key
     key = (master, tuple(sorted((conf or {}).items())))
@@ -108,26 +237,53 @@ def get_session(master: str = "local[*]", conf: Mapping[str, str] | None = None)
             raise InternalError("the spark engine needs pyspark and delta-spark: pip install "
                                 "'training-warehouse[spark]'") from exc
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        extra = {"spark.authenticate": "true"} if auth_secret else {}
         builder: Any = SparkSession.builder.master(master).appName("training-warehouse")
-        for k, v in {**_DEFAULT_CONF, "spark.jars.ivy": str(ivy_dir()), **(conf or {})}.items():
+        for k, v in {**base_conf(), **extra, **(conf or {})}.items():
             builder = builder.config(k, v)
         jars = None if (conf or {}).get("spark.jars.packages") else _cached_jars()
-        if jars:
-            session = builder.config("spark.jars", jars).getOrCreate()
-        else:
-            session = configure_spark_with_delta_pip(builder).getOrCreate()
+        builder = builder.config("spark.jars", jars) if jars else configure_spark_with_delta_pip(builder)
+        _launch_gateway(dict(builder._options))  # public options only: they are its command line
+        if auth_secret:
+            builder = builder.config("spark.authenticate.secret", auth_secret)
+        session = builder.getOrCreate()
+        if not jars:
             _record_jars(session)
         session.sparkContext.setLogLevel("ERROR")
         _session, _session_key = session, key
         return session
 
 
+def _launch_gateway(options: Mapping[str, str]) -> None:
+    """Start the py4j JVM with ``options`` as its spark-submit arguments (no secret among them)."""
+    from pyspark import SparkConf, SparkContext
+
+    if SparkContext._gateway is not None:
+        return
+    conf = SparkConf(loadDefaults=False)
+    for k, v in options.items():
+        conf.set(k, str(v))
+    SparkContext._ensure_initialized(conf=conf)
+
+
 def stop_session() -> None:
-    global _session, _session_key
+    global _session, _session_key, _hadoop_applied
     with _lock:
         if _session is not None:
             _session.stop()
-        _session, _session_key = None, None
+        _session, _session_key, _hadoop_applied = None, None, None
+
+
+def stop_remote_sessions() -> None:
+    """Close this process's Connect clients (the servers keep running)."""
+    with _lock:
+        sessions = list(_remote.values())
+        _remote.clear()
+    for s in sessions:
+        try:
+            s.stop()
+        except Exception:  # noqa: BLE001 - a server already gone: nothing to close
+            pass
 
 
 if __name__ == "__main__":  # `python -m sandbox.engines.spark`: resolve the JARs once (make spark-jars)

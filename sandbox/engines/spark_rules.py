@@ -18,6 +18,8 @@ from connectors.csv import CsvOptions, _read_header, check_header
 from connectors.parquet import _check_columns
 from connectors.schema import _DATE_RE, _FLOAT_RE, _INT_RE, _TS_ZONED_RE, ColumnSpec
 
+from .spark import functions
+
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import Column, DataFrame, SparkSession
 
@@ -56,7 +58,7 @@ class Frame:
 
 def _text_rules(name: str, text: Column, spec: ColumnSpec, checks: list[Check]) -> Column:
     """Declared-type conversion of a text column (null = empty field); returns the typed value."""
-    from pyspark.sql import functions as F
+    F = functions(text)  # Connect's or classic's: the session decides
 
     pattern = {"int64": _INT_RE, "int32": _INT_RE, "float64": _FLOAT_RE, "date": _DATE_RE,
                "timestamp": _TS_ZONED_RE}.get(spec.type)
@@ -83,7 +85,7 @@ def _try_cast(col: Column, spark_type: str) -> Column:
 
 
 def csv_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec], options: dict[str, Any]) -> Frame:
-    from pyspark.sql import functions as F
+    F = functions(spark)  # Connect's or classic's: the session decides
     from pyspark.sql import types as T
 
     opts: CsvOptions = options_from(CsvOptions, options, "csv")
@@ -120,7 +122,7 @@ def csv_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec], options:
 
 def parquet_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec]) -> Frame:
     import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
+    F = functions(spark)  # Connect's or classic's: the session decides
     from pyspark.sql import types as T
 
     try:
@@ -161,32 +163,39 @@ def parquet_frame(spark: SparkSession, path: Path, specs: list[ColumnSpec]) -> F
     return Frame(raw, typed, checks)
 
 
+def natively_counted(etype: str, kwargs: dict[str, Any], spec: ColumnSpec) -> bool:
+    """Whether :func:`native_unexpected` counts this expectation (else Great Expectations must)."""
+    if etype not in _NATIVE or not set(kwargs) <= _NATIVE[etype]:
+        return False
+    if etype == "expect_column_values_to_not_be_null":
+        return True
+    if etype == "expect_column_values_to_be_between":
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        if spec.type not in ("int64", "int32", "float64") or (lo is None and hi is None) or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in (lo, hi)):
+            return False
+        return all(isinstance(kwargs.get(k, False), bool) for k in ("strict_min", "strict_max"))
+    return isinstance(kwargs.get("value_set"), list) and spec.type in ("string", "int64", "int32")
+
+
 def native_unexpected(etype: str, kwargs: dict[str, Any], typed: Column, spec: ColumnSpec) -> Column | None:
     """The rows a common row-level expectation finds unexpected (as Great Expectations counts
     them: nulls only for not_null), or None when Great Expectations must evaluate it."""
-    from pyspark.sql import functions as F
+    F = functions(typed)  # Connect's or classic's: the session decides
 
-    if etype not in _NATIVE or not set(kwargs) <= _NATIVE[etype]:
+    if not natively_counted(etype, kwargs, spec):
         return None
     if etype == "expect_column_values_to_not_be_null":
         return typed.isNull()
-    numeric = spec.type in ("int64", "int32", "float64")
     if etype == "expect_column_values_to_be_between":
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-        if not numeric or (lo is None and hi is None) or any(
-                v is not None and (isinstance(v, bool) or not isinstance(v, int | float)) for v in (lo, hi)):
-            return None
-        if not all(isinstance(kwargs.get(k, False), bool) for k in ("strict_min", "strict_max")):
-            return None
         ok = F.lit(True)
         if lo is not None:
             ok = ok & ((typed > lo) if kwargs.get("strict_min") else (typed >= lo))
         if hi is not None:
             ok = ok & ((typed < hi) if kwargs.get("strict_max") else (typed <= hi))
         return typed.isNotNull() & ~ok
-    values = kwargs.get("value_set")
-    if not isinstance(values, list) or spec.type not in ("string", "int64", "int32"):
-        return None
+    values = kwargs["value_set"]
     if spec.type == "string":
         members = [v for v in values if isinstance(v, str)]
     else:

@@ -68,7 +68,9 @@ def snapshot_source(con: duckdb.DuckDBPyConnection, snap: Snapshot, alias: str) 
     """A FROM source reading exactly ``snap``, and the files it reads.
 
     The fast path scans the pinned version's own Parquet files; otherwise the delta-rs dataset is
-    registered on ``con`` as ``alias``. Trusted callers (the gate's views, DP bounding, the
+    registered on ``con`` as ``alias`` — always for ``s3://`` tables: DuckDB is never given a
+    remote file or the store's credentials (its httpfs extension is neither installed nor loaded),
+    delta-rs reads the objects with the credentials of ``Settings``. Trusted callers (the gate's views, DP bounding, the
     synthesiser) all read snapshots through this one function.
     """
     if not snap.needs_delta_reader and plain_files(snap):
@@ -82,7 +84,8 @@ def delta_dataset(snap: Snapshot) -> Any:
     import deltalake  # imported here: only the slow path needs it
 
     try:
-        return deltalake.DeltaTable(snap.table_path, version=snap.version).to_pyarrow_dataset()
+        options = snap.store.delta_options() if snap.store is not None else None
+        return deltalake.DeltaTable(snap.table_path, version=snap.version, storage_options=options).to_pyarrow_dataset()
     except Exception:
         # delta-rs messages name host paths: keep them out of the response.
         raise InternalError(

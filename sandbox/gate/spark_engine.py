@@ -24,14 +24,21 @@ in ``tests/gate/test_spark_parity.py`` hold the two engines to that):
 
 The session must run with ANSI mode on, UTC, ordinals in ORDER BY and escapes in string
 literals (sqlglot writes ``\\\\`` for a backslash): :data:`_REQUIRED_CONF` is set before each
-query. The time limit cancels the query's job group. Spark errors are translated without their
-messages (they can quote data values and paths).
+query. Spark errors are translated without their messages (they can quote data values and paths).
+
+The session is a classic one (a JVM in this process) or a Spark Connect client
+(``Settings.spark_remote``): the code is the same for both — only DataFrame and SQL APIs, no RDDs,
+no ``sparkContext`` except to quiet a classic driver's loggers (a Connect server is started with
+its own quiet logging, :mod:`sandbox.engines.spark_cluster`). The time limit tags the query's
+operations (``addTag``) and interrupts the tag (``interruptTag``) until the call returns: the
+same calls on both kinds (classic Spark 4 supports them), where a job group exists only on classic.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,6 +54,8 @@ from .scan import columns_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
+
+    from ..engines.spark import SparkTarget
 
 #: runtime settings the transpiled SQL relies on (values identical to DuckDB's)
 _REQUIRED_CONF: dict[str, str] = {
@@ -65,22 +74,26 @@ _TYPE_IDS: dict[str, str] = {
 }
 _ESCAPES = "!#$&~^|@"  # candidates for LIKE ... ESCAPE: any character absent from the pattern
 
-_config: tuple[str, dict[str, str]] = ("local[*]", {})
-_HEAVY: OrderedDict[tuple[str, int, str, int], DataFrame] = OrderedDict()
+_target: SparkTarget | None = None
+_HEAVY: OrderedDict[tuple[int, str, int, str, int], DataFrame] = OrderedDict()
 _HEAVY_LOCK = threading.Lock()
 MAX_CACHED_HEAVY = 32
 
 
-def configure(master: str, conf: Mapping[str, str] | None = None) -> None:
-    """Which SparkSession queries run on (from Settings; the session starts on the first query)."""
-    global _config
-    _config = (master, dict(conf or {}))
+def configure(target: SparkTarget | str, conf: Mapping[str, str] | None = None) -> None:
+    """Which SparkSession queries run on (``Settings.spark_target``, or a master URL and its
+    configuration); the session starts on the first query."""
+    global _target
+    from ..engines.spark import SparkTarget
+
+    _target = target if isinstance(target, SparkTarget) else SparkTarget(
+        master=target, conf=tuple(sorted((conf or {}).items())))
 
 
 def session() -> SparkSession:
-    from ..engines.spark import get_session
+    from ..engines.spark import SparkTarget
 
-    return get_session(*_config)
+    return (_target or SparkTarget()).session()
 
 
 def _quiet_pyspark(spark: SparkSession) -> None:
@@ -88,8 +101,12 @@ def _quiet_pyspark(spark: SparkSession) -> None:
     the driver's task-failure logs quote the failed task's exception: neither may carry data."""
     from pyspark.logger import PySparkLogger
 
+    from ..engines.spark import is_connect
+
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         PySparkLogger.getLogger(name).disabled = True
+    if is_connect(spark):  # no driver here: the server's own logging is quiet (engines.spark_cluster)
+        return
     try:
         jvm = spark.sparkContext._jvm
         off = jvm.org.apache.logging.log4j.Level.OFF
@@ -107,7 +124,9 @@ def read_snapshot(spark: SparkSession, snap: Snapshot, columns: Sequence[str] = 
     """``snap`` as a DataFrame: the Delta table at exactly its pinned version, projected to ``columns``."""
     try:
         df = spark.read.format("delta").option("versionAsOf", snap.version).load(snap.table_path)
-        return df.select(*[_quote(c) for c in columns]) if columns else df
+        df = df.select(*[_quote(c) for c in columns]) if columns else df
+        df.schema  # noqa: B018 - analysed here: over Spark Connect nothing is checked until it is asked
+        return df
     except Exception:
         # Spark's messages name host paths: keep them out of the response.
         raise InternalError(
@@ -120,11 +139,13 @@ def _heavy_units(spark: SparkSession, snap: Snapshot, unit: str, max_rows: int) 
     """``xxhash64(unit) -> w = m / N, c = floor(m * 2**10 / N)`` for units with N > m rows, the
     columns of :mod:`.dp_bounding`'s table; cached. (The dp plan's ``light_sql`` is not used:
     ``engine_sql`` computes the same integers.)"""
-    from pyspark.sql import functions as F
-
     from dp.grid import COUNT_EXPONENT
 
-    key = (snap.table_path, snap.version, unit, max_rows)
+    from ..engines.spark import functions
+
+    F = functions(spark)  # Connect's or classic's: the session decides
+
+    key = (id(spark), snap.table_path, snap.version, unit, max_rows)  # a DataFrame belongs to its session
     with _HEAVY_LOCK:
         if key in _HEAVY:
             _HEAVY.move_to_end(key)
@@ -233,9 +254,11 @@ def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: fl
     """The row source registered as ``ENGINES["spark"]`` (see :func:`.engine.run_query`)."""
     spark = session()
     _quiet_pyspark(spark)
-    for key, value in _REQUIRED_CONF.items():
-        if spark.conf.get(key, None) != value:
-            spark.conf.set(key, value)
+    with warnings.catch_warnings():  # Connect warns that escapedStringLiterals is deprecated: we set it off
+        warnings.simplefilter("ignore", UserWarning)
+        for key, value in _REQUIRED_CONF.items():
+            if spark.conf.get(key, None) != value:
+                spark.conf.set(key, value)
     tag = uuid.uuid4().hex[:12]
     views: dict[str, str] = {}
     integral: set[tuple[str, str]] = set()
@@ -297,21 +320,28 @@ def _hash_units(table: Any, plan: QueryPlan) -> Any:
 
 
 def _collect(spark: SparkSession, sql: str, tag: str, timeout_s: float | None) -> Any:
-    """Run ``sql`` as job group ``tag`` (cancelled at ``timeout_s``) and fetch it as an Arrow table."""
-    sc = spark.sparkContext
+    """Run ``sql`` with operation tag ``tag`` (interrupted at ``timeout_s``) and fetch it as Arrow."""
+    from ..engines.spark import is_connect
+
     expired, done = threading.Event(), threading.Event()
 
     def cancel() -> None:
-        # cancelJobGroup stops the group's running jobs only: the next stage's job would start
-        # afterwards, so keep cancelling until the call returns.
+        # An interrupt stops the operations running now: a query's next stage (or, on classic, its
+        # next job) could start afterwards, so keep interrupting until the call returns.
         expired.set()
         while True:
-            sc.cancelJobGroup(tag)
+            try:
+                spark.interruptTag(tag)
+            except Exception:  # noqa: BLE001 - the server is gone: the call below fails anyway
+                pass
             if done.wait(0.2):
                 return
 
     timer = threading.Timer(timeout_s, cancel) if timeout_s else None
-    sc.setJobGroup(tag, "twh gated query", interruptOnCancel=True)
+    classic = not is_connect(spark)
+    spark.addTag(tag)  # this thread's operations only (thread-local on both kinds of session)
+    if classic:  # kill running tasks' threads on cancel, not only the scheduling of new ones
+        spark.sparkContext.setInterruptOnCancel(True)
     try:
         if timer is not None:
             timer.daemon = True
@@ -330,5 +360,6 @@ def _collect(spark: SparkSession, sql: str, tag: str, timeout_s: float | None) -
         done.set()
         if timer is not None:
             timer.cancel()
-        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        sc.setLocalProperty("spark.job.description", None)  # type: ignore[arg-type]
+        spark.removeTag(tag)
+        if classic:
+            spark.sparkContext.setInterruptOnCancel(False)

@@ -28,7 +28,7 @@ from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run
 from ..release.attest import attest
 from ..release.exports import bundle_hash
 from ..release.outputs import GatedFile, gate_outputs, with_trained
-from ..tables import storage, uris
+from ..tables import storage
 from ..tables.snapshot import Snapshot
 from . import leases
 from .spec import JobSpec, load_job_files
@@ -306,7 +306,7 @@ class Jobs:
             principal = Principal(job.submitted_by, Role.ENTERPRISE, job.tenant)
             tables = {n: (s.execute(select(Dataset.table_path).where(Dataset.name == n)).scalar_one(), v)
                       for n, v in job.pinned.items()}
-        snapshots: dict[str, Snapshot] = {n: storage.pin_snapshot(uris.to_path(p), n, v) for n, (p, v) in tables.items()}
+        snapshots: dict[str, Snapshot] = {n: storage.pin_snapshot(self.ctx.table(p), n, v) for n, (p, v) in tables.items()}
         handler = self._broker(principal, job_id, spec, snapshots)
         scratch = self._dir(job_id) / "run"
         shutil.rmtree(scratch, ignore_errors=True)

@@ -56,7 +56,8 @@ from ..datasets.declared import column_specs, contract_of
 from ..datasets.manifest import DatasetManifest, parse_manifest
 from ..datasets.sources import LoadMode, SourceBlock
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ValidationFailed
-from ..tables import storage, uris
+from ..tables import storage
+from ..tables.uris import Location
 from .loads import LoadWriter, NothingToLoad
 from .plan import LoadPlan, load_id_for, validation_summary
 from .staging import Staged, stage
@@ -104,7 +105,7 @@ class Ingest:
         with self.ctx.db.read() as s:
             ds = get_dataset(s, dataset)
             known = set(s.execute(select(DatasetVersion.load_id).where(DatasetVersion.dataset_id == ds.id)).scalars())
-            table = uris.to_path(ds.table_path)
+            table = self.ctx.table(ds.table_path)
         try:
             commits = storage.history(table)
         except NotFound:  # no table yet
@@ -127,7 +128,7 @@ class Ingest:
             if principal.role is not Role.ADMIN and principal.name not in stewards_of(s, ds.id):
                 raise Forbidden(f"only a steward of {dataset} (or an admin) may ingest into it")
             manifest = parse_manifest(ds.manifest, source=dataset)
-            table = uris.to_path(ds.table_path)
+            table = self.ctx.table(ds.table_path)
         self._reconcile(principal, dataset)
         try:
             load_mode = LoadMode(mode) if mode else manifest.load.mode
@@ -141,7 +142,7 @@ class Ingest:
         if (engine or self.ctx.settings.engine) == "spark":
             from .spark import SparkLoad, spark_unsupported
 
-            why_not = spark_unsupported(plan, load_mode)
+            why_not = spark_unsupported(plan, load_mode, manifest, remote=bool(self.ctx.settings.spark_remote))
             if why_not is None:
                 return SparkLoad(self).run(principal, dataset, manifest, plan, load_mode, table)
             if engine == "spark":  # asked for explicitly: say why it cannot be
@@ -225,7 +226,8 @@ class Ingest:
             metadata = {"twh.load_id": load_id, "twh.dataset": dataset, "twh.mode": writer.mode.value,
                         "twh.connector": plan.kind,
                         **{f"twh.{k}": v for k, v in content.items()}}
-            result = writer.write(checked, schema, metadata, staged=staged)
+            with self.ctx.commit_lock(writer.table):  # object storage: one writer per table (catalog.locks)
+                result = writer.write(checked, schema, metadata, staged=staged)
         except _ContractFailed as exc:
             self.quarantine(principal, dataset, load_id, plan, content, exc.report)
         except SourceError as exc:
@@ -366,7 +368,7 @@ class Ingest:
                        f"must approve the new schema with `twh dataset migrate {dataset} NEW_MANIFEST.yaml`",
                        details={"dataset": dataset, "drift": drift, "rule": "schema_drift"})
 
-    def already_loaded(self, dataset: str, table: Path, load_id: str, principal: Principal, name: str,
+    def already_loaded(self, dataset: str, table: Location, load_id: str, principal: Principal, name: str,
                        source_sha: str | None) -> dict[str, Any] | None:
         with self.ctx.db.read() as s:
             ds = get_dataset(s, dataset)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from ..auth import Principal
 from ..catalog.db import DatasetVersion
 from ..context import Context, get_dataset
-from ..tables import storage, uris
+from ..tables import storage
 
 
 def history(ctx: Context, principal: Principal, name: str) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def history(ctx: Context, principal: Principal, name: str) -> dict[str, Any]:
         recorded = {v.version: v for v in s.execute(
             select(DatasetVersion).where(DatasetVersion.dataset_id == ds.id)).scalars()}
         current = ds.current_version
-        table = uris.to_path(ds.table_path)
+        table = ctx.table(ds.table_path)
         catalog = {v: {"load_id": r.load_id, "rows": r.rows, "lineage": r.lineage,
                        "recorded_at": r.created_at.isoformat()} for v, r in recorded.items()}
     out = []

@@ -22,7 +22,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +31,7 @@ from ..datasets.sources import LoadBlock, LoadMode
 from ..errors import InvalidInput
 from ..tables import storage
 from ..tables.record_keys import keyed_schema, with_record_keys
+from ..tables.uris import Location
 from .staging import Staged
 
 
@@ -118,7 +118,7 @@ def prefetched(batches: Iterator[pa.RecordBatch], depth: int = PREFETCH_DEPTH) -
 class LoadWriter:
     """Writes one load in one mode; for incremental loads also filters rows by the watermark."""
 
-    def __init__(self, table: Path, mode: LoadMode, load: LoadBlock) -> None:
+    def __init__(self, table: Location, mode: LoadMode, load: LoadBlock) -> None:
         self.table = table
         self.mode = mode
         self.load = load

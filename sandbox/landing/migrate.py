@@ -31,8 +31,9 @@ from ..context import Context, get_dataset, stewards_of
 from ..datasets.declared import column_specs
 from ..datasets.manifest import DatasetManifest, parse_manifest
 from ..errors import Conflict, Forbidden, InvalidInput, ManifestInvalid
-from ..tables import storage, uris
+from ..tables import storage
 from ..tables.record_keys import RECORD_KEY, fresh_keys, keyed_schema
+from ..tables.uris import Location
 from .staging import stage
 
 
@@ -67,7 +68,7 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
                                                      and principal.name in stewards_of(s, ds.id)):
             raise Forbidden(f"only a steward of {name} (or an admin) may migrate its schema")
         old = parse_manifest(ds.manifest, source=name)
-        table = uris.to_path(ds.table_path)
+        table = ctx.table(ds.table_path)
         known = {r[0]: r[1] for r in s.execute(select(User.name, User.role).where(User.name.in_(new.stewards)))}
     if new.name != old.name or new.provider_kind != old.provider_kind:
         raise ManifestInvalid("a migration keeps the dataset's name and provider_kind", details={"field": "name"})
@@ -86,6 +87,31 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
     specs = column_specs(new)
     schema = keyed_schema(arrow_schema(specs))
     load_id = "mg_" + hashlib.sha256(f"{name}\0{old_sha}\0{new_sha}".encode()).hexdigest()[:24]
+    # Object storage: the table's commit lock from reading the base version to the commit, so no load
+    # lands in between (the overwrite would drop it).
+    with ctx.commit_lock(table):
+        base, version, count = _rewrite(table, specs, schema, renames, load_id, name, new_sha, ctx)
+    rows = [count]
+    lineage = {"source": {"operation": "migrate"}, "connector": None, "load_id": load_id, "mode": "migrate",
+               "rows_in": rows[0], "rows_out": rows[0], "rows_quarantined": 0, "rows": rows[0],
+               "migration": {"from_manifest_sha256": old_sha, "to_manifest_sha256": new_sha, "from_version": base,
+                             **diff}}
+    with ctx.recorded(principal, "dataset.migrated", "dataset", name,
+                      {"version": version, "from_version": base, "from_manifest_sha256": old_sha,
+                       "manifest_sha256": new_sha, "rows": rows[0], "diff": diff}) as s:
+        row = s.execute(select(Dataset).where(Dataset.name == name).with_for_update()).scalar_one()
+        row.manifest = new_json
+        row.current_version = max(row.current_version, version)
+        s.add(DatasetVersion(dataset_id=row.id, version=version, load_id=load_id, rows=rows[0], lineage=lineage))
+    if on_change is not None:
+        on_change()
+    return {"status": "migrated", "dataset": name, "version": version, "from_version": base, "rows": rows[0],
+            "diff": diff, "manifest_sha256": new_sha}
+
+
+def _rewrite(table: Location, specs: list, schema: pa.Schema, renames: Mapping[str, str], load_id: str, name: str,
+             new_sha: str, ctx: Context) -> tuple[int, int, int]:
+    """The latest version rewritten into ``schema``, committed as one overwrite: (base, version, rows)."""
     base = storage.latest_version(table)
     sources = {b: a for a, b in renames.items()}
     rows = [0]
@@ -120,18 +146,4 @@ def migrate(ctx: Context, principal: Principal, name: str, new: DatasetManifest,
                                                   "twh.manifest_sha256": new_sha})
     finally:
         staged.remove()
-    lineage = {"source": {"operation": "migrate"}, "connector": None, "load_id": load_id, "mode": "migrate",
-               "rows_in": rows[0], "rows_out": rows[0], "rows_quarantined": 0, "rows": rows[0],
-               "migration": {"from_manifest_sha256": old_sha, "to_manifest_sha256": new_sha, "from_version": base,
-                             **diff}}
-    with ctx.recorded(principal, "dataset.migrated", "dataset", name,
-                      {"version": version, "from_version": base, "from_manifest_sha256": old_sha,
-                       "manifest_sha256": new_sha, "rows": rows[0], "diff": diff}) as s:
-        row = s.execute(select(Dataset).where(Dataset.name == name).with_for_update()).scalar_one()
-        row.manifest = new_json
-        row.current_version = max(row.current_version, version)
-        s.add(DatasetVersion(dataset_id=row.id, version=version, load_id=load_id, rows=rows[0], lineage=lineage))
-    if on_change is not None:
-        on_change()
-    return {"status": "migrated", "dataset": name, "version": version, "from_version": base, "rows": rows[0],
-            "diff": diff, "manifest_sha256": new_sha}
+    return base, version, rows[0]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 
     from ..auth import Principal
     from ..context import Context
+    from ..tables.uris import Location
 
 
 def load_id_for(dataset: str, source_sha256: str, mode: str = "append") -> str:
@@ -50,7 +50,7 @@ class LoadBook(Protocol):
 
     ctx: Context
 
-    def already_loaded(self, dataset: str, table: Path, load_id: str, principal: Principal, name: str,
+    def already_loaded(self, dataset: str, table: Location, load_id: str, principal: Principal, name: str,
                        source_sha: str | None) -> dict[str, Any] | None: ...
 
     def refuse_drift(self, principal: Principal, dataset: str, plan: LoadPlan, exc: SourceError) -> None: ...

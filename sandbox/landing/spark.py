@@ -40,10 +40,12 @@ from connectors.schema import ColumnSpec
 
 from ..datasets.declared import column_specs
 from ..datasets.sources import LoadMode
-from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, parquet_frame
+from ..engines.spark import functions
+from ..engines.spark_rules import Check, Frame, csv_frame, native_unexpected, natively_counted, parquet_frame
 from ..errors import Conflict, InternalError, InvalidInput
 from ..tables import storage
 from ..tables.record_keys import RECORD_KEY
+from ..tables.uris import Location
 from .plan import LoadBook, LoadPlan, load_id_for, validation_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +61,19 @@ SPARK_MODES = {LoadMode.APPEND: "append", LoadMode.OVERWRITE: "overwrite"}
 _SPARK_CSV_OPTIONS = frozenset({"encoding", "delimiter", "quotechar", "max_field_bytes"})
 
 
-def spark_unsupported(plan: LoadPlan, mode: LoadMode) -> str | None:
-    """Why this load cannot run on Spark (it then takes the streaming path), or None."""
+def spark_unsupported(plan: LoadPlan, mode: LoadMode, manifest: DatasetManifest | None = None,
+                      remote: bool = False) -> str | None:
+    """Why this load cannot run on Spark (it then takes the streaming path), or None.
+
+    Over Spark Connect (``remote``), expectations that only Great Expectations evaluates keep the
+    load on the streaming path: GE's Spark engine builds classic Columns, which a Connect plan cannot
+    hold (the natively counted ones — not_null, between, in_set — run on Connect alike)."""
+    if remote and manifest is not None and manifest.expectations:
+        specs = {s.name: s for s in column_specs(manifest)}
+        for e in manifest.expectations:
+            spec = specs.get(str(dict(e.kwargs).get("column")))
+            if spec is None or not natively_counted(e.type, dict(e.kwargs), spec):
+                return f"expectation {e.type} needs Great Expectations, which runs on a classic SparkSession only"
     if not plan.is_file or plan.kind not in SPARK_KINDS:
         return f"the {plan.kind} connector is streamed"
     if mode not in SPARK_MODES:
@@ -146,15 +159,12 @@ class SparkLoad:
 
     @property
     def spark(self) -> SparkSession:
-        if self._spark is None:
-            from ..engines.spark import get_session
-
-            settings = self.ingest.ctx.settings
-            self._spark = get_session(settings.spark_master, settings.spark_conf)
+        if self._spark is None:  # this process's classic session, or a client of the Connect server
+            self._spark = self.ingest.ctx.settings.spark_target.session()
         return self._spark
 
     def run(self, principal: Principal, dataset: str, manifest: DatasetManifest, plan: LoadPlan, mode: LoadMode,
-            table: Path) -> dict[str, Any]:
+            table: Location) -> dict[str, Any]:
         ing = self.ingest
         started = time.perf_counter()
         try:
@@ -213,7 +223,7 @@ class SparkLoad:
     def _count(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec]) -> tuple[int, list[int]]:
         """ONE pass over the source: the row count, each schema rule's and each native
         expectation's failing rows (schema rules first, then expectations in manifest order)."""
-        from pyspark.sql import functions as F
+        F = functions(frame.raw)  # Connect's or classic's: the session decides
 
         native, _ = self._native_checks(frame, manifest, specs)
         conds = [c.bad for c in frame.checks] + list(native.values())
@@ -266,10 +276,10 @@ class SparkLoad:
         return ContractReport(success=all(o.success for o in results), results=tuple(results), rows_checked=rows,
                               kind="contract", seconds=time.perf_counter() - started)
 
-    def _write(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec], table: Path, mode: str,
+    def _write(self, frame: Frame, manifest: DatasetManifest, specs: list[ColumnSpec], table: Location, mode: str,
                meta: dict[str, str]) -> int:
         """ONE delta-spark commit; every row-level rule re-checked in the written expressions."""
-        from pyspark.sql import functions as F
+        F = functions(frame.raw)
 
         native, _ = self._native_checks(frame, manifest, specs)
         guards = [c.bad for c in frame.checks] + list(native.values())
@@ -287,11 +297,17 @@ class SparkLoad:
         cols.append((F.conv(F.substring(digest, 1, 8), 16, 10).cast("long") - F.lit(2 ** 31)).cast("int")
                     .alias(RECORD_KEY))
         load_id = meta[storage.LOAD_ID_KEY]
+        target = str(table.path) if table.is_local else table.uri  # s3:// is S3A (sandbox.engines.spark)
         try:
-            (frame.raw.select(*cols).write.format("delta").mode(mode)
-             .option("txnAppId", storage.TXN_PREFIX + load_id).option("txnVersion", 1)
-             .option("userMetadata", json.dumps(meta, sort_keys=True))
-             .save(str(table)))
+            # Object storage: the table's commit lock from reading the latest version to the commit
+            # (delta-spark's S3 log store arbitrates only within one driver JVM).
+            with self.ingest.ctx.commit_lock(table):
+                (frame.raw.select(*cols).write.format("delta").mode(mode)
+                 .option("txnAppId", storage.TXN_PREFIX + load_id).option("txnVersion", 1)
+                 .option("userMetadata", json.dumps(meta, sort_keys=True))
+                 .save(target))
+        except Conflict:
+            raise
         except Exception as exc:
             reason = _spark_error(exc)
             if "Concurrent" in reason or "ProtocolChanged" in reason or "MetadataChanged" in reason:

@@ -40,6 +40,10 @@ from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchEr
 
 from ..errors import Conflict, InternalError, InvalidInput, NotFound
 from .snapshot import Snapshot
+from .uris import Location, to_location
+
+#: a table: a local path, a ``file://`` URI, or a :class:`Location` (``s3://`` needs its store)
+Where = str | Path | Location
 
 ZONES = ("government", "market")
 LOAD_ID_KEY = "twh.load_id"
@@ -67,6 +71,14 @@ def table_path(root: str | Path, provider_kind: str, name: str) -> Path:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise InvalidInput(f"dataset name {str(name)[:70]!r} must match {_NAME_RE.pattern}", details={"field": "name"})
     return Path(root).absolute() / "tables" / kind / name
+
+
+def table_location(root: Location, provider_kind: str, name: str) -> Location:
+    """``<root>/tables/<provider_kind>/<name>`` on the warehouse's table storage (local or ``s3://``)."""
+    if root.is_local:
+        return Location(table_path(root.path, provider_kind, name).as_uri())
+    local = table_path("/", provider_kind, name)  # the same name rules
+    return root.child("tables", local.parent.name, local.name)
 
 
 def quarantine_path(root: str | Path, dataset: str, load_id: str) -> Path:
@@ -102,15 +114,29 @@ def _check_load_id(load_id: str) -> None:
 # --- tables -----------------------------------------------------------------------------------
 
 
-def _open(path: str | Path, version: int | None = None) -> DeltaTable:
+def _loc(path: Where) -> Location:
+    return to_location(path)
+
+
+def _target(loc: Location) -> str:
+    """What delta-rs opens: the local path of a file:// table, else the URI."""
+    return str(loc.path) if loc.is_local else loc.uri
+
+
+def _open(path: Where, version: int | None = None) -> DeltaTable:
+    loc = _loc(path)
     try:
-        return DeltaTable(str(path), version=version)
+        return DeltaTable(_target(loc), version=version, storage_options=loc.delta_options())
     except TableNotFoundError:
-        raise NotFound(f"no Delta table at {Path(path).name!r}") from None
+        raise NotFound(f"no Delta table at {loc.name!r}") from None
     except DeltaError as exc:
         if version is not None and "version" in str(exc).lower():
-            raise NotFound(f"table {Path(path).name!r} has no version {version}") from None
-        raise InternalError(f"cannot open Delta table {Path(path).name!r}: {type(exc).__name__}") from exc
+            raise NotFound(f"table {loc.name!r} has no version {version}") from None
+        # `from None`: delta-rs messages name the store's URL and request details
+        raise InternalError(f"cannot open Delta table {loc.name!r}: {type(exc).__name__}") from None
+    except OSError as exc:  # the object store is unreachable or refused the credentials
+        raise InternalError(f"cannot open Delta table {loc.name!r}: the storage is unavailable "
+                            f"({type(exc).__name__})") from None
 
 
 def _history(dt: DeltaTable) -> list[dict[str, Any]]:
@@ -139,22 +165,61 @@ def _arrow_schema(dt: DeltaTable) -> pa.Schema:
     return pa.schema(dt.schema().to_arrow())
 
 
-def create_table(path: str | Path, schema: pa.Schema) -> int:
-    """Create an empty Delta table (version 0) with the declared schema; refuse if one exists."""
-    p = Path(path)
-    if DeltaTable.is_deltatable(str(p)):
-        raise Conflict(f"a Delta table already exists at {p.name!r}")
-    p.mkdir(parents=True, exist_ok=True)
+def table_exists(path: Where) -> bool:
+    """Whether anything is stored at the location (a Delta table, or a local folder)."""
+    loc = _loc(path)
+    if loc.is_local:
+        return loc.path.exists()
     try:
-        dt = DeltaTable.create(str(p), schema, mode="error", configuration=TABLE_CONFIGURATION)
+        return bool(DeltaTable.is_deltatable(loc.uri, storage_options=loc.delta_options()))
+    except (DeltaError, OSError):
+        raise InternalError(f"cannot reach the storage of {loc.name!r}") from None
+
+
+def create_table(path: Where, schema: pa.Schema) -> int:
+    """Create an empty Delta table (version 0) with the declared schema; refuse if one exists.
+    On object storage the caller holds the table's commit lock (``Context.commit_lock``)."""
+    loc = _loc(path)
+    if DeltaTable.is_deltatable(_target(loc), storage_options=loc.delta_options()):
+        raise Conflict(f"a Delta table already exists at {loc.name!r}")
+    if loc.is_local:
+        loc.path.mkdir(parents=True, exist_ok=True)
+    try:
+        dt = DeltaTable.create(_target(loc), schema, mode="error", configuration=TABLE_CONFIGURATION,
+                               storage_options=loc.delta_options())
     except DeltaError as exc:
         if "exist" in str(exc).lower():
-            raise Conflict(f"a Delta table already exists at {p.name!r}") from None
-        raise InternalError(f"cannot create Delta table {p.name!r}: {type(exc).__name__}") from exc
+            raise Conflict(f"a Delta table already exists at {loc.name!r}") from None
+        raise InternalError(f"cannot create Delta table {loc.name!r}: {type(exc).__name__}") from None
     return dt.version()
 
 
-def latest_version(path: str | Path) -> int:
+def drop_table(path: Where) -> None:
+    """Remove a table that no catalog entry names (a registration that failed half-way); best effort."""
+    loc = _loc(path)
+    if loc.is_local:
+        import shutil
+
+        shutil.rmtree(loc.path, ignore_errors=True)
+        return
+    from urllib.parse import urlsplit
+
+    import pyarrow.fs as pafs
+
+    store = loc.store
+    assert store is not None
+    parts = urlsplit(loc.uri)
+    endpoint = urlsplit(store.endpoint) if store.endpoint else None
+    try:
+        fs = pafs.S3FileSystem(access_key=store.access_key_id, secret_key=store.secret_access_key,
+                               region=store.region, endpoint_override=endpoint.netloc if endpoint else None,
+                               scheme=endpoint.scheme if endpoint else "https")
+        fs.delete_dir(parts.netloc + parts.path)
+    except OSError:
+        pass  # an orphan no catalog entry names: never read, and a re-registration is refused, not mixed
+
+
+def latest_version(path: Where) -> int:
     return _open(path).version()
 
 
@@ -181,7 +246,7 @@ class _Batches:
             raise
 
 
-def append_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
+def append_batches(path: Where, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
                    metadata: Mapping[str, str], target_file_size: int | None = None) -> int:
     """Append all batches as ONE atomic Delta commit and return its version.
 
@@ -194,7 +259,7 @@ def append_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: 
     return write_batches(path, batches, schema, metadata=metadata, mode="append", target_file_size=target_file_size)
 
 
-def _prepare(path: str | Path, schema: pa.Schema | None, metadata: Mapping[str, str]) -> tuple[DeltaTable, dict, str]:
+def _prepare(path: Where, schema: pa.Schema | None, metadata: Mapping[str, str]) -> tuple[DeltaTable, dict, str]:
     meta = dict(metadata)
     load_id = meta.get(LOAD_ID_KEY)
     _check_load_id(load_id)  # type: ignore[arg-type]
@@ -228,7 +293,7 @@ def _translate_write_error(exc: BaseException, feed: _Batches, load_id: str) -> 
     return exc
 
 
-def write_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
+def write_batches(path: Where, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
                   metadata: Mapping[str, str], mode: str = "append", target_file_size: int | None = None,
                   schema_mode: str | None = None) -> int:
     """Write all batches as ONE atomic Delta commit (``mode`` append or overwrite); its version.
@@ -254,7 +319,7 @@ def write_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: p
     return _committed(path, load_id)
 
 
-def merge_batches(path: str | Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, keys: list[str],
+def merge_batches(path: Where, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *, keys: list[str],
                   metadata: Mapping[str, str]) -> tuple[int, dict[str, int]]:
     """Upsert the batches on ``keys`` as ONE atomic Delta commit: rows whose keys exist are
     updated, others inserted. Returns (version, {"updated", "inserted"}).
@@ -300,7 +365,7 @@ def _quote_col(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _committed(path: str | Path, load_id: str) -> int:
+def _committed(path: Where, load_id: str) -> int:
     version = find_load(path, load_id)
     if version is None:
         raise InternalError(f"load {load_id} was written but its commit cannot be found")
@@ -310,7 +375,7 @@ def _committed(path: str | Path, load_id: str) -> int:
 WATERMARK_KEY = "twh.watermark"
 
 
-def last_watermark(path: str | Path, column: str) -> str | None:
+def last_watermark(path: Where, column: str) -> str | None:
     """The watermark (as stored: text) of the newest commit that recorded one for ``column``."""
     for entry in _history(_open(path)):  # newest first
         if entry.get("twh.watermark_column") == column and entry.get(WATERMARK_KEY) is not None:
@@ -320,17 +385,17 @@ def last_watermark(path: str | Path, column: str) -> str | None:
     return None
 
 
-def table_rows(path: str | Path, version: int | None = None) -> Iterator[pa.RecordBatch]:
+def table_rows(path: Where, version: int | None = None) -> Iterator[pa.RecordBatch]:
     """The table's rows at ``version`` as batches (bounded memory)."""
     dt = _open(path, version)
     return iter(dt.to_pyarrow_dataset().to_batches())
 
 
-def table_schema(path: str | Path) -> pa.Schema:
+def table_schema(path: Where) -> pa.Schema:
     return _arrow_schema(_open(path))
 
 
-def find_load(path: str | Path, load_id: str) -> int | None:
+def find_load(path: Where, load_id: str) -> int | None:
     """The version that committed ``load_id``, or None if it was never committed."""
     _check_load_id(load_id)
     dt = _open(path)
@@ -342,23 +407,23 @@ def find_load(path: str | Path, load_id: str) -> int | None:
     raise InternalError(f"load {load_id} is recorded in the table state but not in its history")
 
 
-def _commit(path: str | Path, version: int) -> dict[str, Any]:
+def _commit(path: Where, version: int) -> dict[str, Any]:
     dt = _open(path)
     if not 0 <= version <= dt.version():
-        raise NotFound(f"table {Path(path).name!r} has no version {version}")
+        raise NotFound(f"table {_loc(path).name!r} has no version {version}")
     for entry in _history(dt):
         if int(entry["version"]) == version:
             return entry
     raise NotFound(f"the commit of version {version} is no longer in the log")
 
 
-def rows_added(path: str | Path, version: int) -> int:
+def rows_added(path: Where, version: int) -> int:
     """How many rows the commit of ``version`` added (from its operation metrics)."""
     metrics = _commit(path, version).get("operationMetrics") or {}
     return int(metrics.get("num_added_rows", 0))
 
 
-def history(path: str | Path) -> list[dict[str, Any]]:
+def history(path: Where) -> list[dict[str, Any]]:
     """Commits, oldest first: version, timestamp (UTC ISO 8601), operation, rows added, our metadata."""
     out = []
     for entry in reversed(_history(_open(path))):
@@ -398,18 +463,25 @@ def _local_path(uri: str) -> str:
     return str(Path(uri).absolute())
 
 
-def pin_snapshot(path: str | Path, dataset: str, version: int | None = None) -> Snapshot:
+def _file_name(loc: Location, uri: str) -> str:
+    """A data file as the engines read it: a local path, or the object's URI on the table's store."""
+    return _local_path(uri) if loc.is_local else uri
+
+
+def pin_snapshot(path: Where, dataset: str, version: int | None = None) -> Snapshot:
     """A read-only view of the table at ``version`` (latest if None): its live files and columns."""
     if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
         raise InvalidInput("version must be a non-negative integer")
-    dt = _open(path, version)
+    loc = _loc(path)
+    dt = _open(loc, version)
     if version is not None and dt.version() != version:
-        raise NotFound(f"table {Path(path).name!r} has no version {version}")
+        raise NotFound(f"table {loc.name!r} has no version {version}")
     return Snapshot(
         dataset=dataset,
-        table_path=_local_path(str(path)),
+        table_path=str(loc.path) if loc.is_local else loc.uri,
         version=dt.version(),
-        files=tuple(_local_path(u) for u in dt.file_uris()),
+        files=tuple(_file_name(loc, u) for u in dt.file_uris()),
         needs_delta_reader=needs_delta_reader(dt),
         columns=tuple(_arrow_schema(dt).names),
+        store=loc.store,
     )

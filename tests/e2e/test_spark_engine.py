@@ -4,10 +4,13 @@ answers on Spark what it answers on DuckDB, through the Warehouse facade."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from spark_cluster import MASTER_ENV
 from sqlalchemy import select
 
 from sandbox.catalog.db import Dataset
@@ -54,23 +57,33 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
+@pytest.mark.parametrize("kind", ["classic", pytest.param("connect", marks=pytest.mark.cluster_subset)])
 def test_spark_engine_answers_like_duckdb(landed: Warehouse, people: dict[str, Any], job_dir: Any, spark: Any,
-                                          tmp_path: Any) -> None:
+                                          tmp_path: Any, kind: str, request: pytest.FixtureRequest) -> None:
+    """On this process's SparkSession, and over Spark Connect (the server drives the 2-worker cluster;
+    in the cluster child, tests/e2e/test_spark_cluster.py, a classic driver on the cluster)."""
     settings = landed.settings
     if settings.database_url:
         pytest.skip("copies the warehouse with its SQLite catalog")
+    remote: dict[str, Any] = {}
+    if kind == "connect" and not os.environ.get(MASTER_ENV):
+        server = request.getfixturevalue("spark_connect")
+        remote = {"spark_remote": server.url, "spark_connect_token": SecretStr(server.token)}
     # The same landed warehouse, twice: one copy answers on Spark, the other on DuckDB (each
     # copy has its own differencing ledger and answer cache, so both really run).
     home = tmp_path / "wh_spark"
     shutil.copytree(settings.home, home)
     on_spark = Warehouse.open(settings.model_copy(update={"home": home, "engine": "spark",
-                                                          "spark_master": spark.sparkContext.master}))
+                                                          "spark_master": spark.sparkContext.master, **remote}))
     try:
         job_id, spark_answers = _answers(on_spark, people, job_dir)
         recorded = [q["outcome"] for q in on_spark.jobs.get(people["auditor"], job_id)["queries"]]
         assert on_spark.audit.verify().ok
     finally:
         on_spark.close()
+        from sandbox.gate import spark_engine
+
+        spark_engine.configure(spark.sparkContext.master)  # the rest of the run: this process's session
     _, duck_answers = _answers(landed, people, job_dir)
 
     assert _close(spark_answers, duck_answers), (spark_answers, duck_answers)

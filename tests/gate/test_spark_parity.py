@@ -4,6 +4,11 @@ Engine rows (output columns and every hidden column: sizes, top contributions, t
 unit lists) are compared before release, over the same pinned Delta versions: exact equality,
 floats within 1e-9 relative, lists as multisets (aggregation order is the engine's). The dp
 rewrite is compared before noise. One SparkSession for the run (the ``spark`` fixture).
+
+Every test runs on the classic session (``local[2]`` in this process); a representative subset
+(``kind="connect"``) runs again over Spark Connect, whose server drives the 2-worker standalone
+cluster (tests/spark_cluster.py). The classic driver on the cluster runs the ``cluster_subset``
+tests in a child pytest (tests/e2e/test_spark_cluster.py).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from gate_fixtures import Tables, snapshot_of, table_info, write_table
+from spark_cluster import MASTER_ENV
 
 from sandbox.errors import QueryRefused
 from sandbox.gate import ENGINES, TableInfo, plan_query, run_query
@@ -80,6 +87,26 @@ def world(tables: Tables, tmp_path_factory: pytest.TempPathFactory, spark: Any) 
         infos[name] = table_info(name, _policy(unit), PARITY_TYPES)
         snaps[name] = snapshot_of(root / "parity", name)
     return Tables(infos, snaps, tables.frames, root)
+
+
+@pytest.fixture
+def kind(request: pytest.FixtureRequest, world: Tables) -> Any:
+    """Which Spark the engine rows come from: ``classic`` (the default) or ``connect``."""
+    from spark_cluster import connect_target
+
+    from sandbox.gate import spark_engine
+
+    which = getattr(request, "param", "classic")
+    if os.environ.get(MASTER_ENV):  # the child pytest on the cluster: its classic driver runs the subset
+        which = "classic"
+    if which == "connect":
+        spark_engine.configure(connect_target(request.getfixturevalue("spark_connect")))
+    yield which
+    spark_engine.configure(request.getfixturevalue("spark").sparkContext.master)
+
+
+#: run on both kinds of session (the connect run costs ~1-2 s a test on this box)
+BOTH = pytest.mark.parametrize("kind", ["classic", "connect"], indirect=True)
 
 
 def _norm(value: Any) -> Any:
@@ -155,16 +182,25 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("sql", SHAPES)
-def test_engine_rows_match(world: Tables, sql: str) -> None:
+#: the shapes also run over Spark Connect on the cluster: aggregates past 2**63, decimals and doubles
+#: with NULLs, quoting, LIKE escapes, row-level, a join of different units
+CONNECT_SHAPES = (0, 2, 4, 5, 8, 10, 14, 19)
+
+
+@pytest.mark.parametrize("sql, kind", [(q, "classic") for q in SHAPES]
+                         + [pytest.param(SHAPES[i], "connect", marks=pytest.mark.cluster_subset) for i in CONNECT_SHAPES],
+                         indirect=["kind"])
+def test_engine_rows_match(world: Tables, sql: str, kind: str) -> None:
     assert_parity(world, sql)
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT grp, COUNT(*) AS n FROM parity_rows GROUP BY grp ORDER BY grp",
-    "SELECT grp, COUNT(*) AS n FROM parity_rows GROUP BY grp ORDER BY grp DESC",
-])
-def test_order_and_release_match(world: Tables, sql: str) -> None:
+@pytest.mark.parametrize("sql, kind", [
+    ("SELECT grp, COUNT(*) AS n FROM parity_rows GROUP BY grp ORDER BY grp", "classic"),
+    ("SELECT grp, COUNT(*) AS n FROM parity_rows GROUP BY grp ORDER BY grp DESC", "classic"),
+    pytest.param("SELECT grp, COUNT(*) AS n FROM parity_rows GROUP BY grp ORDER BY grp DESC", "connect",
+                 marks=pytest.mark.cluster_subset),
+], indirect=["kind"])
+def test_order_and_release_match(world: Tables, sql: str, kind: str) -> None:
     """Released results (threshold, dominance, secondary suppression) and ORDER BY with NULL keys."""
     plan = plan_query(sql, world.lookup)
     duck = run_query(plan, world.snapshots, engine="duckdb").to_dict()
@@ -183,12 +219,16 @@ def test_released_populations_match(world: Tables) -> None:
     assert sorted(sorted(p[0]) for p in duck.populations) == sorted(sorted(p[0]) for p in spark.populations)
 
 
-@pytest.mark.parametrize("sql, rule", [
-    ("SELECT grp, COUNT(*) AS n FROM parity WHERE grp = 5 GROUP BY grp", "literal_type"),
-    ("SELECT grp, COUNT(*) AS n FROM parity WHERE grp LIKE 'x%' AND day > 3 GROUP BY grp", "literal_type"),
-    ("SELECT grp, COUNT(*) AS n FROM parity WHERE day = 'not a date' GROUP BY grp", "engine_rejected"),
-])
-def test_refusals_match(world: Tables, sql: str, rule: str) -> None:
+@pytest.mark.parametrize("sql, rule, kind", [
+    ("SELECT grp, COUNT(*) AS n FROM parity WHERE grp = 5 GROUP BY grp", "literal_type", "classic"),
+    ("SELECT grp, COUNT(*) AS n FROM parity WHERE grp LIKE 'x%' AND day > 3 GROUP BY grp", "literal_type", "classic"),
+    ("SELECT grp, COUNT(*) AS n FROM parity WHERE day = 'not a date' GROUP BY grp", "engine_rejected", "classic"),
+    pytest.param("SELECT grp, COUNT(*) AS n FROM parity WHERE grp = 5 GROUP BY grp", "literal_type", "connect",
+                 marks=pytest.mark.cluster_subset),
+    pytest.param("SELECT grp, COUNT(*) AS n FROM parity WHERE day = 'not a date' GROUP BY grp", "engine_rejected",
+                 "connect", marks=pytest.mark.cluster_subset),
+], indirect=["kind"])
+def test_refusals_match(world: Tables, sql: str, rule: str, kind: str) -> None:
     plan = plan_query(sql, world.lookup)
     for engine in ("duckdb", "spark"):
         with pytest.raises(QueryRefused) as e:
@@ -197,7 +237,9 @@ def test_refusals_match(world: Tables, sql: str, rule: str) -> None:
         assert "not a date" not in e.value.message and str(world.root) not in e.value.message
 
 
-def test_spark_time_limit_refuses(world: Tables) -> None:
+@BOTH
+@pytest.mark.cluster_subset
+def test_spark_time_limit_refuses(world: Tables, kind: str) -> None:
     plan = plan_query("SELECT r.industry, COUNT(*) AS n FROM registry r JOIN loans l ON r.uscc = l.uscc "
                       "GROUP BY r.industry", world.lookup)
     with pytest.raises(QueryRefused) as e:
@@ -205,7 +247,9 @@ def test_spark_time_limit_refuses(world: Tables) -> None:
     assert e.value.details["rule"] == "timeout"
 
 
-def test_spark_reads_the_pinned_version(world: Tables, tmp_path: Path) -> None:
+@BOTH
+@pytest.mark.cluster_subset
+def test_spark_reads_the_pinned_version(world: Tables, tmp_path: Path, kind: str) -> None:
     """A later version exists; the engines read the pinned one (versionAsOf), and agree on it."""
     path = tmp_path / "parity"
     frame = parity_frame(60)
@@ -252,7 +296,7 @@ def _dp_table(path: Path, name: str, n: int, units: int, seed: int) -> Snapshot:
     return storage.pin_snapshot(path, name)
 
 
-@pytest.mark.parametrize("sql", [
+DP_SHAPES = [
     "SELECT industry, COUNT(*) AS n, SUM(amount) AS s, AVG(amount) AS a, COUNT(flag) AS f FROM loans "
     "GROUP BY industry",  # public keys, one heavy-unit table
     "SELECT COUNT(*) AS n, AVG(amount) AS a FROM loans WHERE industry IN ('C', 'Z')",
@@ -262,9 +306,14 @@ def _dp_table(path: Path, name: str, n: int, units: int, seed: int) -> Snapshot:
     "SELECT industry, MEDIAN(amount) AS m, COUNT(amount) AS k FROM loans GROUP BY industry",  # quantile bins
     "SELECT WIDTH_BUCKET(amount, 0, 400, 8) AS b, COUNT(*) AS n, SUM(amount) AS s FROM loans GROUP BY b",
     "SELECT FLOOR(amount / 50) * 50 AS band, industry, COUNT(*) AS n FROM loans GROUP BY band, industry",
-])
+]
+
+
+@pytest.mark.parametrize("sql, kind", [(q, "classic") for q in DP_SHAPES]
+                         + [pytest.param(DP_SHAPES[2], "connect", marks=pytest.mark.cluster_subset)],
+                         indirect=["kind"])
 def test_dp_contribution_bounding_matches_before_noise(world: Tables, tmp_path_factory: pytest.TempPathFactory,
-                                                       sql: str) -> None:
+                                                       sql: str, kind: str) -> None:
     root = tmp_path_factory.getbasetemp() / "dp_parity"
     if not root.exists():
         root.mkdir()

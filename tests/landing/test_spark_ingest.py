@@ -8,6 +8,7 @@ re-running a load is a no-op; history shows the load like any other.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import register, table_rows, write_csv
+from spark_cluster import MASTER_ENV
 
 from sandbox.errors import Conflict, InvalidInput, ValidationFailed
 from sandbox.settings import Settings
@@ -28,13 +30,31 @@ EXPECTATIONS = [{"type": "expect_column_values_to_be_between", "kwargs": {"colum
                 {"type": "expect_column_value_lengths_to_equal", "kwargs": {"column": "code", "value": 3}}]
 
 
-#: the master of the session-wide `spark` fixture (tests/conftest.py): one SparkSession per process
-SPARK_TEST_MASTER = "local[2]"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, catalog_url: str, spark) -> Settings:
-    return Settings(home=tmp_path / "wh", database_url=catalog_url, engine="spark", spark_master=SPARK_TEST_MASTER)
+def kind(request: pytest.FixtureRequest) -> str:
+    """``classic`` (this process's SparkSession) or ``connect`` (the Connect server on the cluster)."""
+    which = getattr(request, "param", "classic")
+    return "classic" if os.environ.get(MASTER_ENV) else which  # the cluster child: its classic driver
+
+
+@pytest.fixture
+def settings(tmp_path: Path, catalog_url: str, spark, kind: str, request: pytest.FixtureRequest) -> Settings:
+    # the master of the session-wide `spark` fixture (tests/conftest.py): one SparkSession per process
+    from spark_cluster import SPARK_TEST_MASTER
+
+    extra: dict = {}
+    if kind == "connect":
+        server = request.getfixturevalue("spark_connect")
+        extra = {"spark_remote": server.url, "spark_connect_token": server.token}
+    return Settings(home=tmp_path / "wh", database_url=catalog_url, engine="spark", spark_master=SPARK_TEST_MASTER,
+                    **extra)
+
+
+#: also over Spark Connect (and, in the cluster child, on the classic driver on the cluster)
+BOTH = pytest.mark.parametrize("kind", ["classic", pytest.param("connect", marks=pytest.mark.cluster_subset)],
+                               indirect=True)
 
 
 def _version(wh, name: str) -> int:
@@ -59,9 +79,16 @@ def _duckdb_rows(wh, name: str) -> list[dict]:
                   key=lambda r: tuple(str(v) for v in r.values()))
 
 
-def test_good_csv_lands_once_and_reads_the_same_everywhere(wh, people, tmp_path: Path) -> None:
+def _expectations(wh) -> list[dict]:
+    """Over Connect the expectation only Great Expectations evaluates keeps a load on the streaming path
+    (test_connect_keeps_great_expectations_loads_on_the_streaming_path): the natively counted one here."""
+    return EXPECTATIONS[:1] if wh.settings.spark_remote else EXPECTATIONS
+
+
+@BOTH
+def test_good_csv_lands_once_and_reads_the_same_everywhere(wh, people, tmp_path: Path, kind: str) -> None:
     s = people["bank_steward"]
-    name = register(wh, people, expectations=EXPECTATIONS)
+    name = register(wh, people, expectations=_expectations(wh))
     f = write_csv(tmp_path / "a.csv", [("001", "2024-01-02", 1.5), ("002", "2024-01-03", ""),
                                        ("003", "2024-01-04", "+2e1")])
     r = wh.ingest.ingest(s, name, f)
@@ -77,15 +104,16 @@ def test_good_csv_lands_once_and_reads_the_same_everywhere(wh, people, tmp_path:
     v1 = wh.dataset_history(s, name)["versions"][1]
     assert (v1["load_id"], v1["mode"], v1["connector"]) == (r["load_id"], "append", "csv")
     assert (v1["rows_in"], v1["rows_out"], v1["rows_quarantined"]) == (3, 3, 0)
-    assert v1["validation"]["success"] is True and v1["validation"]["checks"] == 2
+    assert v1["validation"]["success"] is True and v1["validation"]["checks"] == len(_expectations(wh))
     # a crash between the Spark commit and the catalog update is repaired like a delta-rs one
     assert storage.find_load(_table(wh, name), r["load_id"]) == 1
     assert storage.rows_added(_table(wh, name), 1) == 3
 
 
-def test_bad_files_are_quarantined_and_commit_nothing(wh, people, tmp_path: Path) -> None:
+@BOTH
+def test_bad_files_are_quarantined_and_commit_nothing(wh, people, tmp_path: Path, kind: str) -> None:
     s = people["bank_steward"]
-    name = register(wh, people, expectations=EXPECTATIONS)
+    name = register(wh, people, expectations=_expectations(wh))
     # wrong types and ragged rows fail the batch instead of being nulled
     bad = tmp_path / "bad.csv"
     bad.write_text("code,day,price\n001,2024-01-02,abc\n002,2024-02-30,1\n003,2024-01-02\n004,2024-01-02,1,9\n"
@@ -111,6 +139,19 @@ def test_bad_files_are_quarantined_and_commit_nothing(wh, people, tmp_path: Path
     lines.write_text('{"code": "001", "day": "2024-01-02", "price": 1}\n', encoding="utf-8")
     with pytest.raises(InvalidInput, match="engine spark"):
         wh.ingest.ingest(s, name, lines, engine="spark")
+
+
+@pytest.mark.parametrize("kind", ["connect"], indirect=True)
+def test_connect_keeps_great_expectations_loads_on_the_streaming_path(wh, people, tmp_path: Path, kind: str) -> None:
+    if not wh.settings.spark_remote:
+        pytest.skip("the cluster child runs a classic driver")
+    s = people["bank_steward"]
+    name = register(wh, people, expectations=EXPECTATIONS)
+    f = write_csv(tmp_path / "a.csv", [("001", "2024-01-02", 1.5)])
+    with pytest.raises(InvalidInput, match="Great Expectations"):  # asked for explicitly: refused, saying why
+        wh.ingest.ingest(s, name, f, engine="spark")
+    r = wh.ingest.ingest(s, name, f)  # the engine's default: streamed, with the whole contract checked
+    assert r["status"] == "committed" and "engine" not in r
 
 
 def test_parquet_overwrite_on_spark(wh, people, tmp_path: Path) -> None:
