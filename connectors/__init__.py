@@ -13,18 +13,18 @@ A leaf library: it knows nothing of the warehouse application (``sandbox``) and 
 * :mod:`connectors.errors` — the library's error tree.
 """
 
-from .contracts import Contract, ContractReport, ExpectationOutcome, run_contract, schema_report
-from .errors import ConfigError, ConnectorError, SchemaError, SchemaViolation, SourceError
 from .base import FileBatchStream, RejectedRow, Rejects, SourceStream, file_sha256
+from .contracts import Contract, ContractReport, ExpectationOutcome, run_contract, schema_report
 from .csv import CsvOptions, CsvSource, check_header
+from .errors import ConfigError, ConnectorError, SchemaError, SchemaViolation, SourceError
 from .http import HttpOptions, HttpSource
 from .jsonl import JsonlOptions, JsonlSource
 from .ohlc import OhlcOptions, OhlcSource
 from .parquet import ParquetOptions, ParquetSource
 from .registry import FILE_KINDS, SOURCES, SUFFIXES, BatchStream, Source, get_source, register_source
+from .schema import COLUMN_TYPES, ColumnSpec, arrow_schema, cast_column, convert_text
 from .sql import SqlOptions, SqlSource, masked_url
 from .xlsx import XlsxOptions, XlsxSource
-from .schema import COLUMN_TYPES, ColumnSpec, arrow_schema, cast_column, convert_text
 
 __all__ = [
     "COLUMN_TYPES",

@@ -404,7 +404,7 @@ class Ingest:
                                          "file": f"quarantine/{dataset}/{load_id}.json"}))
             ds.current_version = max(ds.current_version, version)
             manifest = ds.manifest
-            table = uris.to_path(ds.table_path)
+            table = self.ctx.table(ds.table_path)
         self._prepare_queries(dataset, manifest, table, version)
         out = {"status": "committed", "dataset": dataset, "version": version, "rows": rows, "load_id": load_id}
         if quarantined:
@@ -415,7 +415,7 @@ class Ingest:
             out["merge"] = lineage["merge"]
         return out
 
-    def _prepare_queries(self, dataset: str, manifest_json: dict[str, Any], table: Path, version: int) -> None:
+    def _prepare_queries(self, dataset: str, manifest_json: dict[str, Any], table: Location, version: int) -> None:
         """After the commit, build what the version's first query would otherwise build: in dp
         mode its heavy-unit table and bounded copy (:func:`sandbox.gate.dp_bounding.prepare_version`),
         so that its first dp query costs what a later one does instead of ~20× more; in sdc mode with

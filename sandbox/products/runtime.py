@@ -45,7 +45,7 @@ from ..catalog.db import Dataset
 from ..context import Context
 from ..errors import QueryRefused, TrainingRefused
 from ..gate.engine import open_connection
-from ..tables import storage, uris
+from ..tables import storage
 from ..tables.snapshot import Snapshot
 from ..training.features import UNIT, FeaturePlan
 from ..training.library import SUBJECTS, NamedFeature, check_definition, compose
@@ -89,7 +89,7 @@ class FeatureEngine:
             with self._lock:
                 snap = self._snapshots.get(key)
             if snap is None:
-                snap = storage.pin_snapshot(uris.to_path(r["table_path"]), r["name"], r["current_version"])
+                snap = storage.pin_snapshot(self.ctx.table(r["table_path"]), r["name"], r["current_version"])
                 with self._lock:
                     self._snapshots[key] = snap
             out[r["name"]] = snap

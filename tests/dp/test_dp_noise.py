@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from dp_fixtures import empirical_epsilon
 
 from dp import noise, quantile, selection
 from dp.errors import DPError
 from dp.grid import Grid
-from dp_fixtures import empirical_epsilon
 
 N = 20_000
 

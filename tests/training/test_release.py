@@ -79,8 +79,8 @@ def test_the_trainer_report_separates_released_from_steward_only(tmp_path: Path)
     assert report["released"]["holdout_loss_curve"]["epochs"] == [1, 2, 3]
     assert report["steward_only"]["n_train"] == 450 and "auc" in report["steward_only"]["attack"]
 
-    from dp.training.card import card_json, card_png, model_card
     from dp.training.accounting import certify
+    from dp.training.card import card_json, card_png, model_card
 
     cert = certify(plan.noise_multiplier, plan.sample_rate, plan.steps, plan.target_delta)
     card = model_card(job={"id": "j"}, config=cfg.to_dict(), certificate=cert.to_dict(), plan=plan.to_dict(),

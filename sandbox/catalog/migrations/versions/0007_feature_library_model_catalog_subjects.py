@@ -7,9 +7,8 @@ Create Date: 2026-12-06 01:35:04.177443
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0007'
