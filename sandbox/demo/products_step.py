@@ -77,7 +77,7 @@ def run_products_step(wh: Any, c: dict[str, Any], export_id: str, home: Path, sa
     amounts = {s: 200.0 + 40 * i for i, s in enumerate(applicants)}
     job = c["analyst"].score_batch(m["ref"], applicants, PURPOSE, inputs={s: {"avg_loan": a} for s, a in amounts.items()})
     export = c["tax_steward"].get_job(job["id"])["export"]["id"]
-    for steward in ("tax_steward", "hrss_steward"):
+    for steward in ("tax_steward", "tax_chief", "hrss_steward"):  # tax_chief: the important tax records
         c[steward].decide_export(export, "approve", "scores of authorised applicants only; no feature values")
     paths = c["analyst"].download_export(export, home / "downloads" / "scores")
     rows = list(csv.DictReader(open(paths[0], encoding="utf-8")))
