@@ -195,11 +195,15 @@ def catalog_url(request: pytest.FixtureRequest) -> str:
 
 def select_catalog_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On the PostgreSQL pass, run only the tests that use the catalog (the rest would just
-    repeat the SQLite pass)."""
+    repeat the SQLite pass), less those marked ``sqlite_pass`` (minutes of Spark for a catalog use
+    that other tests of the pass already make)."""
     if backend(config) != "postgres":
         return
-    keep = [i for i in items if "catalog_url" in getattr(i, "fixturenames", ())]
-    drop = [i for i in items if "catalog_url" not in getattr(i, "fixturenames", ())]
+    def kept(i: pytest.Item) -> bool:
+        return "catalog_url" in getattr(i, "fixturenames", ()) and i.get_closest_marker("sqlite_pass") is None
+
+    keep = [i for i in items if kept(i)]
+    drop = [i for i in items if not kept(i)]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

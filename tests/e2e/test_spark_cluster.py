@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.timeout(900)
+# the PostgreSQL pass leaves it out: ~3 minutes of Spark, and the two-worker test shares PostgreSQL there
+pytestmark = [pytest.mark.timeout(900), pytest.mark.sqlite_pass]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSET = ["tests/gate/test_spark_parity.py", "tests/landing/test_spark_ingest.py", "tests/e2e/test_spark_engine.py",

@@ -57,7 +57,8 @@ def _close(a: Any, b: Any) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("kind", ["classic", pytest.param("connect", marks=pytest.mark.cluster_subset)])
+@pytest.mark.parametrize("kind", ["classic", pytest.param("connect", marks=[pytest.mark.cluster_subset,
+                                                                       pytest.mark.sqlite_pass])])
 def test_spark_engine_answers_like_duckdb(landed: Warehouse, people: dict[str, Any], job_dir: Any, spark: Any,
                                           tmp_path: Any, kind: str, request: pytest.FixtureRequest) -> None:
     """On this process's SparkSession, and over Spark Connect (the server drives the 2-worker cluster;
