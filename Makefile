@@ -38,7 +38,7 @@ LOCALES := sandbox/i18n/locale
 i18n: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k _ -o $(LOCALES)/twh.pot --project "Training Warehouse" --version 0.1.0 \
 	  --no-location --sort-output --omit-header .
-	$(BIN)/pybabel update -i $(LOCALES)/twh.pot -d $(LOCALES) -D twh -l zh_CN --no-location --omit-header \
+	$(BIN)/pybabel update -i $(LOCALES)/twh.pot -d $(LOCALES) -D twh -l zh_CN --width 120 \
 	  --ignore-obsolete --no-fuzzy-matching
 	$(BIN)/pybabel compile -d $(LOCALES) -D twh --statistics
 

@@ -93,6 +93,12 @@ def registry_codes(wh: Any) -> list[str]:
 
 def build_site(root: Path, *, n_enterprises: int = 300) -> dict[str, Any]:
     wh, c = build_warehouse(root / "wh", n_enterprises=n_enterprises, say=lambda *a, **k: None)
+    return {**add_products(wh, c, root), "codes": registry_codes(wh), "root": root}
+
+
+def add_products(wh: Any, c: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The products on a demo warehouse (``build_warehouse``): the library, ``default_risk@1`` published, the
+    ``vat_2023_at_least`` product (also behind the browser tests' demo server, tests/interfaces/web/harness.py)."""
     publish_features(c)
     job_dir = root / "default_model"
     shutil.copytree(JOBS / "default_model", job_dir)
@@ -109,7 +115,7 @@ def build_site(root: Path, *, n_enterprises: int = 300) -> dict[str, Any]:
     people = {n: wh.users.principal(n) for n in ("admin", "tax_steward", "hrss_steward", "bank_steward", "analyst",
                                                   "auditor")}
     return {"wh": wh, "c": c, "people": people, "model": m, "product": product, "export_id": job["export"]["id"],
-            "job_id": job["id"], "codes": registry_codes(wh), "root": root}
+            "job_id": job["id"]}
 
 
 def consent(subject: str) -> str:

@@ -1,8 +1,9 @@
 """gettext per language, and the language of the current context (a request, a CLI run).
 
 :func:`use` sets the active language for this context (a :class:`contextvars.ContextVar`: each
-request or thread has its own); :func:`_` translates into it. The catalogues are compiled
-``.mo`` files beside this module, loaded once per language with the standard library.
+request or thread has its own); :func:`_` translates into it; :func:`N_` only marks a message for
+the catalogue (text written before the language is known: a CLI command's help). The catalogues
+are compiled ``.mo`` files beside this module, loaded once per language with the standard library.
 """
 
 from __future__ import annotations
@@ -47,3 +48,9 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 
 
 _ = gettext
+
+
+def N_(message: str) -> str:  # noqa: N802 - the name Babel and xgettext know
+    """Mark ``message`` for the catalogue without translating it now: for text made before the
+    language is known (a CLI command's help, built at import), translated where it is shown."""
+    return message

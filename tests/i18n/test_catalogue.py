@@ -36,7 +36,8 @@ def extracted() -> set[str | tuple[str, ...]]:
     method_map, options_map = _method_map()
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-            str(ROOT), method_map, options_map, keywords={"_": None, "gettext": None, "ngettext": (1, 2)}):
+            str(ROOT), method_map, options_map,
+            keywords={"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}):  # N_: help, marked at import
         found.add(message)
     return found
 

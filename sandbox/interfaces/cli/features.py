@@ -12,9 +12,10 @@ from typing import Any
 import typer
 
 from ...errors import InvalidInput
+from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-feature_app = typer.Typer(help="The feature library: publish, list and show feature definitions.",
+feature_app = typer.Typer(help=N_("The feature library: publish, list and show feature definitions."),
                           no_args_is_help=True)
 
 
@@ -22,52 +23,54 @@ def read_yaml(path: Path) -> Any:
     import yaml
 
     if not path.is_file():
-        raise InvalidInput(f"{path} does not exist or is not a file", details={"field": "file"})
+        raise InvalidInput(_("{path} does not exist or is not a file").format(path=path), details={"field": "file"})
     try:
         return yaml.safe_load(path.read_text("utf-8"))
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: not valid YAML ({str(exc)[:200]})", details={"field": "file"}) from None
+        raise InvalidInput(_("{path}: not valid YAML ({why})").format(path=path, why=str(exc)[:200]),
+                           details={"field": "file"}) from None
 
 
-@feature_app.command("publish")
+@feature_app.command("publish", help=N_("Publish the definition(s) in FILE (YAML: name, kind, sql, description, "
+                                        "labels) as new versions."))
 def feature_publish(c: typer.Context, file: Path) -> None:
-    """Publish the definition(s) in FILE (YAML: name, kind, sql, description, labels) as new versions."""
     def go() -> list[dict[str, Any]]:
         data = read_yaml(file)
         items = data if isinstance(data, list) else [data]
         return [ctx(c).client().publish_feature(d) for d in items]
 
-    emit(c, run(go), lambda d: [say(f"published {f['ref']} ({f['kind']}) over {', '.join(f['datasets'])}, "
-                                    f"sha256 {f['sha256'][:16]}…") for f in d])
+    emit(c, run(go), lambda d: [say(_("published {ref} ({kind}) over {datasets}, sha256 {sha}…").format(
+        ref=f["ref"], kind=f["kind"], datasets=", ".join(f["datasets"]), sha=f["sha256"][:16])) for f in d])
 
 
-@feature_app.command("list")
+@feature_app.command("list", help=N_("Every published feature (all versions)."))
 def feature_list(c: typer.Context) -> None:
-    """Every published feature (all versions)."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = table("feature", "kind", "datasets", "labels", "description", whole=("feature", "kind"))
+        whole = (_("feature"), _("kind"))
+        t = table(*whole, _("datasets"), _("labels"), _("description"), whole=whole)
         for f in rows:
             row(t, f["ref"], f["kind"], ", ".join(f["datasets"]), ", ".join(f["labels"]), f["description"])
         out.print(t)
         if not rows:
-            say("no features are published yet")
+            say(_("no features are published yet"))
     emit(c, run(lambda: ctx(c).client().list_features()), render)
 
 
-@feature_app.command("show")
+@feature_app.command("show", help=N_("A feature (NAME for the latest, NAME@VERSION) with its SQL and lineage."))
 def feature_show(c: typer.Context, ref: str) -> None:
-    """A feature (NAME for the latest, NAME@VERSION) with its SQL and lineage."""
     def render(f: dict[str, Any]) -> None:
-        say(f"{f['ref']} ({f['kind']}, keyed by {f['privacy_unit']}) published by {f['published_by']}")
+        say(_("{ref} ({kind}, keyed by {unit}) published by {who}").format(
+            ref=f["ref"], kind=f["kind"], unit=f["privacy_unit"], who=f["published_by"]))
         if f.get("description"):
             say(f"  {f['description']}")
         say(f"  sha256 {f['sha256']}")
-        say("  sql: " + " ".join(f["sql"].split()))
+        say(_("  sql: {sql}").format(sql=" ".join(f["sql"].split())))
         for ln in f.get("lineage", []):
-            say(f"  reads {ln['dataset']} ({', '.join(ln['columns'])}): version {ln['version_at_publish']} at "
-                f"publication, {ln['current_version']} now")
+            say(_("  reads {dataset} ({columns}): version {then} at publication, {now} now").format(
+                dataset=ln["dataset"], columns=", ".join(ln["columns"]), then=ln["version_at_publish"],
+                now=ln["current_version"]))
         if f.get("models"):
-            say(f"  catalog models: {', '.join(f['models'])}")
+            say(_("  catalog models: {refs}").format(refs=", ".join(f["models"])))
         if f.get("training_jobs"):
-            say(f"  training jobs: {', '.join(f['training_jobs'])}")
+            say(_("  training jobs: {ids}").format(ids=", ".join(f["training_jobs"])))
     emit(c, run(lambda: ctx(c).client().show_feature(ref)), render)

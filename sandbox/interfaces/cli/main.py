@@ -10,13 +10,14 @@ once, on :func:`main`; :class:`_Root` hands a copy of each to every command and 
 so ``twh --json job list`` and ``twh job list --json`` mean the same (the later one wins).
 
 ``--lang`` (or ``TWH_LANG``) picks the language of text for people: ``en`` (default) or ``zh-CN``.
+Help texts marked with ``N_`` are translated when shown (:func:`_speak_help`), so ``twh --lang zh-CN
+model list --help`` reads Chinese.
 
 Each group of commands lives in its own module of this package; this one assembles them, lazily:
 :data:`COMMANDS` names the module of every top-level command and group, and ``twh NAME ...``
 imports and builds only that one (``twh --help`` and the tests build them all). A new command
 module adds its line there; ``tests/interfaces/cli/test_import_time.py`` checks the table against
 the full tree and that ``twh --help`` stays free of the heavy libraries.
-
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from ...i18n import normalize, use
+from ...i18n import N_, gettext, normalize, use
 from .output import _STATE, Ctx
 
 #: every top-level name -> (module of this package, attribute): a group (a Typer of its own), or
@@ -65,6 +66,22 @@ def _language(value: str | None) -> str | None:
     return code
 
 
+def _speak_help(root: Any) -> None:
+    """The help of every command, group and parameter in the active language. Help is written at
+    import (marked ``N_``), before ``--lang`` is read; it is translated here, once the language is
+    known and before any ``--help`` below the root is shown. The English text stays on the object,
+    so a later ``--lang`` translates from it again. Help with no translation stays as written."""
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        todo += list(getattr(cmd, "commands", {}).values())
+        for obj in (cmd, *cmd.params):
+            for attr in ("help", "short_help"):
+                original = obj.__dict__.setdefault(f"_twh_{attr}", getattr(obj, attr, None))
+                if original:
+                    setattr(obj, attr, gettext(original))
+
+
 def _late(field: str) -> Any:
     """A sub-command's copy of a global option: it sets the invocation's :class:`Ctx` field."""
     def apply(c: Any, _param: Any, value: Any) -> Any:
@@ -74,6 +91,7 @@ def _late(field: str) -> Any:
         if field == "lang":
             value = _language(value)
             use(value)
+            _speak_help(c.find_root().command)
         setattr(obj, field, value)
         if field == "as_json":
             _STATE["json"] = True
@@ -265,7 +283,7 @@ def _new_app(cls: type[typer.Typer] = typer.Typer) -> Any:
     # rich_markup_mode=None: help and usage errors in plain text; rich's help formatter costs
     # more to import than the whole rest of `twh --help`
     return cls(rich_markup_mode=None, cls=_Root,
-               help="Training warehouse (训练仓): raw data never leaves; only gated results do.",
+               help=N_("Training warehouse (训练仓): raw data never leaves; only gated results do."),
                no_args_is_help=True, pretty_exceptions_enable=False)
 
 
@@ -274,24 +292,27 @@ app._assembled = False
 
 
 
+
 @app.callback()
 def main(
     c: typer.Context,
-    home: Annotated[Path | None, typer.Option(help="warehouse directory [env TWH_HOME]")] = None,
-    as_user: Annotated[str | None, typer.Option("--as", help="local mode: the user who acts [env TWH_USER]")] = None,
-    url: Annotated[str | None, typer.Option(help="remote mode: service URL [env TWH_URL]")] = None,
-    token: Annotated[str | None, typer.Option(help="remote mode: bearer token [env TWH_TOKEN]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    home: Annotated[Path | None, typer.Option(help=N_("warehouse directory [env TWH_HOME]"))] = None,
+    as_user: Annotated[str | None, typer.Option("--as", help=N_("local mode: the user who acts [env TWH_USER]"))]
+    = None,
+    url: Annotated[str | None, typer.Option(help=N_("remote mode: service URL [env TWH_URL]"))] = None,
+    token: Annotated[str | None, typer.Option(help=N_("remote mode: bearer token [env TWH_TOKEN]"))] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=N_("machine-readable output"))] = False,
     get: Annotated[str | None, typer.Option("--get", metavar="FIELD",
-                                            help="print only this field of the result, e.g. token, id, "
-                                                 "export.id, 0.id (for shell variables)")] = None,
+                                            help=N_("print only this field of the result, e.g. token, id, "
+                                                    "export.id, 0.id (for shell variables)"))] = None,
     lang: Annotated[str | None, typer.Option("--lang", metavar="LANG",
-                                             help="language of messages for people: en or zh-CN [env TWH_LANG]")]
+                                             help=N_("language of messages for people: en or zh-CN [env TWH_LANG]"))]
     = None,
 ) -> None:
     _STATE["json"] = as_json
     chosen = _language(lang) or _language(os.environ.get("TWH_LANG") or None)
     use(chosen)
+    _speak_help(c.command)
     c.obj = Ctx(home or (Path(os.environ["TWH_HOME"]) if os.environ.get("TWH_HOME") else None),
                 as_user or os.environ.get("TWH_USER"), url or os.environ.get("TWH_URL"),
                 token or os.environ.get("TWH_TOKEN"), as_json, get=get, lang=chosen)

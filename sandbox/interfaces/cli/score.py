@@ -15,9 +15,10 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import InvalidInput
+from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-score_app = typer.Typer(help="Score subjects with a catalog model (inference).", no_args_is_help=True)
+score_app = typer.Typer(help=N_("Score subjects with a catalog model (inference)."), no_args_is_help=True)
 
 
 def _typed(model: dict[str, Any], name: str, value: str) -> Any:
@@ -29,7 +30,8 @@ def _typed(model: dict[str, Any], name: str, value: str) -> Any:
     try:
         return float(value)
     except ValueError:
-        raise InvalidInput(f"--input {name}: {value!r} is not a number", details={"field": "input"}) from None
+        raise InvalidInput(_("--input {name}: {value!r} is not a number").format(name=name, value=value),
+                           details={"field": "input"}) from None
 
 
 def inputs_for(c: typer.Context, ref: str, subjects: list[str], given: list[str] | None,
@@ -41,7 +43,7 @@ def inputs_for(c: typer.Context, ref: str, subjects: list[str], given: list[str]
     for item in given or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise InvalidInput(f"--input {item!r}: NAME=VALUE", details={"field": "input"})
+            raise InvalidInput(_("--input {item!r}: NAME=VALUE").format(item=item), details={"field": "input"})
         common[name] = _typed(model, name, value)
     out_: dict[str, dict[str, Any]] = {}
     for s in subjects:
@@ -51,39 +53,40 @@ def inputs_for(c: typer.Context, ref: str, subjects: list[str], given: list[str]
 
 
 def render_scores(d: dict[str, Any]) -> None:
-    say(f"{d['model']} for {d['purpose']} (run {d['run_id']}, versions {d.get('versions')})")
-    t = table("subject", "status", "score", "reasons / why", whole=("subject", "status"))
+    say(_("{model} for {purpose} (run {run}, versions {versions})").format(
+        model=d["model"], purpose=d["purpose"], run=d["run_id"], versions=d.get("versions")))
+    whole = (_("subject"), _("status"))
+    t = table(*whole, _("score"), _("reasons / why"), whole=whole)
     for r in d["results"]:
         row(t, r["subject"], r["status"], r.get("score", ""), ", ".join(r.get("reasons") or []) or r.get("reason", ""))
     out.print(t)
 
 
-@score_app.command("now")
+@score_app.command("now", help=N_("Score SUBJECTS with MODEL (name@version) now."))
 def score_now(c: typer.Context, model: str, subjects: list[str],
-              purpose: Annotated[str, typer.Option(help="what the scores are for")],
-              input_: Annotated[list[str] | None, typer.Option("--input", help="a tenant input NAME=VALUE, for every "
-                                                                               "subject")] = None) -> None:
-    """Score SUBJECTS with MODEL (name@version) now."""
+              purpose: Annotated[str, typer.Option(help=N_("what the scores are for"))],
+              input_: Annotated[list[str] | None, typer.Option("--input", help=N_("a tenant input NAME=VALUE, for "
+                                                                                  "every subject"))] = None) -> None:
     data = run(lambda: ctx(c).client().score(model, subjects, purpose, inputs_for(c, model, subjects, input_)))
     emit(c, data, render_scores)
 
 
-@score_app.command("batch")
+@score_app.command("batch", help=N_("Score the subjects of FILE (CSV with a subject column, and a column per tenant "
+                                     "input) as a job."))
 def score_batch(c: typer.Context, model: str, file: Path,
-                purpose: Annotated[str, typer.Option(help="what the scores are for")],
-                input_: Annotated[list[str] | None, typer.Option("--input", help="a tenant input NAME=VALUE, for "
-                                                                                 "every subject")] = None) -> None:
-    """Score the subjects of FILE (CSV with a subject column, and a column per tenant input) as a job."""
+                purpose: Annotated[str, typer.Option(help=N_("what the scores are for"))],
+                input_: Annotated[list[str] | None, typer.Option("--input", help=N_("a tenant input NAME=VALUE, for "
+                                                                                    "every subject"))] = None) -> None:
     def go() -> dict[str, Any]:
         if not file.is_file():
-            raise InvalidInput(f"{file} does not exist or is not a file", details={"field": "file"})
+            raise InvalidInput(_("{path} does not exist or is not a file").format(path=file), details={"field": "file"})
         with open(file, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if "subject" not in (reader.fieldnames or []):
-                raise InvalidInput(f"{file}: no subject column", details={"field": "file"})
+                raise InvalidInput(_("{path}: no subject column").format(path=file), details={"field": "file"})
             rows = {r["subject"]: {k: v for k, v in r.items() if k != "subject"} for r in reader}
         subjects = list(rows)
         extra = rows if any(rows.values()) else None
         return ctx(c).client().score_batch(model, subjects, purpose, inputs_for(c, model, subjects, input_, extra))
-    emit(c, run(go), lambda j: say(f"job {j['id']} ({j['name']}) → {j['state']}; its export scores.csv downloads "
-                                   "with `twh export download` once released"))
+    emit(c, run(go), lambda j: say(_("job {id} ({name}) → {state}; its export scores.csv downloads with `twh export "
+                                     "download` once released").format(id=j["id"], name=j["name"], state=j["state"])))

@@ -8,24 +8,30 @@ from typing import Annotated, Any
 
 import typer
 
+from ...i18n import N_, _
 from .output import ctx, emit, run, say
 
-subject_app = typer.Typer(help="A data subject's view: who used its data.", no_args_is_help=True)
+subject_app = typer.Typer(help=N_("A data subject's view: who used its data."), no_args_is_help=True)
 
 
-@subject_app.command("activity")
+@subject_app.command("activity", help=N_("Every score and verification asked about SUBJECT (refusals too), newest "
+                                         "first, and its authorisations."))
 def subject_activity(c: typer.Context, subject: str,
-                     limit: Annotated[int, typer.Option(help="newest rows shown")] = 100) -> None:
-    """Every score and verification asked about SUBJECT (refusals too), newest first, and its authorisations."""
+                     limit: Annotated[int, typer.Option(help=N_("newest rows shown"))] = 100) -> None:
     def render(d: dict[str, Any]) -> None:
-        say(f"subject {d['subject']}: {d['total']} request(s) about it")
+        say(_("subject {subject}: {n} request(s) about it").format(subject=d["subject"], n=d["total"]))
         for u in d["items"]:  # one block per use: ids stay whole at any terminal width
             claim = f" ({u['claim']})" if u["claim"] and u["product_kind"] == "verification" else ""
-            say(f"{(u['when'] or '')[:19].replace('T', ' ')}  {u['tenant']} ({u['actor']})  {u['product_kind']} "
-                f"{u['product']}{claim} for {u['purpose']} → {u['outcome']}")
-            say(f"    under {', '.join(u['authorisations']) or 'no authorisation'}; audit record #{u['audit_seq']} "
-                + ("verified" if u["verified"] else "NOT VERIFIED"))
+            say(_("{when}  {tenant} ({actor})  {kind} {product}{claim} for {purpose} → {outcome}").format(
+                when=(u["when"] or "")[:19].replace("T", " "), tenant=u["tenant"], actor=u["actor"],
+                kind=u["product_kind"], product=u["product"], claim=claim, purpose=u["purpose"],
+                outcome=u["outcome"]))
+            say(_("    under {authorisations}; audit record #{seq} {checked}").format(
+                authorisations=", ".join(u["authorisations"]) or _("no authorisation"), seq=u["audit_seq"],
+                checked=_("verified") if u["verified"] else _("NOT VERIFIED")))
         for a in d["authorisations"]:
-            say(f"authorisation {a['id']}: {a['tenant']} for {a['purpose']} on {', '.join(a['datasets'])} until "
-                f"{a['valid_until'][:10]} [{a['state']}], registered by {a['registered_by']}")
+            say(_("authorisation {id}: {tenant} for {purpose} on {datasets} until {until} [{state}], registered by "
+                  "{who}").format(id=a["id"], tenant=a["tenant"], purpose=a["purpose"],
+                                  datasets=", ".join(a["datasets"]), until=a["valid_until"][:10], state=a["state"],
+                                  who=a["registered_by"]))
     emit(c, run(lambda: ctx(c).client().subject_activity(subject, limit=limit)), render)

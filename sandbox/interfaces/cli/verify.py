@@ -13,62 +13,75 @@ from typing import Annotated, Any
 
 import typer
 
+from ...i18n import N_, _
 from .features import read_yaml
 from .output import ctx, emit, out, row, run, say, table
 
-verify_app = typer.Typer(help="Verification products: define them, check a claim about a subject.",
+verify_app = typer.Typer(help=N_("Verification products: define them, check a claim about a subject."),
                          no_args_is_help=True)
 
 
 def _claims(p: dict[str, Any]) -> str:
     if p["kind"] in ("at_least", "at_most"):
-        return f"{p['kind']} one of {', '.join(f'{t:g}' for t in p['thresholds'])}"
+        thresholds = ", ".join(f"{t:g}" for t in p["thresholds"])
+        return (_("at least one of {thresholds}") if p["kind"] == "at_least"
+                else _("at most one of {thresholds}")).format(thresholds=thresholds)
     if p["kind"] == "one_of":
-        return f"one of {', '.join(p['values'][:10])}"
-    return "bands " + ", ".join(p["labels"]) + " at " + ", ".join(f"{e:g}" for e in p["edges"])
+        return _("one of {values}").format(values=", ".join(p["values"][:10]))
+    return _("bands {labels} at {edges}").format(labels=", ".join(p["labels"]),
+                                                 edges=", ".join(f"{e:g}" for e in p["edges"]))
 
 
-@verify_app.command("define")
+def _limit(p: dict[str, Any]) -> str:
+    """The product's limit of distinct claims, a whole sentence per period (the languages word them differently)."""
+    said = {"day": _("{n} distinct claim(s) per subject per day"),
+            "month": _("{n} distinct claim(s) per subject per month"),
+            "year": _("{n} distinct claim(s) per subject per year")}
+    return said.get(p["period"], _("{n} distinct claim(s) per subject per {period}")).format(
+        n=p["max_distinct_claims"], period=p["period"])
+
+
+@verify_app.command("define", help=N_("Define the product in FILE (YAML: name, feature, kind, "
+                                      "thresholds|values|edges+labels, tenants, purposes, max_distinct_claims, "
+                                      "period)."))
 def verify_define(c: typer.Context, file: Path) -> None:
-    """Define the product in FILE (YAML: name, feature, kind, thresholds|values|edges+labels, tenants, purposes,
-    max_distinct_claims, period)."""
     emit(c, run(lambda: ctx(c).client().define_verification(read_yaml(file))),
-         lambda p: say(f"defined {p['ref']} over {p['feature']}: {_claims(p)}; {p['max_distinct_claims']} distinct "
-                       f"claim(s) per subject per {p['period']}"))
+         lambda p: say(_("defined {ref} over {feature}: {claims}; {limit}").format(
+             ref=p["ref"], feature=p["feature"], claims=_claims(p), limit=_limit(p))))
 
 
-@verify_app.command("list")
+@verify_app.command("list", help=N_("Verification products you may use (all, for stewards and auditors)."))
 def verify_list(c: typer.Context) -> None:
-    """Verification products you may use (all, for stewards and auditors)."""
     def render(rows: list[dict[str, Any]]) -> None:
-        t = table("product", "feature", "claims", "tenants", "purposes", whole=("product", "feature"))
+        whole = (_("product"), _("feature"))
+        t = table(*whole, _("claims"), _("tenants"), _("purposes"), whole=whole)
         for p in rows:
             row(t, p["ref"], p["feature"], _claims(p), ", ".join(p["allowed_tenants"]), ", ".join(p["allowed_purposes"]))
         out.print(t)
         if not rows:
-            say("no verification products")
+            say(_("no verification products"))
     emit(c, run(lambda: ctx(c).client().list_verifications()), render)
 
 
-@verify_app.command("show")
+@verify_app.command("show", help=N_("A product's fixed claims and limits."))
 def verify_show(c: typer.Context, ref: str) -> None:
-    """A product's fixed claims and limits."""
     emit(c, run(lambda: ctx(c).client().show_verification(ref)),
-         lambda p: say(f"{p['ref']} over {p['feature']}: {_claims(p)}; tenants {', '.join(p['allowed_tenants'])}; "
-                       f"purposes {', '.join(p['allowed_purposes'])}; {p['max_distinct_claims']} distinct claim(s) per "
-                       f"subject per {p['period']}"))
+         lambda p: say(_("{ref} over {feature}: {claims}; tenants {tenants}; purposes {purposes}; {limit}").format(
+             ref=p["ref"], feature=p["feature"], claims=_claims(p), tenants=", ".join(p["allowed_tenants"]),
+             purposes=", ".join(p["allowed_purposes"]), limit=_limit(p))))
 
 
-@verify_app.command("check")
+@verify_app.command("check", help=N_("Check PRODUCT's claim about SUBJECT."))
 def verify_check(c: typer.Context, product: str, subject: str,
-                 purpose: Annotated[str, typer.Option(help="what the answer is for")],
-                 claim: Annotated[str | None, typer.Option(help="one of the product's thresholds or values")] = None
-                 ) -> None:
-    """Check PRODUCT's claim about SUBJECT."""
+                 purpose: Annotated[str, typer.Option(help=N_("what the answer is for"))],
+                 claim: Annotated[str | None, typer.Option(help=N_("one of the product's thresholds or values"))]
+                 = None) -> None:
     def render(d: dict[str, Any]) -> None:
         asked = f" {d['claim']}" if d.get("claim") is not None else ""
         if d["status"] == "answered":
-            say(f"{d['product']}{asked} for {d['subject']}: {d['answer']} (run {d['run_id']})")
+            say(_("{product}{claim} for {subject}: {answer} (run {run})").format(
+                product=d["product"], claim=asked, subject=d["subject"], answer=d["answer"], run=d["run_id"]))
         else:
-            say(f"{d['product']}{asked} for {d['subject']}: refused, {d['reason']} (run {d['run_id']})")
+            say(_("{product}{claim} for {subject}: refused, {reason} (run {run})").format(
+                product=d["product"], claim=asked, subject=d["subject"], reason=d["reason"], run=d["run_id"]))
     emit(c, run(lambda: ctx(c).client().verify(product, subject, purpose, claim)), render)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from product_site import PURPOSE, add_products, authorise, registry_codes
 from serving import serving
 
 from sandbox.demo.scenario import JOBS, build_warehouse
@@ -49,6 +50,7 @@ class Demo:
     rate_job: dict[str, Any]  # the demo's default-rate job (awaiting approval)
     xss_job: dict[str, Any]  # a job whose CSV carries a script tag
     train_job: dict[str, Any]  # a training job (model card + attack report), awaiting approval
+    subject: str = ""  # the applicant's firm (user "applicant", role subject): scored and checked by bank_a
 
     def bundle(self, export_id: str) -> str:
         return str(self.wh.exports.get(self.wh.users.principal("admin"), export_id)["bundle_sha256"])
@@ -79,9 +81,18 @@ def demo_server(home: Path, *, n_enterprises: int = 300, real_training: bool = F
     rate_job = full(analyst.submit_job(JOBS / "default_rate"))
     xss_job = full(analyst.submit_job(_job(home / "xss_job", "notes", XSS_JOB, ["enterprise_registry"])))
     train_job = full(submit_training_job(wh, analyst, home, real=real_training))
+    # the products (tests/product_site.py): library, default_risk@1, vat_2023_at_least@1, and an
+    # applicant whose data bank_a scored and checked under its authorisation
+    products = add_products(wh, clients, home)
+    subject = registry_codes(wh)[0]
+    admin.add_user("applicant", "subject", "applicants", subject=subject)
+    authorise({"c": clients}, [subject])
+    analyst.score(products["model"]["ref"], [subject], PURPOSE, inputs={subject: {"avg_loan": 300}})
+    analyst.verify(products["product"]["ref"], subject, PURPOSE, claim=100000)
+    tokens["applicant"] = wh.users.issue_token(admin.principal, "applicant")
     try:
         with serving(create_app(warehouse=wh)) as url:
-            yield Demo(wh, url, tokens, rate_job, xss_job, train_job)
+            yield Demo(wh, url, tokens, rate_job, xss_job, train_job, subject)
     finally:
         wh.close()
 

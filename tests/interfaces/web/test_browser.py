@@ -314,20 +314,41 @@ def test_a_chinese_browser_gets_chinese_pages_and_a_steward_approves_in_chinese(
     demo.wh.users.set_locale(demo.wh.users.principal("tax_steward"), None)
 
 
+PRODUCTS = ["/ui/features", "/ui/features/avg_vat@1", "/ui/models", "/ui/models/default_risk@1"]
+
+
 @pytest.mark.parametrize("user,paths", [
     ("tax_steward", ["/ui/queue", "/ui/datasets", "/ui/datasets/tax_payments", "/ui/datasets?grade=important",
-                     "/ui/jobs", "/ui/exports"]),
+                     "/ui/jobs", "/ui/exports", *PRODUCTS]),
     ("tax_chief", ["/ui/queue", "/ui/exports/{train}", "/ui/exports/{train}/model"]),
     ("auditor", ["/ui/audit", "/ui/audit/activity", "/ui/audit/jobs/{rate_job}", "/ui/jobs/{rate_job}",
-                 "/ui/exports/{rate}"]),
-    ("analyst", ["/ui/datasets", "/ui/jobs", "/ui/exports", "/ui/exports/{rate}", "/ui/exports/{train}/model"]),
+                 "/ui/exports/{rate}", "/ui/subject", "/ui/subject?subject={subject}", "/ui/models"]),
+    ("analyst", ["/ui/datasets", "/ui/jobs", "/ui/exports", "/ui/exports/{rate}", "/ui/exports/{train}/model",
+                 *PRODUCTS]),
+    ("applicant", ["/ui/subject", "/ui/models", "/ui/models/default_risk@1"]),  # the subject role
 ])
 def test_no_english_word_is_left_on_a_chinese_page(demo, zh_page, user, paths):
     ids = {"train": demo.train_job["export"]["id"], "rate": demo.rate_job["export"]["id"],
-           "rate_job": demo.rate_job["id"]}
+           "rate_job": demo.rate_job["id"], "subject": demo.subject}
     login(zh_page, demo.url, demo.tokens[user])
     for path in paths:
         resp = zh_page.goto(demo.url + path.format(**ids))
         assert resp.status == 200, path
         assert zh_page.locator("html").get_attribute("lang") == "zh-CN", path
         assert _english_left(zh_page) == [], (user, path)
+
+
+def test_the_applicant_reads_who_used_its_data_and_revokes_in_chinese(demo, zh_page):
+    page = zh_page
+    login(page, demo.url, demo.tokens["applicant"])  # a subject's home is its own access log
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.inner_text("h1") == f"谁使用了 {demo.subject} 的数据"
+    main = page.inner_text("main")
+    for words in ("模型评分", "核验", "已答复", "已核验", "有效", "default_risk@1", "vat_2023_at_least@1"):
+        assert words in main, words
+    assert _english_left(page) == []
+    page.locator("button", has_text="撤销").first.click()
+    page.wait_for_load_state()
+    assert "已撤销" in page.inner_text("main") and _english_left(page) == []
+    me = demo.wh.users.principal("applicant")
+    assert "revoked" in {a["state"] for a in demo.wh.authorisations.list(me)}

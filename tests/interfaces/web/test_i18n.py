@@ -4,13 +4,18 @@ English word left on a Chinese page outside the data values the templates mark."
 from __future__ import annotations
 
 import re
+import shutil
 
 import pytest
+from fastapi.testclient import TestClient
+from product_site import PURPOSE, approve_all, authorise, build_site, consent, train_standin
 
 from sandbox.catalog.db import User
+from sandbox.demo.scenario import JOBS
+from sandbox.interfaces.api.app import create_app
 from sandbox.interfaces.web import core
 
-from .conftest import csrf_of
+from .conftest import csrf_of, login
 from .untranslated import foreign_words, untranslated
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
@@ -45,6 +50,78 @@ def test_every_page_in_chinese_shows_no_english_word_outside_marked_data(site):
     r = verify.post("/ui/audit/verify", data={"csrf": csrf_of(page.text)}, headers=ZH)
     assert "哈希链验证通过" in r.text and untranslated(r.text) == []
     assert checked >= 20
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory):
+    """The products in place (tests/product_site.py): the feature library, a published model and a
+    proposed one, a verification product, and an applicant (role subject) whose data was scored and
+    checked, with an authorisation in force, one not yet in force and one revoked."""
+    site = build_site(tmp_path_factory.mktemp("products_zh"), n_enterprises=200)
+    wh, c, admin = site["wh"], site["c"], site["people"]["admin"]
+    applicant, other = site["codes"][:2]
+    wh.users.add(admin, "applicant", "subject", "applicants", applicant)
+    authorise(site, [applicant])
+    c["analyst"].score(site["model"]["ref"], [applicant, other], PURPOSE,
+                       inputs={applicant: {"avg_loan": 300}, other: {"avg_loan": 300}})
+    c["analyst"].verify(site["product"]["ref"], applicant, PURPOSE, claim=100000)
+    me = wh.users.principal("applicant")
+    wh.authorisations.grant(me, subject=applicant, tenant="bank_a", purpose="marketing", datasets=["tax_payments"],
+                            valid_until="2030-12-31", consent_sha256=consent(applicant), valid_from="2029-01-01")
+    gone = wh.authorisations.grant(me, subject=applicant, tenant="bank_b", purpose=PURPOSE,
+                                   datasets=["tax_payments"], valid_until="2030-12-31",
+                                   consent_sha256=consent(applicant))
+    wh.authorisations.revoke(me, gone["id"])
+    # a second training export, proposed and not yet approved by any steward
+    job = train_standin(wh, c["analyst"], shutil.copytree(JOBS / "default_model", site["root"] / "draft"), seed=1)
+    approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
+    c["analyst"].propose_model(job["export"]["id"], name="default_risk_draft", tenants=["bank_a"],
+                               purposes=[PURPOSE], tenant_inputs=["avg_loan"], reason_codes=1)
+    site["tokens"] = {n: wh.users.issue_token(admin, n) for n in ("tax_steward", "analyst", "auditor", "applicant")}
+    site["app"] = create_app(warehouse=wh)
+    site["applicant"] = applicant
+    yield site
+    wh.close()
+
+
+def product_pages(site):
+    s = site["applicant"]
+    library = ["/ui/features", "/ui/features/avg_vat@1", "/ui/features/industry@1", "/ui/models",
+               "/ui/models/default_risk@1"]
+    return {
+        "tax_steward": library,
+        "analyst": [*library, "/ui/models/default_risk_draft@1"],
+        "auditor": [*library, "/ui/subject", f"/ui/subject?subject={s}"],
+        "applicant": ["/ui/subject", "/ui/models", "/ui/models/default_risk@1"],  # the subject role
+    }
+
+
+def test_the_products_pages_in_chinese_show_no_english_word_outside_marked_data(products):
+    checked = 0
+    for user, paths in product_pages(products).items():
+        c = TestClient(products["app"], base_url="http://testserver")
+        login(c, products["tokens"][user])
+        for path in paths:
+            r = c.get(path, headers=ZH)
+            assert r.status_code == 200, (user, path, r.status_code)
+            assert '<html lang="zh-CN">' in r.text and r.headers["content-language"] == "zh-CN", path
+            assert untranslated(r.text) == [], (user, path)
+            checked += 1
+    assert checked >= 19
+    # what the pages say in Chinese, and the data values they keep as they are
+    c = TestClient(products["app"], base_url="http://testserver")
+    login(c, products["tokens"]["applicant"])
+    page = c.get("/ui/subject", headers=ZH).text
+    assert "我的数据使用情况" in page and "数据主体" in page and products["applicant"] in page
+    for word in ("模型评分", "核验", "已答复", "已核验", "有效", "尚未生效", "已撤销", "撤销"):
+        assert word in page, word
+    assert "Use of my data" in c.get("/ui/subject").text  # English stays the default
+    login(c, products["tokens"]["analyst"])
+    draft = c.get("/ui/models/default_risk_draft@1", headers=ZH).text
+    assert "待审批" in draft and "等待数据管理员批准" in draft and "使用条款" in draft
+    models = c.get("/ui/models", headers=ZH).text
+    assert "模型目录与核验产品" in models and "不低于" in models and "每个数据主体每月最多 1 个" in models
+    assert "特征库" in c.get("/ui/features", headers=ZH).text
 
 
 def test_the_checker_finds_english_and_spares_marked_data():
