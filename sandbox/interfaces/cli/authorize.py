@@ -17,7 +17,8 @@ from ...errors import InvalidInput
 from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-authorize_app = typer.Typer(help=N_("Subjects' authorisations: grant, import, revoke, list."), no_args_is_help=True)
+authorize_app = typer.Typer(
+    rich_markup_mode=None, help=N_("Subjects' authorisations: grant, import, revoke, list."), no_args_is_help=True)
 IMPORT_COLUMNS = ("subject", "tenant", "purpose", "datasets", "valid_until", "consent_sha256")
 
 

@@ -15,7 +15,8 @@ from ...errors import InvalidInput
 from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-feature_app = typer.Typer(help=N_("The feature library: publish, list and show feature definitions."),
+feature_app = typer.Typer(
+    rich_markup_mode=None, help=N_("The feature library: publish, list and show feature definitions."),
                           no_args_is_help=True)
 
 

@@ -14,7 +14,8 @@ import typer
 from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-model_app = typer.Typer(help=N_("The model catalog: publish approved DP models for inference."), no_args_is_help=True)
+model_app = typer.Typer(
+    rich_markup_mode=None, help=N_("The model catalog: publish approved DP models for inference."), no_args_is_help=True)
 
 
 def _csv(value: str | None) -> list[str]:

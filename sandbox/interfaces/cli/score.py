@@ -18,7 +18,8 @@ from ...errors import InvalidInput
 from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-score_app = typer.Typer(help=N_("Score subjects with a catalog model (inference)."), no_args_is_help=True)
+score_app = typer.Typer(
+    rich_markup_mode=None, help=N_("Score subjects with a catalog model (inference)."), no_args_is_help=True)
 
 
 def _typed(model: dict[str, Any], name: str, value: str) -> Any:

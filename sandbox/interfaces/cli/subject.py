@@ -11,7 +11,8 @@ import typer
 from ...i18n import N_, _
 from .output import ctx, emit, run, say
 
-subject_app = typer.Typer(help=N_("A data subject's view: who used its data."), no_args_is_help=True)
+subject_app = typer.Typer(
+    rich_markup_mode=None, help=N_("A data subject's view: who used its data."), no_args_is_help=True)
 
 
 @subject_app.command("activity", help=N_("Every score and verification asked about SUBJECT (refusals too), newest "

@@ -17,7 +17,8 @@ from ...i18n import N_, _
 from .features import read_yaml
 from .output import ctx, emit, out, row, run, say, table
 
-verify_app = typer.Typer(help=N_("Verification products: define them, check a claim about a subject."),
+verify_app = typer.Typer(
+    rich_markup_mode=None, help=N_("Verification products: define them, check a claim about a subject."),
                          no_args_is_help=True)
 
 
