@@ -4,13 +4,34 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pg bench setup sysdeps clean screenshots spark-jars i18n
+.PHONY: demo test test-pg bench setup sysdeps clean screenshots spark-jars i18n spark-cluster spark-cluster-stop
 
 ENGINE ?= duckdb
 
+# `make demo ENGINE=spark TWH_SPARK_MASTER=spark://…` runs it on a cluster; when that is the one
+# `make spark-cluster` started, its shared secret comes from $(SPARK_CLUSTER)/cluster.env.
 demo: setup
 	$(if $(filter spark,$(ENGINE)),$(MAKE) spark-jars,)
+	@if [ -n "$$TWH_SPARK_MASTER" ] && [ -f $(SPARK_CLUSTER)/cluster.env ] && \
+	    grep -qxF "TWH_SPARK_MASTER=$$TWH_SPARK_MASTER" $(SPARK_CLUSTER)/cluster.env; then \
+	  export TWH_SPARK_AUTH_SECRET="$$(sed -n 's/^TWH_SPARK_AUTH_SECRET=//p' $(SPARK_CLUSTER)/cluster.env)"; fi; \
+	echo "TWH_ENGINE=$(ENGINE) $(BIN)/twh demo --home var/demo-warehouse"; \
 	TWH_ENGINE=$(ENGINE) $(BIN)/twh demo --home var/demo-warehouse
+
+# A local Spark standalone cluster for people: a master and $(SPARK_WORKERS) workers, separate JVMs on
+# loopback, started from pyspark's own launcher (sandbox/engines/spark_cluster.py); it keeps running
+# until `make spark-cluster-stop`. Its URL goes to $(SPARK_CLUSTER)/master-url, its settings (the shared
+# secret too, mode 0600) to $(SPARK_CLUSTER)/cluster.env. SPARK_CONNECT=1 adds a Spark Connect server on
+# it (TWH_SPARK_REMOTE and its token, in the same file).
+SPARK_CLUSTER ?= var/spark-cluster
+SPARK_WORKERS ?= 2
+spark-cluster: spark-jars
+	$(BIN)/python -m sandbox.engines.spark_cluster up --root $(SPARK_CLUSTER) --workers $(SPARK_WORKERS) \
+	  $(if $(filter 1,$(SPARK_CONNECT)),--connect,)
+	@echo "master URL: $$(cat $(SPARK_CLUSTER)/master-url)"
+
+spark-cluster-stop:
+	$(BIN)/python -m sandbox.engines.spark_cluster down --root $(SPARK_CLUSTER)
 
 test: setup spark-jars
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -1,17 +1,23 @@
 """Spark (delta-spark) ÷ DuckDB on the same Delta snapshots, and Spark ingest ÷ streaming ingest.
 
-* session start: a cold SparkSession with Delta (a fresh process: JVM + JARs) vs a DuckDB
-  connection answering ``SELECT 1``;
-* a tiny query (a selective filter on the smallest snapshot) and a GROUP BY (10,000 groups,
-  COUNT/SUM/AVG) at each size: one delta-rs table, written once, whose versions hold 1M, 10M and
-  50M rows; DuckDB scans the pinned version's Parquet files (the gate's fast path), Spark reads
-  ``versionAsOf`` the same version — both engines see the same snapshot;
-* ingest throughput: the same generated CSV landed by the streaming path (delta-rs) and by the
-  Spark path (delta-spark), rows/s and MB/s, each into its own registered dataset.
+Four ways to answer a GROUP BY (10,000 groups, COUNT/SUM/AVG) on one delta-rs table whose versions
+hold each size (default 10M, 50M, 100M rows; ``--spark-sizes``): DuckDB over the pinned version's
+Parquet files (the gate's fast path); a classic SparkSession ``local[*]`` in this process; a classic
+driver on a 2-worker standalone cluster (master and workers separate JVMs on loopback, a child
+process: one SparkContext per process); and Spark Connect — a long-lived server on that cluster —
+warm. Spark reads ``versionAsOf`` the same version: every engine sees the same snapshot.
 
-The two engines are interleaved and medians reported; ratios are Spark ÷ DuckDB (above 1:
-DuckDB is faster). ``python bench/run.py spark --spark-sizes 1000000,10000000,50000000``. The
-generated table is kept under ``bench/out/spark-data`` so later runs skip generation.
+* cold fixed costs: a fresh process's first answer (DuckDB; a SparkSession's JVM; a driver joining
+  the cluster; the Connect server's start, once per deployment; a fresh Connect client process);
+* warm fixed costs: a 100-row filter on the smallest version, Delta read included — the figure
+  ``spark.connect_warm_fixed_s`` has the goal ≤ 0.5 s;
+* the crossover (where Spark's fitted line passes DuckDB's) on this box, and an extrapolation to
+  clusters, labelled as such (``notes``);
+* with ``--spark-ingest-mb N`` (N > 0), ingest throughput of delta-rs vs delta-spark on a CSV.
+
+DuckDB, local and Connect are interleaved (``--repeat``, default 3); medians reported. The generated
+table is kept under ``bench/out/spark-data`` so later runs skip generation.
+``python bench/run.py spark --spark-sizes 1000000,2000000 --repeat 3 --spark-ingest-mb 0`` is a quick run.
 """
 
 from __future__ import annotations
@@ -152,29 +158,84 @@ def _ingest(args: argparse.Namespace, tmp: Path) -> dict:
             "ratio_spark_over_streaming_s": round(out["spark"]["seconds"] / out["duckdb"]["seconds"], 2)}
 
 
-def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
-    import duckdb
+#: the child that times the classic driver on the standalone cluster (one SparkContext per process:
+#: this process's is local[*]); prints one JSON line {"tiny": [s...], "group": {size: [s...]}}
+_CLUSTER_CHILD = """
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+from sandbox.engines.spark import get_session
+conf = json.loads(os.environ["BENCH_DRIVER_CONF"])
+t = time.perf_counter()
+spark = get_session(os.environ["BENCH_MASTER"], conf, auth_secret=os.environ["BENCH_SECRET"])
+spark.sql("SELECT 1").collect()
+cold = time.perf_counter() - t
+def q(sql, v):
+    spark.read.format("delta").option("versionAsOf", v).load({path!r}).createOrReplaceTempView("t")
+    return spark.sql(sql).collect()
+def timed(sql, v):
+    t = time.perf_counter(); q(sql, v); return time.perf_counter() - t
+versions = {versions!r}
+q({tiny!r}, versions[0][1])
+out = {{"cold": cold, "tiny": [timed({tiny!r}, versions[0][1]) for _ in range({repeat})], "group": {{}}}}
+for size, v in versions:
+    q({group!r}, v) if size == versions[0][0] else None
+    out["group"][str(size)] = [timed({group!r}, v) for _ in range({repeat})]
+print(json.dumps(out))
+"""
 
-    from sandbox.engines.spark import get_session
+
+def _linear(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b·x`` (fixed cost a in s, per-row cost b in s/row)."""
+    b, a = (np.polyfit(np.array(xs, dtype=float), np.array(ys), 1) if len(xs) > 1 else (ys[0] / xs[0], 0.0))
+    return float(a), float(b)
+
+
+def _crossover(sizes: list[int], duck: list[float], spark: list[float], cores: int, workers: int) -> list[str]:
+    a_d, b_d = _linear(sizes, duck)
+    a_s, b_s = _linear(sizes, spark)
+    notes = [f"measured on this box ({cores} cores): DuckDB ≈ {a_d * 1000:.0f} ms + {b_d * 1e9:.1f} ns/row, "
+             f"Spark local ≈ {a_s * 1000:.0f} ms + {b_s * 1e9:.1f} ns/row (least squares over {len(sizes)} sizes)"]
+    if b_s <= 0 or b_d <= 0:  # small sizes on a loaded box: the fixed costs and their noise dominate
+        notes.append("no crossover estimate: the per-row costs could not be fitted at these sizes (times are "
+                     "dominated by fixed costs and load); run the default sizes (10M, 50M, 100M)")
+        return notes
+    if b_s < b_d and a_s > a_d:
+        notes.append(f"crossover on this box: Spark local beats DuckDB above ≈ {(a_s - a_d) / (b_d - b_s):,.0f} rows")
+    else:
+        notes.append("no crossover on this box: Spark's per-row cost is not below DuckDB's here")
+    # EXTRAPOLATION, not a measurement: Spark's per-row cost divided by the executor cores of a cluster
+    # (perfect scaling, no shuffle or network cost), DuckDB's fixed at this box's
+    for total in (cores * workers, 64, 256):
+        b_c = b_s * cores / total
+        where = (f"above ≈ {(a_s - a_d) / (b_d - b_c):,.0f} rows" if b_c < b_d and a_s > a_d
+                 else "at every size" if b_c < b_d else "at no size")
+        notes.append(f"extrapolation (assumes per-row cost scales with executor cores; not measured): a cluster of "
+                     f"{total} executor cores would beat DuckDB on this box {where}")
+    return notes
+
+
+def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
+    """GROUP BY at each size on DuckDB, Spark local[*], a 2-worker standalone cluster (classic driver)
+    and Spark Connect (a long-lived server on that cluster, warm); cold and warm fixed costs."""
+    import os
+
+    import duckdb
+    from timing import figure, interleaved_many
+
+    from sandbox.engines.spark import get_remote_session, get_session, stop_remote_sessions
+    from sandbox.engines.spark_cluster import ConnectServer, StandaloneCluster
     from sandbox.tables import storage
 
-    sizes = sorted(int(x) for x in str(getattr(args, "spark_sizes", None) or "1000000,10000000,50000000").split(","))
+    sizes = sorted(int(x) for x in str(getattr(args, "spark_sizes", None) or "10000000,50000000,100000000")
+                   .split(","))
+    repeat = getattr(args, "repeat", None) or 3
     path = HERE / "out" / "spark-data"
     t0 = time.perf_counter()
     versions = make_table(path, sizes)
     generate_s = time.perf_counter() - t0
+    cores = _cores()
 
-    cold_spark_s = _cold_spark_start()
-    duck_start = []
-    for _ in range(5):
-        t = time.perf_counter()
-        with duckdb.connect() as con:
-            con.execute("SELECT 1").fetchall()
-        duck_start.append(time.perf_counter() - t)
-    print(f"  session start: spark cold {cold_spark_s:.1f} s", file=sys.stderr, flush=True)
-    spark = get_session()
-
-    tiny = "SELECT COUNT(*), SUM(v) FROM t WHERE id < 100"
+    tiny = "SELECT COUNT(*) AS n, SUM(v) AS s FROM t WHERE id < 100"
     group = "SELECT k, COUNT(*) AS n, SUM(v) AS s, AVG(v) AS a FROM t GROUP BY k"
 
     def duck(sql: str, version: int) -> list:
@@ -183,45 +244,131 @@ def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
         with duckdb.connect() as con:
             return con.execute(sql.replace("FROM t", f"FROM {src}")).fetchall()
 
-    def sparkq(sql: str, version: int) -> list:
-        spark.read.format("delta").option("versionAsOf", version).load(str(path)).createOrReplaceTempView("t")
-        return spark.sql(sql).collect()
+    def on(session):  # noqa: ANN001, ANN202
+        def q(sql: str, version: int) -> list:
+            session.read.format("delta").option("versionAsOf", version).load(str(path)).createOrReplaceTempView("t")
+            return session.sql(sql).collect()
+        return q
 
-    def timed(fn, *a) -> tuple[float, list]:
-        t = time.perf_counter()
-        res = fn(*a)
-        return time.perf_counter() - t, res
-
-    smallest = versions[sizes[0]]
-    sparkq(tiny, smallest), duck(tiny, smallest)  # warm-up: Delta log, JIT, file cache
-    tiny_d, tiny_s = [], []
+    # -- cold fixed costs: a fresh process's first answer ---------------------------------------
+    duck_cold = []
     for _ in range(5):
-        tiny_d.append(timed(duck, tiny, smallest)[0])
-        tiny_s.append(timed(sparkq, tiny, smallest)[0])
-    table = []
+        t = time.perf_counter()
+        with duckdb.connect() as con:
+            con.execute("SELECT 1").fetchall()
+        duck_cold.append(time.perf_counter() - t)
+    local_cold = _cold_spark_start()
+    print(f"  cold: spark local session {local_cold:.1f} s", file=sys.stderr, flush=True)
+
+    cluster = StandaloneCluster.start(tmp / "cluster", workers=2, cores=2, memory="2g")
+    server = None
+    try:
+        t = time.perf_counter()
+        server = ConnectServer.start(tmp / "connect", master=cluster.master_url, conf=cluster.driver_conf(),
+                                     auth_secret=cluster.auth_secret)
+        connect_server_cold = time.perf_counter() - t
+        connect_client_cold = []
+        for _ in range(3):  # a fresh client process: Python + pyspark.connect import + the first answer
+            code = ("import sys, time; sys.path.insert(0, %r); t = time.perf_counter(); "
+                    "from sandbox.engines.spark import get_remote_session; "
+                    "get_remote_session(%r, %r).sql('SELECT 1').collect(); print(time.perf_counter() - t)"
+                    ) % (str(ROOT), server.url, server.token)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+            connect_client_cold.append(float(out.stdout.strip().splitlines()[-1]))
+        print(f"  cold: connect server {connect_server_cold:.1f} s, client {statistics.median(connect_client_cold):.2f} s",
+              file=sys.stderr, flush=True)
+
+        # -- the classic driver on the cluster, in a child (one SparkContext per process) ----------
+        vlist = [(n, versions[n]) for n in sizes]
+        env = {**os.environ, "BENCH_MASTER": cluster.master_url, "BENCH_SECRET": cluster.auth_secret,
+               "BENCH_DRIVER_CONF": json.dumps(cluster.driver_conf())}
+        child = subprocess.run([sys.executable, "-c", _CLUSTER_CHILD.format(
+            root=str(ROOT), path=str(path), versions=vlist, tiny=tiny, group=group, repeat=repeat)],
+            capture_output=True, text=True, cwd=ROOT, env=env)
+        if child.returncode != 0:
+            raise RuntimeError("the cluster driver failed: " + child.stderr[-3000:])
+        on_cluster = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"  cluster (classic driver): {on_cluster['group']}", file=sys.stderr, flush=True)
+
+        # -- DuckDB, Spark local and Connect, interleaved in this process ---------------------------
+        local, remote = on(get_session()), on(get_remote_session(server.url, server.token))
+        smallest = versions[sizes[0]]
+        connect = get_remote_session(server.url, server.token)
+        warm = interleaved_many({"duckdb": lambda: duck(tiny, smallest), "local": lambda: local(tiny, smallest),
+                                 "connect": lambda: remote(tiny, smallest),
+                                 "connect_rpc": lambda: connect.sql("SELECT 1").collect()}, max(repeat, 5))
+        rows = []
+        group_t: dict[str, dict[int, list[float]]] = {"duckdb": {}, "local": {}, "connect": {}}
+        for size in sizes:
+            v = versions[size]
+            res = {"duckdb": duck(group, v), "local": local(group, v), "connect": remote(group, v)}
+            assert all(len(r) == GROUPS and sum(x[1] for x in r) == size for r in res.values())
+            t = interleaved_many({"duckdb": lambda v=v: duck(group, v), "local": lambda v=v: local(group, v),
+                                  "connect": lambda v=v: remote(group, v)}, repeat, warmup=0)
+            for arm, xs in t.items():
+                group_t[arm][size] = xs
+            cl = on_cluster["group"][str(size)]
+            rows.append([size, _median_ms(t["duckdb"]), _median_ms(t["local"]), _median_ms(cl),
+                         _median_ms(t["connect"])])
+            print(f"  group-by {size:,} rows (ms): duckdb/local/cluster/connect {rows[-1][1:]}", file=sys.stderr,
+                  flush=True)
+    finally:
+        stop_remote_sessions()
+        if server is not None:
+            server.stop()
+        cluster.stop()
+
+    figures = [
+        figure("spark.connect_warm_fixed_s", "warm query over Connect fixed cost: a 100-row filter on the smallest "
+               "version (Delta read at the pinned version + plan + collect) through a long-lived Connect server",
+               warm["connect"], unit="s", goal="<= 0.5", baseline=f"DuckDB {_median_ms(warm['duckdb'])} ms"),
+        figure("spark.connect_warm_rpc_s", "warm round trip over Connect: SELECT 1 (no table): the part of the "
+               "fixed cost that is the Connect protocol and planning, not the Delta read", warm["connect_rpc"], unit="s"),
+        figure("spark.local_warm_fixed_s", "warm query fixed cost, classic SparkSession local[*] (same query)",
+               warm["local"], unit="s"),
+        figure("spark.cluster_warm_fixed_s", "warm query fixed cost, classic driver on the 2-worker cluster",
+               on_cluster["tiny"], unit="s"),
+        figure("spark.duckdb_warm_fixed_s", "warm query fixed cost, DuckDB over the pinned Parquet files",
+               warm["duckdb"], unit="s", digits=4),
+        figure("spark.local_cold_s", "cold fixed cost, Spark local: a fresh process's SparkSession with Delta "
+               "and its first answer (JVM start)", [local_cold], unit="s"),
+        figure("spark.cluster_cold_s", "cold fixed cost, classic driver joining the 2-worker cluster (JVM + "
+               "executors) and its first answer", [on_cluster["cold"]], unit="s"),
+        figure("spark.connect_server_cold_s", "cold fixed cost, starting the Spark Connect server (once per "
+               "deployment, not per query)", [connect_server_cold], unit="s"),
+        figure("spark.connect_client_cold_s", "cold fixed cost, a fresh client process's first answer over "
+               "Connect (no JVM in the client)", connect_client_cold, unit="s"),
+        figure("spark.duckdb_cold_s", "cold fixed cost, a DuckDB connection's first answer", duck_cold, unit="s",
+               digits=5),
+    ]
     for size in sizes:
-        repeat = 3 if size <= 2_000_000 else 2 if size <= 20_000_000 else 1
-        d, s = [], []
-        for _ in range(repeat):
-            td, rd = timed(duck, group, versions[size])
-            ts, rs = timed(sparkq, group, versions[size])
-            d.append(td)
-            s.append(ts)
-        assert len(rd) == len(rs) == GROUPS and sum(r[1] for r in rd) == sum(r[1] for r in rs) == size
-        table.append({"rows": size, "duckdb_ms": _median_ms(d), "spark_ms": _median_ms(s),
-                      "ratio_spark_over_duckdb": round(statistics.median(s) / statistics.median(d), 2),
-                      "repeat": repeat})
-        print(f"  group-by {size:,} rows: {table[-1]}", file=sys.stderr, flush=True)  # progress: 50M takes minutes
-    ingest = _ingest(args, tmp)
+        figures.append(figure(f"spark.group_by_{size // 1_000_000}m.local_over_duckdb",
+                              f"GROUP BY {GROUPS:,} groups over {size:,} rows: Spark local ÷ DuckDB (per pair)",
+                              [a / b for a, b in zip(group_t["local"][size], group_t["duckdb"][size], strict=True)],
+                              unit="×", baseline=f"DuckDB {_median_ms(group_t['duckdb'][size])} ms"))
+        figures.append(figure(f"spark.group_by_{size // 1_000_000}m.connect_over_duckdb",
+                              f"GROUP BY over {size:,} rows: Spark Connect on the 2-worker cluster ÷ DuckDB",
+                              [a / b for a, b in zip(group_t["connect"][size], group_t["duckdb"][size], strict=True)],
+                              unit="×", baseline=f"DuckDB {_median_ms(group_t['duckdb'][size])} ms"))
+    notes = _crossover(sizes, [statistics.median(group_t["duckdb"][n]) for n in sizes],
+                       [statistics.median(group_t["local"][n]) for n in sizes], cores, workers=2)
+    ingest_mb = getattr(args, "spark_ingest_mb", None)
     result = {
-        "what": "Spark (delta-spark, local[*]) vs DuckDB on the same Delta snapshots; Spark ingest vs streaming",
-        "cores": _cores(), "generate_s": round(generate_s, 1),
-        "session_start_ms": {"spark_cold": round(cold_spark_s * 1000), "duckdb": _median_ms(duck_start)},
-        "tiny_query_ms": {"duckdb": _median_ms(tiny_d), "spark": _median_ms(tiny_s),
-                          "ratio_spark_over_duckdb": round(statistics.median(tiny_s) / statistics.median(tiny_d), 1)},
-        "group_by": table, "ingest": ingest,
+        "figures": figures, "notes": notes,
+        "what": "GROUP BY on the same Delta snapshots: DuckDB, Spark local[*], a 2-worker standalone cluster "
+                "(classic driver) and Spark Connect on it (warm); cold and warm fixed costs",
+        "cores": cores, "generate_s": round(generate_s, 1), "repeat": repeat,
+        "table": {"title": f"GROUP BY {GROUPS:,} groups, median ms ({cores} cores, 2 workers × 2 cores on loopback)",
+                  "columns": ["rows", "DuckDB", "Spark local", "cluster (classic)", "Connect (cluster, warm)"],
+                  "rows": rows},
     }
-    _print_table(result)
+    if ingest_mb:  # Spark ingest ÷ streaming ingest (--spark-ingest-mb 0 skips it)
+        result["ingest"] = _ingest(args, tmp)
+    for fig in figures:
+        print(f"  {fig['id']}: {fig['value']} {fig['unit']}" + (f" (goal {fig['goal']})" if fig["goal"] else ""),
+              file=sys.stderr)
+    for note in notes:
+        print(f"  {note}", file=sys.stderr)
     return result
 
 
@@ -229,22 +376,3 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
-
-
-def _print_table(r: dict) -> None:
-    w = sys.stderr.write
-    w(f"\nSpark vs DuckDB ({r['cores']} cores)                     DuckDB        Spark   Spark/DuckDB\n")
-    s = r["session_start_ms"]
-    w(f"  session start (cold)                      {s['duckdb']:>9.1f} ms {s['spark_cold']:>9} ms "
-      f"{s['spark_cold'] / max(s['duckdb'], 1e-3):>10.0f}x\n")
-    t = r["tiny_query_ms"]
-    w(f"  tiny query                                {t['duckdb']:>9.1f} ms {t['spark']:>9.1f} ms "
-      f"{t['ratio_spark_over_duckdb']:>10.1f}x\n")
-    for g in r["group_by"]:
-        w(f"  GROUP BY {GROUPS} groups, {g['rows']:>11,} rows  {g['duckdb_ms']:>9.1f} ms {g['spark_ms']:>9.1f} ms "
-          f"{g['ratio_spark_over_duckdb']:>10.2f}x\n")
-    i = r["ingest"]
-    for label, k in (("streaming (delta-rs)", "streaming_delta_rs"), ("Spark (delta-spark)", "spark_delta_spark")):
-        x = i[k]
-        w(f"  ingest {i['file_mb']} MB / {i['rows']:,} rows, {label:<22} {x['seconds']:>7.1f} s  "
-          f"{x['rows_per_s']:>9,} rows/s  {x['mb_per_s']:>6.1f} MB/s\n")

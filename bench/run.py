@@ -59,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--rows", type=int, help="`gate` (default 10M), `dp` (default 2M): rows of the generated table")
     ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
     ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
-    ap.add_argument("--spark-sizes", default="1000000,10000000,50000000", help="row counts for `spark` (comma list)")
-    ap.add_argument("--spark-ingest-mb", type=int, default=100, help="size of the generated CSV for `spark` ingest")
+    ap.add_argument("--spark-sizes", default="10000000,50000000,100000000",
+                    help="row counts for `spark` (comma list)")
+    ap.add_argument("--spark-ingest-mb", type=int, default=100, help="size of the generated CSV for `spark` ingest "
+                    "(0: skip it)")
     ap.add_argument("--size", help="`ingest`: CSV size(s), e.g. 10G or 100M,1G (overrides --ingest-mb)")
     ap.add_argument("--ingest-csv", help="`ingest`: an existing generated CSV (bench/govdata.py) to load instead")
     ap.add_argument("--ingest-via", choices=["api", "cli"], default="api", help="`ingest`: call the service or run "

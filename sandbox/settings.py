@@ -202,6 +202,12 @@ class Settings(BaseModel):
 
         return to_location(self.storage_uri or self.home, self.object_store)
 
+    @property
+    def shared_root(self) -> Location | None:
+        """The storage every machine of this warehouse shares besides the catalog (``storage_uri``),
+        where the keys and the unit dictionary live; ``None``: one machine, all of it in the home."""
+        return self.storage_root if self.storage_uri else None
+
     def location(self, uri: str) -> Location:
         """A table location the catalog recorded, with this warehouse's store for ``s3://``."""
         from .tables.uris import to_location

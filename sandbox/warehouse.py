@@ -55,6 +55,8 @@ class Warehouse:
         settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = Database(settings.catalog_url)
         schema.prepare(self.db, migrate=settings.auto_migrate)  # Alembic, on SQLite and PostgreSQL alike
+        if settings.shared_root is not None:  # workers on several machines: one set of keys
+            _share_keys(settings, self.db)
         self.audit = AuditLog(self.db, settings.secrets_dir, settings.anchors_path, syslog=settings.audit_syslog,
                               refusals_per_job=settings.audit_refusals_per_job)
         self.ctx = Context(settings, self.db, self.audit)
@@ -149,3 +151,20 @@ class Warehouse:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def _share_keys(settings: Settings, db: Database) -> None:
+    """Copy the warehouse's keys from its shared storage into this home (creating them there first
+    when this is the first machine): see :func:`sandbox.catalog.keys.share_keys`."""
+    from .catalog.keys import load_or_create_key, load_or_create_signing_key, share_keys
+    from .catalog.locks import commit_lock
+    from .release.attest import KEY_FILE
+    from .tables import objects
+
+    root = settings.shared_root
+    assert root is not None
+    folder = root.child("secrets")
+    creators = {"audit.key": load_or_create_key, "units.key": load_or_create_key,
+                "web_session.key": load_or_create_key, KEY_FILE: load_or_create_signing_key}
+    share_keys(settings.secrets_dir, creators, lambda name: objects.read(folder.child(name)),
+               lambda name, data: objects.write(folder.child(name), data), commit_lock(db, folder.uri))

@@ -39,7 +39,8 @@ class Queries:
         self._manifests = manifests  # name -> DatasetManifest (a callable)
         self.budgets = Budgets(ctx, manifests)
         #: the sdc mode's differencing ledger and answer cache (see sandbox/gate/differencing.py)
-        self.guard = DifferencingGuard.for_warehouse(ctx.db, ctx.settings.home, ctx.settings.secrets_dir)
+        self.guard = DifferencingGuard.for_warehouse(ctx.db, ctx.settings.home, ctx.settings.secrets_dir,
+                                                      shared=ctx.settings.shared_root)
         #: the sdc mode's release budget (distinct populations per tenant and period)
         self.releases = self.budgets.releases
         #: release mode -> what happens around a gated run (lookup, reserve, record): one registry

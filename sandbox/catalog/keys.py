@@ -1,10 +1,15 @@
-"""Secret keys kept in the warehouse's ``secrets/`` directory (never in the catalog database)."""
+"""Secret keys kept in the warehouse's ``secrets/`` directory (never in the catalog database).
+
+With table storage of its own (``TWH_STORAGE_URI``: workers on several machines), the keys also live
+there and ``secrets/`` is each machine's copy (:func:`share_keys`)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 
@@ -55,3 +60,45 @@ def load_or_create_signing_key(path: Path) -> bytes:
     finally:
         os.unlink(tmp)
     return pem
+
+
+def share_keys(secrets_dir: Path, creators: dict[str, Callable[[Path], object]],
+               fetch: Callable[[str], bytes | None], store: Callable[[str, bytes], None],
+               lock: AbstractContextManager[object]) -> None:
+    """Make ``secrets_dir`` hold the warehouse's shared keys (workers on several machines).
+
+    Every machine of one warehouse must seal the audit chain, key the unit dictionary and sign
+    provenance with the same keys, or one machine's records fail another's verification and one
+    unit gets two ids. The keys live in the shared storage (``fetch``/``store``: the object store
+    the tables live on); ``secrets_dir`` is this machine's private copy of them, which every reader
+    keeps using. The first machine creates each missing key (``creators[name](path)`` writes it in
+    its format) under ``lock`` (the catalog's commit lock: one creator at a time, on any machine).
+    A local key that differs from the shared one is refused: records it sealed would not verify."""
+    from ..errors import Conflict
+
+    secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with lock:
+        for name, create in creators.items():
+            path = secrets_dir / name
+            shared = fetch(name)
+            try:
+                local: bytes | None = path.read_bytes()
+            except FileNotFoundError:
+                local = None
+            if shared is None:
+                create(path)  # this machine's key (made now, or kept from before it shared its storage)
+                store(name, path.read_bytes())
+            elif local is None:
+                fd, tmp = tempfile.mkstemp(dir=secrets_dir, prefix=".shared-")
+                try:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(shared)
+                    os.chmod(tmp, 0o600)
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            elif local.strip() != shared.strip():
+                raise Conflict(f"this machine's key secrets/{name} differs from the warehouse's shared one: records "
+                               "it made would not verify elsewhere; move it away (or start from an empty home) "
+                               "to use the shared key", details={"rule": "shared_keys", "key": name})

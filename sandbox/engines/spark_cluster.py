@@ -260,3 +260,91 @@ class ConnectServer:
     def stop(self) -> None:
         if self.daemon is not None:
             self.daemon.stop()
+
+
+# -- `make spark-cluster` / `make spark-cluster-stop`: a cluster for people, outliving this process ----
+#: what ``up`` writes into its folder: the settings a warehouse needs to use the cluster (0600, the
+#: secret is in it) and the daemons' process groups, for ``down``
+ENV_FILE, PIDS_FILE, MASTER_FILE = "cluster.env", "pids", "master-url"
+
+
+def _ours(pid: int) -> bool:
+    """The process is still a Spark daemon (a recycled pid is never signalled)."""
+    try:
+        return b"org.apache.spark" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def down(root: Path) -> int:
+    """Stop the daemons ``up`` started in ``root``; returns how many were running."""
+    pids_file = Path(root) / PIDS_FILE
+    pids = [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []
+    live = [p for p in pids if _ours(p)]
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        for pid in live:
+            try:
+                os.killpg(pid, sig)  # its own session (start_new_session): a worker's executors go too
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while any(_ours(p) for p in live) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not any(_ours(p) for p in live):
+            break
+    for name in (PIDS_FILE, ENV_FILE, MASTER_FILE):
+        (Path(root) / name).unlink(missing_ok=True)
+    return len(live)
+
+
+def up(root: Path, *, workers: int = 2, connect: bool = False) -> dict[str, str]:
+    """Start a standalone cluster (and, with ``connect``, a Connect server on it) that keeps running
+    after this process exits; write its settings to ``root/cluster.env`` and its URL to ``root/master-url``."""
+    root = Path(root).absolute()
+    if (root / PIDS_FILE).exists() and any(_ours(int(p)) for p in (root / PIDS_FILE).read_text().split()):
+        raise InternalError(f"a cluster started in {root} is still running: stop it first (make spark-cluster-stop)")
+    cluster = StandaloneCluster.start(root, workers=workers)
+    daemons = list(cluster.daemons)
+    env = {"TWH_SPARK_MASTER": cluster.master_url, "TWH_SPARK_AUTH_SECRET": cluster.auth_secret}
+    try:
+        if connect:
+            server = ConnectServer.start(root / "connect", master=cluster.master_url, conf=cluster.driver_conf(),
+                                         auth_secret=cluster.auth_secret)
+            assert server.daemon is not None
+            daemons.append(server.daemon)
+            env.update(TWH_SPARK_REMOTE=server.url, TWH_SPARK_CONNECT_TOKEN=server.token)
+    except BaseException:
+        cluster.stop()
+        raise
+    _private_file(root / PIDS_FILE, "".join(f"{d.proc.pid}\n" for d in daemons))
+    _private_file(root / ENV_FILE, "".join(f"{k}={v}\n" for k, v in env.items()))
+    _private_file(root / MASTER_FILE, cluster.master_url + "\n")
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.engines.spark_cluster",
+                                     description="Start or stop a local Spark standalone cluster (loopback).")
+    parser.add_argument("action", choices=("up", "down"))
+    parser.add_argument("--root", type=Path, default=Path("var/spark-cluster"), help="its folder (logs, settings)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connect", action="store_true", help="also a Spark Connect server on it")
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    if args.action == "down":
+        n = down(args.root)
+        print(f"stopped {n} Spark daemon(s) of {args.root}" if n else f"no Spark daemon of {args.root} was running")
+        return 0
+    env = up(args.root, workers=args.workers, connect=args.connect)
+    print(f"Spark master at {env['TWH_SPARK_MASTER']} ({args.workers} workers); settings in {args.root / ENV_FILE}")
+    if "TWH_SPARK_REMOTE" in env:
+        print(f"Spark Connect server at {env['TWH_SPARK_REMOTE']} (token in {args.root / ENV_FILE})")
+    print(f"use it: make demo ENGINE=spark TWH_SPARK_MASTER={env['TWH_SPARK_MASTER']}  "
+          f"(or: set -a; . {args.root / ENV_FILE}; set +a)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,6 +92,7 @@ from ..catalog.db import Database, DifferencingHead, ReleasedAnswer, ReleasedPop
 from ..catalog.keys import load_or_create_key
 from ..errors import InternalError, QueryRefused
 from ..tables.snapshot import Snapshot
+from ..tables.uris import Location
 from .engine import GatedResult
 from .plan import QueryPlan
 from .span_audit import span_leak
@@ -317,10 +318,12 @@ class DifferencingGuard:
         self._heads: set[str] = set()
 
     @classmethod
-    def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path, *, span: bool = True) -> DifferencingGuard:
-        """The guard of a warehouse: dictionary under ``home/units``, key ``secrets/units.key``."""
-        return cls(db, UnitDictionary(db, Path(home) / "units", load_or_create_key(Path(secrets_dir) / "units.key")),
-                   span=span)
+    def for_warehouse(cls, db: Database, home: Path, secrets_dir: Path, *, shared: Location | None = None,
+                      span: bool = True) -> DifferencingGuard:
+        """The guard of a warehouse: dictionary under ``home/units``, key ``secrets/units.key``;
+        with ``shared`` storage (several machines), the dictionary's parts live there."""
+        return cls(db, UnitDictionary(db, Path(home) / "units", load_or_create_key(Path(secrets_dir) / "units.key"),
+                                      shared), span=span)
 
     # -- exact repeats
 

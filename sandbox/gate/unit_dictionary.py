@@ -45,7 +45,9 @@ from sqlalchemy import delete, select
 
 from ..catalog.db import Database, DifferencingHead, UnitId
 from ..errors import InternalError
+from ..tables import objects
 from ..tables.snapshot import Snapshot
+from ..tables.uris import Location
 
 #: the catalog row whose ``populations`` column counts the ids handed out
 DICTIONARY_HEAD = "*"
@@ -126,8 +128,11 @@ class Sidecar:
 class UnitDictionary:
     """Dense unit ids over ``root`` (``<home>/units``); see the module docstring."""
 
-    def __init__(self, db: Database, root: Path, key: bytes) -> None:
+    def __init__(self, db: Database, root: Path, key: bytes, shared: Location | None = None) -> None:
         self.db, self.root, self._key = db, Path(root), key
+        #: the warehouse's shared storage (workers on several machines): the parts live there and
+        #: ``root/dictionary`` holds this machine's copies of committed parts only
+        self.shared = shared.child("units", "dictionary") if shared is not None else None
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, Sidecar] = OrderedDict()
 
@@ -184,6 +189,7 @@ class UnitDictionary:
             if n != distinct:  # two units, one 64-bit hash: their populations could not be told apart
                 raise InternalError(f"two privacy units of {snap.dataset!r} share a hash",
                                     details={"dataset": snap.dataset, "version": snap.version})
+            after_commit: list[tuple[int, pa.Table]] = []
             with self.db.transaction() as s:
                 head = s.execute(select(DifferencingHead).where(DifferencingHead.dataset == DICTIONARY_HEAD)
                                  .with_for_update()).scalar_one_or_none()
@@ -191,7 +197,7 @@ class UnitDictionary:
                     head = DifferencingHead(dataset=DICTIONARY_HEAD, populations=0)
                     s.add(head)
                     s.flush()
-                self._migrate_legacy(s, head)
+                self._migrate_legacy(s, head, after_commit)
                 count = int(head.populations)
                 self._attach(con, count)
                 new = con.sql("SELECT units.mac FROM units ANTI JOIN known USING (mac) ORDER BY units.mac") \
@@ -203,7 +209,7 @@ class UnitDictionary:
                         raise InternalError("the unit dictionary is full (2^32 units)")
                     ids = pa.array(np.arange(first, first + new.num_rows, dtype=np.uint64))
                     part = pa.table({"mac": new.column("mac"), "id": ids})
-                    _atomic_write(self._parts() / f"part-{first:012d}.parquet", lambda p: pq.write_table(part, p))
+                    self._write_part(first, part, after_commit)
                     head.populations = count + new.num_rows
                     con.register("fresh", part)
                     con.execute("CREATE OR REPLACE TEMP VIEW dict AS SELECT * FROM known UNION ALL "
@@ -211,6 +217,8 @@ class UnitDictionary:
                 rows = con.execute("SELECT units.h, dict.id FROM units JOIN dict USING (mac) ORDER BY units.h") \
                     .fetchnumpy()
             # Committed: the ids are the dictionary's now, so the sidecar may name them.
+            for first, part in after_commit:
+                self._write_local(first, part)
             side = Sidecar(np.asarray(rows["h"], dtype=np.uint64), np.asarray(rows["id"], dtype=np.uint32))
             if side.hashes.size != n:
                 raise InternalError("the unit dictionary lost units", details={"dataset": snap.dataset})
@@ -222,8 +230,41 @@ class UnitDictionary:
         finally:
             con.close()
 
+    def _write_local(self, first: int, part: pa.Table) -> None:
+        _atomic_write(self._parts() / f"part-{first:012d}.parquet", lambda p: pq.write_table(part, p))
+
+    def _write_part(self, first: int, part: pa.Table, after_commit: list[tuple[int, pa.Table]]) -> None:
+        """Write a new part (inside the transaction that commits its ids). Shared: to the shared
+        storage now (a writer that dies leaves a part past the count there, which the next writer
+        overwrites under the same row lock) and to this machine's copy only once committed, so the
+        copy never holds a part that differs from the committed one."""
+        if self.shared is None:
+            self._write_local(first, part)
+            return
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink)
+        objects.write(self.shared.child(f"part-{first:012d}.parquet"), sink.getvalue().to_pybytes())
+        after_commit.append((first, part))
+
+    def _pull(self, count: int) -> None:
+        """Copy the committed parts (first id <= count) this machine lacks from the shared storage."""
+        if self.shared is None:
+            return
+        have = {p.name for p in self._parts().glob("part-*.parquet")} if self._parts().exists() else set()
+        for name in objects.names(self.shared):
+            if not (name.startswith("part-") and name.endswith(".parquet")) or name in have:
+                continue
+            if int(name.removeprefix("part-").removesuffix(".parquet")) > count:
+                continue  # not committed (yet, or a dead writer's leftover)
+            data = objects.read(self.shared.child(name))
+            if data is None:
+                raise InternalError("a part of the unit dictionary vanished from the shared storage")
+            self._parts().mkdir(mode=0o700, parents=True, exist_ok=True)
+            _atomic_write(self._parts() / name, lambda p, data=data: Path(p).write_bytes(data))
+
     def _attach(self, con: duckdb.DuckDBPyConnection, count: int) -> None:
         """View ``known(mac, id)``: the committed ids (1..count) of every part."""
+        self._pull(count)
         parts = sorted(p for p in self._parts().glob("part-*.parquet")
                        if int(p.stem.removeprefix("part-")) <= count) if self._parts().exists() else []
         if parts:
@@ -234,7 +275,8 @@ class UnitDictionary:
             con.execute("CREATE OR REPLACE TEMP VIEW known AS SELECT CAST(NULL AS BLOB) AS mac, "
                         "CAST(NULL AS UBIGINT) AS id WHERE false")
 
-    def _migrate_legacy(self, session: Any, head: DifferencingHead) -> None:
+    def _migrate_legacy(self, session: Any, head: DifferencingHead,
+                        after_commit: list[tuple[int, pa.Table]]) -> None:
         """Ledgers written before this dictionary used ids from the ``unit_ids`` table, which held
         raw unit values: move them here under their keyed hashes (same ids) and empty the table."""
         rows = session.execute(select(UnitId.id, UnitId.value).order_by(UnitId.id)).all()
@@ -245,8 +287,7 @@ class UnitDictionary:
         if fresh:
             part = pa.table({"mac": pa.array([m for m, _ in fresh], pa.binary()),
                              "id": pa.array([i for _, i in fresh], pa.uint64())})
-            first = fresh[0][1]
-            _atomic_write(self._parts() / f"part-{first:012d}.parquet", lambda p: pq.write_table(part, p))
+            self._write_part(fresh[0][1], part, after_commit)
             head.populations = max(count, max(i for _, i in fresh))
         session.execute(delete(UnitId))
         session.flush()

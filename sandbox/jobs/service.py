@@ -7,7 +7,6 @@ broker handler built here, which calls :meth:`sandbox.broker.queries.Queries.ans
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import shutil
@@ -31,6 +30,7 @@ from ..release.outputs import GatedFile, gate_outputs, with_trained
 from ..tables import storage
 from ..tables.snapshot import Snapshot
 from . import leases
+from .files import JobFiles, code_hash
 from .spec import JobSpec, load_job_files
 from .visible import WITHHELD_REASON, job_dict, under_review
 
@@ -43,14 +43,12 @@ NOTHING_TO_EXPORT = "nothing to export: the job wrote no files to its output fol
 log = logging.getLogger(__name__)
 
 
-def code_hash(files: dict[str, bytes]) -> str:
-    return bundle_hash([(n, hashlib.sha256(b).hexdigest()) for n, b in files.items()])
-
-
 class Jobs:
     def __init__(self, ctx: Context, queries: Queries, manifests: Any, features: Any = None) -> None:
         self.ctx = ctx
         self.queries = queries
+        #: the jobs' code and logs: here, and in the shared storage when machines share the warehouse
+        self.files = JobFiles(ctx.settings)
         self._manifests = manifests
         #: ``name@version`` -> a library feature (``sandbox.products.features``, handed in by the facade)
         self._features = features
@@ -93,10 +91,7 @@ class Jobs:
             feature_plan(spec, self._manifests, self._features)
         review = bool(self._needs_approval(spec.datasets))
         digest = code_hash(files)
-        code_dir = self._dir(job_id) / "code"
-        code_dir.mkdir(parents=True)
-        for fname, data in files.items():
-            (code_dir / fname).write_bytes(data)
+        self.files.put_code(job_id, files)
         with self.ctx.recorded(principal, "job.submitted", "job", job_id,
                                {"name": spec.name, "purpose": spec.purpose, "datasets": spec.datasets,
                                 "code_sha256": digest}) as s:
@@ -178,8 +173,7 @@ class Jobs:
         require_role(principal, Role.STEWARD, Role.AUDITOR, Role.ADMIN)
         with self.ctx.db.read() as s:
             job = self._load(s, principal, job_id)
-        d = self._dir(job.id)
-        read = lambda n: (d / n).read_text("utf-8", "replace") if (d / n).exists() else ""  # noqa: E731
+        read = lambda n: (self.files.read(job.id, n) or b"").decode("utf-8", "replace")  # noqa: E731
         return {"stdout": read("stdout.log"), "stderr": read("stderr.log"),
                 "training_review": read("training_review.json")}
 
@@ -187,9 +181,7 @@ class Jobs:
         """The job's submitted files (what reviewers read beside its outputs), name -> text."""
         with self.ctx.db.read() as s:
             job = self._load(s, principal, job_id)
-        d = self._dir(job.id) / "code"
-        files = sorted(p for p in d.iterdir() if p.is_file() and not p.is_symlink()) if d.is_dir() else []
-        return {p.name: p.read_bytes()[:200_000].decode("utf-8", "replace") for p in files}
+        return {n: b[:200_000].decode("utf-8", "replace") for n, b in self.files.code(job.id).items()}
 
     # -- run ------------------------------------------------------------------------------
     def _transition(self, job_id: str, target: JobState, reason: str, action: str, details: dict[str, Any],
@@ -304,9 +296,11 @@ class Jobs:
             job = s.get(Job, job_id)
             spec = JobSpec.model_validate(job.spec)
             principal = Principal(job.submitted_by, Role.ENTERPRISE, job.tenant)
+            code_sha256 = job.code_sha256
             tables = {n: (s.execute(select(Dataset.table_path).where(Dataset.name == n)).scalar_one(), v)
                       for n, v in job.pinned.items()}
         snapshots: dict[str, Snapshot] = {n: storage.pin_snapshot(self.ctx.table(p), n, v) for n, (p, v) in tables.items()}
+        code = self.files.code_dir(job_id, code_sha256)  # submitted on another machine: fetched, checked
         handler = self._broker(principal, job_id, spec, snapshots)
         scratch = self._dir(job_id) / "run"
         shutil.rmtree(scratch, ignore_errors=True)
@@ -315,11 +309,12 @@ class Jobs:
         limits = SandboxLimits(wall_seconds=st.job_wall_seconds, cpu_seconds=st.job_cpu_seconds,
                                memory_bytes=st.job_memory_mb * 1024 * 1024)
         try:
-            result = run_in_sandbox(self._dir(job_id) / "code", scratch, handler, limits, entrypoint=spec.entrypoint)
+            result = run_in_sandbox(code, scratch, handler, limits, entrypoint=spec.entrypoint)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         (self._dir(job_id) / "stdout.log").write_bytes(result.stdout)
         (self._dir(job_id) / "stderr.log").write_bytes(result.stderr)
+        self.files.publish(job_id, ["stdout.log", "stderr.log"])  # stewards read them on any machine
         summary = _sandbox_summary(result)
         if result.outcome is not SandboxOutcome.SUCCEEDED:
             self._transition(job_id, JobState.FAILED, f"{result.outcome.value}: {result.reason}", "job.failed", summary,
@@ -327,6 +322,10 @@ class Jobs:
             return
         # A training job: the platform's trainer runs now (features by the broker, its own sandbox).
         trained = self._training().run(principal, job_id, spec, snapshots) if spec.train is not None else []
+        if spec.train is not None:
+            from ..training.service import GRAPH_FILE, REVIEW_FILE
+
+            self.files.publish(job_id, [REVIEW_FILE, GRAPH_FILE])
         self._transition(job_id, JobState.GATING, "checking outputs", "job.gating", summary, owner=owner)
         gated, problems = gate_outputs(result.outputs)
         files, clashes = with_trained(gated, trained)

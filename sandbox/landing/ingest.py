@@ -441,7 +441,8 @@ class Ingest:
                 unit = [c for c in columns if c.casefold() == str(policy_json["privacy_unit"]).casefold()]
                 if unit:
                     settings = self.ctx.settings
-                    guard = DifferencingGuard.for_warehouse(self.ctx.db, settings.home, settings.secrets_dir)
+                    guard = DifferencingGuard.for_warehouse(self.ctx.db, settings.home, settings.secrets_dir,
+                                                            shared=settings.shared_root)
                     guard.prepare_version(snap, unit[0])
         except Exception:  # noqa: BLE001 - an optimisation only: never fails a committed load
             log.warning("%s v%s could not be prepared for its queries; its first query will do it",

@@ -175,8 +175,10 @@ class ModelCatalog:
         try:
             arrays = read_safetensors(files["model.safetensors"])
             if cfg.model.kind == "custom":
-                path = self.ctx.settings.jobs_dir / job_id / GRAPH_FILE
-                graph = json.loads(path.read_text()) if path.is_file() else None
+                from ..jobs.files import JobFiles  # kept by the machine that trained it, and shared
+
+                kept = JobFiles(self.ctx.settings).read(job_id, GRAPH_FILE)
+                graph = json.loads(kept) if kept is not None else None
                 checked = check_graph(graph)
                 if checked.sha256 != hashes.get("graph_sha256"):
                     raise InvalidInput("the kept graph is not the one the card names")
