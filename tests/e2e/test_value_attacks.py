@@ -212,8 +212,10 @@ def test_family3_linear_reconstruction_from_many_subset_sums(wh, people, vat):
     assert n >= 40
     rel = np.abs(perturbed - truth) / truth
     # the firms' estimates are off by far more than a reader could use; an odd one lands close by
-    # chance, unknowable to the attacker (bench/bench_reconstruction.py measures this on the demo data)
-    assert np.median(rel) > 0.2 and (rel < 0.01).mean() <= 0.1, np.sort(rel)[:5]
+    # chance, unknowable to the attacker (bench/bench_reconstruction.py measures this on the demo data:
+    # median error 0.33 at m = 60 over 20 pools; one pool's median varies with the warehouse's cell-key
+    # secret, so the bound here sits well below that, and far above the exact releases' ~0)
+    assert np.median(rel) > 0.1 and (rel < 0.01).mean() <= 0.15, np.sort(rel)[:5]
 
 
 def test_family3_the_release_budget_stops_gathering_equations(wh, people, vat, tmp_path):
