@@ -67,10 +67,34 @@ setup: sysdeps $(STAMP)
 
 # delta-spark's JARs, resolved from Maven Central by Spark's Ivy once into the venv (sandbox/engines/spark.py).
 SPARK_STAMP := $(VENV)/share/twh-spark-ivy/.resolved
-spark-jars: setup $(SPARK_STAMP)
+JARS := $(VENV)/share/twh-jars
+S3A_STAMP := $(JARS)/s3a/.resolved
+S3PROXY_JAR := $(JARS)/s3proxy-2.6.0-jar-with-dependencies.jar
+spark-jars: setup $(SPARK_STAMP) $(S3A_STAMP) $(S3PROXY_JAR)
 $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m sandbox.engines.spark
 	@touch $@
+
+# The S3A connector for s3:// tables on Spark (hadoop-aws 3.5.0, matching pyspark's Hadoop client, and the
+# AWS SDK modules it uses; sandbox/engines/maven/s3a/pom.xml), and the tests' S3-compatible server (s3proxy),
+# from Maven Central by Maven into the venv (sandbox.engines.spark.jars_dir). What pyspark already ships
+# (netty, httpclient, commons-*, slf4j) is left out.
+$(S3A_STAMP): sandbox/engines/maven/s3a/pom.xml | $(STAMP)
+	@command -v mvn >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing maven (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven) >/dev/null; \
+	  else \
+	    echo "resolving the S3A JARs needs Maven: sudo apt-get install maven" >&2; exit 1; \
+	  fi; }
+	rm -rf $(JARS)/s3a
+	mvn -q -B -f sandbox/engines/maven/s3a/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(abspath $(JARS)/s3a) \
+	  -DexcludeGroupIds=io.netty,org.apache.httpcomponents,commons-logging,commons-codec,org.slf4j,commons-io,org.apache.commons
+	@touch $@
+$(S3PROXY_JAR): | $(S3A_STAMP)
+	mvn -q -B dependency:copy -Dartifact=org.gaul:s3proxy:2.6.0:jar:jar-with-dependencies \
+	  -DoutputDirectory=$(abspath $(JARS))
 
 # System packages: bubblewrap isolates jobs and libseccomp2 compiles their system-call allow-list (through
 # pyseccomp); chromium runs the browser tests (never `playwright install`). Installed when missing (as root
