@@ -57,7 +57,7 @@ screenshots: setup
 # one), and compile the .mo the application loads. The .mo is committed, so a fresh clone runs as is.
 LOCALES := sandbox/i18n/locale
 i18n: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k _ -o $(LOCALES)/twh.pot --project "Training Warehouse" --version 0.1.0 \
+	$(BIN)/pybabel extract -F sandbox/i18n/babel.cfg -k _ -k N_ -o $(LOCALES)/twh.pot --project "Training Warehouse" --version 0.1.0 \
 	  --no-location --sort-output --omit-header .
 	$(BIN)/pybabel update -i $(LOCALES)/twh.pot -d $(LOCALES) -D twh -l zh_CN --width 120 \
 	  --ignore-obsolete --no-fuzzy-matching

@@ -64,7 +64,7 @@ def gate_digest(s: Session, job_id: str) -> dict[str, Any]:
 
 
 def predicate(ctx: Context, s: Session, e: Export, job: Job) -> dict[str, Any]:
-    """What the statement says about the export (docs/provenance.md)."""
+    """What the statement says about the export (sandbox/release/provenance.md)."""
     names = sorted(job.pinned or {}) or sorted(job.datasets)
     datasets = []
     modes: dict[str, str] = {}

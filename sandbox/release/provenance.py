@@ -4,7 +4,7 @@ Every approved export carries ``provenance.intoto.jsonl``: one line, a DSSE enve
 (``payloadType`` ``application/vnd.in-toto+json``) whose payload is an in-toto Statement v1:
 
 * ``subject``: each file of the bundle, by name and SHA-256;
-* ``predicateType``: :data:`PREDICATE_TYPE` (documented in ``docs/provenance.md``);
+* ``predicateType``: :data:`PREDICATE_TYPE` (documented in ``sandbox/release/provenance.md``);
 * ``predicate``: the job (id, code hash, spec), each dataset and Delta version it read (with its
   grade and release mode), the digest of the gate's decisions (the job's ``query.*`` audit
   records), the ε/δ it spent, every steward's approval, and the bundle hash they approved.
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-#: the predicate of a warehouse release (docs/provenance.md); a name, never fetched
+#: the predicate of a warehouse release (sandbox/release/provenance.md); a name, never fetched
 PREDICATE_TYPE = "https://training-warehouse.dev/provenance/release/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: the bundle's provenance file; jobs cannot write it (only .csv/.json leave the sandbox)

@@ -1,5 +1,5 @@
 """The Chinese catalogue is complete and current: every message the code and templates say (as
-Babel extracts them with babel.cfg, the same way as `make i18n`) has a translation, keeps its
+Babel extracts them with sandbox/i18n/babel.cfg, the same way as `make i18n`) has a translation, keeps its
 placeholders and markup, and the committed .mo is the compiled .po (a fresh clone needs no
 build step to speak Chinese)."""
 
@@ -24,10 +24,10 @@ _TAG = re.compile(r"</?[a-z]+(?: [a-z-]+=\"[^\"]*\")*>")
 
 
 def _method_map() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
-    """babel.cfg, read as pybabel reads it."""
+    """sandbox/i18n/babel.cfg, read as pybabel reads it."""
     from babel.messages.frontend import parse_mapping_cfg
 
-    with open(ROOT / "babel.cfg", encoding="utf-8") as fh:
+    with open(ROOT / "sandbox" / "i18n" / "babel.cfg", encoding="utf-8") as fh:
         return parse_mapping_cfg(fh)
 
 

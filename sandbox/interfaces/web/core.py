@@ -61,7 +61,7 @@ def make_env(lang: str) -> Environment:
     """The templates as ``lang`` shows them: its catalogue, and numbers formatted its way."""
     e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                     trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
-    e.policies["ext.i18n.trimmed"] = True  # (Babel extracts with trimmed=true too: babel.cfg)
+    e.policies["ext.i18n.trimmed"] = True  # (Babel extracts with trimmed=true too: sandbox/i18n/babel.cfg)
     e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     e.globals["lang"] = lang
     e.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, sort_keys=True, default=str)
