@@ -104,7 +104,10 @@ def test_nothing_inside_names_the_host_layout(sandbox_available, tmp_path: Path)
     needles = {"home": str(home), "job id": job_id, "scratch": str(scratch), "checkout": str(REPO),
                "venv": os.path.realpath(sys.prefix), "interpreter install": os.path.realpath(sys.base_prefix),
                "canary": canary}
-    assert all(len(v) > 8 for v in needles.values())
+    # a path of 8 characters or fewer (a checkout at /tmp/ci) would match ordinary text: such a
+    # needle is left out, the rest (the warehouse home, job id and scratch always among them) stay
+    needles = {k: v for k, v in needles.items() if len(v) > 8}
+    assert {"home", "job id", "scratch", "canary"} <= set(needles)
     (job_dir / "needles.json").write_text(json.dumps({k: v.encode().hex() for k, v in needles.items()}))
     result = run_in_sandbox(job_dir, scratch, lambda r: {"ok": True}, SandboxLimits(wall_seconds=120))
     assert result.outcome is SandboxOutcome.SUCCEEDED, (result.reason, result.stderr[-3000:])
