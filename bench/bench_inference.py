@@ -76,14 +76,14 @@ def _site(tmp: Path, firms: int) -> dict:
     del spec["train"]["numeric"]["avg_loan"]
     (job_dir / "job.yaml").write_text(yaml.safe_dump(spec))
     job = train_standin(wh, c["analyst"], job_dir)
-    approve_all(c, job["export"]["id"], ("tax_steward", "hrss_steward", "bank_steward"))
+    approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
     for name, codes in (("bench_risk", 0), ("bench_risk_reasons", 2)):
         if name == "bench_risk_reasons":  # a second export of the same job kind for the second catalog entry
             job = train_standin(wh, c["analyst"], job_dir)
-            approve_all(c, job["export"]["id"], ("tax_steward", "hrss_steward", "bank_steward"))
+            approve_all(c, job["export"]["id"], ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"))
         m = c["analyst"].propose_model(job["export"]["id"], name=name, tenants=["bank_a"], purposes=[PURPOSE],
                                        reason_codes=codes)
-        for steward in ("tax_steward", "hrss_steward", "bank_steward"):
+        for steward in ("tax_steward", "tax_chief", "hrss_steward", "bank_steward"):  # tax_chief: important data
             c[steward].approve_model(m["ref"], m["terms_sha256"])
     product = yaml.safe_load((PRODUCTS / "vat_2023_at_least.yaml").read_text())
     c["tax_steward"].define_verification(product)

@@ -242,11 +242,13 @@ def test_the_catalog_filters_by_grade_and_a_warehouse_may_require_classification
         strict.close()
 
 
-def test_the_cli_records_an_override_only_for_an_admin(wh, people, chief, settings):
+def test_the_cli_records_an_override_only_for_an_admin(wh, people, chief, settings, monkeypatch):
     from typer.testing import CliRunner
 
     from sandbox.interfaces.cli.main import app
 
+    if settings.database_url:  # the local CLI opens the same catalog (the PostgreSQL pass)
+        monkeypatch.setenv("TWH_DATABASE_URL", settings.database_url)
     run = lambda user, *a: CliRunner().invoke(app, ["--home", str(settings.home), "--as", user, *a])  # noqa: E731
     r = run("tax_steward", "dataset", "override", "firms", "--allow", "sdc", "--reason", "mine")
     assert r.exit_code == 2 and "error [forbidden]" in r.output

@@ -150,7 +150,8 @@ def test_the_credentials_never_reach_a_sandbox_a_log_an_error_or_the_audit(s3_la
         assert secret not in text, where
 
 
-@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.cluster_subset)])
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=[pytest.mark.cluster_subset,
+                                                                       pytest.mark.sqlite_pass])])
 def test_concurrent_loads_into_one_s3_table_both_land_exactly_once(engine, s3_settings, tmp_path, request) -> None:
     """Two ingests into one s3:// table at the same moment: without the commit lock s3proxy lets one
     overwrite the other's commit (tests/tables/test_object_storage.py); with it both land, once each."""

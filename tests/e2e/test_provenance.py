@@ -209,8 +209,10 @@ def test_an_export_approved_without_review_is_signed_at_creation(wh, people, tmp
     assert result.statement["predicate"]["export"]["needs_approval_from"] == []
 
 
-def test_the_cli_shows_the_key_and_verifies_offline(bundle, settings, tmp_path):
+def test_the_cli_shows_the_key_and_verifies_offline(bundle, settings, tmp_path, monkeypatch):
     wh, _, _, folder, _ = bundle
+    if settings.database_url:  # the local CLI opens the same catalog (the PostgreSQL pass)
+        monkeypatch.setenv("TWH_DATABASE_URL", settings.database_url)
     runner = CliRunner()
     home = ["--home", str(settings.home), "--as", "auditor"]
     pem = tmp_path / "key.pem"

@@ -23,7 +23,9 @@ from sandbox.settings import Settings
 from sandbox.tables import storage
 
 #: a SparkSession starts in ~1-2 min on the shared 2-core box under load (the first test pays it)
-pytestmark = pytest.mark.timeout(900)
+# the PostgreSQL pass leaves these out: Spark ingest writes the catalog through the same code as the
+# DuckDB ingest, which that pass runs (tests/landing/test_ingest_*.py)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.sqlite_pass]
 
 # one expectation the Spark aggregate counts itself, one Great Expectations evaluates on Spark
 EXPECTATIONS = [{"type": "expect_column_values_to_be_between", "kwargs": {"column": "price", "min_value": 0}},
