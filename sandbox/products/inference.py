@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from policies import approval_needed, check_access
+from policies import approval_needed
 
 from ..access.authorisations import Coverage, covering, head_version
 from ..access.users import SUBJECT_ID, check_subject_id
@@ -47,12 +47,12 @@ from ..auth import SYSTEM, Principal, Role
 from ..catalog.db import Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState
 from ..context import Context, grade_allowances, require_role
-from ..errors import AccessRefused, InvalidInput, NotFound, Refused
+from ..errors import AccessRefused, InvalidInput, NotFound
 from ..jobs.visible import job_dict
 from ..release.exports import bundle_hash
 from .models import LoadedModel, ModelCatalog
 from .runtime import SMALL, FeatureEngine, Runtime, encode
-from .uses import NOT_AUTHORISED, Rows, charge, claims_so_far, period_start, record_run
+from .uses import NOT_AUTHORISED, Rows, charge, check_subject_results, claims_so_far, period_start, record_run
 
 __all__ = ["MAX_BATCH", "MAX_SCORE", "Inference"]
 
@@ -91,14 +91,7 @@ class Inference:
             self.ctx.record(principal, "inference.refused", "model", model.ref, {"rule": "purpose", "purpose": purpose})
             raise AccessRefused(f"{model.ref} may be used for {', '.join(model.allowed_purposes)}, not {purpose}",
                                 details={"rule": "purpose_allowed"})
-        for name in model.datasets:
-            policy = self._manifests(name).build_policy()
-            if not policy.subject_results.allowed:
-                raise Refused(f"{name}: its policy does not allow per-subject results (subject_results.allowed)",
-                              details={"rule": "subject_results", "dataset": name})
-            decision = check_access(policy, principal.tenant, purpose)
-            if not decision.allowed:
-                raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})
+        check_subject_results(self._manifests, model.datasets, principal.tenant, purpose)
         return model
 
     def _policies(self, model: LoadedModel) -> tuple[set[str], list[tuple[str, int]], list[str]]:

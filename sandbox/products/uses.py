@@ -27,10 +27,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from policies import check_access
+
 from ..audit.log import Actor, AuditLog
 from ..catalog.db import Database
 from ..catalog.products import ProductRun, SubjectQuota, SubjectUse
-from ..errors import QuotaExceeded
+from ..errors import AccessRefused, QuotaExceeded, Refused
 
 __all__ = ["NOT_AUTHORISED", "Rows", "charge", "claims_so_far", "index_pending", "period_start", "read_rows",
            "record_run"]
@@ -171,3 +173,16 @@ def claims_so_far(db: Database, tenant: str, product: str, subjects: Sequence[st
             if subject in wanted:
                 out.setdefault(subject, set()).add(claim)
     return out
+
+
+def check_subject_results(manifests: Any, datasets: Sequence[str], tenant: str, purpose: str) -> None:
+    """Every dataset a model or verification product reads allows per-subject results
+    (``subject_results.allowed``) and this tenant and purpose; else the refusal naming the dataset."""
+    for name in datasets:
+        policy = manifests(name).build_policy()
+        if not policy.subject_results.allowed:
+            raise Refused(f"{name}: its policy does not allow per-subject results (subject_results.allowed)",
+                          details={"rule": "subject_results", "dataset": name})
+        decision = check_access(policy, tenant, purpose)
+        if not decision.allowed:
+            raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})

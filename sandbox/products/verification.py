@@ -29,18 +29,16 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from policies import check_access
-
 from ..access.authorisations import covering
 from ..access.users import check_subject_id
 from ..auth import Principal, Role
 from ..catalog.db import utcnow
 from ..catalog.products import VerificationProduct
 from ..context import Context, require_role, stewarded_by
-from ..errors import AccessRefused, Forbidden, InvalidInput, NotFound, Refused
+from ..errors import AccessRefused, Forbidden, InvalidInput, NotFound
 from .features import FeatureLibrary, parse_ref
 from .runtime import FeatureEngine
-from .uses import NOT_AUTHORISED, Rows, charge, claims_so_far, period_start, record_run
+from .uses import NOT_AUTHORISED, Rows, charge, check_subject_results, claims_so_far, period_start, record_run
 
 __all__ = ["CLAIMS_LIMIT", "KINDS", "Verification", "product_dict"]
 
@@ -218,14 +216,7 @@ class Verification:
                             {"rule": "purpose", "purpose": purpose})
             raise AccessRefused(f"{p.name}@{p.version} may be used for {', '.join(p.allowed_purposes)}, not {purpose}",
                                 details={"rule": "purpose_allowed"})
-        for name in p.datasets:
-            policy = self._manifests(name).build_policy()
-            if not policy.subject_results.allowed:
-                raise Refused(f"{name}: its policy does not allow per-subject results (subject_results.allowed)",
-                              details={"rule": "subject_results", "dataset": name})
-            decision = check_access(policy, principal.tenant, purpose)
-            if not decision.allowed:
-                raise AccessRefused(f"{name}: {decision.reason}", details={"rule": decision.rule, "dataset": name})
+        check_subject_results(self._manifests, p.datasets, principal.tenant, purpose)
         return p
 
     @staticmethod

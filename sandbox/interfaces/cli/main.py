@@ -186,8 +186,8 @@ def _register(app: typer.Typer, names: list[str]) -> None:
         app.registered_commands.append(found[0])
 
 
-def _named(argv: list[str]) -> str | None:
-    """The top-level command an argument list names (after any global options), if it is ours."""
+def _first_word(argv: list[str]) -> str | None:
+    """The first argument that is neither a global option nor its value: the command's name."""
     skip = False
     for arg in argv:
         if skip:
@@ -195,8 +195,14 @@ def _named(argv: list[str]) -> str | None:
         elif arg in _VALUED:
             skip = True
         elif not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
+            return arg
     return None
+
+
+def _named(argv: list[str]) -> str | None:
+    """The top-level command an argument list names (after any global options), if it is ours."""
+    word = _first_word(argv)
+    return word if word in COMMANDS else None
 
 
 class _App(typer.Typer):
@@ -241,15 +247,7 @@ class _App(typer.Typer):
 
 def _root_help(argv: list[str]) -> bool:
     """``twh`` alone or ``twh [global options] --help``: only the list of commands is shown."""
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in _VALUED:
-            skip = True
-        elif not arg.startswith("-"):
-            return False
-    return not argv or "--help" in argv
+    return _first_word(argv) is None and (not argv or "--help" in argv)
 
 
 def _nothing() -> None:  # pragma: no cover - a listing entry is never run
