@@ -58,7 +58,9 @@ JOBS = {
 }
 
 #: per-job fields that differ by construction, not by behaviour (ids the submitter chose or was given)
-_OWN = ("id", "name", "code_sha256", "created_at")
+# what the submitter knows of its own job anyway; under review, updated_at is the submission minute
+# too (asserted below), so jobs submitted either side of a minute's turn differ only there
+_OWN = ("id", "name", "code_sha256", "created_at", "updated_at")
 
 
 def _view(wh, people, job_id):
@@ -83,6 +85,7 @@ def test_every_job_looks_the_same_to_its_submitter_until_a_steward_acts(landed, 
         seen = wh.jobs.get(people["analyst"], job["id"])
         created = dt.datetime.fromisoformat(seen["created_at"])
         assert created.second == 0 and created.microsecond == 0  # the submission time, to the minute
+        assert seen["updated_at"] == seen["created_at"]  # nothing later: no time the job could move
     # the jobs really did behave differently (the stewards see it)
     real = {n: wh.jobs.get(people["bank_steward"], i) for n, i in ids.items()}
     assert real["fails"]["state"] == "failed" and real["succeeds"]["state"] == "awaiting_approval"
