@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from timing import figure
+from timing import figure, interleaved_many
 
 ROOT = Path(__file__).resolve().parents[1]
 TWH = str(Path(sys.executable).with_name("twh"))
@@ -109,13 +109,8 @@ def bench_cli(args: argparse.Namespace, tmp: Path) -> dict:
         _wait_up(url, serve, time.monotonic() + 120)
         for fn in arms.values():  # warm-up: bytecode, page cache, the host's sandbox record, the service
             fn()
-        jobs = {"local": [], "remote": []}
-        times: dict[str, list[float]] = {k: [] for k in arms}
-        for _ in range(repeat):
-            for name, fn in arms.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
+        jobs = {"local": [], "remote": []}  # the timed runs' jobs only
+        times = interleaved_many(arms, repeat, warmup=0)
     finally:
         serve.terminate()
         serve.wait(timeout=30)

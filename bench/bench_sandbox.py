@@ -28,11 +28,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import diff_ms_figure, figure
+from timing import diff_ms_figure, figure, interleaved_many
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_JOB = ROOT / "sandbox" / "demo" / "jobs" / "default_rate"
@@ -152,14 +151,8 @@ def bench_sandbox(args: argparse.Namespace, tmp: Path) -> dict:
         "demo": sandboxed(demo, policy, demo_handler), "plain_demo": plain_demo,
         "allow_all": sandboxed(empty, allow_all, lambda _r: {"ok": True}), "installed": installed,
     }
-    for fn in arms.values():  # warm the page cache and every first-time cost once
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in arms}
-    for _ in range(repeat):
-        for name, fn in arms.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+    # warm the page cache and every first-time cost once, then every arm in turn
+    times = interleaved_many(arms, repeat, warmup=1)
     ms = {k: round(sorted(v)[len(v) // 2] * 1000, 1) for k, v in times.items()}
     base = "bare `python -c pass` as the job's interpreter (no editable-install hook)" if hooked else \
         "bare `python -c pass`"
