@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policies import approval_needed
+
 from .audit.log import AuditLog
 from .auth import Principal, Role
 from .catalog.db import Database, Dataset, DatasetSteward, GradeOverride
@@ -85,3 +87,12 @@ def grade_allowances(session: Session, dataset: str) -> frozenset[str]:
     """What admins allowed ``dataset`` beyond its grade (``policies.grading.ALLOWANCES``), audited."""
     rows = session.execute(select(GradeOverride.allow).where(GradeOverride.dataset == dataset))
     return frozenset(r[0] for r in rows)
+
+
+def needing_approval(session: Session, manifests: Any, datasets: list[str]) -> list[str]:
+    """The datasets whose stewards must approve what leaves from them: the policy asks for it, or
+    the grade does (important and core data, unless an admin allowed ``no_approval``).
+    ``manifests``: dataset name -> its manifest."""
+    return [n for n in datasets if approval_needed(manifests(n).grade,
+                                                   manifests(n).build_policy().output.require_approval,
+                                                   grade_allowances(session, n))]

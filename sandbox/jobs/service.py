@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from policies import approval_needed, check_access, query_decision
+from policies import check_access, query_decision
 
 from ..auth import SYSTEM, Principal, Role
 from ..broker.queries import Queries
 from ..catalog.db import Dataset, Export, ExportFile, Job, JobQuery, utcnow
 from ..catalog.states import ExportState, JobState, check_job_transition
-from ..context import Context, get_dataset, grade_allowances, require_role, stewarded_by
+from ..context import Context, get_dataset, grade_allowances, needing_approval, require_role, stewarded_by
 from ..errors import AccessRefused, InvalidTransition, NotFound, QuotaExceeded, TwhError
 from ..isolation.runner import SandboxLimits, SandboxOutcome, SandboxResult, run_in_sandbox
 from ..release.attest import attest
@@ -123,10 +123,7 @@ class Jobs:
         if s is None:
             with self.ctx.db.read() as s:
                 return self._needs_approval(datasets, s)
-        allowed = {n: grade_allowances(s, n) for n in datasets}
-        return [n for n in datasets if approval_needed(self._manifests(n).grade,
-                                                       self._manifests(n).build_policy().output.require_approval,
-                                                       allowed[n])]
+        return needing_approval(s, self._manifests, datasets)
 
     # -- read -----------------------------------------------------------------------------
     def _visible(self, s: Any, principal: Principal, job: Job) -> bool:

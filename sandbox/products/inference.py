@@ -39,14 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from policies import approval_needed
-
 from ..access.authorisations import Coverage, covering, head_version
 from ..access.users import SUBJECT_ID, check_subject_id
 from ..auth import SYSTEM, Principal, Role
 from ..catalog.db import Export, ExportFile, Job, utcnow
 from ..catalog.states import ExportState, JobState
-from ..context import Context, grade_allowances, require_role
+from ..context import Context, needing_approval, require_role
 from ..errors import AccessRefused, InvalidInput, NotFound
 from ..jobs.visible import job_dict
 from ..release.exports import bundle_hash
@@ -94,20 +92,15 @@ class Inference:
         check_subject_results(self._manifests, model.datasets, principal.tenant, purpose)
         return model
 
-    def _policies(self, model: LoadedModel) -> tuple[set[str], list[tuple[str, int]], list[str]]:
-        """Datasets an authorisation must name; daily limits; datasets whose stewards review batches."""
-        required, limits, review = set(), [], []
+    def _policies(self, model: LoadedModel) -> tuple[set[str], list[tuple[str, int]]]:
+        """Datasets an authorisation must name; daily limits."""
+        required, limits = set(), []
         for name in model.datasets:
             p = self._manifests(name).build_policy()
             if p.subject_results.authorisation_required:
                 required.add(name)
             limits.append((name, p.subject_results.max_subjects_per_day))
-            # the policy asks for it, or the grade does (important data: its senior stewards)
-            with self.ctx.db.read() as s:
-                allowed = grade_allowances(s, name)
-            if approval_needed(self._manifests(name).grade, p.output.require_approval, allowed):
-                review.append(name)
-        return required, limits, review
+        return required, limits
 
     @staticmethod
     def _subjects(subjects: Any, most: int) -> tuple[list[str], Any]:
@@ -164,7 +157,7 @@ class Inference:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        required, _, _ = self._policies(model)
+        required, _ = self._policies(model)
         run = _Run(subjects, arr, utcnow())
         with self.ctx.db.read() as s:
             if len(subjects) <= SMALL:
@@ -206,7 +199,7 @@ class Inference:
         the answer), the audit record and the run's rows — in ``s``'s transaction."""
         import pyarrow as pa
 
-        required, limits, _ = self._policies(model)
+        required, limits = self._policies(model)
         now = utcnow()
         charge(s, limits, principal.tenant, len(run.subjects), now)
         if run.ok.any():
@@ -250,7 +243,10 @@ class Inference:
         subjects, arr = self._subjects(subjects, MAX_BATCH)
         got, claims = self._claims(model, subjects, inputs)
         run = self._evaluate(principal, model, purpose, subjects, arr, got, claims)
-        _, _, review = self._policies(model)
+        # a batch's stewards: as for an export of those datasets (policy or grade: important data,
+        # its senior stewards)
+        with self.ctx.db.read() as s:
+            review = needing_approval(s, self._manifests, list(model.datasets))
         job_id = "job_" + secrets.token_hex(8)
         export_id = "exp_" + secrets.token_hex(8)
         now = utcnow()
