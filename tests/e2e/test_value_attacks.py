@@ -200,7 +200,7 @@ def _reconstruct(a: Analyst, table: str, pool: list[int], queries: int, seed: in
     return x, len(rows)
 
 
-@pytest.mark.sqlite_pass  # ~75 s of gate arithmetic; its catalog use is every other attack test's
+@pytest.mark.sqlite_pass  # ~25 s of gate arithmetic; its catalog use is every other attack test's
 def test_family3_linear_reconstruction_from_many_subset_sums(wh, people, vat):
     pool = list(range(20, 60))  # 40 firms, none dominant
     truth = np.array([vat[i, 1] for i in pool])

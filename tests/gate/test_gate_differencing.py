@@ -20,7 +20,8 @@ from pyroaring import BitMap, FrozenBitMap
 from sandbox.catalog.db import Database, ReleasedPopulation, UnitId
 from sandbox.errors import QueryRefused
 from sandbox.gate import GatedResult, plan_query, run_query
-from sandbox.gate.differencing import DifferencingGuard, Ledger, entry_of, find_differencing, fingerprint, support
+from sandbox.gate.differencing import (DifferencingGuard, Ledger, _meet_bound, _parts, entry_of, find_differencing,
+                                      fingerprint, support)
 
 
 class Gate:
@@ -428,6 +429,56 @@ def test_find_differencing_cover_and_meet() -> None:
     assert find_differencing(FrozenBitMap(range(400, 600)), [meet], t) is None          # exactly a ∩ b
     assert support([BitMap(range(0, 600)), BitMap(range(400, 1000))],
                    [BitMap(range(1000)), BitMap(range(401, 600))]) == BitMap([400])
+
+
+def test_the_meet_bound_never_exceeds_the_support() -> None:
+    """The ``meet`` search skips a pair when a bound from counts alone reaches the threshold: the
+    bound must never be above the true support, or a pair that discloses would be skipped."""
+    import random
+    rng = random.Random(7)
+    for _ in range(4000):
+        universe = range(rng.randint(4, 40))
+        a, b, v, m = (BitMap(u for u in universe if rng.random() < rng.random()) for _ in range(4))
+        both = a & b
+        bound = _meet_bound(len(a) + len(b) - 2 * len(both), len(both),
+                            _parts(v, a, b, both), _parts(m, a, b, both))
+        assert bound <= len(support([a, b], [v, m])), (a, b, v, m)
+
+
+def test_the_pruned_meet_search_finds_what_the_unpruned_one_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random ledgers of overlapping populations, many of them one or two units from a leak: the
+    search with the count bound names the same shape as the same search with the bound off."""
+    import random
+
+    import sandbox.gate.differencing as differencing
+    rng = random.Random(11)
+
+    def some(k: int) -> BitMap:
+        return BitMap(rng.sample(range(80), k))
+
+    def jiggle(x: BitMap) -> FrozenBitMap:  # up to two units in or out: a leak, or just not one
+        return FrozenBitMap(BitMap(x) ^ BitMap(rng.sample(range(80), rng.randint(0, 2))))
+
+    cases = []
+    for i in range(240):
+        a, b = some(rng.randint(25, 45)), some(rng.randint(25, 45))
+        ledger = Ledger()
+        noise = [some(rng.randint(10, 50)) for _ in range(rng.randint(0, 4))]
+        if i % 3 == 0:    # s the small part: a, b and a ∪ b released; s ~ a ∩ b
+            known, s = [a, b, a | b], jiggle(a & b)
+        elif i % 3 == 1:  # s one of two overlapping: e, v ~ s ∪ e and m ~ s ∩ e released
+            known, s = [b, jiggle(a | b), jiggle(a & b)], FrozenBitMap(a)
+        else:             # s the union: a, b and m ~ a ∩ b released; s ~ a ∪ b
+            known, s = [a, b, jiggle(a & b)], jiggle(a | b)
+        for x in known + noise:
+            if len(x):
+                ledger.add(entry_of(BitMap(x)))
+        cases.append((s, ledger))
+    pruned = [find_differencing(s, [ledger], 4, span=False) for s, ledger in cases]
+    monkeypatch.setattr(differencing, "_meet_bound", lambda *a: 0)
+    unpruned = [find_differencing(s, [ledger], 4, span=False) for s, ledger in cases]
+    assert pruned == unpruned
+    assert unpruned.count("meet") >= 3, unpruned  # the comparison covers the shape the bound prunes
 
 
 # ------------------------------------------------------------------ any weights: the span audit
