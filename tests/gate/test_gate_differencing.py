@@ -20,8 +20,16 @@ from pyroaring import BitMap, FrozenBitMap
 from sandbox.catalog.db import Database, ReleasedPopulation, UnitId
 from sandbox.errors import QueryRefused
 from sandbox.gate import GatedResult, plan_query, run_query
-from sandbox.gate.differencing import (DifferencingGuard, Ledger, _meet_bound, _parts, entry_of, find_differencing,
-                                      fingerprint, support)
+from sandbox.gate.differencing import (
+    DifferencingGuard,
+    Ledger,
+    _meet_bound,
+    _parts,
+    entry_of,
+    find_differencing,
+    fingerprint,
+    support,
+)
 
 
 class Gate:
