@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,26 @@ def test_the_command_table_is_the_whole_tree() -> None:
         alone = get_command(one).commands[name]
         assert sorted(p.name for p in alone.params) == sorted(p.name for p in full.commands[name].params), name
         assert sorted(getattr(alone, "commands", {})) == sorted(getattr(full.commands[name], "commands", {})), name
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_quick_listing_is_the_whole_tree_s_help(lang: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``twh --help`` is answered by main._listing (bare entries, no command built): it must read
+    exactly as the help of the whole tree does, in every language."""
+    import contextvars
+
+    from typer.main import get_command
+
+    from sandbox.interfaces.cli import main
+
+    def help_of(cmd: Any) -> str:
+        contextvars.copy_context().run(cmd.main, args=["--lang", lang, "--help"], prog_name="twh",
+                                       standalone_mode=False)
+        return capsys.readouterr().out
+
+    whole = help_of(get_command(app))
+    assert "Commands:" in whole and "dataset" in whole
+    assert help_of(main._listing()) == whole
 
 
 @pytest.mark.parametrize("argv, named", [
