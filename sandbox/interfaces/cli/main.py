@@ -242,7 +242,27 @@ class _App(typer.Typer):
         one = _new_app()
         one.callback()(main)
         _register(one, [name])
+        if COMMANDS[name][1] != "top":  # `twh job submit`: the group with that one command only
+            rest = argv[argv.index(name) + 1:]
+            (info,) = one.registered_groups
+            info.typer_instance = _only(info.typer_instance, _first_word(rest))
         return one(*args, **kwargs)
+
+
+def _name_of(command: Any) -> str:
+    return command.name or typer.main.get_command_name(command.callback.__name__)
+
+
+def _only(group: typer.Typer, word: str | None) -> typer.Typer:
+    """``group`` with only the command ``word`` names (typer builds every command of a group it
+    runs: each one's signature and type hints, ~2 ms apiece); the whole group when ``word`` names
+    none of them (``twh job --help``, a typo: click lists or suggests the commands as before)."""
+    found = [c for c in group.registered_commands if _name_of(c) == word]
+    if len(found) != 1:
+        return group
+    narrow = copy.copy(group)
+    narrow.registered_commands = found
+    return narrow
 
 
 def _root_help(argv: list[str]) -> bool:

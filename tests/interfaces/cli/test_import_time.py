@@ -109,6 +109,32 @@ def test_the_quick_listing_is_the_whole_tree_s_help(lang: str, capsys: pytest.Ca
     assert help_of(main._listing()) == whole
 
 
+def test_a_command_line_naming_one_command_reads_as_the_whole_tree(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``twh GROUP COMMAND ...`` builds the group with that one command only (main._only): every
+    command's help, and a group's own help, read exactly as in the whole tree."""
+    from typer.main import get_command
+
+    full = get_command(app)
+
+    def through_argv(*argv: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["twh", *argv])
+        with pytest.raises(SystemExit) as done:
+            app(prog_name="twh")
+        return done.value.code, capsys.readouterr().out
+
+    def whole_tree(*argv: str) -> tuple[int, str]:
+        code = full.main(args=list(argv), prog_name="twh", standalone_mode=False)
+        return code or 0, capsys.readouterr().out
+
+    groups = [n for n in COMMANDS if COMMANDS[n][1] != "top"]
+    for group in groups:
+        assert through_argv(group, "--help") == whole_tree(group, "--help"), group
+        for sub in full.commands[group].commands:
+            assert through_argv("--json", group, sub, "--help") == whole_tree("--json", group, sub, "--help"), \
+                (group, sub)
+
+
 @pytest.mark.parametrize("argv, named", [
     (["dataset", "list"], "dataset"), (["--home", "x", "--as", "a", "--json", "job", "submit", "d"], "job"),
     (["--get", "id", "export", "list"], "export"), (["--help"], None), ([], None), (["nosuch"], None),
