@@ -54,12 +54,15 @@ class _Echo(BaseHTTPRequestHandler):
             data = json.dumps({"method": self.command, "path": self.path, "body": body.decode("latin-1"),
                                "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
             extra = {"Content-Type": "application/json"}
-        self.send_response(status)
-        for k, v in extra.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # /slow: the client gave up waiting, as it should
+            pass
 
     do_GET = do_POST = do_DELETE = _answer
 
