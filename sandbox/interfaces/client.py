@@ -90,6 +90,10 @@ class Client(ProductsHttp):
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         httpx = _httpx()
+        if transport is None:  # plain HTTP without a proxy: http.client, not httpcore + a CA bundle
+            from .client_transport import plain_transport_for
+
+            transport = plain_transport_for(url)
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -209,7 +213,9 @@ class Client(ProductsHttp):
         files = read_job_folder(Path(job_dir))  # the service validates job.yaml (the same checks and errors)
         job = self._call("POST", "/v1/jobs",
                          json={"files": {n: base64.b64encode(b).decode() for n, b in files.items()}})
-        return self.wait_job(job["id"], timeout=timeout) if wait else job
+        if not wait or job["state"] in _DONE:  # the submitter's view may be final at once (awaiting_review)
+            return job
+        return self.wait_job(job["id"], timeout=timeout)
 
     def wait_job(self, job_id: str, *, timeout: float = 600) -> dict[str, Any]:
         """Poll until the job is done as far as its viewer may know: for the submitter of a job

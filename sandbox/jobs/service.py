@@ -100,7 +100,9 @@ class Jobs:
                       code_sha256=digest, spec=spec.model_dump(), review_required=review)
             s.add(job)
             s.flush()
-            return job_dict(job, principal)
+            s.refresh(job)  # as the catalog stores it (its times), so this answer equals get()'s now
+            # what get() shows of a job just queued: no export yet, and the submitter never sees queries
+            return {**job_dict(job, principal), "export": None, "queries": None}
 
     def _check_quota(self, principal: Principal, spec: JobSpec) -> None:
         """A policy's ``max_jobs_per_day``: jobs reading the dataset one tenant submits per UTC day.

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from ...errors import InvalidInput
 from ...i18n import _, fmt_number
@@ -202,6 +201,8 @@ def export_verify(c: typer.Context, bundle: Annotated[Path, typer.Argument(help=
             for a in d.get("approvals") or []:
                 say(_("  approved by {steward} for {dataset} at {at}").format(**a))
         else:
+            from rich.markup import escape
+
             out.print("[bold red]" + escape(_("provenance FAILED")) + "[/]", highlight=False)
             for p in d["problems"]:
                 say(f"  {p}")

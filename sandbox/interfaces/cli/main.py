@@ -242,7 +242,27 @@ class _App(typer.Typer):
         one = _new_app()
         one.callback()(main)
         _register(one, [name])
+        if COMMANDS[name][1] != "top":  # `twh job submit`: the group with that one command only
+            rest = argv[argv.index(name) + 1:]
+            (info,) = one.registered_groups
+            info.typer_instance = _only(info.typer_instance, _first_word(rest))
         return one(*args, **kwargs)
+
+
+def _name_of(command: Any) -> str:
+    return command.name or typer.main.get_command_name(command.callback.__name__)
+
+
+def _only(group: typer.Typer, word: str | None) -> typer.Typer:
+    """``group`` with only the command ``word`` names (typer builds every command of a group it
+    runs: each one's signature and type hints, ~2 ms apiece); the whole group when ``word`` names
+    none of them (``twh job --help``, a typo: click lists or suggests the commands as before)."""
+    found = [c for c in group.registered_commands if _name_of(c) == word]
+    if len(found) != 1:
+        return group
+    narrow = copy.copy(group)
+    narrow.registered_commands = found
+    return narrow
 
 
 def _root_help(argv: list[str]) -> bool:
@@ -254,33 +274,42 @@ def _nothing() -> None:  # pragma: no cover - a listing entry is never run
     pass
 
 
-def _listing() -> typer.Typer:
+def _listing() -> Any:
     """The root for ``twh --help``: every command and group by name and help text only — what the
-    listing shows — without building every command's options (tests/interfaces/cli/
-    test_import_time.py compares it with the whole tree's help)."""
+    listing shows. The root's own options come from typer as always; the entries are bare click
+    commands (no parameters, no callbacks, no global options copied into each): building each
+    through typer costs more than the rest of ``twh --help``
+    (tests/interfaces/cli/test_import_time.py compares it with the whole tree's help)."""
     import inspect
 
-    root = _new_app()
+    from typer.core import TyperCommand
+
+    root = _new_app(group=TyperGroup)
     root.callback()(main)
-    for name, (module, attr) in COMMANDS.items():
+    group = typer.main.get_command(root)
+    tops = [n for n in COMMANDS if COMMANDS[n][1] == "top"]
+    for name in tops + [n for n in COMMANDS if COMMANDS[n][1] != "top"]:  # typer's order: commands, then groups
+        module, attr = COMMANDS[name]
         obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
         if attr == "top":
             (info,) = [c for c in obj.registered_commands
                        if (c.name or c.callback.__name__.replace("_", "-")) == name]
-            root.command(name=name, help=info.help or inspect.getdoc(info.callback), short_help=info.short_help,
-                         hidden=info.hidden, deprecated=info.deprecated)(_nothing)
+            text = info.help if info.help is not None else inspect.getdoc(info.callback)
+            group.add_command(TyperCommand(name, help=inspect.cleandoc(text) if text else text,
+                                           short_help=info.short_help, hidden=info.hidden,
+                                           deprecated=info.deprecated, rich_markup_mode=None))
         else:
             cb = obj.registered_callback
             text = obj.info.help if isinstance(obj.info.help, str) else (
                 inspect.getdoc(cb.callback) if cb is not None and cb.callback is not None else None)
-            root.add_typer(typer.Typer(rich_markup_mode=None), name=name, help=text)
-    return root
+            group.add_command(TyperGroup(name=name, help=text, rich_markup_mode=None))
+    return group
 
 
-def _new_app(cls: type[typer.Typer] = typer.Typer) -> Any:
+def _new_app(cls: type[typer.Typer] = typer.Typer, group: type[TyperGroup] = _Root) -> Any:
     # rich_markup_mode=None: help and usage errors in plain text; rich's help formatter costs
     # more to import than the whole rest of `twh --help`
-    return cls(rich_markup_mode=None, cls=_Root,
+    return cls(rich_markup_mode=None, cls=group,
                help=N_("Training warehouse (训练仓): raw data never leaves; only gated results do."),
                no_args_is_help=True, pretty_exceptions_enable=False)
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,52 @@ def test_the_command_table_is_the_whole_tree() -> None:
         alone = get_command(one).commands[name]
         assert sorted(p.name for p in alone.params) == sorted(p.name for p in full.commands[name].params), name
         assert sorted(getattr(alone, "commands", {})) == sorted(getattr(full.commands[name], "commands", {})), name
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_quick_listing_is_the_whole_tree_s_help(lang: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``twh --help`` is answered by main._listing (bare entries, no command built): it must read
+    exactly as the help of the whole tree does, in every language."""
+    import contextvars
+
+    from typer.main import get_command
+
+    from sandbox.interfaces.cli import main
+
+    def help_of(cmd: Any) -> str:
+        contextvars.copy_context().run(cmd.main, args=["--lang", lang, "--help"], prog_name="twh",
+                                       standalone_mode=False)
+        return capsys.readouterr().out
+
+    whole = help_of(get_command(app))
+    assert "Commands:" in whole and "dataset" in whole
+    assert help_of(main._listing()) == whole
+
+
+def test_a_command_line_naming_one_command_reads_as_the_whole_tree(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``twh GROUP COMMAND ...`` builds the group with that one command only (main._only): every
+    command's help, and a group's own help, read exactly as in the whole tree."""
+    from typer.main import get_command
+
+    full = get_command(app)
+
+    def through_argv(*argv: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["twh", *argv])
+        with pytest.raises(SystemExit) as done:
+            app(prog_name="twh")
+        return done.value.code, capsys.readouterr().out
+
+    def whole_tree(*argv: str) -> tuple[int, str]:
+        code = full.main(args=list(argv), prog_name="twh", standalone_mode=False)
+        return code or 0, capsys.readouterr().out
+
+    groups = [n for n in COMMANDS if COMMANDS[n][1] != "top"]
+    for group in groups:
+        assert through_argv(group, "--help") == whole_tree(group, "--help"), group
+        for sub in full.commands[group].commands:
+            assert through_argv("--json", group, sub, "--help") == whole_tree("--json", group, sub, "--help"), \
+                (group, sub)
 
 
 @pytest.mark.parametrize("argv, named", [

@@ -1,0 +1,162 @@
+"""The Client's light transport for plain-HTTP services (sandbox/interfaces/client_transport.py):
+the same requests, answers and errors as httpx's own transport, over ``http.client``, against a
+real server on a socket."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.errors import NotFound, TwhError
+from sandbox.interfaces.client import Client
+from sandbox.interfaces.client_transport import PlainHTTPTransport, plain_transport_for
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self) -> None:
+        body = self._body()
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)
+        if self.path.startswith("/missing"):
+            out, status = json.dumps({"error": {"code": "not_found", "message": "no such job", "details": {}}}), 404
+            data, extra = out.encode(), {"Content-Type": "application/json"}
+        elif self.path.startswith("/gzip"):
+            status, data, extra = 200, gzip.compress(b'{"zipped": true}'), {"Content-Type": "application/json",
+                                                                             "Content-Encoding": "gzip"}
+        else:
+            status = 201 if self.command == "POST" else 200
+            data = json.dumps({"method": self.command, "path": self.path, "body": body.decode("latin-1"),
+                               "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+            extra = {"Content-Type": "application/json"}
+        try:
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # /slow: the client gave up waiting, as it should
+            pass
+
+    do_GET = do_POST = do_DELETE = _answer
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_plain_http_gets_the_light_transport_and_tls_or_a_proxy_keeps_httpx_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    assert isinstance(plain_transport_for("http://127.0.0.1:8000"), PlainHTTPTransport)
+    assert plain_transport_for("https://warehouse.example") is None  # TLS: httpx's transport and CA bundle
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert plain_transport_for("http://warehouse.example:8000") is None  # the proxy applies: httpx routes it
+    monkeypatch.setenv("NO_PROXY", "warehouse.example")
+    assert isinstance(plain_transport_for("http://warehouse.example:8000"), PlainHTTPTransport)
+
+
+def test_requests_arrive_as_httpx_sends_them(url: str) -> None:
+    c = Client(url, "tok-123")
+    assert isinstance(c._http._transport, PlainHTTPTransport)
+    got = c._call("GET", "/v1/things", params={"a": "x y", "b": 2})
+    assert got["method"] == "GET" and got["path"] == "/v1/things?a=x+y&b=2"
+    assert got["headers"]["authorization"] == "Bearer tok-123"
+    assert got["headers"]["host"] == url.removeprefix("http://")
+    assert got["headers"]["connection"] == "close"  # one connection per request: nothing goes stale
+    posted = c._call("POST", "/v1/jobs", json={"files": {"job.py": "cGFzcw=="}})
+    assert posted["method"] == "POST" and json.loads(posted["body"]) == {"files": {"job.py": "cGFzcw=="}}
+    assert c._call("DELETE", "/v1/tokens/3")["method"] == "DELETE"
+
+
+def test_an_upload_of_a_file_and_a_stream_of_unknown_length(url: str, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    f = tmp_path / "big.bin"
+    f.write_bytes(data)
+    c = Client(url, "t")
+    with open(f, "rb") as fh:
+        got = c._call("POST", "/upload", files={"file": ("big.bin", fh)}, data={"mode": "append"})
+    assert int(got["headers"]["content-length"]) == len(got["body"].encode("latin-1"))
+    assert data in got["body"].encode("latin-1") and b'name="mode"' in got["body"].encode("latin-1")
+
+    def parts() -> Iterator[bytes]:
+        yield b"first,"
+        yield b""
+        yield b"second"
+
+    got = c._call("POST", "/chunks", content=parts())
+    assert got["headers"]["transfer-encoding"] == "chunked" and got["body"] == "first,second"
+
+
+def test_answers_errors_and_encodings_are_httpx_s(url: str) -> None:
+    c = Client(url, "t")
+    with pytest.raises(NotFound, match="no such job"):  # the service's own error, as with httpx's transport
+        c._call("GET", "/missing")
+    assert c._call("GET", "/gzip") == {"zipped": True}  # Content-Encoding decoded by httpx as usual
+
+
+def test_an_unreachable_or_silent_service_is_reported_as_unreachable(url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # bound, never listening: refused
+    with pytest.raises(TwhError, match="cannot reach") as refused:
+        Client(f"http://127.0.0.1:{closed}", "t").whoami()
+    assert refused.value.details == {"unreachable": True}
+    with pytest.raises(TwhError, match="cannot reach") as slow:
+        Client(url, "t", timeout=0.2)._call("GET", "/slow")
+    assert slow.value.details == {"unreachable": True}
+
+
+def test_only_plain_http_is_spoken() -> None:
+    with pytest.raises(httpx.UnsupportedProtocol):
+        PlainHTTPTransport().handle_request(httpx.Request("GET", "https://example.invalid/"))
+
+
+@pytest.mark.parametrize("first, gets", [("awaiting_review", 0), ("queued", 2)])
+def test_a_submit_asks_again_only_while_the_job_is_not_done_for_its_viewer(tmp_path: Path, first: str,
+                                                                           gets: int) -> None:
+    """The submit's own answer is the submitter's view (the same as a GET's): when it is already
+    final (``awaiting_review``) no GET follows; otherwise the client polls until it is."""
+    (tmp_path / "job.yaml").write_text("name: j\npurpose: credit_risk\ndatasets: [d]\n")
+    (tmp_path / "job.py").write_text("pass\n")
+    seen: list[str] = []
+    states = iter(["running", "released"])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        state = first if request.method == "POST" else next(states)
+        return httpx.Response(201 if request.method == "POST" else 200, json={"id": "job_1", "state": state})
+
+    job = Client("http://svc", "t", transport=httpx.MockTransport(answer)).submit_job(tmp_path)
+    assert seen == ["POST"] + ["GET"] * gets
+    assert job["state"] == (first if gets == 0 else "released")
