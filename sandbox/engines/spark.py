@@ -71,6 +71,9 @@ _session: SparkSession | None = None
 _session_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
 _hadoop_applied: str | None = None
 _remote: dict[str, SparkSession] = {}
+#: bumped whenever a session stops: caches keyed on a session (the gate's warm views) key on it too,
+#: so a new session that happens to reuse an old object's id() never finds the old session's views
+_generation = 0
 
 
 def ivy_dir() -> Path:
@@ -266,12 +269,22 @@ def _launch_gateway(options: Mapping[str, str]) -> None:
     SparkContext._ensure_initialized(conf=conf)
 
 
+def session_key(session: Any) -> tuple[str, ...]:
+    """What identifies ``session``'s server-side state (its temp views) within this process: a
+    Connect client's session id (a UUID the server keys its session on), or a classic session's
+    identity in this process's current generation of sessions."""
+    if is_connect(session):
+        return ("connect", str(session.session_id))
+    return ("classic", str(id(session)), str(_generation))
+
+
 def stop_session() -> None:
-    global _session, _session_key, _hadoop_applied
+    global _session, _session_key, _hadoop_applied, _generation
     with _lock:
         if _session is not None:
             _session.stop()
         _session, _session_key, _hadoop_applied = None, None, None
+        _generation += 1
 
 
 def stop_remote_sessions() -> None:
