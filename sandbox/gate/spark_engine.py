@@ -107,10 +107,6 @@ def _quiet_pyspark(spark: SparkSession) -> None:
         pass
 
 
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
 def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str, str]]) -> str:
     """The plan's DuckDB SQL as Spark SQL with identical results (see the module docstring).
 

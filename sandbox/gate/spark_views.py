@@ -201,13 +201,17 @@ def heavy_view(spark: SparkSession, snap: Snapshot, base: Entry, unit: str, max_
     m = int(max_rows)
 
     def make(name: str) -> Entry:
-        col = F.col("`" + unit.replace("`", "``") + "`")
-        counts = (spark.table(base.name).select(F.xxhash64(col).alias("k"))
-                  .groupBy("k").agg(F.count(F.lit(1)).alias("n")))
-        heavy = counts.where(F.col("n") > m).select(
-            "k", (F.lit(float(m)) / F.col("n")).alias("w"),
-            F.floor(F.lit(m * 2 ** COUNT_EXPONENT) / F.col("n")).cast("bigint").alias("c")).cache()
-        heavy.createOrReplaceTempView(name)
+        try:
+            col = F.col("`" + unit.replace("`", "``") + "`")
+            counts = (spark.table(base.name).select(F.xxhash64(col).alias("k"))
+                      .groupBy("k").agg(F.count(F.lit(1)).alias("n")))
+            heavy = counts.where(F.col("n") > m).select(
+                "k", (F.lit(float(m)) / F.col("n")).alias("w"),
+                F.floor(F.lit(m * 2 ** COUNT_EXPONENT) / F.col("n")).cast("bigint").alias("c")).cache()
+            heavy.createOrReplaceTempView(name)
+        except Exception:  # messages can name paths or values: not in the response
+            raise InternalError(f"the heavy units of {snap.dataset!r} at version {snap.version} could not be counted",
+                                details={"dataset": snap.dataset, "version": snap.version}) from None
         return Entry(name, spark, cached=heavy)
 
     return HEAVY.acquire((*session_key(spark), *identity(snap), unit, m), make)
