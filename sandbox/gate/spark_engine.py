@@ -4,10 +4,10 @@ The plan's ``engine_sql`` is DuckDB SQL generated from the checked AST; here it 
 with sqlglot and rewritten to Spark SQL so that every value equals DuckDB's (the parity tests
 in ``tests/gate/test_spark_parity.py`` hold the two engines to that):
 
-* each dataset is read with delta-spark at exactly its pinned version (``versionAsOf``),
-  projected to the columns the plan reads, and registered as a temp view under a per-query
-  name (``__twh_<id>_<i>``; the SQL keeps the dataset name as the table's alias, so concurrent
-  queries on one SparkSession never see each other's views);
+* each dataset is read at exactly its pinned version through a temp view kept warm across queries,
+  one per (session, table, version), named from a hash (:mod:`.spark_views`: the Parquet files
+  delta-rs pinned, read with the version's Delta schema, or the Delta read at ``versionAsOf``); the
+  SQL keeps the dataset name as the view's alias;
 * ``MAX(x, n)`` (DuckDB's top-n list) becomes ``SLICE(SORT_ARRAY(COLLECT_LIST(x), FALSE), 1, n)``;
 * ``AVG(x)`` and ``a / b`` are computed in DOUBLE, as DuckDB does (Spark keeps DECIMAL and
   rounds at scale + 4);
@@ -16,15 +16,15 @@ in ``tests/gate/test_spark_parity.py`` hold the two engines to that):
 * ``LIKE``/``ILIKE`` get an ``ESCAPE`` character absent from the pattern (DuckDB has no default
   escape, Spark's is the backslash);
 * the dp rewrite's ``HASH(unit)`` becomes ``XXHASH64(unit)``, and the heavy-unit tables are
-  computed here, on Spark, with the same hash (:func:`_heavy_units`);
+  computed here, on Spark, with the same hash (:func:`.spark_views.heavy_view`, cached);
 * the differencing guard's unit lists (``ARRAY_AGG(HASH(unit))``) must hold DuckDB's hashes, which
   its unit dictionary is keyed on: Spark collects the unit values and DuckDB hashes the lists
   (:func:`_hash_units`, in this process; no unit value leaves it);
 * NULL ordering is made explicit by sqlglot (DuckDB sorts NULLs last; Spark first when ASC).
 
 The session must run with ANSI mode on, UTC, ordinals in ORDER BY and escapes in string
-literals (sqlglot writes ``\\\\`` for a backslash): :data:`_REQUIRED_CONF` is set before each
-query. Spark errors are translated without their messages (they can quote data values and paths).
+literals (sqlglot writes ``\\\\`` for a backslash): :data:`_REQUIRED_CONF` is checked before each
+query (one round trip). Spark errors are translated without their messages (they can quote data values and paths).
 
 The session is a classic one (a JVM in this process) or a Spark Connect client
 (``Settings.spark_remote``): the code is the same for both — only DataFrame and SQL APIs, no RDDs,
@@ -39,7 +39,6 @@ from __future__ import annotations
 import threading
 import uuid
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +50,10 @@ from ..tables.snapshot import Snapshot
 from .plan import QueryPlan
 from .rows import COMPATIBLE, EXPECTED, FETCH_BATCH, merge_rows, unit_arrays
 from .scan import columns_for
+from .spark_views import HEAVY, SNAPSHOTS, Entry, ViewCache, heavy_view, snapshot_view
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
     from ..engines.spark import SparkTarget
 
@@ -66,18 +66,9 @@ _REQUIRED_CONF: dict[str, str] = {
     "spark.sql.caseSensitive": "false",
 }
 _INTEGRAL = {"tinyint", "smallint", "integer", "bigint"}
-#: Spark type name (DataType.typeName()) -> the DuckDB type id check_literal_types reasons about
-_TYPE_IDS: dict[str, str] = {
-    "byte": "tinyint", "short": "smallint", "integer": "integer", "long": "bigint", "float": "float",
-    "double": "double", "decimal": "decimal", "string": "varchar", "varchar": "varchar", "char": "varchar",
-    "date": "date", "timestamp": "timestamp with time zone", "timestamp_ntz": "timestamp", "boolean": "boolean",
-}
 _ESCAPES = "!#$&~^|@"  # candidates for LIKE ... ESCAPE: any character absent from the pattern
 
 _target: SparkTarget | None = None
-_HEAVY: OrderedDict[tuple[int, str, int, str, int], DataFrame] = OrderedDict()
-_HEAVY_LOCK = threading.Lock()
-MAX_CACHED_HEAVY = 32
 
 
 def configure(target: SparkTarget | str, conf: Mapping[str, str] | None = None) -> None:
@@ -114,53 +105,6 @@ def _quiet_pyspark(spark: SparkSession) -> None:
             jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, off)
     except Exception:  # noqa: BLE001 - another logging backend: its configuration is the operator's
         pass
-
-
-def _quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def read_snapshot(spark: SparkSession, snap: Snapshot, columns: Sequence[str] = ()) -> DataFrame:
-    """``snap`` as a DataFrame: the Delta table at exactly its pinned version, projected to ``columns``."""
-    try:
-        df = spark.read.format("delta").option("versionAsOf", snap.version).load(snap.table_path)
-        df = df.select(*[_quote(c) for c in columns]) if columns else df
-        df.schema  # noqa: B018 - analysed here: over Spark Connect nothing is checked until it is asked
-        return df
-    except Exception:
-        # Spark's messages name host paths: keep them out of the response.
-        raise InternalError(
-            f"the snapshot of {snap.dataset!r} at version {snap.version} could not be opened",
-            details={"dataset": snap.dataset, "version": snap.version},
-        ) from None
-
-
-def _heavy_units(spark: SparkSession, snap: Snapshot, unit: str, max_rows: int) -> DataFrame:
-    """``xxhash64(unit) -> w = m / N, c = floor(m * 2**10 / N)`` for units with N > m rows, the
-    columns of :mod:`.dp_bounding`'s table; cached. (The dp plan's ``light_sql`` is not used:
-    ``engine_sql`` computes the same integers.)"""
-    from dp.grid import COUNT_EXPONENT
-
-    from ..engines.spark import functions
-
-    F = functions(spark)  # Connect's or classic's: the session decides
-
-    key = (id(spark), snap.table_path, snap.version, unit, max_rows)  # a DataFrame belongs to its session
-    with _HEAVY_LOCK:
-        if key in _HEAVY:
-            _HEAVY.move_to_end(key)
-            return _HEAVY[key]
-    m = int(max_rows)
-    counts = (read_snapshot(spark, snap, (unit,)).select(F.xxhash64(F.col(_quote(unit))).alias("k"))
-              .groupBy("k").agg(F.count(F.lit(1)).alias("n")))
-    heavy = counts.where(F.col("n") > m).select(
-        "k", (F.lit(float(m)) / F.col("n")).alias("w"),
-        F.floor(F.lit(m * 2 ** COUNT_EXPONENT) / F.col("n")).cast("bigint").alias("c")).cache()
-    with _HEAVY_LOCK:
-        _HEAVY[key] = heavy
-        while len(_HEAVY) > MAX_CACHED_HEAVY:
-            _HEAVY.popitem(last=False)[1].unpersist()
-    return heavy
 
 
 def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str, str]]) -> str:
@@ -226,11 +170,6 @@ def check_literal_types(types: Mapping[str, Mapping[str, tuple[str, str]]], plan
             )
 
 
-def _schema_types(df: DataFrame) -> dict[str, tuple[str, str]]:
-    return {f.name.casefold(): (_TYPE_IDS.get(f.dataType.typeName(), f.dataType.typeName()),
-                                f.dataType.simpleString()) for f in df.schema.fields}
-
-
 def _translate(exc: Exception) -> TwhError:
     """Spark error -> ours, naming only its error condition (messages may quote data or paths)."""
     from pyspark.errors import AnalysisException, ArithmeticException, NumberFormatException, PySparkException
@@ -250,38 +189,49 @@ def _translate(exc: Exception) -> TwhError:
     return InternalError(f"the query engine failed ({kind})", details={"error_class": kind})
 
 
+def _require_conf(spark: SparkSession) -> None:
+    """Set :data:`_REQUIRED_CONF` where the session differs (one round trip to read them all: over
+    Connect each ``conf.get`` is one)."""
+    current = spark.conf.getAll
+    with warnings.catch_warnings():  # Connect warns that escapedStringLiterals is deprecated: we set it off
+        warnings.simplefilter("ignore", UserWarning)
+        for key, value in _REQUIRED_CONF.items():
+            if current.get(key) != value:
+                spark.conf.set(key, value)
+
+
 def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: float | None) -> Iterator[Sequence[Any]]:
     """The row source registered as ``ENGINES["spark"]`` (see :func:`.engine.run_query`)."""
     spark = session()
     _quiet_pyspark(spark)
-    with warnings.catch_warnings():  # Connect warns that escapedStringLiterals is deprecated: we set it off
-        warnings.simplefilter("ignore", UserWarning)
-        for key, value in _REQUIRED_CONF.items():
-            if spark.conf.get(key, None) != value:
-                spark.conf.set(key, value)
+    _require_conf(spark)
     tag = uuid.uuid4().hex[:12]
     views: dict[str, str] = {}
     integral: set[tuple[str, str]] = set()
     types: dict[str, dict[str, tuple[str, str]]] = {}
+    held: list[tuple[ViewCache, Entry]] = []
+    bases: dict[str, Entry] = {}
     try:
-        for i, name in enumerate(plan.tables):
+        for name in plan.tables:
             snap = snapshots[name]
-            df = read_snapshot(spark, snap, columns_for(plan, snap))
-            types[name] = _schema_types(df)
+            columns_for(plan, snap)  # its refusals: no record keys, columns the catalog declares but the table lacks
+            base = snapshot_view(spark, snap)
+            held.append((SNAPSHOTS, base))
+            bases[name] = base
+            types[name] = base.types
             integral |= {(name.lower(), c) for c, (t, _) in types[name].items() if t in _INTEGRAL}
-            views[name] = f"__twh_{tag}_{i}"
-            df.createOrReplaceTempView(views[name])
+            views[name] = base.name
         if plan.dp is not None:
             for i, h in enumerate(plan.dp.heavy):
-                views[h.view_name(i)] = f"__twh_{tag}_h{i}"
-                _heavy_units(spark, snapshots[h.dataset], h.unit, h.max_rows).createOrReplaceTempView(
-                    views[h.view_name(i)])
+                heavy = heavy_view(spark, snapshots[h.dataset], bases[h.dataset], h.unit, h.max_rows)
+                held.append((HEAVY, heavy))
+                views[h.view_name(i)] = heavy.name
         check_literal_types(types, plan)
         sql = transpile(plan.engine_sql, views, integral)
         table = _collect(spark, sql, tag, timeout_s)
     finally:
-        for view in views.values():
-            spark.catalog.dropTempView(view)
+        for cache, entry in held:
+            cache.release(entry)
     if tuple(table.column_names) != plan.output_columns + plan.hidden_columns:
         raise InternalError("engine result columns do not match the plan")
     table = _hash_units(table, plan)

@@ -262,6 +262,72 @@ def test_spark_reads_the_pinned_version(world: Tables, tmp_path: Path, kind: str
     assert duck == spark and sum(r[1] for r in spark) == 60
 
 
+@BOTH
+def test_warm_views_never_serve_another_version(world: Tables, tmp_path: Path, kind: str) -> None:
+    """The pinned version's view is kept warm across queries, keyed by version and files: a commit
+    after the view was made does not leak into it, the new version gets its own view, and a table
+    dropped and created again at the same path (version 0 again) is not served the old view."""
+    import re
+    import shutil
+
+    from sandbox.gate import spark_views
+    from sandbox.tables import storage
+
+    path = tmp_path / "parity"
+    write_table(path, parity_frame(60), PARITY_TYPES)
+    plan = plan_query("SELECT flag, COUNT(*) AS n, SUM(qty) AS s FROM parity_rows GROUP BY flag", world.lookup)
+
+    def rows(snap: Snapshot) -> list[list[Any]]:
+        snaps = {"parity_rows": dataclasses.replace(snap, dataset="parity_rows")}
+        duck, spark = engine_rows(plan, snaps, "duckdb"), engine_rows(plan, snaps, "spark")
+        assert duck == spark
+        return spark
+
+    v0 = snapshot_of(path, "parity")
+    first = rows(v0)
+    names = set(spark_views.SNAPSHOTS.names())
+    write_table(path, parity_frame(90), PARITY_TYPES, mode="append")  # commits while v0's view is warm
+    assert rows(v0) == first and sum(r[1] for r in first) == 60
+    assert set(spark_views.SNAPSHOTS.names()) == names, "the warm view was not reused"
+    v1 = storage.pin_snapshot(path, "parity")
+    assert v1.version == v0.version + 1 and sum(r[1] for r in rows(v1)) == 150
+    # names come from a hash of the key, never from the dataset or its path
+    assert all(re.fullmatch(r"__twh_s_[0-9a-f]{24}_[0-9a-f]{8}", n) for n in spark_views.SNAPSHOTS.names())
+
+    shutil.rmtree(path)  # the same path, version 0 again, other rows
+    write_table(path, parity_frame(30), PARITY_TYPES)
+    again = snapshot_of(path, "parity")
+    assert again.version == v0.version and sum(r[1] for r in rows(again)) == 30
+
+    # a version that needs the Delta reader (deletion vectors, ...) is viewed through versionAsOf
+    other = tmp_path / "delta"
+    write_table(other, parity_frame(40), PARITY_TYPES)
+    pinned = snapshot_of(other, "parity", needs_delta_reader=True)
+    write_table(other, parity_frame(40), PARITY_TYPES, mode="append")
+    assert sum(r[1] for r in rows(pinned)) == 40 and sum(r[1] for r in rows(pinned)) == 40
+
+
+@BOTH
+def test_warm_views_are_bounded(world: Tables, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An LRU: past its bound the least recently used view is dropped from the session's catalog."""
+    from sandbox.gate import spark_engine, spark_views
+    from sandbox.tables import storage
+
+    spark_views.SNAPSHOTS.clear()
+    monkeypatch.setattr(spark_views, "MAX_CACHED_SNAPSHOTS", 2)
+    path = tmp_path / "parity"
+    plan = plan_query("SELECT flag, COUNT(*) AS n FROM parity_rows GROUP BY flag", world.lookup)
+    made: list[str] = []
+    for i in range(4):
+        write_table(path, parity_frame(10), PARITY_TYPES, mode="append" if i else "error")
+        snap = dataclasses.replace(storage.pin_snapshot(path, "parity"), dataset="parity_rows")
+        assert sum(r[1] for r in engine_rows(plan, {"parity_rows": snap}, "spark")) == 10 * (i + 1)
+        made += [n for n in spark_views.SNAPSHOTS.names() if n not in made]
+    assert len(spark_views.SNAPSHOTS) == 2 and len(made) == 4
+    session = spark_engine.session()
+    assert [session.catalog.tableExists(n) for n in made] == [False, False, True, True]
+
+
 # --------------------------------------------------------------------------- dp, before noise
 
 
