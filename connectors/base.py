@@ -128,6 +128,8 @@ class HashingReader(io.RawIOBase):
         self.bytes_read = 0
         self._queue: queue.Queue[bytes | None] | None = queue.Queue(self.BACKLOG) if background else None
         self._hasher: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def readable(self) -> bool:
         return True
@@ -137,9 +139,12 @@ class HashingReader(io.RawIOBase):
         if self._queue is None:
             self.hash.update(data)
         elif data:
-            if self._hasher is None:
-                self._hasher = threading.Thread(target=self._hash_queued, name="twh-source-hash", daemon=True)
-                self._hasher.start()
+            with self._lock:
+                if self._stopped:  # drained or closed (by another thread): the hash is final
+                    raise ValueError("read from a HashingReader after drain() or close()")
+                if self._hasher is None:
+                    self._hasher = threading.Thread(target=self._hash_queued, name="twh-source-hash", daemon=True)
+                    self._hasher.start()
             self._queue.put(data)
         self.bytes_read += len(data)
         return data
@@ -150,10 +155,12 @@ class HashingReader(io.RawIOBase):
             self.hash.update(chunk)  # releases the GIL for chunks over 2 KiB
 
     def _stop_hasher(self) -> None:
-        if self._hasher is not None and self._queue is not None:
+        with self._lock:
+            self._stopped = True
+            hasher, self._hasher = self._hasher, None
+        if hasher is not None and self._queue is not None:
             self._queue.put(None)
-            self._hasher.join()
-            self._hasher = None
+            hasher.join()
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))

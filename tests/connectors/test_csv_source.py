@@ -238,3 +238,19 @@ def test_closing_an_unfinished_stream_stops_its_hasher(tmp_path: Path) -> None:
     next(stream)
     stream.close()
     assert not [t for t in threading.enumerate() if t.name == "twh-source-hash"]
+
+
+def test_a_read_after_the_hash_is_final_is_refused_not_left_unhashed(tmp_path: Path) -> None:
+    """A parser thread still reading while another thread closes the stream must not restart the
+    hasher (a leaked thread) nor get bytes the final hash never saw."""
+    from connectors.base import HashingReader
+
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"x" * 10)
+    with open(p, "rb") as f:
+        reader = HashingReader(f, background=True)
+        assert reader.read(4) == b"xxxx"
+        reader._stop_hasher()  # what close() and drain() do first
+        with pytest.raises(ValueError, match="after drain"):
+            reader.read(4)
+        assert reader._hasher is None and reader.hash.hexdigest() == hashlib.sha256(b"xxxx").hexdigest()
