@@ -353,12 +353,16 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     t = values.type
+
+    def valid(mask: Any) -> Any:  # nulls are never unexpected (but for not_null): mask them out
+        return mask if values.null_count == 0 else pc.and_(pc.is_valid(values), mask)
+
     if etype == "expect_column_values_to_not_be_null":
         bad = pc.is_null(values)
     elif etype == "expect_column_value_lengths_to_equal":
         if not pa.types.is_string(t):
             return None  # GE measures str(value): only text has the same length here
-        bad = pc.and_(pc.is_valid(values), pc.not_equal(pc.utf8_length(values), kwargs["value"]))
+        bad = valid(pc.not_equal(pc.utf8_length(values), kwargs["value"]))
     elif etype in ("expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between"):
         if etype == "expect_column_value_lengths_to_be_between":
             if not pa.types.is_string(t):
@@ -369,12 +373,13 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
         else:
             return None
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-        ok = pa.scalar(True)
+        checks = []
         if lo is not None:
-            ok = pc.and_(ok, (pc.greater if kwargs.get("strict_min") else pc.greater_equal)(measured, lo))
+            checks.append((pc.greater if kwargs.get("strict_min") else pc.greater_equal)(measured, lo))
         if hi is not None:
-            ok = pc.and_(ok, (pc.less if kwargs.get("strict_max") else pc.less_equal)(measured, hi))
-        bad = pc.and_(pc.is_valid(values), pc.invert(ok))
+            checks.append((pc.less if kwargs.get("strict_max") else pc.less_equal)(measured, hi))
+        ok = checks[0] if len(checks) == 1 else pc.and_(*checks)
+        bad = valid(pc.invert(ok))
     else:
         if not (pa.types.is_string(t) or pa.types.is_integer(t)):
             return None
@@ -383,10 +388,13 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
             members = pa.array([v for v in vs if isinstance(v, str)], pa.string())
         else:
             members = pa.array([int(v) for v in vs if isinstance(v, int | float) and float(v).is_integer()], t)
-        bad = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=members)))
-    idx = pc.indices_nonzero(pc.fill_null(bad, False))
-    count = len(idx)
-    first = idx.slice(0, MAX_EXAMPLES).to_pylist()
+        bad = valid(pc.invert(pc.is_in(values, value_set=members)))
+    # one reduction decides the common case (nothing unexpected); positions only after a failure
+    if pc.any(bad, skip_nulls=True, min_count=0).as_py():
+        idx = pc.indices_nonzero(pc.fill_null(bad, False))
+        count, first = len(idx), idx.slice(0, MAX_EXAMPLES).to_pylist()
+    else:
+        count, first = 0, []
     summary = _summary(etype, kwargs)
     n_rows = len(values)
     return ExpectationOutcome(

@@ -63,20 +63,22 @@ def declared_batch(n_rows: int, convert: SliceConverter, schema: pa.Schema, *, r
     bad: dict[int, list[SchemaViolation] | str] = {}
     if not violations:
         batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-        positions = list(range(n_rows))
+        positions: Sequence[int] = range(n_rows)  # (a range: no list of every row number per batch)
     elif not quarantine:
         raise SchemaError(violations, rows_checked=row_offset + n_rows)
     else:
         for p in _bad_positions(n_rows, lambda lo, hi: not convert(lo, hi)[1], limit=n_rows):
             bad[p] = convert(p, p + 1)[1]
-        positions, parts, start = [], [], 0
+        kept: list[int] = []
+        parts, start = [], 0
         for p in [*sorted(bad), n_rows]:
             if p > start:
                 parts.append(pa.RecordBatch.from_arrays(convert(start, p)[0], schema=schema))
-                positions.extend(range(start, p))
+                kept.extend(range(start, p))
             start = p + 1
         table = pa.Table.from_batches(parts, schema=schema).combine_chunks()
         batch = table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=schema)
+        positions = kept
     broken = check(batch, row_offset) if (check is not None and batch.num_rows) else {}
     if broken and not quarantine:
         pos = sorted(broken)

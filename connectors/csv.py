@@ -269,10 +269,15 @@ class CsvSource:
         except BaseException:
             f.close()
             raise
-        hashing = HashingReader(f)
+        hashing = HashingReader(f, background=True)
         rejects = Rejects()
         batches = self._batches(path, hashing, header, specs, schema, scan, opts, bad_rows, rejects, row_check)
-        stream = FileBatchStream(self.kind, path, schema, scan, opts, batches, f.close, rejects)
+
+        def close() -> None:
+            hashing.close()
+            f.close()
+
+        stream = FileBatchStream(self.kind, path, schema, scan, opts, batches, close, rejects)
         stream._progress = lambda: hashing.bytes_read
         return stream
 

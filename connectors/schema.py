@@ -277,6 +277,15 @@ def _fast_number_or_date(text: pa.Array, spec: ColumnSpec, shortest: Any, longes
     * dates: every value exactly ten bytes and parsed by Arrow as ``YYYY-MM-DD``, a real date."""
     try:
         if spec.type in ("int64", "int32"):
+            # Commonest of all: every value already in canonical form (what the integer prints
+            # back as: no "+", no leading zero, no "-0"), which _INT_RE accepts; three passes.
+            # Anything else (Arrow also parses "007" and "0x10") takes the term-by-term check.
+            try:
+                ints = pc.cast(text, spec.arrow_type, safe=True)
+                if _all_true(pc.equal(pc.cast(ints, pa.string()), text)):
+                    return ints
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
             signed = pc.or_(pc.starts_with(text, "+"), pc.starts_with(text, "-"))
             body = pc.if_else(signed, pc.utf8_slice_codeunits(text, 1), text)
             leading_zero = pc.and_(pc.starts_with(body, "0"), pc.greater(pc.binary_length(body), 1))

@@ -205,3 +205,52 @@ def test_messages_never_carry_raw_values(tmp_path: Path) -> None:
         err = refused(write(tmp_path, text, f"s{i}.csv"))
         assert secret not in err.message and "510103" not in err.message
         assert secret not in schema_report(err).to_text()
+
+
+def test_the_background_hash_is_of_the_bytes_handed_out_even_when_the_file_changes_midway(tmp_path: Path) -> None:
+    """Pass 2 hashes in a thread of its own, behind the reads: it must still hash exactly the bytes
+    the parser got, so a file rewritten after part of it was read no longer matches pass 1."""
+    import threading
+
+    from connectors.base import HashingReader
+
+    p = tmp_path / "big.bin"
+    p.write_bytes(os.urandom(3 << 20))
+    original = hashlib.sha256(p.read_bytes()).hexdigest()
+    with open(p, "rb") as f:
+        reader = HashingReader(f, background=True)
+        got = reader.read(1 << 20)
+        with open(p, "r+b") as w:  # rewrite the part not read yet
+            w.seek(2 << 20)
+            w.write(b"\0" * (1 << 20))
+        got += reader.read(-1)
+        digest = reader.drain()
+    assert digest == hashlib.sha256(got).hexdigest() != original
+    assert not [t for t in threading.enumerate() if t.name == "twh-source-hash"]  # drain stopped it
+
+
+def test_closing_an_unfinished_stream_stops_its_hasher(tmp_path: Path) -> None:
+    import threading
+
+    body = "".join(f"{i},n{i},{i}\n" for i in range(200_000))
+    p = write(tmp_path, "code,name,n\n" + body)
+    stream = CsvSource().open(p, SPECS, {"block_size": 2 << 20})
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "twh-source-hash"]
+
+
+def test_a_read_after_the_hash_is_final_is_refused_not_left_unhashed(tmp_path: Path) -> None:
+    """A parser thread still reading while another thread closes the stream must not restart the
+    hasher (a leaked thread) nor get bytes the final hash never saw."""
+    from connectors.base import HashingReader
+
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"x" * 10)
+    with open(p, "rb") as f:
+        reader = HashingReader(f, background=True)
+        assert reader.read(4) == b"xxxx"
+        reader._stop_hasher()  # what close() and drain() do first
+        with pytest.raises(ValueError, match="after drain"):
+            reader.read(4)
+        assert reader._hasher is None and reader.hash.hexdigest() == hashlib.sha256(b"xxxx").hexdigest()

@@ -21,7 +21,8 @@ from connectors.schema import ColumnSpec, convert_text
 _ALPHABET = "0123456789+-.eE inafINAFty_,/:xT"
 _PATTERNS = {"int64": schema._INT_RE, "int32": schema._INT_RE, "float64": schema._FLOAT_RE, "date": schema._DATE_RE}
 _SAMPLES = {
-    "int64": ["0", "7", "-12", "+12", "007", "-0", "+", "-", "1.0", "١٢", "１２", "9223372036854775808", " 1"],
+    "int64": ["0", "7", "-12", "+12", "007", "-0", "+", "-", "1.0", "١٢", "１２", "9223372036854775808", " 1",
+              "0x10", "0X1F", "-0x1", "1e3"],  # Arrow parses hex: the canonical-form shortcut must not
     "int32": ["2147483647", "2147483648", "-2147483648", "00", "+0"],
     "float64": ["1", "1.", ".5", "+.5", "-1e5", "1E+05", "1e", "e5", "inf", "-Infinity", "nan", "1e400", "0x10",
                 "1_0", "1,5", " 1", "1 ", "..5", "1.2.3"],

@@ -241,3 +241,25 @@ def test_sigkill_mid_write_leaves_the_previous_version_and_a_retry_succeeds(tabl
         assert retry == before.version + 1 and rows(storage.pin_snapshot(table, "t")) == rows(before) + 300
     assert saw_orphans, "the kill never landed mid-write: make the child slower"
     assert time.monotonic() - started < 15
+
+
+def test_the_record_key_column_is_written_without_a_dictionary_and_the_rest_as_before(tmp_path: Path) -> None:
+    """The record-key column's values are random: a dictionary only costs the writer time. Naming a
+    writer property resets delta-rs's compression to none, so this also holds Snappy and the other
+    columns' dictionaries in place (a regression would double the table's size silently)."""
+    import pyarrow.parquet as pq
+
+    from sandbox.tables.record_keys import keyed_schema, with_record_keys
+
+    schema = keyed_schema(SCHEMA)
+    path = storage.table_path(tmp_path, "government", "k")
+    storage.create_table(path, schema)
+    storage.append_batches(path, (with_record_keys(b) for b in batches(3, n=5000)), schema,
+                           metadata={"twh.load_id": "ld_" + "a" * 24})
+    files = list(Path(path).rglob("*.parquet"))
+    meta = pq.ParquetFile(files[0]).metadata.row_group(0)
+    cols = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" not in cols["__twh_rkey"].encodings
+    assert "RLE_DICTIONARY" in cols["payload"].encodings
+    assert {c.compression for c in cols.values()} == {"SNAPPY"}
+    assert cols["__twh_rkey"].statistics.has_min_max  # the Delta log's stats are unchanged
