@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from policies import check_access, query_decision
 
@@ -101,8 +102,7 @@ class Jobs:
             s.add(job)
             s.flush()
             s.refresh(job)  # as the catalog stores it (its times), so this answer equals get()'s now
-            # what get() shows of a job just queued: no export yet, and the submitter never sees queries
-            return {**job_dict(job, principal), "export": None, "queries": None}
+            return self._shown(s, principal, job)
 
     def _check_quota(self, principal: Principal, spec: JobSpec) -> None:
         """A policy's ``max_jobs_per_day``: jobs reading the dataset one tenant submits per UTC day.
@@ -143,22 +143,25 @@ class Jobs:
 
     def get(self, principal: Principal, job_id: str) -> dict[str, Any]:
         with self.ctx.db.read() as s:
-            job = self._load(s, principal, job_id)
-            export = s.execute(select(Export).where(Export.job_id == job.id)).scalar_one_or_none()
-            out = job_dict(job, principal, export)
-            hidden = principal.role is Role.ENTERPRISE and (under_review(job, export) or (
-                export is not None and export.state == ExportState.PENDING.value))
-            out["export"] = ({"id": export.id, "state": export.state, "kind": export.kind}
-                             if export is not None and not hidden else None)
-            if principal.role is Role.ENTERPRISE:
-                # The job chose its queries after seeing gated, not yet approved results: their text and
-                # outcomes could carry those results out. Stewards and auditors see them; the submitter doesn't.
-                out["queries"] = None
-                return out
-            qs = s.execute(select(JobQuery).where(JobQuery.job_id == job.id).order_by(JobQuery.id)).scalars()
-            out["queries"] = [{"sql": q.sql, "outcome": q.outcome, "versions": q.versions, "details": q.details}
-                              for q in qs]
+            return self._shown(s, principal, self._load(s, principal, job_id))
+
+    def _shown(self, s: Session, principal: Principal, job: Job) -> dict[str, Any]:
+        """``job`` as ``principal`` may see it: :meth:`get`'s answer, and a submit's."""
+        export = s.execute(select(Export).where(Export.job_id == job.id)).scalar_one_or_none()
+        out = job_dict(job, principal, export)
+        hidden = principal.role is Role.ENTERPRISE and (under_review(job, export) or (
+            export is not None and export.state == ExportState.PENDING.value))
+        out["export"] = ({"id": export.id, "state": export.state, "kind": export.kind}
+                         if export is not None and not hidden else None)
+        if principal.role is Role.ENTERPRISE:
+            # The job chose its queries after seeing gated, not yet approved results: their text and
+            # outcomes could carry those results out. Stewards and auditors see them; the submitter doesn't.
+            out["queries"] = None
             return out
+        qs = s.execute(select(JobQuery).where(JobQuery.job_id == job.id).order_by(JobQuery.id)).scalars()
+        out["queries"] = [{"sql": q.sql, "outcome": q.outcome, "versions": q.versions, "details": q.details}
+                          for q in qs]
+        return out
 
     def list(self, principal: Principal) -> list[dict[str, Any]]:
         with self.ctx.db.read() as s:
