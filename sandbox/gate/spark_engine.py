@@ -7,7 +7,8 @@ in ``tests/gate/test_spark_parity.py`` hold the two engines to that):
 * each dataset is read at exactly its pinned version through a temp view kept warm across queries,
   one per (session, table, version), named from a hash (:mod:`.spark_views`: the Parquet files
   delta-rs pinned, read with the version's Delta schema, or the Delta read at ``versionAsOf``); the
-  SQL keeps the dataset name as the view's alias;
+  SQL reads ``(SELECT <the plan's columns> FROM view)`` under the dataset's name, so only the
+  columns the plan reads are in scope, as in the DuckDB engine's views;
 * ``MAX(x, n)`` (DuckDB's top-n list) becomes ``SLICE(SORT_ARRAY(COLLECT_LIST(x), FALSE), 1, n)``;
 * ``AVG(x)`` and ``a / b`` are computed in DOUBLE, as DuckDB does (Spark keeps DECIMAL and
   rounds at scale + 4);
@@ -107,11 +108,14 @@ def _quiet_pyspark(spark: SparkSession) -> None:
         pass
 
 
-def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str, str]]) -> str:
+def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str, str]],
+              columns: Mapping[str, Sequence[str]] | None = None) -> str:
     """The plan's DuckDB SQL as Spark SQL with identical results (see the module docstring).
 
     ``views``: table name in the SQL -> temp view name; ``integral``: (dataset, column) pairs of
-    integer type, folded to lower case.
+    integer type, folded to lower case; ``columns``: table name -> the only columns the query may
+    read of it (:func:`.scan.columns_for`): the view is read through ``(SELECT those FROM view)``,
+    as the DuckDB engine's views project, so the warm view's other columns are not in scope.
     """
     tree = sqlglot.parse_one(engine_sql, read="duckdb")
     # AVG first: its SUM is then subject to the integer rule below.
@@ -121,7 +125,12 @@ def transpile(engine_sql: str, views: Mapping[str, str], integral: set[tuple[str
     def rewrite(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and node.name in views:
             alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(node.name, quoted=True))
-            return exp.Table(this=exp.to_identifier(views[node.name], quoted=True), alias=alias)
+            view = exp.Table(this=exp.to_identifier(views[node.name], quoted=True))
+            if columns is None or node.name not in columns:
+                view.set("alias", alias)
+                return view
+            projected = exp.select(*(exp.column(c, quoted=True) for c in columns[node.name])).from_(view)
+            return exp.Subquery(this=projected, alias=alias)
         if isinstance(node, exp.Anonymous) and node.name.upper() == "HASH":
             if node.find_ancestor(exp.ArrayAgg) is not None:  # a unit list: DuckDB hashes it (_hash_units)
                 return node.expressions[0].copy()
@@ -211,14 +220,16 @@ def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: fl
     types: dict[str, dict[str, tuple[str, str]]] = {}
     held: list[tuple[ViewCache, Entry]] = []
     bases: dict[str, Entry] = {}
+    columns: dict[str, tuple[str, ...]] = {}
     try:
         for name in plan.tables:
             snap = snapshots[name]
-            columns_for(plan, snap)  # its refusals: no record keys, columns the catalog declares but the table lacks
+            columns[name] = columns_for(plan, snap)  # and its refusals: no record keys, declared columns missing
             base = snapshot_view(spark, snap)
             held.append((SNAPSHOTS, base))
             bases[name] = base
-            types[name] = base.types
+            read = {c.casefold() for c in columns[name]}
+            types[name] = {c: t for c, t in base.types.items() if c in read}
             integral |= {(name.lower(), c) for c, (t, _) in types[name].items() if t in _INTEGRAL}
             views[name] = base.name
         if plan.dp is not None:
@@ -227,7 +238,7 @@ def spark_rows(plan: QueryPlan, snapshots: Mapping[str, Snapshot], timeout_s: fl
                 held.append((HEAVY, heavy))
                 views[h.view_name(i)] = heavy.name
         check_literal_types(types, plan)
-        sql = transpile(plan.engine_sql, views, integral)
+        sql = transpile(plan.engine_sql, views, integral, columns)
         table = _collect(spark, sql, tag, timeout_s)
     finally:
         for cache, entry in held:

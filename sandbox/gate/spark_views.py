@@ -25,9 +25,10 @@ that reads exactly that version, and later queries use the view by name:
   tables, whose rows are cached); an evicted entry's view is dropped (and its rows unpersisted) once
   no running query holds it — a query holds its entries from lookup to collect.
 
-The checks stay where they were: the plan is the checked plan, the SQL reads the view under the
-dataset's alias, the record-key column is read from the view like any other column, and the gate's
-release rules run on the result as before.
+The checks stay where they were: the plan is the checked plan, the SQL reads the view through a
+projection to the plan's columns under the dataset's alias (:func:`.spark_engine.transpile`: the
+view holds every column, a query has only its own in scope), the record-key column is read like any
+other column the plan names, and the gate's release rules run on the result as before.
 """
 
 from __future__ import annotations
