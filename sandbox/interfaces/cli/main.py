@@ -180,7 +180,7 @@ def _register(app: typer.Typer, names: list[str]) -> None:
         if attr != "top":
             app.add_typer(obj, name=name)
             continue
-        found = [c for c in obj.registered_commands if (c.name or c.callback.__name__.replace("_", "-")) == name]
+        found = [c for c in obj.registered_commands if _name_of(c) == name]
         if len(found) != 1:
             raise RuntimeError(f"twh {name}: not one command of that name in {module}.top")
         app.registered_commands.append(found[0])
@@ -250,6 +250,7 @@ class _App(typer.Typer):
 
 
 def _name_of(command: Any) -> str:
+    """A registered command's name on the command line, as typer derives it."""
     return command.name or typer.main.get_command_name(command.callback.__name__)
 
 
@@ -292,8 +293,7 @@ def _listing() -> Any:
         module, attr = COMMANDS[name]
         obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
         if attr == "top":
-            (info,) = [c for c in obj.registered_commands
-                       if (c.name or c.callback.__name__.replace("_", "-")) == name]
+            (info,) = [c for c in obj.registered_commands if _name_of(c) == name]
             text = info.help if info.help is not None else inspect.getdoc(info.callback)
             group.add_command(TyperCommand(name, help=inspect.cleandoc(text) if text else text,
                                            short_help=info.short_help, hidden=info.hidden,
