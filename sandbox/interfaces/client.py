@@ -57,6 +57,19 @@ __all__ = ["Client", "LocalClient", "existing_file", "write_files"]
 _DONE = {"awaiting_approval", "released", "denied", "failed", "awaiting_review"}
 
 
+def _wait_done(get_job: Any, job_id: str, timeout: float) -> dict[str, Any]:
+    """Poll until the job is done as far as its viewer may know: for the submitter of a job
+    that needs review, ``awaiting_review`` is final until a steward acts."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01  # a short job is done in tens of milliseconds: look soon, then less often
+    while True:
+        job = get_job(job_id)
+        if job["state"] in _DONE or time.monotonic() > deadline:
+            return job
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.3)
+
+
 def _unreachable(exc: httpx.HTTPError) -> TwhError:
     """No answer from the service (down, starting, wrong URL): ``details.unreachable`` lets a
     caller wait for it (``twh whoami --wait``)."""
@@ -218,16 +231,7 @@ class Client(ProductsHttp):
         return self.wait_job(job["id"], timeout=timeout)
 
     def wait_job(self, job_id: str, *, timeout: float = 600) -> dict[str, Any]:
-        """Poll until the job is done as far as its viewer may know: for the submitter of a job
-        that needs review, ``awaiting_review`` is final until a steward acts."""
-        deadline = time.monotonic() + timeout
-        pause = 0.01  # a short job is done in tens of milliseconds: look soon, then less often
-        while True:
-            job = self.get_job(job_id)
-            if job["state"] in _DONE or time.monotonic() > deadline:
-                return job
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.3)
+        return _wait_done(self.get_job, job_id, timeout)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}")
@@ -340,10 +344,18 @@ class LocalClient(ProductsLocal):
 
     def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
         job = self.wh.jobs.submit(self.principal, Path(job_dir))
-        if wait:  # embedded default: the runner runs right here
-            self.wh.jobs.run(job["id"])
+        if not wait:
+            return job
+        # The embedded default: the runner runs right here. A worker of this home (`twh serve`,
+        # `twh worker`) may claim the job first; then it runs there and this waits for it.
+        if self.wh.jobs.claim(job["id"]):
+            settings = self.wh.settings
+            self.wh.jobs.run_claimed(job["id"], settings.worker_id, settings.lease_seconds)
             return self.get_job(job["id"])
-        return job
+        return self.wait_job(job["id"], timeout=timeout)
+
+    def wait_job(self, job_id: str, *, timeout: float = 600) -> dict[str, Any]:
+        return _wait_done(self.get_job, job_id, timeout)
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.wh.jobs.get(self.principal, job_id)

@@ -135,3 +135,36 @@ def test_a_failed_jobs_submitter_is_told_nothing_until_the_stewards_release_the_
         seen = wh.jobs.get(people["analyst"], job["id"])
         assert seen["state"] == "failed" and seen["reason"].startswith(cause) and "twh job run-local" in seen["reason"]
         assert "the value is 42" not in seen["reason"]  # the reason is the runner's, never the job's text
+
+
+def test_a_local_submit_whose_job_another_worker_of_the_home_claims_first_waits_for_it(landed, people, job_dir):
+    """`twh serve` (or `twh worker`) polling the same home may claim a job the embedded client just
+    queued, before the client claims it: the client then waits for that worker's run and answers
+    with its outcome, instead of failing with "not queued" (the auditor notebook met this race)."""
+    import threading
+
+    from sandbox.interfaces.client import LocalClient
+
+    wh = landed
+    real_claim = wh.jobs.claim
+    runs: list[threading.Thread] = []
+
+    def other_worker_wins(job_id, *args, **kwargs):
+        assert real_claim(job_id, "serve-worker", 60)  # the service's worker is first
+        runs.append(threading.Thread(target=wh.jobs.run_claimed, args=(job_id, "serve-worker", 60)))
+        runs[-1].start()
+        return real_claim(job_id, *args, **kwargs)  # the client's own claim now loses
+
+    wh.jobs.claim = other_worker_wins
+    try:
+        job = LocalClient(wh, "analyst").submit_job(job_dir(RATE_JOB), timeout=60)
+    finally:
+        wh.jobs.claim = real_claim
+        for t in runs:
+            t.join(60)
+    assert len(runs) == 1
+    assert job["state"] == "awaiting_review"  # the submitter's final view while stewards review
+    ran = [r for r in wh.audit_records(people["auditor"], limit=1000)
+           if r["action"] == "job.started" and r["object_id"] == job["id"]]
+    assert [r["details"]["worker_id"] for r in ran] == ["serve-worker"]
+    assert wh.jobs.get(people["admin"], job["id"])["state"] == "awaiting_approval"
