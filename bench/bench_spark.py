@@ -231,7 +231,7 @@ def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
     import duckdb
     from timing import figure, interleaved_many
 
-    from sandbox.engines.spark import get_remote_session, get_session, stop_remote_sessions
+    from sandbox.engines.spark import get_remote_session, get_session, query_arrow, query_frame, stop_remote_sessions
     from sandbox.engines.spark_cluster import ConnectServer, StandaloneCluster
     from sandbox.gate import spark_engine, spark_views
     from sandbox.tables import storage
@@ -263,7 +263,8 @@ def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
             spark_engine._require_conf(session)
             view = spark_views.snapshot_view(session, snaps[version])
             try:
-                return session.sql(sql.replace("FROM t", f"FROM {view.name}")).collect()
+                table = query_arrow(session, sql.replace("FROM t", f"FROM {view.name}"))
+                return list(zip(*(c.to_pylist() for c in table.columns)))
             finally:
                 spark_views.SNAPSHOTS.release(view)
         return q
@@ -323,7 +324,7 @@ def bench_spark(args: argparse.Namespace, tmp: Path) -> dict:
         warm = interleaved_many({"duckdb": lambda: duck(tiny, smallest), "local": lambda: local(tiny, smallest),
                                  "connect": lambda: remote(tiny, smallest),
                                  "connect_uncached": lambda: remote_uncached(tiny, smallest),
-                                 "connect_rpc": lambda: connect.sql("SELECT 1").collect()}, max(repeat, 5))
+                                 "connect_rpc": lambda: query_frame(connect, "SELECT 1").collect()}, max(repeat, 5))
         rows = []
         group_t: dict[str, dict[int, list[float]]] = {"duckdb": {}, "local": {}, "connect": {}}
         for size in sizes:

@@ -140,6 +140,36 @@ def is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def query_frame(spark: Any, sql: str) -> Any:
+    """The DataFrame of the query ``sql``, run when it is collected. Over Connect ``spark.sql`` first
+    runs the statement as an eager command — a round trip of its own, with an analysis the collect
+    repeats — and hands back the same relation; for a query (all the gate sends: sqlglot checked it
+    is one SELECT) that trip buys nothing, so the relation is built here and travels with the
+    collect: one round trip per query. A classic session analyses in this process (no trip)."""
+    if not is_connect(spark):
+        return spark.sql(sql)
+    from pyspark.sql.connect.dataframe import DataFrame
+    from pyspark.sql.connect.plan import SQL
+
+    return DataFrame(SQL(sql), spark)
+
+
+def query_arrow(spark: Any, sql: str) -> Any:
+    """The result of the query ``sql`` as an Arrow table, in one round trip over Connect:
+    ``DataFrame.toArrow`` asks the server for the schema first (an analysis of its own), though the
+    answer carries it; here the answer's schema gives the same types ``toArrow`` would (the pyspark
+    pinned in pyproject.toml has ``_to_table``; another falls back to ``toArrow``)."""
+    frame = query_frame(spark, sql)
+    if not is_connect(spark) or not hasattr(frame, "_to_table"):
+        return frame.toArrow()
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    table, schema = frame._to_table()
+    if schema is None:  # pragma: no cover - the server always sends it with the rows
+        return frame.toArrow()
+    return table.cast(to_arrow_schema(schema, error_on_duplicated_field_names_in_struct=True, timezone="UTC"))
+
+
 def functions(on: Any) -> Any:
     """pyspark's column functions for ``on`` (a session, DataFrame or Column): Spark Connect's or the
     classic ones. ``pyspark.sql.functions`` picks by a process-wide switch, and a process may hold

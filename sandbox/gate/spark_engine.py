@@ -282,7 +282,7 @@ def _hash_units(table: Any, plan: QueryPlan) -> Any:
 
 def _collect(spark: SparkSession, sql: str, tag: str, timeout_s: float | None) -> Any:
     """Run ``sql`` with operation tag ``tag`` (interrupted at ``timeout_s``) and fetch it as Arrow."""
-    from ..engines.spark import is_connect
+    from ..engines.spark import is_connect, query_arrow
 
     expired, done = threading.Event(), threading.Event()
 
@@ -308,7 +308,7 @@ def _collect(spark: SparkSession, sql: str, tag: str, timeout_s: float | None) -
             timer.daemon = True
             timer.start()
         try:
-            table = spark.sql(sql).toArrow()
+            table = query_arrow(spark, sql)
         except Exception as exc:
             if expired.is_set():
                 raise QueryRefused("the query ran past its time limit", details={"rule": "timeout"}) from None

@@ -307,6 +307,27 @@ def test_warm_views_never_serve_another_version(world: Tables, tmp_path: Path, k
     assert sum(r[1] for r in rows(pinned)) == 40 and sum(r[1] for r in rows(pinned)) == 40
 
 
+@pytest.mark.parametrize("kind", ["connect"], indirect=True)
+def test_a_warm_query_over_connect_is_one_round_trip(world: Tables, tmp_path: Path, kind: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over Connect a warm gated query sends one request: no eager ``spark.sql`` command (its own
+    round trip and analysis) before the collect, and no conf writes when the conf is already right."""
+    from sandbox.gate import spark_engine
+
+    path = tmp_path / "parity"
+    write_table(path, parity_frame(30), PARITY_TYPES)
+    snaps = {"parity_rows": dataclasses.replace(snapshot_of(path, "parity"), dataset="parity_rows")}
+    plan = plan_query("SELECT flag, COUNT(*) AS n FROM parity_rows GROUP BY flag", world.lookup)
+    assert sum(r[1] for r in engine_rows(plan, snaps, "spark")) == 30  # warms the view
+    client = spark_engine.session().client
+    sent: list[str] = []
+    for name in ("execute_command", "to_table", "_analyze", "config"):
+        real = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda *a, _n=name, _r=real, **k: (sent.append(_n), _r(*a, **k))[1])
+    assert sum(r[1] for r in engine_rows(plan, snaps, "spark")) == 30
+    assert sent == ["config", "to_table"]  # the conf check (one read), then the query itself
+
+
 @BOTH
 def test_warm_views_are_bounded(world: Tables, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An LRU: past its bound the least recently used view is dropped from the session's catalog."""
