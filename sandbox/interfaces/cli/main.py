@@ -39,7 +39,7 @@ class _Entry:
     command line asks for); anything else is :data:`.root.app`'s (a ``typer.Typer``)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not args and not kwargs:
+        if not args and not kwargs and len(sys.argv) <= 4 and (len(sys.argv) == 1 or "--help" in sys.argv):
             from .roothelp import answer, quick
 
             kind = quick(sys.argv[1:], os.environ)
