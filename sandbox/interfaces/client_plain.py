@@ -110,6 +110,7 @@ class PlainSession:
         import http.client
 
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn._create_connection = _connect  # type: ignore[attr-defined]
         try:
             conn.putrequest(method, target, skip_accept_encoding=True)
             for name, value in headers.items():
@@ -126,6 +127,16 @@ class PlainSession:
             key = name.lower()
             found[key] = f"{found[key]}, {value}" if key in found else value
         return PlainResponse(resp.status, found, _decoded(data, found.get("content-encoding", "")))
+
+
+def _connect(address: tuple[str, int], *args: Any) -> Any:
+    """``socket.create_connection`` with an ASCII host name as bytes: for a ``str`` the resolver
+    loads the IDNA codec first (~4 ms), and an ASCII name is the same bytes either way."""
+    import socket
+
+    host, port = address
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    return socket.create_connection((name, port), *args)
 
 
 def _decoded(data: bytes, encoding: str) -> bytes:
