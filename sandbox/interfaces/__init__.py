@@ -10,4 +10,4 @@ May import: the facade and the value modules it hands out (manifests, job specs,
 the web UI and the bridges may import services only through the facade's attributes.
 """
 
-__all__ = ["api", "bridges", "cli", "client", "client_products", "client_transport", "web"]
+__all__ = ["api", "bridges", "cli", "client", "client_plain", "client_products", "client_transport", "web"]

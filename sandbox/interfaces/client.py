@@ -70,7 +70,7 @@ def _wait_done(get_job: Any, job_id: str, timeout: float) -> dict[str, Any]:
         pause = min(pause * 1.5, 0.3)
 
 
-def _unreachable(exc: httpx.HTTPError) -> TwhError:
+def _unreachable(exc: Exception) -> TwhError:
     """No answer from the service (down, starting, wrong URL): ``details.unreachable`` lets a
     caller wait for it (``twh whoami --wait``)."""
     return TwhError(f"cannot reach the warehouse service: {exc}", details={"unreachable": True})
@@ -102,16 +102,34 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
 class Client(ProductsHttp):
     def __init__(self, url: str, token: str, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        httpx = _httpx()
-        if transport is None:  # plain HTTP without a proxy: http.client, not httpcore + a CA bundle
-            from .client_transport import plain_transport_for
+        self._url, self._timeout, self._transport = url.rstrip("/"), timeout, transport
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client: httpx.Client | None = None
+        # JSON requests to a plain-HTTP service with no proxy: http.client alone, no httpx import
+        # (client_plain); the rest (uploads, TLS, proxies, a given transport) through httpx
+        self._plain = None
+        if transport is None:
+            from .client_plain import plain_session_for
 
-            transport = plain_transport_for(url)
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}"})
+            self._plain = plain_session_for(self._url, timeout=timeout, headers=self._headers)
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The httpx client, made on first use."""
+        if self._client is None:
+            httpx = _httpx()
+            transport = self._transport
+            if transport is None:  # plain HTTP without a proxy: http.client, not httpcore + a CA bundle
+                from .client_transport import plain_transport_for
+
+                transport = plain_transport_for(self._url)
+            self._client = httpx.Client(base_url=self._url, timeout=self._timeout, transport=transport,
+                                        headers=self._headers)
+        return self._client
 
     def close(self) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> Client:
         return self
@@ -121,12 +139,20 @@ class Client(ProductsHttp):
 
     def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """One request; a refusal comes back as the service's own error, an outage as unreachable."""
-        import httpx
+        if self._plain is not None and kw.keys() <= {"params", "json"}:
+            from .client_plain import Unreachable
 
-        try:
-            r = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise _unreachable(exc) from exc
+            try:
+                r = self._plain.request(method, path, **kw)
+            except Unreachable as exc:
+                raise _unreachable(exc) from exc
+        else:
+            import httpx
+
+            try:
+                r = self._http.request(method, path, **kw)
+            except httpx.HTTPError as exc:
+                raise _unreachable(exc) from exc
         if r.status_code >= 400:
             try:
                 payload = r.json()["error"]

@@ -160,3 +160,83 @@ def test_a_submit_asks_again_only_while_the_job_is_not_done_for_its_viewer(tmp_p
     job = Client("http://svc", "t", transport=httpx.MockTransport(answer)).submit_job(tmp_path)
     assert seen == ["POST"] + ["GET"] * gets
     assert job["state"] == (first if gets == 0 else "released")
+
+
+def _both(url: str) -> tuple[Client, Client]:
+    """The same service through client_plain (no httpx) and through httpx with the light transport."""
+    plain, through_httpx = Client(url, "tok-9"), Client(url, "tok-9", transport=PlainHTTPTransport())
+    assert plain._plain is not None and through_httpx._plain is None
+    return plain, through_httpx
+
+
+@pytest.mark.parametrize("method, path, kw", [
+    ("GET", "/v1/things", {"params": {"a": "x y&z=1", "b": 2, "t": True, "f": False, "n": None, "l": [1, "二"]}}),
+    ("GET", "/v1/datasets/a b/ü", {}),
+    ("GET", "/v1/x%20y", {"params": {"offset": 0, "limit": 500}}),
+    ("POST", "/v1/jobs", {"json": {"files": {"job.py": "cGFzcw=="}, "名": "值", "n": 1.5, "z": None}}),
+    ("POST", "/v1/exports/e1/decision", {}),
+    ("DELETE", "/v1/tokens/3", {}),
+])
+def test_a_request_without_httpx_arrives_as_httpx_sends_it(url: str, method: str, path: str,
+                                                          kw: dict[str, object]) -> None:
+    """client_plain writes the same method, path, query, body and headers as httpx does (its
+    User-Agent and Accept-Encoding aside: it asks for no compression), under a base URL's prefix too."""
+    for base in (url, url + "/prefix/"):
+        plain, through_httpx = _both(base)
+        a, b = plain._call(method, path, **kw), through_httpx._call(method, path, **kw)
+        for got in (a, b):
+            for name in ("user-agent", "accept-encoding"):
+                got["headers"].pop(name, None)
+        assert a == b
+        assert a["headers"]["connection"] == "close" and a["headers"]["authorization"] == "Bearer tok-9"
+
+
+def test_answers_and_failures_without_httpx_read_as_with_it(url: str) -> None:
+    plain, through_httpx = _both(url)
+    for c in (plain, through_httpx):
+        with pytest.raises(NotFound, match="no such job"):
+            c._call("GET", "/missing")
+        assert c._call("GET", "/gzip") == {"zipped": True}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    messages = []
+    for transport in (None, PlainHTTPTransport()):
+        with pytest.raises(TwhError) as refused:
+            Client(f"http://127.0.0.1:{closed}", "t", transport=transport).whoami()
+        assert refused.value.details == {"unreachable": True}
+        messages.append(refused.value.message)
+    assert messages[0] == messages[1]  # "cannot reach the warehouse service: [Errno 111] Connection refused"
+
+
+def test_only_a_plain_unproxied_http_url_skips_httpx(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    from sandbox.interfaces.client_plain import plain_session_for
+
+    for var in [k for k in __import__("os").environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(var)
+    assert plain_session_for("http://127.0.0.1:8000", timeout=1, headers={}) is not None
+    assert plain_session_for("https://warehouse.example", timeout=1, headers={}) is None
+    assert plain_session_for("http://u:p@warehouse.example", timeout=1, headers={}) is None
+    monkeypatch.setenv("no_proxy", "localhost")
+    assert plain_session_for("http://127.0.0.1:8000", timeout=1, headers={}) is not None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")  # httpx and urllib decide whether it applies
+    assert plain_session_for("http://127.0.0.1:8000", timeout=1, headers={}) is None
+    assert Client("http://127.0.0.1:8000", "t")._plain is None
+    # an upload goes through httpx even on a plain URL (multipart is httpx's)
+    monkeypatch.delenv("HTTP_PROXY")
+    c = Client(url, "t")
+    assert c._plain is not None and c._client is None
+    c._call("POST", "/upload", data={"mode": "append"})
+    assert c._client is not None
+
+
+def test_a_remote_request_imports_no_httpx(url: str) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys; from sandbox.interfaces.client import Client; c = Client({url!r}, 't'); "
+            "assert c._call('GET', '/v1/me')['path'] == '/v1/me'; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('httpx', 'httpcore', 'h11', 'certifi')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

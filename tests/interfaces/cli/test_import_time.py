@@ -50,6 +50,31 @@ def test_help_imports_no_heavy_library() -> None:
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
+@pytest.mark.parametrize("argv, env, code", [
+    (["--help"], {}, 0), ([], {}, 2), (["--lang", "zh-CN", "--help"], {}, 0), (["--help", "--lang=zh-CN"], {}, 0),
+    (["--help"], {"TWH_LANG": "zh-CN"}, 0),
+])
+def test_the_root_listing_imports_not_even_typer(argv: list[str], env: dict[str, str], code: int) -> None:
+    """``twh --help`` (and ``twh`` alone) is answered by main/roothelp from a static copy: typer
+    (and its vendored click) alone cost half of the command."""
+    done, modules, _ = _modules(*argv, env=env)
+    assert done == code
+    assert not modules & {"typer", "click", "rich", "sandbox.interfaces.cli.root", *HEAVY}, sorted(modules)
+
+
+def test_a_root_help_with_any_other_option_goes_to_typer() -> None:
+    """Only a command line whose whole answer is the listing takes the quick path: typer checks
+    and answers everything else (here, an option that does not exist)."""
+    done, modules, out = _modules("--nosuch", "--help")
+    assert done == 2 and "typer" in modules
+    from sandbox.interfaces.cli.roothelp import quick
+
+    for argv in (["--home", "x", "--help"], ["--help", "--help"], ["--help", "--lang"], ["--lang", "--help"],
+                 ["-h"], ["dataset", "--help"], ["--json", "--help"], ["--lang=", "--help"]):
+        assert quick(argv, {}) is None, argv
+    assert quick(["--help"], {"_TWH_COMPLETE": "bash_source"}) is None  # typer's shell completion
+
+
 @pytest.mark.parametrize("group", ["dataset", "job", "export", "user", "audit", "token"])
 def test_a_group_s_help_imports_no_heavy_library(group: str) -> None:
     code, modules, _ = _modules(group, "--help")
@@ -107,6 +132,49 @@ def test_the_quick_listing_is_the_whole_tree_s_help(lang: str, capsys: pytest.Ca
     whole = help_of(get_command(app))
     assert "Commands:" in whole and "dataset" in whole
     assert help_of(main._listing()) == whole
+
+
+@pytest.mark.parametrize("columns", [None, "30", "60", "79", "120"])
+@pytest.mark.parametrize("argv, env", [
+    ([], {}), (["--help"], {}), (["--lang", "zh-CN", "--help"], {}), (["--help", "--lang=en"], {}),
+    (["--help"], {"TWH_LANG": "zh-CN"}), ([], {"TWH_LANG": "zh-CN"}),
+])
+def test_the_static_root_listing_is_typer_s_byte_for_byte(argv: list[str], env: dict[str, str], columns: str | None,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    """``twh --help`` answered without typer (main.app -> roothelp) prints exactly the bytes, on
+    the same stream and with the same exit status, that typer prints for the same command line
+    (root.app, the whole tree's help), at several terminal widths and in every language."""
+    import contextvars
+
+    from sandbox.interfaces.cli import main, root
+
+    monkeypatch.setattr(sys, "argv", ["twh", *argv])
+    for k, v in {**env, "COLUMNS": columns}.items():
+        if v is None:
+            monkeypatch.delenv(k, raising=False)
+        else:
+            monkeypatch.setenv(k, v)
+
+    def run(entry: Any) -> tuple[Any, bytes, bytes]:
+        with pytest.raises(SystemExit) as done:
+            contextvars.copy_context().run(entry)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        got = capfdbinary.readouterr()
+        return done.value.code, got.out, got.err
+
+    quick = run(main.app)
+    typer_s = run(root.app)
+    assert quick == typer_s
+    assert b"Commands:" in quick[1] + quick[2] and quick[0] in (0, 2)
+
+
+def test_the_static_listing_names_every_command_in_order() -> None:
+    from sandbox.interfaces.cli.roothelp import COMMANDS as HELP
+
+    assert list(HELP) == [n for n in COMMANDS if COMMANDS[n][1] == "top"] + \
+        [n for n in COMMANDS if COMMANDS[n][1] != "top"]
 
 
 def test_a_command_line_naming_one_command_reads_as_the_whole_tree(monkeypatch: pytest.MonkeyPatch,
