@@ -114,10 +114,11 @@ def bind_socket(folder: Path) -> socket.socket:
 
 
 def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: threading.Event | None = None,
-                uids: frozenset[int] | None = None) -> None:
-    """Run the local server on ``folder``'s socket until stopped (``POST /v1/local/stop``, a signal)
-    or idle for ``settings.local_server_idle_minutes``; remove the socket and the record on the way
-    out (only if they are still this process's: a newer server may have replaced them)."""
+                uids: frozenset[int] | None = None, stop: threading.Event | None = None) -> None:
+    """Run the local server on ``folder``'s socket until stopped (``POST /v1/local/stop``, a signal,
+    ``stop``) or idle for ``settings.local_server_idle_minutes``; remove the socket and the record
+    on the way out (only if they are still this process's: a newer server may have replaced them).
+    ``uids``: who may connect (default: this process's user and root)."""
     import uvicorn
 
     app = create_app(settings)
@@ -152,7 +153,7 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
         return wh.jobs.get(who, job_id)
 
     @app.post("/v1/local/stop", include_in_schema=False)
-    def stop() -> dict[str, Any]:
+    def stop_route() -> dict[str, Any]:
         server.should_exit = True
         return {"stopping": os.getpid()}
 
@@ -171,10 +172,13 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
     tmp.write_text(json.dumps({"pid": os.getpid(), "fingerprint": fingerprint, "started": started}))
     os.replace(tmp, record)
 
+    halt = stop or threading.Event()
+
     def watch() -> None:
         while not server.should_exit:
-            time.sleep(min(idle_s / 4, 5.0))
-            if time.monotonic() - last[0] > idle_s:
+            if halt.wait(min(idle_s / 4, 5.0)):
+                server.should_exit = True
+            elif time.monotonic() - last[0] > idle_s:
                 log.info("local server idle for %.0f s: exiting", idle_s)
                 server.should_exit = True
 
