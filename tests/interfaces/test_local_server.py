@@ -353,3 +353,40 @@ def test_the_fingerprint_follows_the_code_and_the_settings(tmp_path: Path) -> No
     finally:
         os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert ls.fingerprint(tmp_path, base) == fp
+
+
+def test_exchange_reads_lengths_and_chunks_and_refuses_what_is_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    answers = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}",
+               b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"b\r\n4\r\n\":2}\r\n0\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\ncontent-length: 70\r\n\r\n{}",
+               b"garbage"]
+    seen: list[bytes] = []
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(answer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = ls.exchange(path, "POST", "/v1/x?y=1", {"X-Twh-Act-As": "analyst"}, b"{}", 5)
+        assert (r.status_code, r.json(), r.headers["content-type"]) == (200, {"a": 1}, "application/json")
+        assert seen[0].startswith(b"POST /v1/x?y=1 HTTP/1.1\r\n") and b"\r\nX-Twh-Act-As: analyst\r\n" in seen[0]
+        assert seen[0].endswith(b"Content-Length: 2\r\nX-Twh-Act-As: analyst\r\n\r\n{}")
+        r = ls.exchange(path, "GET", "/", {}, b"", 5)
+        assert (r.status_code, r.json()) == (404, {"b": 2})
+        for _ in range(2):
+            with pytest.raises(OSError):
+                ls.exchange(path, "GET", "/", {}, b"", 5)
+    finally:
+        t.join(5)
+        listener.close()
+    with pytest.raises(Exception, match="does not exist"):
+        ls._client(tmp_path, "analyst\r\nX-Evil: 1")
