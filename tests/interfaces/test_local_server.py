@@ -325,9 +325,20 @@ def test_a_server_that_cannot_start_never_fails_the_command(home: Path) -> None:
     assert _twh({**env, "TWH_LOCAL_SERVER": "sometimes"}, "--as", "analyst", "whoami").returncode == 2
 
 
-def test_the_server_exits_when_idle_and_removes_its_socket(quiet: Settings, admin) -> None:
+def test_the_server_exits_when_idle_and_removes_its_socket(quiet: Settings, wh, admin) -> None:
+    """...but not while its worker runs a job (a `--no-wait` submit that nobody asks about)."""
+    from sandbox.catalog.db import Job
+
+    settings = quiet.model_copy(update={"local_server_idle_minutes": 0.04, "worker_id": "local-server@test"})
     folder = ls.private_folder(quiet.home)
-    server = _Server(quiet.model_copy(update={"local_server_idle_minutes": 0.01}), folder)
+    server = _Server(settings, folder)
+    with wh.ctx.db.transaction() as s:  # (after its start: starting ends the jobs its identity held before)
+        s.add(Job(id="job_running", tenant="t", submitted_by="analyst", purpose="p", datasets=[], state="running",
+                  code_sha256="0" * 64, spec={}, worker_id="local-server@test"))
+    server.thread.join(5)  # past its idle time (2.4 s)
+    assert server.thread.is_alive(), "idle while its own job runs"
+    with wh.ctx.db.transaction() as s:
+        s.get(Job, "job_running").state = "failed"
     server.thread.join(30)
     assert not server.thread.is_alive()
     assert not (folder / ls.SOCKET_NAME).exists() and not (folder / ls.SERVER_FILE).exists()

@@ -174,11 +174,20 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
 
     halt = stop or threading.Event()
 
+    def busy() -> bool:
+        """A job this server's worker runs (a ``--no-wait`` submit): idle only once it is done."""
+        try:
+            with wh.ctx.db.read() as s:
+                return s.execute(select(Job.id).where(Job.worker_id == wh.settings.worker_id,
+                                                      Job.state.in_(_UNDERWAY)).limit(1)).first() is not None
+        except Exception:  # noqa: BLE001 - the catalog unreachable: nothing to wait for here
+            return False
+
     def watch() -> None:
         while not server.should_exit:
             if halt.wait(min(idle_s / 4, 5.0)):
                 server.should_exit = True
-            elif time.monotonic() - last[0] > idle_s:
+            elif time.monotonic() - last[0] > idle_s and not busy():
                 log.info("local server idle for %.0f s: exiting", idle_s)
                 server.should_exit = True
 
