@@ -4,4 +4,4 @@
     twh --url URL --token T job submit ./job       # against a service
 """
 
-__all__ = ["audit", "datasets", "exports", "jobs", "local_server", "main", "output", "progress", "service", "syft", "tokens", "users"]
+__all__ = ["audit", "datasets", "exports", "jobs", "local_server", "local_server_cmd", "main", "output", "progress", "service", "syft", "tokens", "users"]

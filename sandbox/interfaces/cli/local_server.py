@@ -19,6 +19,9 @@ server's — the same code a command would run in its own process.
   one line of stderr: the server never makes a command fail.
 - ``TWH_LOCAL_SERVER=off`` (the tests' default) keeps every command in its own process; so does
   ``--engine`` (a one-command override that a shared server cannot honour).
+
+The commands (``twh local-server status|stop``, and ``run``, which a command starts detached)
+are in :mod:`.local_server_cmd`; this module is what :meth:`.output.Ctx.client` uses.
 """
 
 from __future__ import annotations
@@ -37,11 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from ...errors import InvalidInput
 from ...i18n import _
-from .output import ctx, emit, say
 
 #: the folder inside the home: the socket, the server's record, its log and the start lock
 FOLDER = ".local-server"
@@ -52,11 +52,6 @@ _NOT_SETTINGS = {"TWH_USER", "TWH_TOKEN", "TWH_URL", "TWH_LANG", "TWH_HOME", "TW
 #: the packages whose code the server runs
 _PACKAGES = ("sandbox", "policies", "dp", "connectors")
 START_SECONDS = 60.0
-
-local_server_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
-                               help="The per-home local server that serves local-mode commands "
-                                    "(TWH_LOCAL_SERVER=auto|off).")
-
 
 class Unavailable(Exception):
     """The local server cannot be used for this command (the reason is the message)."""
@@ -393,57 +388,3 @@ def client_for(home: Path, user: str) -> Any | None:
               file=sys.stderr)
         return None
     return _client(folder, user)
-
-
-def _home(c: typer.Context) -> Path:
-    home = ctx(c).home or Path(os.environ.get("TWH_HOME", "warehouse"))
-    return Path(home).absolute()
-
-
-@local_server_app.command("status")
-def status(c: typer.Context) -> None:
-    """Whether this home's local server runs, its pid, and whether it matches this code and settings."""
-    home = _home(c)
-    folder = home / FOLDER
-    live = _answers(folder) if folder.is_dir() else None
-    data = {"home": str(home), "socket": str(folder / SOCKET_NAME), "running": live is not None,
-            "mode": mode()}
-    if live:
-        data.update(pid=live["pid"], started=live["started"], idle_exit_minutes=live["idle_exit_minutes"],
-                    current=live["fingerprint"] == fingerprint(home))
-
-    def render(d: dict[str, Any]) -> None:
-        if not d["running"]:
-            say(_("no local server runs for {home} (TWH_LOCAL_SERVER={mode})").format(**d))
-        else:
-            say(_("local server pid {pid} for {home}, on {socket}; {state}; exits after {idle_exit_minutes} min "
-                  "idle").format(**d, state=_("current") if d["current"] else _("stale: the next command replaces it")))
-    emit(c, data, render)
-
-
-@local_server_app.command("stop")
-def stop(c: typer.Context) -> None:
-    """Stop this home's local server (the next local-mode command starts a fresh one)."""
-    home = _home(c)
-    folder = home / FOLDER
-    rec = _record(folder) if folder.is_dir() else None
-    stopped = bool(rec) and _stop(folder, rec.get("pid"))
-    emit(c, {"home": str(home), "stopped": stopped},
-         lambda d: say(_("stopped the local server of {home}").format(**d) if d["stopped"]
-                       else _("no local server ran for {home}").format(**d)))
-
-
-@local_server_app.command("run", hidden=True)
-def run_server(c: typer.Context, fingerprint_: str = typer.Option(..., "--fingerprint")) -> None:
-    """Run the server in this process (what a local-mode command starts, detached)."""
-    import logging
-
-    from ...settings import Settings
-    from ..api.local import serve_local
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    home = _home(c)
-    settings = Settings.from_env(home=home)
-    if not os.environ.get("TWH_WORKER_ID"):  # never `twh serve`'s identity: its start-up would end our jobs
-        settings = settings.model_copy(update={"worker_id": f"local-server@{socket.gethostname()}"})
-    serve_local(settings, private_folder(home), fingerprint_)
