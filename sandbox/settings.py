@@ -107,6 +107,13 @@ class Settings(BaseModel):
     train_threads: int = Field(default=2, ge=1, le=64)
     #: run queued jobs on a background thread inside ``twh serve``
     run_worker: bool = True
+    #: local mode (``twh --as USER``, no ``--url``): ``auto`` sends each command to a warm per-home
+    #: server on a Unix socket inside the home (started detached when none runs; the CLI reads
+    #: TWH_LOCAL_SERVER itself, before any of this is imported), ``off`` opens the warehouse in the
+    #: command's own process (sandbox.interfaces.cli.local_server)
+    local_server: Literal["auto", "off"] = "auto"
+    #: the local server exits after this many minutes without a request
+    local_server_idle_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
     #: opening the warehouse migrates the catalog to the head; off: it only checks (``twh db upgrade``)
     auto_migrate: bool = True
     #: who runs jobs claimed by this process (see :mod:`sandbox.jobs.leases`). Unique among live
@@ -300,6 +307,8 @@ class Settings(BaseModel):
                            ("TWH_REQUIRE_CLASSIFICATION", "require_classification"),
                            ("TWH_SPARK_REMOTE", "spark_remote"), ("TWH_SPARK_CONNECT_TOKEN", "spark_connect_token"),
                            ("TWH_SPARK_AUTH_SECRET", "spark_auth_secret"),
+                           ("TWH_LOCAL_SERVER", "local_server"),
+                           ("TWH_LOCAL_SERVER_IDLE_MINUTES", "local_server_idle_minutes"),
                            ("TWH_STORAGE_URI", "storage_uri"), ("TWH_S3_ENDPOINT", "s3_endpoint"),
                            ("TWH_S3_REGION", "s3_region"), ("TWH_S3_ACCESS_KEY_ID", "s3_access_key_id"),
                            ("TWH_S3_SECRET_ACCESS_KEY", "s3_secret_access_key")):

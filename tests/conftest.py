@@ -17,8 +17,13 @@ from s3server import s3_server  # noqa: E402,F401
 from spark_cluster import AUTH_ENV, MASTER_ENV, spark_cluster, spark_connect  # noqa: E402,F401
 from spark_cluster import SPARK_TEST_MASTER as _SPARK_TEST_MASTER  # noqa: E402
 
-from sandbox.auth import Principal, Role
-from sandbox.settings import Settings
+# Local mode's warm per-home server (sandbox.interfaces.cli.local_server) is off in the tests: a
+# CLI test runs in its own process as before and none leaves a server behind. The tests of that
+# server turn it on; TWH_TEST_LOCAL_SERVER=auto runs every CLI test through it.
+os.environ["TWH_LOCAL_SERVER"] = os.environ.get("TWH_TEST_LOCAL_SERVER", "off")
+
+from sandbox.auth import Principal, Role  # noqa: E402
+from sandbox.settings import Settings  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

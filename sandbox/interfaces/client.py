@@ -52,7 +52,12 @@ def bundle_hash(files: list[tuple[str, str]]) -> str:
     return digest(files)
 
 
-__all__ = ["Client", "LocalClient", "existing_file", "write_files"]
+__all__ = ["ACT_AS_HEADER", "Client", "LocalClient", "existing_file", "write_files"]
+
+#: the request header naming the warehouse user a local-mode command acts as (no token): the API
+#: honours it only from the per-home local server's Unix socket, for a peer of the server's own
+#: OS user (sandbox.interfaces.api.app.current_principal); anywhere else it is refused
+ACT_AS_HEADER = "X-Twh-Act-As"
 
 _DONE = {"awaiting_approval", "released", "denied", "failed", "awaiting_review"}
 
@@ -100,10 +105,12 @@ def write_files(files: list[dict[str, Any]], dest: Path) -> list[Path]:
 
 
 class Client(ProductsHttp):
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None, act_as: str | None = None) -> None:
+        """``act_as`` (no token): the per-home local server's way of naming the user, honoured
+        only on its Unix socket for a peer of the home's own OS user (ACT_AS_HEADER)."""
         self._url, self._timeout, self._transport = url.rstrip("/"), timeout, transport
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {ACT_AS_HEADER: act_as} if act_as is not None else {"Authorization": f"Bearer {token}"}
         self._client: httpx.Client | None = None
         # JSON requests to a plain-HTTP service with no proxy: http.client alone, no httpx import
         # (client_plain); the rest (uploads, TLS, proxies, a given transport) through httpx

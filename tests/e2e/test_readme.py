@@ -10,6 +10,7 @@ columns wide, as a new user's might be.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -92,6 +93,12 @@ def test_the_readme_runs_as_written(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        # nor the home's local server (the README runs local mode as users get it: TWH_LOCAL_SERVER=auto)
+        for record in work.rglob(".local-server/server.json"):
+            try:
+                os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
+            except (OSError, ValueError, KeyError):
+                pass
     assert proc.returncode == 0, output[-6000:]
     assert "Traceback" not in output, output[-6000:]
     # what the walk-through says happens, happened: local, remote and on mock data

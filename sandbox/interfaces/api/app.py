@@ -39,6 +39,7 @@ from ...jobs.spec import MAX_JOB_BYTES, MAX_JOB_FILES, parse_job_spec
 from ...settings import Settings
 from ...warehouse import Warehouse
 from .. import web
+from ..client import ACT_AS_HEADER
 from . import docs
 from . import products as products_api
 from .limits import BodyLimit
@@ -82,6 +83,9 @@ from .schema import (
 
 log = logging.getLogger(__name__)
 MAX_INGEST_BYTES = 2 * 1024**3
+#: the ASGI scope key where the local server's protocol puts the Unix-socket peer's uid
+#: (sandbox.interfaces.api.local); no other server sets it
+PEER_UID = "twh.peer_uid"
 
 
 class MigrateIn(BaseModel):
@@ -139,6 +143,8 @@ def current_principal(request: Request) -> Principal:
     per source and recorded in aggregate (never one locked insert per bad request); a source
     past its limit gets 429."""
     wh: Warehouse = request.app.state.warehouse
+    if ACT_AS_HEADER.lower() in request.headers:
+        return _acting(request, wh, request.headers[ACT_AS_HEADER.lower()])
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     where = {"method": request.method, "path": request.url.path[:200]}
@@ -156,6 +162,21 @@ def current_principal(request: Request) -> Principal:
         raise
     wh.ctx.record(who, "token.used", "token", token_fingerprint(token), where)
     return who
+
+
+def _acting(request: Request, wh: Warehouse, user: str) -> Principal:
+    """Local mode through the per-home local server: its Unix socket's peer (SO_PEERCRED, read
+    when the connection was accepted and carried in the request's scope, PEER_UID) names the
+    warehouse user it acts as, as ``twh --as USER`` does in one process. Honoured only by an app
+    made for that socket (``app.state.act_as_uids``: the server's own uid and root) and only for
+    a peer whose uid is in it; on TCP (``twh serve``) no request has a peer uid, so the header
+    authenticates nobody and is refused — never ignored in favour of a weaker check."""
+    uids = getattr(request.app.state, "act_as_uids", frozenset())
+    peer = request.scope.get(PEER_UID)
+    if peer is None or peer not in uids:
+        raise AuthError(f"the {ACT_AS_HEADER} header is honoured only on the home's local-server socket, "
+                        "for its owner; send 'Authorization: Bearer <token>'")
+    return wh.users.principal(user)
 
 
 Who = Annotated[Principal, Depends(current_principal)]

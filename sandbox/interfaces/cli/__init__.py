@@ -5,5 +5,6 @@
     twh --url URL --token T job submit ./job       # against a service
 """
 
-__all__ = ["audit", "authorize", "commands", "datasets", "exports", "features", "jobs", "main", "models", "output",
-           "progress", "root", "roothelp", "score", "service", "subject", "syft", "tokens", "users", "verify"]
+__all__ = ["audit", "authorize", "commands", "datasets", "exports", "features", "jobs", "local_server",
+           "local_server_cmd", "main", "models", "output", "progress", "root", "roothelp", "score", "service",
+           "subject", "syft", "tokens", "users", "verify"]

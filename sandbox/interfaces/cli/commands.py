@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify_app"), "subject": ("subject", "subject_app"),
     "init": ("users", "top"), "whoami": ("users", "top"), "ingest": ("datasets", "top"),
     "serve": ("service", "top"), "worker": ("service", "top"),
+    "local-server": ("local_server_cmd", "local_server_app"),
 }
 #: the global options that take a value (skipped when looking for the command's name)
 _VALUED = {"--home", "--as", "--url", "--token", "--get", "--lang"}

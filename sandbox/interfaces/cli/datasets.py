@@ -159,7 +159,9 @@ def ingest(c: typer.Context, dataset: str,
 
     if file is not None:
         run(lambda: existing_file(file))  # before the progress bar: a missing file is not a load
-    data = run(lambda: ingest_with_progress(ctx(c).client(), dataset, file, encoding=encoding, mode=mode, kind=kind,
+    # in this process even with a local server: the file is read where it lies (no upload, no size
+    # cap, the progress bar), and a manifest's source: paths mean what they mean here
+    data = run(lambda: ingest_with_progress(ctx(c).client(in_process=True), dataset, file, encoding=encoding, mode=mode, kind=kind,
                                             console=err.rich(), show=not (ctx(c).as_json or ctx(c).get)))
     emit(c, data, lambda d: say(_("{status}: {dataset} version {version} ({rows} rows").format(
         status=d["status"], dataset=dataset, version=d.get("version"), rows=fmt_number(d.get("rows")))

@@ -87,7 +87,11 @@ class Ctx:
 
         return open_readonly(Path(home).absolute(), os.environ.get("TWH_DATABASE_URL"))
 
-    def client(self) -> Any:
+    def client(self, *, in_process: bool = False) -> Any:
+        """The command's client: remote (``--url``), or local mode's — through the home's warm
+        local server (:mod:`.local_server`, ``TWH_LOCAL_SERVER=auto``) or, with ``off``, with
+        ``--engine``, when that server is unavailable or when ``in_process`` (a command that
+        reads local files the server should not be sent, such as a large ingest), in this process."""
         if self._client is None:
             if self.url:
                 if not self.token:
@@ -96,12 +100,18 @@ class Ctx:
 
                 self._client = Client(self.url, self.token)
             else:
-                from ...warehouse import Warehouse
-                from ..client import LocalClient
-
                 if not self.user:
                     raise InvalidInput(_("local mode needs --as USER (or TWH_USER): which user acts"))
-                self._client = LocalClient(Warehouse.open(self.settings()), self.user)
+                from . import local_server
+
+                home = str(self.home or os.environ.get("TWH_HOME") or "warehouse")
+                if not in_process and not self.engine and "://" not in home and local_server.mode() == "auto":
+                    self._client = local_server.client_for(Path(home).absolute(), self.user)
+                if self._client is None:
+                    from ...warehouse import Warehouse
+                    from ..client import LocalClient
+
+                    self._client = LocalClient(Warehouse.open(self.settings()), self.user)
         return self._client
 
 

@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "score": "Score subjects with a catalog model (inference).",
     "verify": "Verification products: define them, check a claim about a subject.",
     "subject": "A data subject's view: who used its data.",
+    "local-server": "The per-home local server that serves local-mode commands (TWH_LOCAL_SERVER=auto|off).",
 }
 
 
