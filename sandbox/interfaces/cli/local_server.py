@@ -216,13 +216,15 @@ def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
         (``awaiting_review``)."""
 
         def __init__(self) -> None:  # noqa: D107 - no httpx client until an upload needs one
-            self._http = None  # type: ignore[assignment]
+            self._client = None
+            self._plain = None
+            self._transport = None
             self._sock = folder / SOCKET_NAME
             self._headers = {ACT_AS_HEADER: user or "", "Accept": "application/json"}
 
         def close(self) -> None:
-            if self._http is not None:
-                self._http.close()
+            if self._client is not None:
+                self._client.close()
 
         def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
                   data: dict[str, Any] | None = None, files: Any = None, timeout: float | None = None) -> Any:
@@ -231,7 +233,7 @@ def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
             from ...errors import TwhError, from_dict
 
             if files is not None:
-                if self._http is None:
+                if self._transport is None:
                     from ..client_transport import UnixHTTPTransport
 
                     Client.__init__(self, "http://local-server", None, act_as=user or "", timeout=timeout_s,
