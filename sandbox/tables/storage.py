@@ -298,7 +298,7 @@ def _translate_write_error(exc: BaseException, feed: _Batches, load_id: str) -> 
 
 #: a column whose first batch has more distinct values than this share of its rows is written
 #: without a dictionary (see :func:`_writer_properties`)
-PLAIN_SHARE = 0.5
+PLAIN_SHARE = 0.9
 #: the first batch must have at least this many rows for its distinct count to decide anything
 _SAMPLE_ROWS = 1000
 
@@ -319,11 +319,11 @@ def _writer_properties(schema: pa.Schema, first: pa.RecordBatch | None = None) -
       (its page came out larger than the plain values) and building it was ~10% of the writer's
       CPU time;
     * a declared column whose first batch (``first``, at least 1000 rows) has more distinct values
-      than half its rows: codes, names, addresses, amounts. The writer would build a dictionary
+      than 90% of its rows: identifiers, names, addresses. The writer would build a dictionary
       page for it, find it does not pay and fall back to plain pages anyway (after 1 MB of
-      dictionary); deciding up front spares that hashing (~15-25% of the writer's CPU time on a
-      registry CSV, for ~1% larger files). Columns with repeated values (categories, dates,
-      counts) keep their dictionaries.
+      dictionary); deciding up front spares that hashing (~15-25% of the writer's CPU time on the
+      bench's registry CSV, files within 1% of the size). Columns with repeated values
+      (categories, dates, counts, amounts that recur over a file) keep their dictionaries.
 
     (Naming any property resets the compression, so Snappy is named again.)"""
     plain = [RECORD_KEY] if RECORD_KEY in schema.names else []
