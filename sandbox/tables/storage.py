@@ -321,9 +321,10 @@ def _writer_properties(schema: pa.Schema, first: pa.RecordBatch | None = None) -
     * a declared column whose first batch (``first``, at least 1000 rows) has more distinct values
       than 90% of its rows: identifiers, names, addresses. The writer would build a dictionary
       page for it, find it does not pay and fall back to plain pages anyway (after 1 MB of
-      dictionary); deciding up front spares that hashing (~15-25% of the writer's CPU time on the
-      bench's registry CSV, files within 1% of the size). Columns with repeated values
-      (categories, dates, counts, amounts that recur over a file) keep their dictionaries.
+      dictionary); deciding up front spares that hashing (on the bench's 105 MB registry CSV:
+      the writer's CPU time -4%, median of 8, and the file 41.7 MB instead of 41.9). Columns
+      with repeated values (categories, dates, counts, amounts that recur over a file) keep
+      their dictionaries: at a 50% threshold amounts and region codes lost theirs, +5% size.
 
     (Naming any property resets the compression, so Snappy is named again.)"""
     plain = [RECORD_KEY] if RECORD_KEY in schema.names else []
