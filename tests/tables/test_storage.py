@@ -243,23 +243,57 @@ def test_sigkill_mid_write_leaves_the_previous_version_and_a_retry_succeeds(tabl
     assert time.monotonic() - started < 15
 
 
+def _column_chunks(path: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    files = list(Path(path).rglob("*.parquet"))
+    meta = pq.ParquetFile(files[0]).metadata.row_group(0)
+    return {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+
+
 def test_the_record_key_column_is_written_without_a_dictionary_and_the_rest_as_before(tmp_path: Path) -> None:
     """The record-key column's values are random: a dictionary only costs the writer time. Naming a
     writer property resets delta-rs's compression to none, so this also holds Snappy and the other
-    columns' dictionaries in place (a regression would double the table's size silently)."""
-    import pyarrow.parquet as pq
-
+    columns' dictionaries in place (a regression would double the table's size silently). Batches
+    this small (under 1000 rows) decide nothing about the declared columns."""
     from sandbox.tables.record_keys import keyed_schema, with_record_keys
 
     schema = keyed_schema(SCHEMA)
     path = storage.table_path(tmp_path, "government", "k")
     storage.create_table(path, schema)
-    storage.append_batches(path, (with_record_keys(b) for b in batches(3, n=5000)), schema,
+    storage.append_batches(path, (with_record_keys(b) for b in batches(3, n=500)), schema,
                            metadata={"twh.load_id": "ld_" + "a" * 24})
-    files = list(Path(path).rglob("*.parquet"))
-    meta = pq.ParquetFile(files[0]).metadata.row_group(0)
-    cols = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    cols = _column_chunks(path)
     assert "RLE_DICTIONARY" not in cols["__twh_rkey"].encodings
-    assert "RLE_DICTIONARY" in cols["payload"].encodings
+    assert "RLE_DICTIONARY" in cols["payload"].encodings and "RLE_DICTIONARY" in cols["id"].encodings
     assert {c.compression for c in cols.values()} == {"SNAPPY"}
     assert cols["__twh_rkey"].statistics.has_min_max  # the Delta log's stats are unchanged
+
+
+def test_mostly_distinct_columns_are_written_without_a_dictionary_repeated_ones_keep_it(tmp_path: Path) -> None:
+    """A column whose first batch is more than half distinct values (codes, names, amounts) is
+    written with plain pages from the start instead of a dictionary the writer would give up on;
+    a column of repeated values keeps its dictionary; Snappy and the statistics stay everywhere,
+    and the rows read back unchanged."""
+    from sandbox.tables.record_keys import RECORD_KEY, keyed_schema, with_record_keys
+
+    schema = keyed_schema(SCHEMA)
+    path = storage.table_path(tmp_path, "government", "d")
+    storage.create_table(path, schema)
+
+    def repeated(start: int, n: int) -> pa.RecordBatch:  # unique ids, ten distinct payloads
+        return pa.record_batch([pa.array(range(start, start + n), pa.int64()),
+                                pa.array([f"kind-{i % 10}" for i in range(start, start + n)])], schema=SCHEMA)
+
+    storage.append_batches(path, (with_record_keys(repeated(i * 5000, 5000)) for i in range(3)), schema,
+                           metadata={"twh.load_id": "ld_" + "d" * 24})
+    cols = _column_chunks(path)
+    assert "RLE_DICTIONARY" not in cols["id"].encodings
+    assert "RLE_DICTIONARY" not in cols[RECORD_KEY].encodings
+    assert "RLE_DICTIONARY" in cols["payload"].encodings
+    assert {c.compression for c in cols.values()} == {"SNAPPY"}
+    assert all(c.statistics.has_min_max for c in cols.values())
+    snap = storage.pin_snapshot(path, "d")
+    got = duckdb.sql(f"SELECT count(*), count(DISTINCT id), count(DISTINCT payload), min(id), max(id) "
+                     f"FROM read_parquet({list(snap.files)!r})").fetchall()[0]
+    assert got == (15000, 15000, 10, 0, 14999)
