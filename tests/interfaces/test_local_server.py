@@ -332,7 +332,9 @@ def test_the_server_exits_when_idle_and_removes_its_socket(quiet: Settings, wh, 
     settings = quiet.model_copy(update={"local_server_idle_minutes": 0.04, "worker_id": "local-server@test"})
     folder = ls.private_folder(quiet.home)
     server = _Server(settings, folder)
-    with wh.ctx.db.transaction() as s:  # (after its start: starting ends the jobs its identity held before)
+    # it answers: its start-up (which ends the jobs its identity held before) is over
+    assert ls._client(folder, None)._call("GET", "/v1/local/status")["pid"] == os.getpid()
+    with wh.ctx.db.transaction() as s:
         s.add(Job(id="job_running", tenant="t", submitted_by="analyst", purpose="p", datasets=[], state="running",
                   code_sha256="0" * 64, spec={}, worker_id="local-server@test"))
     server.thread.join(5)  # past its idle time (2.4 s)
