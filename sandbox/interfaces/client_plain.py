@@ -3,7 +3,8 @@
 ``twh --url http://... job submit`` spends more on ``import httpx`` (its models, auth, cookies,
 ``urllib.request``, ``email``, ``ssl``: ~40 ms here) than on the request itself. A request with
 a JSON body or query parameters to an ``http://`` service that no proxy stands in front of is
-sent here with the standard library's ``http.client`` alone; what it puts on the wire is what
+sent here over one socket (:func:`http11`; the standard library's ``http.client`` would import the
+``email`` package for its headers, ~15 ms more of a short command); what it puts on the wire is what
 httpx with :class:`sandbox.interfaces.client_transport.PlainHTTPTransport` puts there (the same
 method, path, query encoding, JSON encoding, ``Authorization``, one connection per request with
 ``Connection: close``), and its failures (refused, timed out, a broken answer) come back as
@@ -19,7 +20,7 @@ import sys
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-__all__ = ["PlainResponse", "PlainSession", "Unreachable", "plain_session_for"]
+__all__ = ["PlainResponse", "PlainSession", "Unreachable", "http11", "plain_session_for"]
 
 #: what a path may hold unescaped (RFC 3986 pchar and "/"; "%" keeps an escape already made)
 _PATH_SAFE = "/!$&'()*+,;=:@-._~%"
@@ -107,26 +108,97 @@ class PlainSession:
         if body is not None or method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = str(len(body or b""))
         headers["Connection"] = "close"
-        import http.client
-
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        conn._create_connection = _connect  # type: ignore[attr-defined]
         try:
-            conn.putrequest(method, target, skip_accept_encoding=True)
-            for name, value in headers.items():
-                conn.putheader(name, value)
-            conn.endheaders(body)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+            conn = _connect((self.host, self.port), self.timeout)
+        except OSError as exc:
+            raise Unreachable(str(exc) or type(exc).__name__) from exc
+        host = self.host if self.port == 80 else f"{self.host}:{self.port}"
+        if ":" in self.host:  # an IPv6 literal goes in brackets
+            host = f"[{self.host}]" if self.port == 80 else f"[{self.host}]:{self.port}"
+        try:
+            status, pairs, data = http11(conn, method, target, host, headers, body or b"")
+        except (OSError, ValueError) as exc:
             raise Unreachable(str(exc) or type(exc).__name__) from exc
         finally:
             conn.close()
         found: dict[str, str] = {}
-        for name, value in resp.getheaders():
+        for name, value in pairs:
             key = name.lower()
             found[key] = f"{found[key]}, {value}" if key in found else value
-        return PlainResponse(resp.status, found, _decoded(data, found.get("content-encoding", "")))
+        return PlainResponse(status, found, _decoded(data, found.get("content-encoding", "")))
+
+
+def http11(conn: Any, method: str, target: str, host: str, headers: dict[str, str],
+           body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One HTTP/1.1 request on the connected socket ``conn`` and its answer: status, header pairs,
+    body. The body is read as the answer frames it (Content-Length, chunks, or to the end of the
+    stream), informational answers (1xx) are skipped, and an answer cut short or not HTTP is an
+    ``OSError``. Header names and values are Latin-1, as HTTP has them; a CR or LF in a value
+    cannot start another header (``ValueError``)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers.items():
+        if any(c in f"{name}{value}" for c in "\r\n\x00"):
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}")
+    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    reader = _Reader(conn)
+    while True:
+        head = reader.until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+        status = head[0].split(" ", 2)
+        if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+            raise OSError("the answer is not HTTP/1.x")
+        code = int(status[1])
+        pairs = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in head[1:]) if k.strip()]
+        if not 100 <= code < 200:
+            break
+    named = {k.lower(): v for k, v in pairs}
+    if method == "HEAD" or code in (204, 304):
+        return code, pairs, b""
+    if "chunked" in named.get("transfer-encoding", "").lower():
+        out = []
+        while True:
+            size = int(reader.until(b"\r\n").split(b";")[0].strip(), 16)
+            if size == 0:
+                while reader.until(b"\r\n"):  # trailers, up to the empty line
+                    pass
+                return code, pairs, b"".join(out)
+            out.append(reader.exactly(size))
+            reader.until(b"\r\n")
+    if "content-length" in named:
+        return code, pairs, reader.exactly(int(named["content-length"]))
+    return code, pairs, reader.rest()
+
+
+class _Reader:
+    """Buffered reads off a socket: up to a delimiter, an exact size, or the end of the stream."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.buf = conn, b""
+
+    def _more(self) -> bool:
+        chunk = self.conn.recv(1 << 16)
+        self.buf += chunk
+        return bool(chunk)
+
+    def until(self, delimiter: bytes) -> bytes:
+        while (at := self.buf.find(delimiter)) < 0:
+            if not self._more():
+                raise OSError("the answer was cut short")
+        found, self.buf = self.buf[:at], self.buf[at + len(delimiter):]
+        return found
+
+    def exactly(self, size: int) -> bytes:
+        while len(self.buf) < size:
+            if not self._more():
+                raise OSError("the answer was cut short")
+        found, self.buf = self.buf[:size], self.buf[size:]
+        return found
+
+    def rest(self) -> bytes:
+        while self._more():
+            pass
+        found, self.buf = self.buf, b""
+        return found
 
 
 def _connect(address: tuple[str, int], *args: Any) -> Any:

@@ -231,12 +231,38 @@ def test_only_a_plain_unproxied_http_url_skips_httpx(monkeypatch: pytest.MonkeyP
 
 
 def test_a_remote_request_imports_no_httpx(url: str) -> None:
+    """Nor http.client and its email package (client_plain.http11 speaks HTTP/1.1 on the socket)."""
     import subprocess
     import sys
 
     code = (f"import sys; from sandbox.interfaces.client import Client; c = Client({url!r}, 't'); "
             "assert c._call('GET', '/v1/me')['path'] == '/v1/me'; print(sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('httpx', 'httpcore', 'h11', 'certifi')))")
+            "if m.split('.')[0] in ('httpx', 'httpcore', 'h11', 'certifi', 'email') or m == 'http.client'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_http11_reads_each_framing_and_refuses_a_header_that_would_split() -> None:
+    """Informational answers skipped, chunks with trailers, a body to the end of the stream, and a
+    header value with a line break never sent (it would start a header of its own)."""
+    import socket
+
+    from sandbox.interfaces.client_plain import http11
+
+    def answer(raw: bytes, **kw):
+        a, b = socket.socketpair()
+        with a, b:
+            b.sendall(raw)
+            b.shutdown(socket.SHUT_WR)
+            got = http11(a, "GET", "/x", "h", kw.get("headers", {}), b"")
+            return got, b.recv(65536)
+
+    (code, pairs, body), sent = answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nto the end")
+    assert (code, pairs, body) == (200, [("X-A", "1")], b"to the end")
+    assert sent == b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    (code, _, body), _ = answer(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"2;ext=1\r\nab\r\n1\r\nc\r\n0\r\nX-Trailer: t\r\n\r\n")
+    assert (code, body) == (201, b"abc")
+    with pytest.raises(ValueError, match="line break"):
+        answer(b"", headers={"X-Twh-Act-As": "analyst\r\nX-Evil: 1"})

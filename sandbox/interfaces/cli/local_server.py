@@ -154,50 +154,21 @@ class _Answer:
 
 def exchange(sock: Path, method: str, target: str, headers: dict[str, str], body: bytes,
              timeout: float | None) -> _Answer:
-    """One HTTP/1.1 request and its answer on the Unix socket ``sock`` (``Connection: close``: the
-    answer ends where the stream does). The standard library's ``http.client`` would pull in the
-    ``email`` package for its headers (~15 ms of a short command); the server is ours and speaks
-    plain HTTP/1.1 with a Content-Length or chunks. Failures are ``OSError``."""
-    request = [f"{method} {target} HTTP/1.1", "Host: local-server", "Connection: close",
-               f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    """One HTTP/1.1 request and its answer on the Unix socket ``sock`` (``Connection: close``), by
+    :func:`~sandbox.interfaces.client_plain.http11`: the standard library's ``http.client`` would
+    pull in the ``email`` package for its headers (~15 ms of a short command). Failures, an answer
+    cut short or not HTTP included, are ``OSError``."""
+    from ..client_plain import http11
+
     conn = connect_unix(sock, timeout)
     try:
-        conn.sendall(("\r\n".join(request) + "\r\n\r\n").encode("latin-1") + body)
-        chunks = []
-        while chunk := conn.recv(1 << 16):
-            chunks.append(chunk)
+        status, pairs, content = http11(conn, method, target, "local-server",
+                                        {"Connection": "close", "Content-Length": str(len(body)), **headers}, body)
+    except ValueError as exc:  # a header with a line break, or a malformed length: never sent or trusted
+        raise OSError(str(exc)) from None
     finally:
         conn.close()
-    head, sep, rest = b"".join(chunks).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if not sep or len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
-        raise OSError("the local server's answer is incomplete or not HTTP")
-    pairs = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]) if k.strip()]
-    named = {k.lower(): v for k, v in pairs}
-    if "chunked" in named.get("transfer-encoding", "").lower():
-        rest = _dechunk(rest)
-    elif "content-length" in named:
-        size = int(named["content-length"])
-        if len(rest) < size:
-            raise OSError("the local server's answer was cut short")
-        rest = rest[:size]
-    return _Answer(int(status[1]), pairs, rest)
-
-
-def _dechunk(data: bytes) -> bytes:
-    out, pos = [], 0
-    while True:
-        end = data.find(b"\r\n", pos)
-        if end < 0:
-            raise OSError("the local server's answer was cut short")
-        size = int(data[pos:end].split(b";")[0], 16)
-        if size == 0:
-            return b"".join(out)
-        out.append(data[end + 2:end + 2 + size])
-        if len(out[-1]) < size:
-            raise OSError("the local server's answer was cut short")
-        pos = end + 2 + size + 2
+    return _Answer(status, pairs, content)
 
 
 def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
