@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ...i18n import _, fmt_number
+from ...i18n import N_, _, fmt_number
 from .output import ctx, emit, out, run, say
 
-audit_app = typer.Typer(rich_markup_mode=None, help="Verify and export the audit log.", no_args_is_help=True)
+audit_app = typer.Typer(rich_markup_mode=None, help=N_("Verify and export the audit log."), no_args_is_help=True)
 
 @audit_app.command("verify")
 def audit_verify(c: typer.Context) -> None:

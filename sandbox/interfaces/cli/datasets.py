@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import InvalidInput
-from ...i18n import _, fmt_eps, fmt_number
+from ...i18n import N_, _, fmt_eps, fmt_number
 from .output import ctx, emit, err, out, row, run, say, table
 
-dataset_app = typer.Typer(rich_markup_mode=None, help="Register and inspect datasets.", no_args_is_help=True)
-budget_app = typer.Typer(rich_markup_mode=None, help="Differential-privacy budgets.", no_args_is_help=True)
+dataset_app = typer.Typer(rich_markup_mode=None, help=N_("Register and inspect datasets."), no_args_is_help=True)
+budget_app = typer.Typer(rich_markup_mode=None, help=N_("Differential-privacy budgets."), no_args_is_help=True)
 
 
 def grade_word(grade: str | None) -> str:
@@ -135,7 +135,7 @@ def budget_show(c: typer.Context, dataset: str) -> None:
     emit(c, run(lambda: ctx(c).client().budget(dataset)), render)
 
 
-@top.command()
+@top.command(help=N_("Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."))
 def ingest(c: typer.Context, dataset: str,
            file: Annotated[Path | None, typer.Argument(help="a file; omit to re-run the manifest's source: block")]
            = None,

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import InvalidInput
-from ...i18n import _, fmt_number
+from ...i18n import N_, _, fmt_number
 from .output import ctx, emit, out, row, run, say, table
 
-export_app = typer.Typer(rich_markup_mode=None, help="Review, approve, deny, download and verify exports.",
+export_app = typer.Typer(rich_markup_mode=None, help=N_("Review, approve, deny, download and verify exports."),
                          no_args_is_help=True)
 
 def _waiting(d: dict[str, Any]) -> list[str]:

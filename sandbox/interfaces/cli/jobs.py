@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ...i18n import _
+from ...i18n import N_, _
 from .output import ctx, emit, out, row, run, say, table
 
-job_app = typer.Typer(rich_markup_mode=None, help="Submit and follow jobs.", no_args_is_help=True)
+job_app = typer.Typer(rich_markup_mode=None, help=N_("Submit and follow jobs."), no_args_is_help=True)
 
 def _render_job(d: dict[str, Any]) -> None:
     """One job for people, in every state: the submitter's view has no queries (withheld until the

@@ -10,13 +10,13 @@ from typing import Any
 
 import typer
 
-from ...i18n import _
+from ...i18n import N_, _
 from .local_server import FOLDER, SOCKET_NAME, _answers, _record, _stop, fingerprint, mode, private_folder
 from .output import ctx, emit, say
 
 local_server_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
-                               help="The per-home local server that serves local-mode commands "
-                                    "(TWH_LOCAL_SERVER=auto|off).")
+                               help=N_("The per-home local server that serves local-mode commands "
+                                    "(TWH_LOCAL_SERVER=auto|off)."))
 
 
 def _home(c: typer.Context) -> Path:

@@ -36,6 +36,7 @@ from typer.core import TyperGroup
 from ...i18n import N_, gettext, normalize, use
 from .commands import COMMANDS, _first_word, _named, _root_help
 from .output import _STATE, Ctx
+from .roothelp import language
 
 #: the root callback's parameter -> the :class:`Ctx` field it sets
 _GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get",
@@ -204,7 +205,12 @@ class _App(typer.Typer):
         name = None if args or "args" in kwargs else _named(argv)
         if name is None:
             if not (args or "args" in kwargs) and _root_help(argv):
-                return _listing()(*args, **kwargs)
+                listing = _listing()
+                code = language(argv, os.environ)  # --help is shown before the callback reads --lang
+                if code is not None:
+                    use(code)
+                    _speak_help(listing)
+                return listing(*args, **kwargs)
             return super().__call__(*args, **kwargs)
         one = _new_app()
         one.callback()(main)

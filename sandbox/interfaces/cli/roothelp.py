@@ -16,6 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a few ms of `twh --help`
+    from typing import Any
+
 #: the root's usage after ``Usage: twh``
 USAGE = "[OPTIONS] COMMAND [ARGS]..."
 #: the root's help (the ``help`` of :func:`.root._new_app`)
@@ -85,9 +89,36 @@ def quick(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> str | 
     return None
 
 
+def language(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The language a root help is asked in, when it is not English: the last ``--lang L`` /
+    ``--lang=L`` of the command line, else ``TWH_LANG``. A value that names no language gives
+    ``None``: click shows ``--help`` before it checks ``--lang``, so that help is the English one."""
+    chosen = None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--lang":
+            chosen = next(args, None)
+        elif arg.startswith("--lang="):
+            chosen = arg[len("--lang="):]
+    chosen = chosen or environ.get("TWH_LANG") or None
+    if not chosen:
+        return None
+    from ...i18n.locales import DEFAULT, normalize
+
+    code = normalize(chosen)
+    return code if code and code != DEFAULT else None
+
+
 def answer(kind: str) -> int:
     """Print the listing as click would for ``kind`` (see :func:`quick`); the exit status."""
-    text = render(program_name(), max(min(_columns(), 80) - 2, 50))
+    code = language(sys.argv[1:], os.environ)
+    tr = None
+    if code is not None:  # the texts as typer shows them once .root._speak_help translated them
+        from ...i18n import gettext, use
+
+        use(code)
+        tr = gettext
+    text = render(program_name(), max(min(_columns(), 80) - 2, 50), tr)
     stream = sys.stdout if kind == "help" else sys.stderr
     stream.write(text + "\n")
     stream.flush()
@@ -120,8 +151,13 @@ def program_name() -> str:
     return f"python -m {module.lstrip('.')}"
 
 
-def render(prog: str, width: int) -> str:
-    """The root's help page for a terminal ``width`` columns wide (click's formatter width)."""
+def render(prog: str, width: int, tr: Any = None) -> str:
+    """The root's help page for a terminal ``width`` columns wide (click's formatter width), its
+    texts through ``tr`` (a gettext; click's own ``--help`` option is not one of the root's
+    parameters, so typer leaves its help as click wrote it)."""
+    tr = tr or (lambda text: text)
+    help_, options = tr(HELP), tuple((o, h if o == "--help" else tr(h)) for o, h in OPTIONS)
+    commands = {name: tr(text) for name, text in COMMANDS.items()}
     out: list[str] = []
     prefix = f"Usage: {prog} "
     if width >= len(prefix) + 20:
@@ -129,10 +165,10 @@ def render(prog: str, width: int) -> str:
     else:
         out += [prefix, "\n", _wrap(USAGE, width, " " * (len("Usage: ") + 4), " " * (len("Usage: ") + 4))]
     out.append("\n")
-    out += ["\n", _paragraphs(HELP, width, "  "), "\n"]
-    out += ["\n", "Options:\n", _dl(OPTIONS, width, 2)]
-    limit = width - 6 - max(len(name) for name in COMMANDS)
-    out += ["\n", "Commands:\n", _dl(tuple((n, _short(h, limit)) for n, h in COMMANDS.items()), width, 2)]
+    out += ["\n", _paragraphs(help_, width, "  "), "\n"]
+    out += ["\n", "Options:\n", _dl(options, width, 2)]
+    limit = width - 6 - max(len(name) for name in commands)
+    out += ["\n", "Commands:\n", _dl(tuple((n, _short(h, limit)) for n, h in commands.items()), width, 2)]
     return "".join(out).rstrip("\n")
 
 

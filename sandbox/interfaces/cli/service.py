@@ -8,15 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from ...i18n import _
+from ...i18n import N_, _
 from .output import ctx, emit, out, run, say
 
-db_app = typer.Typer(rich_markup_mode=None, help="The catalog database's schema (Alembic migrations).",
+db_app = typer.Typer(rich_markup_mode=None, help=N_("The catalog database's schema (Alembic migrations)."),
                      no_args_is_help=True)
 #: top-level commands of this module
 top = typer.Typer(rich_markup_mode=None)
 
-@top.command()
+@top.command(help=N_("Run the HTTP API (and a job worker) on this warehouse."))
 def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the HTTP API (and a job worker) on this warehouse."""
     import uvicorn
@@ -26,7 +26,7 @@ def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
     uvicorn.run(create_app(run(lambda: ctx(c).settings())), host=host, port=port, log_level="info")
 
 
-@top.command()
+@top.command(help=N_("Run queued jobs (start as many workers as you like, on one machine or several)."))
 def worker(c: typer.Context,
            worker_id: Annotated[str | None, typer.Option("--id", help="worker identity [env TWH_WORKER_ID; "
                                                                       "default HOST:PID]")] = None,
@@ -82,7 +82,7 @@ def db_current(c: typer.Context) -> None:
 
 
 demo_app = typer.Typer(rich_markup_mode=None,
-                       help="The small-business credit demo: run it end to end, or write its sample files.",
+                       help=N_("The small-business credit demo: run it end to end, or write its sample files."),
                        invoke_without_command=True)
 
 

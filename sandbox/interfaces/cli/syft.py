@@ -19,12 +19,12 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import InvalidInput
-from ...i18n import _
+from ...i18n import N_, _
 
 syft_app = typer.Typer(rich_markup_mode=None,
-    help="PySyft bridge: the warehouse as a Syft data owner. The --config YAML holds `email` (the "
+    help=N_("PySyft bridge: the warehouse as a Syft data owner. The --config YAML holds `email` (the "
          "warehouse's Syft identity), `token_path` (syft's transport credentials), `publisher` (a steward "
-         "or admin), `users` (Syft email: enterprise user) and optionally `default_purpose`, `mock_rows`.",
+         "or admin), `users` (Syft email: enterprise user) and optionally `default_purpose`, `mock_rows`."),
     no_args_is_help=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="the bridge's YAML config (keys: `twh syft --help`)")]

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ...i18n import _
+from ...i18n import N_, _
 from .output import ctx, emit, out, run
 
-token_app = typer.Typer(rich_markup_mode=None, help="Bearer tokens: issue (shown once), list, revoke.",
+token_app = typer.Typer(rich_markup_mode=None, help=N_("Bearer tokens: issue (shown once), list, revoke."),
                         no_args_is_help=True)
 
 

@@ -8,14 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from ...errors import TwhError
-from ...i18n import _
+from ...i18n import N_, _
 from .output import ctx, emit, run, say
 
-user_app = typer.Typer(rich_markup_mode=None, help="Users and tokens.", no_args_is_help=True)
+user_app = typer.Typer(rich_markup_mode=None, help=N_("Users and tokens."), no_args_is_help=True)
 #: top-level commands of this module (``twh init``, ``twh whoami``)
 top = typer.Typer(rich_markup_mode=None)
 
-@top.command()
+@top.command(help=N_("Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."))
 def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the first admin")) -> None:
     """Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."""
     def go() -> Any:
@@ -32,7 +32,7 @@ def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the 
     emit(c, run(go), render)
 
 
-@top.command()
+@top.command(help=N_("The user you act as: name, role and tenant (remote mode: checks the URL and token)."))
 def whoami(c: typer.Context,
            wait: Annotated[float, typer.Option(help="seconds to keep trying while the service does not answer "
                                                     "(e.g. just after `twh serve &`)")] = 0) -> None:

@@ -168,6 +168,8 @@ def test_the_static_root_listing_is_typer_s_byte_for_byte(argv: list[str], env: 
     typer_s = run(root.app)
     assert quick == typer_s
     assert b"Commands:" in quick[1] + quick[2] and quick[0] in (0, 2)
+    if "zh-CN" in (*argv, env.get("TWH_LANG")) and quick[0] == 0:  # a person reading Chinese reads the listing in it
+        assert "提交和跟踪作业" in quick[1].decode() and "差分隐私预算" in quick[1].decode()
 
 
 def test_the_static_listing_names_every_command_in_order() -> None:
