@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 class Worker:
     def __init__(self, wh: Any, worker_id: str | None = None, *, lease_seconds: float | None = None,
-                 poll_seconds: float = 0.5, wake: threading.Event | None = None) -> None:
+                 poll_seconds: float = 0.5, wake: threading.Event | None = None,
+                 finished: threading.Condition | None = None) -> None:
         self.wh = wh
         self.worker_id = worker_id or wh.settings.worker_id
         self.lease_seconds = lease_seconds or wh.settings.lease_seconds
@@ -31,6 +32,9 @@ class Worker:
         #: set by whoever queues a job in this process (the service's submit): the idle worker
         #: claims it at once instead of at its next poll (other processes' jobs wait for the poll)
         self.wake = wake or threading.Event()
+        #: notified after each job this worker ran: a waiter in this process (the local server's
+        #: submit) looks at the job's state then, instead of polling the catalog
+        self.finished = finished
         self.ran = 0
 
     def run_once(self) -> str | None:
@@ -43,7 +47,12 @@ class Worker:
         if job_id is None:
             return None
         log.info("worker %s runs job %s", self.worker_id, job_id)
-        self.wh.jobs.run_claimed(job_id, self.worker_id, self.lease_seconds)
+        try:
+            self.wh.jobs.run_claimed(job_id, self.worker_id, self.lease_seconds)
+        finally:
+            if self.finished is not None:
+                with self.finished:
+                    self.finished.notify_all()
         self.ran += 1
         return job_id
 

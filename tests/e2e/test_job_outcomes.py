@@ -168,3 +168,30 @@ def test_a_local_submit_whose_job_another_worker_of_the_home_claims_first_waits_
            if r["action"] == "job.started" and r["object_id"] == job["id"]]
     assert [r["details"]["worker_id"] for r in ran] == ["serve-worker"]
     assert wh.jobs.get(people["admin"], job["id"])["state"] == "awaiting_approval"
+
+
+def test_a_worker_notifies_waiters_in_its_process_when_a_job_ends(landed, people, job_dir):
+    """The local server's submit waits on the worker's `finished` condition, not on a poll of the
+    catalog: the worker notifies it after each job it ran, failed runs included."""
+    import threading
+
+    from sandbox.jobs.workers import Worker
+
+    wh = landed
+    finished = threading.Condition()
+    woken: list[str] = []
+
+    def waiter() -> None:
+        with finished:
+            ready.set()
+            notified = finished.wait(20)  # False: the wait timed out, nobody notified
+            woken.append((notified, wh.jobs.get(people["admin"], job["id"])["state"]))
+
+    job = wh.jobs.submit(people["analyst"], job_dir(RATE_JOB))
+    ready = threading.Event()
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert ready.wait(10)
+    assert Worker(wh, "w-test", finished=finished).run_once() == job["id"]
+    t.join(30)
+    assert woken == [(True, "awaiting_approval")]

@@ -190,6 +190,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     wh = warehouse or Warehouse.open(settings or Settings.from_env())
     stop = threading.Event()
     wake = threading.Event()  # a submit wakes the embedded worker (sandbox.jobs.workers.Worker.wake)
+    finished = threading.Condition()  # ...which notifies it after each job (Worker.finished)
     failures = AuthFailures(wh.ctx)
 
     @asynccontextmanager
@@ -197,7 +198,8 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
         wh.jobs.recover()
         worker = None
         if wh.settings.run_worker:
-            worker = threading.Thread(target=_worker_loop, args=(wh, stop, wake), name="twh-worker", daemon=True)
+            worker = threading.Thread(target=_worker_loop, args=(wh, stop, wake, finished), name="twh-worker",
+                                      daemon=True)
             worker.start()
         flusher = threading.Thread(target=_flush_loop, args=(failures, stop), name="twh-auth-flush", daemon=True)
         flusher.start()
@@ -215,6 +217,7 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
     docs.mount(app)  # /docs and /redoc with assets served from here: no CDN (offline networks)
     app.state.warehouse = wh
     app.state.auth_failures = failures
+    app.state.jobs_finished = finished
     app.add_middleware(BodyLimit, default=wh.settings.max_body_bytes, ingest=MAX_INGEST_BYTES)
     web.mount(app)  # the people's pages under /ui (sandbox/web): same tokens, same services
 
@@ -548,9 +551,10 @@ def _flush_loop(failures: AuthFailures, stop: threading.Event) -> None:
             log.exception("failed authentications could not be recorded; will retry")
 
 
-def _worker_loop(wh: Warehouse, stop: threading.Event, wake: threading.Event) -> None:
+def _worker_loop(wh: Warehouse, stop: threading.Event, wake: threading.Event,
+                 finished: threading.Condition) -> None:
     # The same queue and leases as `twh worker` processes (sandbox.jobs.workers): they can run beside it.
     from ...jobs.workers import Worker
 
-    Worker(wh, wake=wake).serve(stop)
+    Worker(wh, wake=wake, finished=finished).serve(stop)
 

@@ -141,16 +141,19 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
         left queued/running/gating, then answer the job as ``who`` may see it. Only the timing is
         learnt, which the in-process command gives its owner too; the job must be visible to ``who``."""
         wh.jobs.get(who, job_id)  # not_found unless who may see it
-        start = time.monotonic()
-        pause = 0.003  # a short job is done in tens of milliseconds: look often at first, then less
-        while time.monotonic() < start + timeout:
+        deadline = time.monotonic() + timeout
+
+        def underway() -> bool:
             with wh.ctx.db.read() as s:
-                state = s.execute(select(Job.state).where(Job.id == job_id)).scalar_one()
-            if state not in _UNDERWAY:
-                break
-            time.sleep(pause)
-            if time.monotonic() - start > 2:
-                pause = min(pause * 1.5, 0.25)
+                return s.execute(select(Job.state).where(Job.id == job_id)).scalar_one() in _UNDERWAY
+
+        # This server's worker notifies `finished` after each job; the state is read holding it, so
+        # a job that ends between the read and the wait still wakes this one. Another process's
+        # worker (`twh worker` on this home) does not notify: the wait also ends each 0.25 s.
+        finished = app.state.jobs_finished
+        with finished:
+            while underway() and (left := deadline - time.monotonic()) > 0:
+                finished.wait(min(left, 0.25))
         return wh.jobs.get(who, job_id)
 
     @app.post("/v1/local/stop", include_in_schema=False)
