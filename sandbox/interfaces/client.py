@@ -52,7 +52,7 @@ def bundle_hash(files: list[tuple[str, str]]) -> str:
     return digest(files)
 
 
-__all__ = ["ACT_AS_HEADER", "Client", "LocalClient", "existing_file", "write_files"]
+__all__ = ["ACT_AS_HEADER", "Client", "LocalClient", "checked", "existing_file", "write_files"]
 
 #: the request header naming the warehouse user a local-mode command acts as (no token): the API
 #: honours it only from the per-home local server's Unix socket, for a peer of the server's own
@@ -79,6 +79,18 @@ def _unreachable(exc: Exception) -> TwhError:
     """No answer from the service (down, starting, wrong URL): ``details.unreachable`` lets a
     caller wait for it (``twh whoami --wait``)."""
     return TwhError(f"cannot reach the warehouse service: {exc}", details={"unreachable": True})
+
+
+def checked(r: Any, source: str) -> Any:
+    """The answer ``r``, or the error it carries (``HTTP <status> from <source>`` when its body is
+    not the service's error shape)."""
+    if r.status_code >= 400:
+        try:
+            payload = r.json()["error"]
+        except Exception:  # noqa: BLE001 - not our error shape
+            raise TwhError(f"HTTP {r.status_code} from {source}") from None
+        raise from_dict(payload)
+    return r
 
 
 def existing_file(path: str | Path) -> Path:
@@ -160,13 +172,7 @@ class Client(ProductsHttp):
                 r = self._http.request(method, path, **kw)
             except httpx.HTTPError as exc:
                 raise _unreachable(exc) from exc
-        if r.status_code >= 400:
-            try:
-                payload = r.json()["error"]
-            except Exception:  # noqa: BLE001 - not our error shape
-                raise TwhError(f"HTTP {r.status_code} from the service") from None
-            raise from_dict(payload)
-        return r
+        return checked(r, "the service")
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         r = self._send(method, path, **kw)

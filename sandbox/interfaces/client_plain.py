@@ -112,9 +112,8 @@ class PlainSession:
             conn = _connect((self.host, self.port), self.timeout)
         except OSError as exc:
             raise Unreachable(str(exc) or type(exc).__name__) from exc
-        host = self.host if self.port == 80 else f"{self.host}:{self.port}"
-        if ":" in self.host:  # an IPv6 literal goes in brackets
-            host = f"[{self.host}]" if self.port == 80 else f"[{self.host}]:{self.port}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal goes in brackets
+        host = name if self.port == 80 else f"{name}:{self.port}"
         try:
             status, pairs, data = http11(conn, method, target, host, headers, body or b"")
         except (OSError, ValueError) as exc:

@@ -173,7 +173,7 @@ def exchange(sock: Path, method: str, target: str, headers: dict[str, str], body
 
 def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
     from ...errors import NotFound
-    from ..client import ACT_AS_HEADER, Client
+    from ..client import ACT_AS_HEADER, Client, checked
 
     if user and not (user.isascii() and user.isprintable()):  # no user has such a name; never a header
         raise NotFound(f"user {user!r} does not exist; add it with `twh user add`")
@@ -201,7 +201,7 @@ def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
                   data: dict[str, Any] | None = None, files: Any = None, timeout: float | None = None) -> Any:
             from urllib.parse import urlencode
 
-            from ...errors import TwhError, from_dict
+            from ...errors import TwhError
 
             if files is not None:
                 if self._transport is None:
@@ -224,13 +224,7 @@ def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
             except OSError as exc:
                 raise TwhError(f"cannot reach the local server: {exc or type(exc).__name__}",
                                details={"unreachable": True}) from None
-            if r.status_code >= 400:
-                try:
-                    payload = r.json()["error"]
-                except Exception:  # noqa: BLE001 - not our error shape
-                    raise TwhError(f"HTTP {r.status_code} from the local server") from None
-                raise from_dict(payload)
-            return r
+            return checked(r, "the local server")
 
         def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
             job = super().submit_job(job_dir, wait=False)
