@@ -87,7 +87,8 @@ def file_sha256(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Scan:
-    sha256: str
+    #: None while the hash is deferred to the parse (see :class:`HashingReader`'s ``watch_nul``)
+    sha256: str | None
     size: int
     bom: bool = False
 
@@ -102,9 +103,12 @@ def hash_and_stat(f: BinaryIO) -> tuple[Scan, os.stat_result]:
     return Scan(sha256=h.hexdigest(), size=before.st_size), before
 
 
-def unchanged(f: BinaryIO, before: os.stat_result) -> None:
-    """Raise if the open file was modified since ``before`` (sources read out of order)."""
+def unchanged(f: BinaryIO, before: os.stat_result, *, ctime: bool = False) -> None:
+    """Raise if the open file was modified since ``before`` (sources read out of order); with
+    ``ctime`` the change time too (a CSV read in one pass: any write or ``utime`` moves it)."""
     after = os.fstat(f.fileno())
+    if ctime and after.st_ctime_ns != before.st_ctime_ns:
+        raise SourceError("the file changed while it was being read; load it again", check="file")
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
         raise SourceError("the file changed while it was being read; load it again", check="file")
 
@@ -121,11 +125,16 @@ class HashingReader(io.RawIOBase):
     #: chunks read but not yet hashed, at most (bounds the hasher's memory)
     BACKLOG = 4
 
-    def __init__(self, raw: BinaryIO, *, background: bool = False) -> None:
+    def __init__(self, raw: BinaryIO, *, background: bool = False, watch_nul: bool = False) -> None:
         super().__init__()
         self._raw = raw
         self.hash = hashlib.sha256()
         self.bytes_read = 0
+        #: with ``watch_nul``: the offset of the first NUL byte that passed, if any (a text source
+        #: whose only pass is the parse checks for them here, beside the hash)
+        self.first_nul: int | None = None
+        self._watch_nul = watch_nul
+        self._hashed = 0
         self._queue: queue.Queue[bytes | None] | None = queue.Queue(self.BACKLOG) if background else None
         self._hasher: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -137,7 +146,7 @@ class HashingReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         if self._queue is None:
-            self.hash.update(data)
+            self._update(data)
         elif data:
             with self._lock:
                 if self._stopped:  # drained or closed (by another thread): the hash is final
@@ -152,7 +161,15 @@ class HashingReader(io.RawIOBase):
     def _hash_queued(self) -> None:
         assert self._queue is not None
         while (chunk := self._queue.get()) is not None:
-            self.hash.update(chunk)  # releases the GIL for chunks over 2 KiB
+            self._update(chunk)
+
+    def _update(self, chunk: bytes) -> None:
+        self.hash.update(chunk)  # releases the GIL for chunks over 2 KiB
+        if self._watch_nul and self.first_nul is None:
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                self.first_nul = self._hashed + at
+        self._hashed += len(chunk)
 
     def _stop_hasher(self) -> None:
         with self._lock:
@@ -280,7 +297,20 @@ class FileBatchStream(SourceStream):
                          lineage={"file_name": path.name, "sha256": scan.sha256, "size_bytes": scan.size})
         self.path = path
         self._scan = scan
+        self._skipped_check: Any = None
 
     @property
-    def sha256(self) -> str:
+    def sha256(self) -> str | None:
+        """The file's SHA-256; None until the stream ends where the source hashes only what it
+        parses (CSV opened with ``hash_first=False``)."""
         return self._scan.sha256
+
+    def skipped_check(self) -> SourceError | None:
+        """For a stream read in one pass, after it failed: what the skipped first pass would have
+        refused before any row (a NUL byte), found now; None otherwise (slow path)."""
+        return self._skipped_check() if self._skipped_check is not None and self._scan.sha256 is None else None
+
+    def _settle_hash(self, sha256: str) -> None:
+        """The deferred hash, once the last byte was parsed: lineage names it from then on."""
+        self._scan = Scan(sha256=sha256, size=self._scan.size, bom=self._scan.bom)
+        self._lineage["sha256"] = sha256

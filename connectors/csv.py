@@ -22,6 +22,13 @@ The SHA-256 is computed in a first pass (so a caller can check idempotency befor
 row) and again over the bytes actually parsed; if they differ the file changed while being read
 and the stream raises instead of ending, so a consumer that commits only once the stream is
 exhausted (as a Delta append does) never commits it.
+
+``open(..., hash_first=False)`` (UTF-8 files) skips the first pass: the only hash is the one over
+the bytes parsed, known when the stream ends (``stream.sha256`` is None until then), and the NUL
+check runs beside it. For a consumer that can name what it commits only after the last row (the
+warehouse stages a load's Parquet parts and commits them under the load id that this hash gives);
+it reads the file once instead of twice. A file whose size or times changed between open and end
+still fails the stream, and the hash is of exactly what was parsed either way.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import codecs
 import csv
 import hashlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -48,6 +56,7 @@ from .base import (
     open_regular,
     options_from,
     positive_int,
+    unchanged,
 )
 from .convert import RowCheck, declared_batch
 from .errors import ConfigError, SourceError
@@ -116,9 +125,7 @@ def _scan_text_file(f: BinaryIO, encoding: str, *, decode: bool = True) -> Scan:
             first = False
         nul = chunk.find(b"\x00")
         if nul >= 0:
-            line = _line_at(f, size + nul)
-            raise SourceError(f"NUL byte at line {line} (byte offset {size + nul}): not a text file, or a "
-                              "UTF-16 export (save it as UTF-8)", check="nul_byte", details={"line": line})
+            raise _nul_error(f, size + nul)
         if decoder is not None:
             try:
                 decoder.decode(chunk)
@@ -133,6 +140,26 @@ def _scan_text_file(f: BinaryIO, encoding: str, *, decode: bool = True) -> Scan:
         except UnicodeDecodeError:
             raise SourceError(_encoding_message(encoding, _line_at(f, size), size), check="encoding") from None
     return Scan(sha256=h.hexdigest(), size=size, bom=bom)
+
+
+def _nul_error(f: BinaryIO, offset: int) -> SourceError:
+    line = _line_at(f, offset)
+    return SourceError(f"NUL byte at line {line} (byte offset {offset}): not a text file, or a "
+                       "UTF-16 export (save it as UTF-8)", check="nul_byte", details={"line": line})
+
+
+def _find_nul(path: Path) -> SourceError | None:
+    """Slow path, after a one-pass read failed: the first NUL byte, by line (what the first pass
+    would have reported before anything else)."""
+    _, f = open_regular(path)
+    with f:
+        done = 0
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                return _nul_error(f, done + at)
+            done += len(chunk)
+    return None
 
 
 def _line_at(f: BinaryIO, offset: int) -> int:
@@ -252,38 +279,63 @@ class CsvSource:
     """CSV files, streamed with ``pyarrow.csv.open_csv`` and converted strictly to declared types."""
 
     kind: ClassVar[str] = "csv"
+    #: ``open`` takes ``hash_first=False`` (one pass; see the module's notes)
+    one_pass: ClassVar[bool] = True
 
     def open(self, target: str | Path, specs: Sequence[ColumnSpec],
              options: Mapping[str, Any] | None = None, *, bad_rows: str = "fail",
-             row_check: RowCheck | None = None) -> FileBatchStream:
+             row_check: RowCheck | None = None, hash_first: bool = True) -> FileBatchStream:
+        """``hash_first=False``: no first pass for a UTF-8 file (see the module's notes); other
+        encodings keep it, since it is also their decodability check."""
         opts: CsvOptions = options_from(CsvOptions, options, "csv")
         check_bad_rows(bad_rows)
         schema = arrow_schema(specs)
         path, f = open_regular(target)
+        one_pass = not hash_first and opts.encoding == "utf-8"
+        before = os.fstat(f.fileno())
         try:
-            scan = _scan_text_file(f, opts.encoding, decode=opts.encoding != "utf-8")
+            if one_pass:
+                scan = Scan(sha256=None, size=before.st_size, bom=f.read(len(_UTF8_BOM)) == _UTF8_BOM)
+            else:
+                scan = _scan_text_file(f, opts.encoding, decode=opts.encoding != "utf-8")
             f.seek(0)
-            header = _read_header(f, opts)
-            check_header(header, specs)
+            try:
+                header = _read_header(f, opts)
+                check_header(header, specs)
+            except SourceError as exc:
+                raise ((_find_nul(path) if one_pass else None) or exc) from None
             f.seek(0)
         except BaseException:
             f.close()
             raise
-        hashing = HashingReader(f, background=True)
+        hashing = HashingReader(f, background=True, watch_nul=one_pass)
         rejects = Rejects()
-        batches = self._batches(path, hashing, header, specs, schema, scan, opts, bad_rows, rejects, row_check)
+
+        def ended(digest: str) -> None:  # the stream's last check, before it reports its end
+            if scan.sha256 is not None:
+                if digest != scan.sha256:
+                    raise SourceError("the file changed while it was being read; load it again", check="file")
+                return
+            if hashing.first_nul is not None:
+                raise _nul_error(f, hashing.first_nul)
+            unchanged(f, before, ctime=True)
+            stream._settle_hash(digest)
+
+        batches = self._batches(path, hashing, header, specs, schema, opts, bad_rows, rejects, row_check, ended)
 
         def close() -> None:
             hashing.close()
             f.close()
 
         stream = FileBatchStream(self.kind, path, schema, scan, opts, batches, close, rejects)
+        if one_pass:
+            stream._skipped_check = lambda: _find_nul(path)
         stream._progress = lambda: hashing.bytes_read
         return stream
 
     def _batches(self, path: Path, hashing: HashingReader, header: list[str], specs: Sequence[ColumnSpec],
-                 schema: pa.Schema, scan: Scan, opts: CsvOptions, bad_rows: str,
-                 rejects: Rejects, row_check: RowCheck | None) -> Iterator[pa.RecordBatch]:
+                 schema: pa.Schema, opts: CsvOptions, bad_rows: str, rejects: Rejects,
+                 row_check: RowCheck | None, ended: Callable[[str], None]) -> Iterator[pa.RecordBatch]:
         ragged: list[tuple[int, int]] = []
 
         def on_invalid_row(row: Any) -> str:
@@ -291,7 +343,8 @@ class CsvSource:
             return "error"
 
         def fail(exc: Exception) -> SourceError:
-            located = locate_encoding_problem(path, opts.encoding) or _locate_csv_problem(path, opts, len(header))
+            located = (_find_nul(path) or locate_encoding_problem(path, opts.encoding)
+                       or _locate_csv_problem(path, opts, len(header)))
             if located is not None:
                 return located
             if ragged:
@@ -341,8 +394,7 @@ class CsvSource:
                                    rejects=rejects, check=row_check)
             offset += raw.num_rows
             yield batch
-        if hashing.drain() != scan.sha256:
-            raise SourceError("the file changed while it was being read; load it again", check="file")
+        ended(hashing.drain())
 
 
 register_source("csv", CsvSource)

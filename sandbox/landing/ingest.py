@@ -56,9 +56,10 @@ from ..datasets.declared import column_specs, contract_of
 from ..datasets.manifest import DatasetManifest, parse_manifest
 from ..datasets.sources import LoadMode, SourceBlock
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ValidationFailed
+from ..tables import staged as two_step
 from ..tables import storage
 from ..tables.uris import Location
-from .loads import LoadWriter, NothingToLoad
+from .loads import LoadWriter, NothingToLoad, WriteResult
 from .plan import LoadPlan, load_id_for, validation_summary
 from .staging import Staged, stage
 
@@ -160,12 +161,22 @@ class Ingest:
             try:
                 if plan.is_file and load_mode is not LoadMode.INCREMENTAL:
                     # Opening a file source is its first pass (hash + file checks): its SHA-256
-                    # names the load, so the file is not hashed twice before a row is read.
+                    # names the load, so the file is not hashed twice before a row is read. A
+                    # source that can read in one pass (CSV) defers the hash to the parse in an
+                    # append or overwrite: the load's parts are staged, and committed under the
+                    # id that hash gives (_load_in_one_pass).
+                    source = get_source(plan.kind)
+                    one_pass = (load_mode in (LoadMode.APPEND, LoadMode.OVERWRITE) and table.is_local
+                                and getattr(source, "one_pass", False))  # local: see tables.staged._remove
                     try:
-                        stream = get_source(plan.kind).open(plan.target, specs, plan.options, bad_rows=bad_rows)
-                        sha = getattr(stream, "sha256", None) or file_sha256(plan.target)
+                        stream = source.open(plan.target, specs, plan.options, bad_rows=bad_rows,
+                                             **({"hash_first": False} if one_pass else {}))
+                        sha = getattr(stream, "sha256", None) or (None if one_pass else file_sha256(plan.target))
                     except SourceError as exc:  # reported with the load id below (quarantine)
                         open_error, sha = exc, file_sha256(plan.target)
+                    if sha is None:
+                        return self._load_in_one_pass(principal, dataset, manifest, plan, specs, table, stream,
+                                                      writer, progress)
                     load_id = load_id_for(dataset, sha, load_mode.value)
                     content = {"source_sha256": sha}
                 else:
@@ -206,6 +217,55 @@ class Ingest:
             if stream is not None:
                 stream.close()
 
+    def _load_in_one_pass(self, principal: Principal, dataset: str, manifest: DatasetManifest, plan: LoadPlan,
+                          specs: list, table: Location, stream: Any, writer: LoadWriter,
+                          progress: Progress | None) -> dict[str, Any]:
+        """An append or overwrite of a file read once: its Parquet parts are staged while it is
+        parsed and hashed; the hash then names the load, and the parts are committed under that
+        id, or discarded if that file is already in the table (the same answer as a re-ingest
+        that hashed first). Nothing is in any version before the commit."""
+        counts = _Counts()
+        rejects: Rejects = stream.rejects
+        checked = self._checked(_reporting(stream, progress), manifest, counts, rejects)
+
+        def named(plan: LoadPlan) -> tuple[str, LoadPlan, dict[str, Any]]:  # a failed load: the file as it is now
+            sha = stream.sha256 or file_sha256(plan.target)
+            return load_id_for(dataset, sha, writer.mode.value), plan, {"source_sha256": sha}
+
+        try:
+            try:
+                parts = writer.stage(checked, stream.schema)
+            except (_ContractFailed, NothingToLoad, SourceError) as exc:
+                skipped = stream.skipped_check()  # e.g. a NUL byte: refused first, as a first pass would
+                if skipped is not None and skipped is not exc:
+                    raise skipped from None
+                raise
+        except _ContractFailed as exc:
+            self.quarantine(principal, dataset, *named(plan), exc.report)
+        except SourceError as exc:
+            self.refuse_drift(principal, dataset, plan, exc)
+            self.quarantine(principal, dataset, *named(plan), schema_report(exc))
+        except NothingToLoad as exc:
+            raise InvalidInput(f"{plan.name}: {exc}; nothing was committed") from None
+        except ConnectorError as exc:
+            raise InvalidInput(str(exc)) from exc
+        try:
+            sha = stream.sha256
+            load_id = load_id_for(dataset, sha, writer.mode.value)
+            content = {"source_sha256": sha}
+            done = self.already_loaded(dataset, table, load_id, principal, plan.name, sha)
+            if done is not None:
+                two_step.discard(table, parts)
+                return done
+            metadata = {"twh.load_id": load_id, "twh.dataset": dataset, "twh.mode": writer.mode.value,
+                        "twh.connector": plan.kind, "twh.source_sha256": sha}
+        except BaseException:
+            two_step.discard(table, parts)
+            raise
+        with self.ctx.commit_lock(writer.table):  # object storage: one writer per table (catalog.locks)
+            result = writer.commit(parts, metadata)  # discards the parts itself if it does not land
+        return self._recorded(principal, dataset, plan, load_id, content, stream, writer, counts, rejects, result)
+
     def _load(self, principal: Principal, dataset: str, manifest: DatasetManifest, plan: LoadPlan, specs: list,
               load_id: str, content: dict[str, Any], stream: Any, staged: Staged | None, writer: LoadWriter,
               progress: Progress | None, open_error: SourceError | None = None) -> dict[str, Any]:
@@ -240,6 +300,12 @@ class Ingest:
         finally:
             if stream is not None:
                 stream.close()
+        return self._recorded(principal, dataset, plan, load_id, content, stream, writer, counts, rejects, result)
+
+    def _recorded(self, principal: Principal, dataset: str, plan: LoadPlan, load_id: str, content: dict[str, Any],
+                  stream: Any, writer: LoadWriter, counts: _Counts, rejects: Rejects,
+                  result: WriteResult) -> dict[str, Any]:
+        """The catalog and audit record of a committed load, with its lineage."""
         rejected = rejects.count + counts.contract_rejected
         lineage = {
             "source": plan.source, "connector": stream.kind if stream is not None else plan.kind,

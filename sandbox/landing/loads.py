@@ -12,7 +12,9 @@ incremental  only rows whose ``load.watermark`` column is above the last committ
 ===========  ==========================================================================
 
 Every mode writes exactly one commit carrying the load id (``twh.load_id``) and a Delta
-application transaction, so a load can never land twice.
+application transaction, so a load can never land twice. Append and overwrite can also go in two
+steps (:meth:`LoadWriter.stage`, then :meth:`LoadWriter.commit`; :mod:`sandbox.tables.staged`),
+for a load whose id is known only once its last row was read.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 
 from ..datasets.sources import LoadBlock, LoadMode
 from ..errors import InvalidInput
+from ..tables import staged as two_step
 from ..tables import storage
 from ..tables.record_keys import keyed_schema, with_record_keys
 from ..tables.uris import Location
@@ -148,17 +151,34 @@ class LoadWriter:
 
         return keep
 
+    @staticmethod
+    def _keyed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """The batches, read ahead in a thread, each row with a fresh secret record key."""
+        rows = 0
+        for b in prefetched(batches, PREFETCH_DEPTH):
+            rows += b.num_rows
+            yield with_record_keys(b)
+        if rows == 0:
+            raise NothingToLoad("no data rows")
+
+    def stage(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> two_step.StagedParts:
+        """Append or overwrite, step one: the Parquet parts, in no version (see :meth:`commit`)."""
+        if self.mode not in (LoadMode.APPEND, LoadMode.OVERWRITE):
+            raise InvalidInput(f"a {self.mode.value} load cannot be staged")
+        return two_step.stage(self.table, self._keyed(batches), keyed_schema(schema),
+                            target_file_size=TARGET_FILE_SIZE)
+
+    def commit(self, parts: two_step.StagedParts, metadata: dict[str, str]) -> WriteResult:
+        """Step two: one commit adding the staged parts under ``metadata`` (the load id)."""
+        mode = "overwrite" if self.mode is LoadMode.OVERWRITE else "append"
+        return WriteResult(two_step.commit(self.table, parts, metadata=metadata, mode=mode))
+
     def write(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema, metadata: dict[str, str], *,
               staged: Staged | None = None) -> WriteResult:
-        rows = [0]
         schema = keyed_schema(schema)  # every row lands with a fresh secret record key
 
         def counted() -> Iterator[pa.RecordBatch]:
-            for b in prefetched(batches, PREFETCH_DEPTH):
-                rows[0] += b.num_rows
-                yield with_record_keys(b)
-            if rows[0] == 0:
-                raise NothingToLoad("no data rows")
+            return self._keyed(batches)
 
         meta = dict(metadata)
         lineage: dict[str, Any] = {}

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from ingest_helpers import register
 
+from sandbox.context import get_dataset
 from sandbox.errors import InvalidInput, ValidationFailed
+from sandbox.tables.staged import STAGE_PREFIX
+from sandbox.tables.uris import to_path
 
 H = b"code,day,price\n"
 CASES = {
@@ -35,6 +38,9 @@ def test_bad_input_is_quarantined_with_nothing_committed(wh, people, tmp_path: P
         wh.ingest.ingest(people["bank_steward"], name, f)
     shown = wh.datasets.show(people["bank_steward"], name)
     assert shown["current_version"] == 0 and shown["versions"] == []
+    with wh.db.read() as s:  # and no staged parts are left behind (sandbox.tables.staged)
+        folder = to_path(get_dataset(s, name).table_path)
+    assert [p.name for p in folder.iterdir() if p.name.startswith(STAGE_PREFIX)] == []
     assert len(wh.dataset_history(people["bank_steward"], name)["versions"]) == 1  # only the empty table
 
 

@@ -46,6 +46,23 @@ def test_delta_tables_live_on_s3(table: Location, s3_server) -> None:
     assert any(o.startswith("tables/market/t/_delta_log/") for o in s3_server.objects(bucket))
 
 
+def test_staged_parts_on_s3_commit_once(table: Location, s3_server) -> None:
+    """Two-step loads (sandbox.tables.staged) on a bucket: the parts are in no version until the
+    commit, which names the staged objects; a discarded stage is in no version either."""
+    from sandbox.tables import staged
+
+    storage.create_table(table, SCHEMA)
+    bucket = table.uri.split("/")[2]
+    parts = staged.stage(table, [_batch("a", 4)], SCHEMA)
+    assert storage.latest_version(table) == 0
+    assert any(o.startswith(f"tables/market/t/{parts.folder}/part-") for o in s3_server.objects(bucket))
+    assert staged.commit(table, parts, metadata=_meta("ld_s3")) == 1 and storage.rows_added(table, 1) == 4
+    assert sum(b.num_rows for b in storage.table_rows(table, 1)) == 4
+    dropped = staged.stage(table, [_batch("b", 2)], SCHEMA)
+    staged.discard(table, dropped)
+    assert storage.latest_version(table) == 1 and sum(b.num_rows for b in storage.table_rows(table)) == 4
+
+
 def test_gate_reads_s3_snapshots_through_delta_rs(table: Location) -> None:
     """DuckDB is never handed a remote file or the credentials: the delta-rs dataset is registered."""
     import duckdb
