@@ -39,6 +39,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
@@ -64,6 +65,10 @@ from .registry import register_source
 from .schema import ColumnSpec, arrow_schema, convert_text
 
 _CHUNK = MiB
+#: threads converting a batch's columns (1: in the reader's own thread)
+CONVERT_THREADS = 2
+#: batches (or slices, in row-quarantine mode's bisection) below this many rows convert serially
+PARALLEL_ROWS = 4096
 _UTF8_BOM = codecs.BOM_UTF8
 #: encodings a CSV may declare (normalised codec name -> pyarrow's name)
 ENCODINGS: dict[str, str] = {"utf-8": "utf8", "gbk": "gbk", "gb18030": "gb18030"}
@@ -373,27 +378,35 @@ class CsvSource:
             else:
                 raise fail(exc) from None
         offset = 0
-        while reader is not None:
-            try:
-                raw = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise fail(exc) from None
-            def convert(lo: int, hi: int, raw: pa.RecordBatch = raw, base: int = offset) -> tuple[list, list]:
-                arrays, problems = [], []
-                for spec in specs:
-                    values, vs = convert_text(raw.column(spec.name).slice(lo, hi - lo), spec, row_offset=base + lo,
-                                              max_field_bytes=opts.max_field_bytes,
-                                              assume_timezone=opts.assume_timezone)
-                    arrays.append(values)
-                    problems.extend(vs)
-                return arrays, problems
+        # the columns of a batch convert in parallel (Arrow's kernels release the GIL): the reader's
+        # chain (parse, convert, contract) is what the Parquet writer waits on
+        pool = ThreadPoolExecutor(CONVERT_THREADS, thread_name_prefix="twh-csv-convert") if CONVERT_THREADS > 1 else None
+        try:
+            while reader is not None:
+                try:
+                    raw = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise fail(exc) from None
 
-            batch = declared_batch(raw.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
-                                   rejects=rejects, check=row_check)
-            offset += raw.num_rows
-            yield batch
+                def convert(lo: int, hi: int, raw: pa.RecordBatch = raw, base: int = offset) -> tuple[list, list]:
+                    def one(spec: ColumnSpec) -> tuple[pa.Array, list]:
+                        return convert_text(raw.column(spec.name).slice(lo, hi - lo), spec, row_offset=base + lo,
+                                            max_field_bytes=opts.max_field_bytes,
+                                            assume_timezone=opts.assume_timezone)
+
+                    parallel = pool is not None and hi - lo >= PARALLEL_ROWS
+                    done = list(pool.map(one, specs)) if parallel else [one(s) for s in specs]  # type: ignore[union-attr]
+                    return [a for a, _ in done], [v for _, vs in done for v in vs]
+
+                batch = declared_batch(raw.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
+                                       rejects=rejects, check=row_check)
+                offset += raw.num_rows
+                yield batch
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         ended(hashing.drain())
 
 
