@@ -228,9 +228,10 @@ class Ingest:
         rejects: Rejects = stream.rejects
         checked = self._checked(_reporting(stream, progress), manifest, counts, rejects)
 
-        def named(plan: LoadPlan) -> tuple[str, LoadPlan, dict[str, Any]]:  # a failed load: the file as it is now
+        def quarantine(report: ContractReport) -> None:  # a failed load is named by the file as it is now
             sha = stream.sha256 or file_sha256(plan.target)
-            return load_id_for(dataset, sha, writer.mode.value), plan, {"source_sha256": sha}
+            self.quarantine(principal, dataset, load_id_for(dataset, sha, writer.mode.value), plan,
+                            {"source_sha256": sha}, report)
 
         try:
             try:
@@ -241,10 +242,10 @@ class Ingest:
                     raise skipped from None
                 raise
         except _ContractFailed as exc:
-            self.quarantine(principal, dataset, *named(plan), exc.report)
+            quarantine(exc.report)
         except SourceError as exc:
             self.refuse_drift(principal, dataset, plan, exc)
-            self.quarantine(principal, dataset, *named(plan), schema_report(exc))
+            quarantine(schema_report(exc))
         except NothingToLoad as exc:
             raise InvalidInput(f"{plan.name}: {exc}; nothing was committed") from None
         except ConnectorError as exc:
