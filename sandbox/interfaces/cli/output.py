@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,20 +54,27 @@ out = _Console()
 err = _Console(stderr=True)
 
 
-@dataclass
 class Ctx:
-    home: Path | None
-    user: str | None
-    url: str | None
-    token: str | None
-    as_json: bool
-    _client: Any = None
-    #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
-    engine: str | None = None
-    #: ``--get FIELD``: print only that field of the result
-    get: str | None = None
-    #: ``--lang``: the language of text for people (en, zh-CN)
-    lang: str | None = None
+    """The invocation: the global options, resolved. (A plain class: ``dataclasses`` imports
+    ``inspect``, several ms of every quick command.)"""
+
+    __slots__ = ("home", "user", "url", "token", "as_json", "_client", "engine", "get", "lang")
+
+    def __init__(self, home: Path | None, user: str | None, url: str | None, token: str | None, as_json: bool,
+                 _client: Any = None, engine: str | None = None, get: str | None = None,
+                 lang: str | None = None) -> None:
+        self.home, self.user, self.url, self.token, self.as_json = home, user, url, token, as_json
+        self._client = _client
+        #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
+        self.engine = engine
+        #: ``--get FIELD``: print only that field of the result
+        self.get = get
+        #: ``--lang``: the language of text for people (en, zh-CN)
+        self.lang = lang
+
+    def __repr__(self) -> str:
+        return (f"Ctx(home={self.home!r}, user={self.user!r}, url={self.url!r}, as_json={self.as_json!r}, "
+                f"engine={self.engine!r}, get={self.get!r}, lang={self.lang!r})")  # never the token
 
     def settings(self) -> Settings:
         from ...settings import Settings

@@ -34,12 +34,18 @@ _NARROW = ((0x20, 0x7E), (0xA0, 0xAC), (0xAE, 0x2FF), (0x370, 0x482), (0x2500, 0
 _WIDE_BLOCKS = ((0x1100, 0x115F), (0x2E80, 0x303E), (0x3041, 0x33FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
                 (0xA000, 0xA4CF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF), (0xFE30, 0xFE4F), (0xFF01, 0xFF60),
                 (0xFFE0, 0xFFE6), (0x20000, 0x2FFFD), (0x30000, 0x3FFFD))
+#: unassigned, control, format, private and combining characters: rich's widths differ or depend on neighbours
+_UNMEASURED = frozenset({"Cn", "Cc", "Cf", "Co", "Cs", "Mn", "Mc", "Me"})
+#: the Hangul fillers: letters that rich measures as nothing
+_FILLERS = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0})
 BOLD, RESET = "\x1b[1m", "\x1b[0m"
 
 
 def char_width(ch: str) -> int | None:
     """The cells ``ch`` takes (1 or 2), or ``None`` for a character this module leaves to rich."""
     o = ord(ch)
+    if o > 0x7E and (unicodedata.category(ch) in _UNMEASURED or o in _FILLERS):
+        return None
     for lo, hi in _NARROW:
         if lo <= o <= hi:
             return 1
@@ -204,18 +210,21 @@ def layout(stream: TextIO, environ: Any) -> tuple[int, bool] | None:
         return None
     terminal = _env_terminal(stream, environ)
     dumb = terminal and environ.get("TERM", "").lower() in ("dumb", "unknown")
-    columns = environ.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns), terminal and not dumb
-    width = 80
-    if not dumb:
-        for fd in (0, 1, 2):
-            try:
-                width = os.get_terminal_size(fd).columns or 80
-                break
-            except (AttributeError, ValueError, OSError):
-                pass
-    return width, terminal and not dumb
+    bold = terminal and not dumb
+    columns, lines = environ.get("COLUMNS"), environ.get("LINES")
+    columns = columns if columns is not None and columns.isdigit() else None
+    if columns is not None and lines is not None and lines.isdigit():
+        return int(columns), bold
+    if dumb:  # rich: 80 columns on a dumb terminal, COLUMNS or not (unless LINES is set too)
+        return 80, bold
+    if columns is not None:
+        return int(columns), bold
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80, bold
+        except (AttributeError, ValueError, OSError):
+            pass
+    return 80, bold
 
 
 def show(t: Table) -> bool:
