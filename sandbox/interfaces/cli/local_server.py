@@ -36,10 +36,13 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ...errors import InvalidInput
 from ...i18n import _
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the folder inside the home: the socket, the server's record, its log and the start lock
 FOLDER = ".local-server"

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidInput, TwhError
 from ...i18n import _
 
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
 if TYPE_CHECKING:
+    from typing import Any
+
     import typer
     from rich.console import Console
 

@@ -10,17 +10,27 @@ import os
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from sandbox.datasets.manifest import load_manifest
-from sandbox.interfaces.cli import fast
+from sandbox.interfaces.cli import fast, output
 from sandbox.interfaces.cli.main import app
 from sandbox.settings import Settings
 from sandbox.warehouse import Warehouse
 
 DEMO = Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_consoles() -> Any:
+    """rich's console, once made, keeps the COLUMNS it was made under: tests here change COLUMNS,
+    so the next test (in this process) gets a console made afresh."""
+    yield
+    for console in (output.out, output.err):
+        object.__setattr__(console, "_real", None)
 
 
 @pytest.fixture(scope="module")
