@@ -103,6 +103,19 @@ def answer(argv: list[str], environ: Mapping[str, str]) -> int | None:
             emit_to(ctx, run(lambda: ctx.client().submit_job(job_dir, wait=True)), views.render_job)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:  # as typer's main (typer.core): Ctrl-C ends it quietly, status 130
+        return 130
+    except EOFError:  # ... and an input that ended: a blank line and "Aborted!", status 1
+        print(file=sys.stderr)
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except OSError as exc:  # ... and a reader that went away (`| head`): quietly, status 1
+        import errno
+
+        if exc.errno != errno.EPIPE:
+            raise
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more reaches the closed pipe
+        return 1
     finally:
         _STATE.pop("plain_exit", None)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,24 @@ def test_the_quick_path_takes_the_command_lines_it_claims() -> None:
     assert parsed is not None and parsed[0] == ("job", "submit") and parsed[1] == ["d"]
     ctx = parsed[2]
     assert (ctx.user, ctx.as_json, ctx.get, ctx.lang) == ("analyst", True, "id", None)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, EOFError, BrokenPipeError])
+def test_an_interrupt_ends_as_typer_ends_it(stop: type[BaseException], home: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C during the command (a submit waiting for its run), an input that ends, a reader that
+    went away: the status and the words typer's main gives them, no traceback."""
+    from sandbox.interfaces.cli import datasets, views
+
+    def interrupted(*_a: Any) -> Any:
+        raise stop(32, "Broken pipe") if stop is BrokenPipeError else stop
+
+    monkeypatch.setattr(views, "list_datasets", interrupted)
+    monkeypatch.setattr(datasets, "list_datasets", interrupted)
+    _env(monkeypatch, home, {})
+    stdout = sys.stdout
+    try:
+        quick, typer_ = _both(["--as", "analyst", "dataset", "list"], capsys)
+    finally:
+        sys.stdout = stdout  # (a broken pipe replaces it)
+    assert quick == typer_ and quick[0] in (1, 130), quick
