@@ -26,18 +26,28 @@ def interleaved(a: Callable[[], object], b: Callable[[], object], repeat: int) -
     return times["a"], times["b"]
 
 
-def interleaved_many(arms: dict[str, Callable[[], object]], repeat: int, *, warmup: int = 1) -> dict[str, list[float]]:
-    """Each arm ``warmup`` times (not kept), then all arms in turn ``repeat`` times; seconds per arm."""
+def interleaved_many(arms: dict[str, Callable[[], object]], repeat: int, *, warmup: int = 1,
+                     settle: dict[str, Callable[[], object]] | None = None) -> dict[str, list[float]]:
+    """Each arm ``warmup`` times (not kept), then all arms in turn ``repeat`` times; seconds per arm.
+    ``settle[name]``, if given, runs after that arm, untimed: work the arm leaves running in the
+    background (a job a service runs after answering) ends before the next arm is timed."""
+    settle = settle or {}
     for _ in range(warmup):
-        for fn in arms.values():
+        for name, fn in arms.items():
             fn()
+            settle.get(name, _nothing)()
     times: dict[str, list[float]] = {k: [] for k in arms}
     for _ in range(repeat):
         for name, fn in arms.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            settle.get(name, _nothing)()
     return times
+
+
+def _nothing() -> None:
+    pass
 
 
 def median_ms(xs: list[float]) -> float:

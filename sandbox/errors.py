@@ -33,7 +33,9 @@ SQLAlchemy, sqlglot) are translated at the boundary with ``raise Ours(...) from 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 
 class TwhError(Exception):

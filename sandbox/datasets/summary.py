@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["list_readonly", "summary"]
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
 
 from .locales import CLDR, DEFAULT, normalize
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _locale(lang: str | None) -> str:

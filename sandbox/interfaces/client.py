@@ -16,12 +16,14 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import InternalError, NotFound, TwhError, from_dict
 from .client_products import ProductsHttp, ProductsLocal
 
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     import httpx
 
 # Imported where used, not here: httpx (remote mode only), the manifest and job-spec validators

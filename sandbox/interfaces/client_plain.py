@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["PlainResponse", "PlainSession", "Unreachable", "http11", "plain_session_for"]
 

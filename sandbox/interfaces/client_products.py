@@ -17,8 +17,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ProductsHttp", "ProductsLocal", "consent_sha256"]
 

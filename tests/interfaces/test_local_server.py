@@ -5,6 +5,7 @@ stop, fall back in-process without failing the command)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -238,6 +239,47 @@ def test_the_folder_and_socket_are_private(home: Path) -> None:
         (home / ls.FOLDER).chmod(0o700)
         _twh(env, "local-server", "stop")
         _reap(home)
+
+
+def test_the_one_request_submit_answers_what_submit_then_wait_answer(settings: Settings, admin) -> None:
+    """Local mode's submit is one request (``POST /v1/local/jobs``): the answer is the submitter's
+    own view once the job has run, field for field what ``POST /v1/jobs`` + ``/wait`` answered; it
+    checks the role as ``/v1/jobs`` does; and ``twh serve``'s TCP API has no such route, so a
+    remote submitter still learns nothing of the run (not even when it ended)."""
+    wh = Warehouse.open(settings)
+    wh.users.add(admin, "tax_steward", "steward", "tax_bureau")
+    wh.users.add(admin, "analyst", "enterprise", "bank_a")
+    wh.datasets.register(wh.users.principal("tax_steward"),
+                         load_manifest(ROOT / "sandbox" / "demo" / "manifests" / "enterprise_registry.yaml"))
+    job = settings.home.parent / "job"
+    job.mkdir()
+    (job / "job.yaml").write_text("name: empty\npurpose: credit_risk\ndatasets: [enterprise_registry]\n")
+    (job / "job.py").write_text("pass\n")
+    folder = ls.private_folder(settings.home)
+    server = _Server(settings, folder)  # with its worker
+    try:
+        one = ls._client(folder, "analyst").submit_job(job)
+        c = ls._client(folder, "analyst")
+        queued = c._call("POST", "/v1/jobs", json={"files": {n: base64.b64encode((job / n).read_bytes()).decode()
+                                                             for n in ("job.yaml", "job.py")}})
+        two = c._call("POST", f"/v1/local/jobs/{queued['id']}/wait", params={"timeout": 60})
+        assert one["state"] == "awaiting_review" and one["export"] is None and one["queries"] is None, one
+        differ = {"id", "created_at", "updated_at"}
+        assert {k: v for k, v in one.items() if k not in differ} == {k: v for k, v in two.items() if k not in differ}
+        assert wh.jobs.get(admin, one["id"])["state"] not in ("queued", "running", "gating")  # it had run
+        with pytest.raises(Exception, match="needs the role enterprise") as exc:
+            ls._client(folder, "tax_steward").submit_job(job)
+        assert exc.value.code == "forbidden"
+    finally:
+        server.stop()
+    assert len(wh.jobs.list(admin)) == 2  # the refused submit queued nothing
+    app = create_app(settings.model_copy(update={"run_worker": False}))
+    token = app.state.warehouse.users.issue(admin, "analyst")[1]
+    with TestClient(app) as http:
+        body = {"files": {n: base64.b64encode((job / n).read_bytes()).decode() for n in ("job.yaml", "job.py")}}
+        r = http.post("/v1/local/jobs", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 404, r.text
+    wh.close()
 
 
 # -- its life -------------------------------------------------------------------------------

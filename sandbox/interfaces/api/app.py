@@ -386,13 +386,19 @@ def create_app(settings: Settings | None = None, *, warehouse: Warehouse | None 
               responses={**ok("job", 201), **errors("job_spec_invalid", "access_refused", "not_found")})
     def submit_job(body: Annotated[JobIn, Body(openapi_examples=JOB_IN)], who: Who) -> dict[str, Any]:
         """Enterprise users upload job.yaml and code (base64); the job is queued for a worker's sandbox."""
-        files = _decode_job_files(body.files)
+        return submit(who, body.files)
+
+    def submit(who: Principal, files_b64: dict[str, str]) -> dict[str, Any]:
+        """Queue an uploaded job (``/v1/jobs``; the local server's submit-and-wait) and wake the worker."""
+        files = _decode_job_files(files_b64)
         spec = parse_job_spec(files.get("job.yaml", b""))
         if spec.entrypoint not in files:
             raise JobSpecInvalid(f"entrypoint {spec.entrypoint} is not among the uploaded files")
         job = wh.jobs.submit_files(who, spec, files)
         wake.set()
         return job
+
+    app.state.submit_job = submit
 
     @app.get("/v1/jobs", tags=["jobs"], summary="List jobs", response_model=JobPage,
              responses={**ok("jobs"), **errors()})

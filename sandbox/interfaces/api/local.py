@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Query
+from fastapi import Body, Depends, Query
 from sqlalchemy import select
 
 from ...auth import Principal
 from ...catalog.db import Job
 from ...catalog.states import JobState
 from ...settings import Settings
-from .app import PEER_UID, create_app, current_principal
+from .app import PEER_UID, JobIn, create_app, current_principal
 
 __all__ = ["SERVER_FILE", "SOCKET_NAME", "allowed_uids", "bind_socket", "peer_checked_protocol", "peer_uid", "serve_local"]
 
@@ -133,14 +133,9 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
         return {"pid": os.getpid(), "fingerprint": fingerprint, "started": started,
                 "idle_exit_minutes": settings.local_server_idle_minutes, "home": str(settings.home)}
 
-    @app.post("/v1/local/jobs/{job_id}/wait", include_in_schema=False)
-    def wait_job(job_id: str, who: Annotated[Principal, Depends(current_principal)],
-                 timeout: float = Query(default=600.0, gt=0, le=86400)) -> dict[str, Any]:
-        """Local mode's ``job submit`` returns once the job has run, as when the command runs it in
-        its own process (a script's next command finds the export there): wait until the job has
-        left queued/running/gating, then answer the job as ``who`` may see it. Only the timing is
-        learnt, which the in-process command gives its owner too; the job must be visible to ``who``."""
-        wh.jobs.get(who, job_id)  # not_found unless who may see it
+    def wait(who: Principal, job_id: str, timeout: float) -> dict[str, Any]:
+        """Wait until the job has left queued/running/gating (or ``timeout``), then answer it as
+        ``who`` may see it."""
         deadline = time.monotonic() + timeout
 
         def underway() -> bool:
@@ -155,6 +150,25 @@ def serve_local(settings: Settings, folder: Path, fingerprint: str, *, ready: th
             while underway() and (left := deadline - time.monotonic()) > 0:
                 finished.wait(min(left, 0.25))
         return wh.jobs.get(who, job_id)
+
+    @app.post("/v1/local/jobs/{job_id}/wait", include_in_schema=False)
+    def wait_job(job_id: str, who: Annotated[Principal, Depends(current_principal)],
+                 timeout: float = Query(default=600.0, gt=0, le=86400)) -> dict[str, Any]:
+        """Local mode's ``job submit`` returns once the job has run, as when the command runs it in
+        its own process (a script's next command finds the export there): wait until the job has
+        left queued/running/gating, then answer the job as ``who`` may see it. Only the timing is
+        learnt, which the in-process command gives its owner too; the job must be visible to ``who``."""
+        wh.jobs.get(who, job_id)  # not_found unless who may see it
+        return wait(who, job_id, timeout)
+
+    @app.post("/v1/local/jobs", include_in_schema=False, status_code=201)
+    def submit_and_wait(body: Annotated[JobIn, Body()], who: Annotated[Principal, Depends(current_principal)],
+                        timeout: float = Query(default=600.0, gt=0, le=86400)) -> dict[str, Any]:
+        """``POST /v1/jobs`` then ``/v1/local/jobs/{id}/wait`` in one request (local mode's ``job
+        submit``: one round trip less): the same checks, the same queue and worker, and the same
+        answer — the job as ``who`` sees it once it has run."""
+        job = app.state.submit_job(who, body.files)
+        return wait(who, job["id"], timeout)
 
     @app.post("/v1/local/stop", include_in_schema=False)
     def stop_route() -> dict[str, Any]:

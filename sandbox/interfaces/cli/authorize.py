@@ -15,7 +15,7 @@ import typer
 
 from ...errors import InvalidInput
 from ...i18n import N_, _
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
 
 authorize_app = typer.Typer(
     rich_markup_mode=None, help=N_("Subjects' authorisations: grant, import, revoke, list."), no_args_is_help=True)
@@ -96,7 +96,7 @@ def authorize_list(c: typer.Context, subject: Annotated[str | None, typer.Option
         for a in rows:
             row(t, a["id"], a["subject"], a["tenant"], a["purpose"], ", ".join(a["datasets"]), a["valid_until"][:10],
                 a["state"])
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no authorisations"))
     emit(c, run(lambda: ctx(c).client().list_authorisations(subject=subject, tenant=tenant, active=active)), render)

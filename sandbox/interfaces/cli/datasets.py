@@ -11,16 +11,11 @@ import typer
 
 from ...errors import InvalidInput
 from ...i18n import N_, _, fmt_eps, fmt_number
-from .output import ctx, emit, err, out, row, run, say, table
+from .output import ctx, emit, err, out, row, run, say, show, table
+from .views import grade_word, list_datasets, render_datasets
 
 dataset_app = typer.Typer(rich_markup_mode=None, help=N_("Register and inspect datasets."), no_args_is_help=True)
 budget_app = typer.Typer(rich_markup_mode=None, help=N_("Differential-privacy budgets."), no_args_is_help=True)
-
-
-def grade_word(grade: str | None) -> str:
-    """A GB/T 43697 grade as people say it (the value itself stays in --json)."""
-    return {"core": _("core data"), "important": _("important data"), "general": _("general data"),
-            "unclassified": _("unclassified")}.get(grade or "unclassified", grade or "")
 
 
 #: top-level commands of this module (``twh ingest``)
@@ -40,33 +35,7 @@ def dataset_list(c: typer.Context,
                  grade: Annotated[str | None, typer.Option(help="only this GB/T 43697 grade: core, important, "
                                                                 "general or unclassified")] = None) -> None:
     """List the catalog (with each dataset's grade)."""
-    def render(rows: list[dict[str, Any]]) -> None:
-        name = _("name")
-        t = table(name, _("zone"), _("grade"), _("version"), _("columns"), _("stewards"), whole=(name,))
-        for d in rows:
-            row(t, d["name"], d["provider_kind"], grade_word((d.get("classification") or {}).get("grade")),
-                d["current_version"], len(d["columns"]), ", ".join(d["stewards"]))
-        out.print(t)
-        if not rows:
-            say(_("no datasets") + (" (" + grade_word(grade) + ")" if grade else ""))
-    emit(c, run(lambda: _list(c, grade)), render)
-
-
-def _list(c: typer.Context, grade: str | None) -> list[dict[str, Any]]:
-    """Local mode reads the catalog directly when it can (a listing should answer at once);
-    otherwise, in remote mode, and to filter by grade (the facade checks the grade's name), the
-    facade answers."""
-    conn = None if grade else ctx(c).readonly()
-    if conn is None:
-        return ctx(c).client().list_datasets(grade)
-    from ...catalog.readonly import user
-    from ...datasets.summary import list_readonly
-
-    try:
-        user(conn, ctx(c).user)  # the same check (and error) as opening the warehouse as that user
-        return list_readonly(conn)
-    finally:
-        conn.close()
+    emit(c, run(lambda: list_datasets(ctx(c), grade)), lambda rows: render_datasets(rows, grade))
 
 
 @dataset_app.command("override")
@@ -92,7 +61,7 @@ def dataset_show(c: typer.Context, name: str) -> None:
         for c_ in d["schema"]:
             pi = {"personal": _("personal"), "sensitive": _("sensitive")}.get(c_.get("pi") or "none", "")
             row(t, c_["name"], c_["type"], c_["role"], grade_word(c_.get("grade") or cls.get("grade")), pi)
-        out.print(t)
+        show(t)
         say(_("classification: {grade}, category {category}").format(
             grade=grade_word(cls.get("grade")), category=cls.get("category") or "-")
             + (_("; senior stewards {names}").format(names=", ".join(cls["senior_stewards"]))
@@ -123,7 +92,7 @@ def budget_show(c: typer.Context, dataset: str) -> None:
         for sc in d["scopes"]:
             row(t, sc["scope"], sc["period"], fmt_eps(sc["total"]["epsilon"]), fmt_eps(sc["spent"]["epsilon"]),
                 fmt_eps(sc["remaining"]["epsilon"]), sc["spent"]["delta"])
-        out.print(t)
+        show(t)
         if d["history"] is None:  # an enterprise: totals only, never one charge
             say(_("charges: totals only (jobs under review are not counted until a steward acts)"))
             return

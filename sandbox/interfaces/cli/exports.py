@@ -11,7 +11,7 @@ import typer
 
 from ...errors import InvalidInput
 from ...i18n import N_, _, fmt_number
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, out, row, run, say, show, table
 
 export_app = typer.Typer(rich_markup_mode=None, help=N_("Review, approve, deny, download and verify exports."),
                          no_args_is_help=True)
@@ -64,7 +64,7 @@ def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help
         t = table(*cols, _("waiting for"), whole=cols)
         for e in rows:
             row(t, e["id"], e["state"], e["job_id"], ", ".join(_waiting(e)) if e["state"] == "pending" else "")
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no exports") + (_(" in state {state}").format(state=state) if state else ""))
     emit(c, run(listed), render)
@@ -99,7 +99,7 @@ def export_show(c: typer.Context, export_id: str,
                 t = table(*cols, _("shape"), whole=cols)
                 for x in body["tensors"]:
                     row(t, x["name"], x["dtype"], " x ".join(map(str, x["shape"])) or _("scalar"))
-                out.print(t)
+                show(t)
             for k, v in sorted((body.get("metadata") or {}).items()):
                 say(_("  metadata {key} = {value}").format(key=k, value=v))
     emit(c, run(go), render)

@@ -13,7 +13,7 @@ import typer
 
 from ...errors import InvalidInput
 from ...i18n import N_, _
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
 
 feature_app = typer.Typer(
     rich_markup_mode=None, help=N_("The feature library: publish, list and show feature definitions."),
@@ -51,7 +51,7 @@ def feature_list(c: typer.Context) -> None:
         t = table(*whole, _("datasets"), _("labels"), _("description"), whole=whole)
         for f in rows:
             row(t, f["ref"], f["kind"], ", ".join(f["datasets"]), ", ".join(f["labels"]), f["description"])
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no features are published yet"))
     emit(c, run(lambda: ctx(c).client().list_features()), render)

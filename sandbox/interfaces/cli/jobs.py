@@ -8,35 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from ...i18n import N_, _
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
+from .views import render_job
 
 job_app = typer.Typer(rich_markup_mode=None, help=N_("Submit and follow jobs."), no_args_is_help=True)
 
-def _render_job(d: dict[str, Any]) -> None:
-    """One job for people, in every state: the submitter's view has no queries (withheld until the
-    stewards approve: ``queries`` is None) and maybe no export yet."""
-    say(_("job {id}: {state}").format(id=d["id"], state=d["state"]))
-    if d.get("reason"):
-        say(f"  {d['reason']}")
-    pinned = d.get("pinned_versions") or {}
-    datasets = ", ".join(f"{n} v{pinned[n]}" if n in pinned else n for n in d.get("datasets") or [])
-    say(_("  {name}, purpose {purpose}, datasets {datasets}").format(
-        name=d.get("name") or _("(unnamed)"), purpose=d.get("purpose"), datasets=datasets or "-"))
-    queries = d.get("queries", [])
-    if queries is None:
-        say(_("  queries: withheld from the submitter (the stewards review them with the export)"))
-    for q in queries or []:
-        det = q.get("details") or {}
-        extra = (_("suppressed {n} group(s)").format(n=det.get("suppressed_groups")) if q.get("outcome") == "released"
-                 else str(det.get("reason")))
-        say(_("  query {outcome}: {extra}").format(outcome=q.get("outcome"), extra=extra))
-    export = d.get("export")
-    if export:
-        say(_("  export {id}: {state}").format(id=export["id"], state=export["state"]))
-    elif d.get("state") in ("queued", "running", "gating"):
-        say(_("  export: none yet (the job has not finished)"))
-    else:
-        say(_("  export: none"))
+_render_job = render_job  # (the name other modules knew)
 
 
 @job_app.command("submit")
@@ -95,7 +72,7 @@ def job_list(c: typer.Context) -> None:
         t = table(*cols, _("name"), _("tenant"), _("created (UTC)"), whole=cols)
         for j in rows:
             row(t, j["id"], j["state"], j.get("name") or "", j["tenant"], str(j["created_at"])[:16].replace("T", " "))
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no jobs"))
     emit(c, run(lambda: ctx(c).client().list_jobs()), render)

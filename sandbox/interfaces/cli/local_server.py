@@ -26,7 +26,6 @@ are in :mod:`.local_server_cmd`; this module is what :meth:`.output.Ctx.client` 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -34,14 +33,16 @@ import json as _json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ...errors import InvalidInput
 from ...i18n import _
+
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the folder inside the home: the socket, the server's record, its log and the start lock
 FOLDER = ".local-server"
@@ -227,11 +228,15 @@ def _client(folder: Path, user: str | None, *, timeout: float = 600.0) -> Any:
             return checked(r, "the local server")
 
         def submit_job(self, job_dir: str | Path, *, wait: bool = True, timeout: float = 600) -> dict[str, Any]:
-            job = super().submit_job(job_dir, wait=False)
             if not wait:
-                return job
-            return self._call("POST", f"/v1/local/jobs/{job['id']}/wait", params={"timeout": timeout},
-                              timeout=timeout + 30)
+                return super().submit_job(job_dir, wait=False)
+            import base64
+
+            from ...jobs.folder import read_job_folder
+
+            files = read_job_folder(Path(job_dir))  # as Client.submit_job: the server checks job.yaml
+            return self._call("POST", "/v1/local/jobs", params={"timeout": timeout}, timeout=timeout + 30,
+                              json={"files": {n: base64.b64encode(b).decode() for n, b in files.items()}})
 
     timeout_s = timeout
     return LocalServerClient()
@@ -275,6 +280,8 @@ def _stop(folder: Path, pid: int | None) -> bool:
 
 class _Lock:
     def __init__(self, path: Path, wait_s: float) -> None:
+        import fcntl
+
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + wait_s
         while True:
@@ -324,6 +331,8 @@ def ensure_server(home: Path, environ: Any = None) -> Path:
                     os.unlink(folder / name)
                 except FileNotFoundError:
                     pass
+        import subprocess  # (with signal, selectors: only when a server is started)
+
         env["TWH_HOME"] = str(home)
         with open(folder / "server.log", "ab") as log:
             os.chmod(folder / "server.log", 0o600)

@@ -9,7 +9,8 @@ Errors print ``error [code]: message`` and exit 2.
 :mod:`.commands` names the module of every command. This module imports neither typer nor the
 tree until it must: ``twh``, ``twh --help`` and ``twh --lang L --help`` print the root listing
 from :mod:`.roothelp` (a static copy that a test compares with typer's output byte for byte);
-everything else, and any other use of :data:`app` (typer's test runner, ``get_command``), goes to
+``twh dataset list`` and ``twh job submit DIR`` (with global options only) are read and run by
+:mod:`.fast`, also without typer; everything else, and any other use of :data:`app` (typer's test runner, ``get_command``), goes to
 :data:`.root.app`. The tree's names (``main``, ``_new_app``, ``_register``, ...) are readable here
 as before.
 """
@@ -45,6 +46,10 @@ class _Entry:
             kind = quick(sys.argv[1:], os.environ)
             if kind is not None:
                 sys.exit(answer(kind))
+        if not args and not kwargs:  # `twh dataset list`, `twh job submit DIR`: no typer (:mod:`.fast`)
+            from .fast import main
+
+            main()
         return _tree().app(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

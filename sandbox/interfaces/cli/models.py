@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ...i18n import N_, _
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
 
 model_app = typer.Typer(
     rich_markup_mode=None, help=N_("The model catalog: publish approved DP models for inference."), no_args_is_help=True)
@@ -77,7 +77,7 @@ def model_list(c: typer.Context) -> None:
         for m in rows:
             row(t, m["ref"], m["state"], m["owner_tenant"], ", ".join(m["allowed_tenants"]),
                 ", ".join(m["allowed_purposes"]), ", ".join(m["features"]))
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no catalog models"))
     emit(c, run(lambda: ctx(c).client().list_models()), render)

@@ -10,20 +10,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import typer
 
 from ...errors import InvalidInput, TwhError
 from ...i18n import _
 
+TYPE_CHECKING = False  # typing costs a few ms of every quick `twh` command
 if TYPE_CHECKING:
+    from typing import Any
+
+    import typer
     from rich.console import Console
-    from rich.table import Table
 
     from ...settings import Settings
+    from .plaintable import Table
 
 
 class _Console:
@@ -56,20 +56,27 @@ out = _Console()
 err = _Console(stderr=True)
 
 
-@dataclass
 class Ctx:
-    home: Path | None
-    user: str | None
-    url: str | None
-    token: str | None
-    as_json: bool
-    _client: Any = None
-    #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
-    engine: str | None = None
-    #: ``--get FIELD``: print only that field of the result
-    get: str | None = None
-    #: ``--lang``: the language of text for people (en, zh-CN)
-    lang: str | None = None
+    """The invocation: the global options, resolved. (A plain class: ``dataclasses`` imports
+    ``inspect``, several ms of every quick command.)"""
+
+    __slots__ = ("home", "user", "url", "token", "as_json", "_client", "engine", "get", "lang")
+
+    def __init__(self, home: Path | None, user: str | None, url: str | None, token: str | None, as_json: bool,
+                 _client: Any = None, engine: str | None = None, get: str | None = None,
+                 lang: str | None = None) -> None:
+        self.home, self.user, self.url, self.token, self.as_json = home, user, url, token, as_json
+        self._client = _client
+        #: ``--engine`` of one command (local mode): overrides TWH_ENGINE
+        self.engine = engine
+        #: ``--get FIELD``: print only that field of the result
+        self.get = get
+        #: ``--lang``: the language of text for people (en, zh-CN)
+        self.lang = lang
+
+    def __repr__(self) -> str:
+        return (f"Ctx(home={self.home!r}, user={self.user!r}, url={self.url!r}, as_json={self.as_json!r}, "
+                f"engine={self.engine!r}, get={self.get!r}, lang={self.lang!r})")  # never the token
 
     def settings(self) -> Settings:
         from ...settings import Settings
@@ -120,10 +127,15 @@ def ctx(c: typer.Context) -> Ctx:
 
 
 def emit(c: typer.Context, data: Any, render: Any = None) -> None:
-    if ctx(c).get:
-        value = run(lambda: field(data, ctx(c).get))
+    emit_to(ctx(c), data, render)
+
+
+def emit_to(x: Ctx, data: Any, render: Any = None) -> None:
+    """Print a command's result as its invocation asks: ``--get``, ``--json``, or ``render``."""
+    if x.get:
+        value = run(lambda: field(data, x.get))
         print(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
-    elif ctx(c).as_json or render is None:
+    elif x.as_json or render is None:
         text = json.dumps(data, default=str, ensure_ascii=False)
         if sys.stdout.isatty():  # colours for a person; a pipe gets the same JSON without importing rich
             out.print_json(text)
@@ -156,27 +168,49 @@ def say(text: str) -> None:
     """A line for people, printed as is: no markup (``[awaiting_approval]`` stays text) and never
     broken by the console, so ids, hashes and tokens stay whole whatever the terminal's width
     (the terminal wraps them visually; copying still gets them whole)."""
-    out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+    from .plaintable import cells
+
+    if cells(text) is not None:  # printable text of known widths: rich would print it unchanged
+        sys.stdout.write(text + "\n")
+    else:  # rich drops control characters and expands tabs
+        out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def table(*columns: str, whole: tuple[str, ...] = (), title: str | None = None) -> Table:
-    """A table that fits the terminal by wrapping the free-text columns; the ``whole`` columns
-    (ids, states, names used as arguments) are never wrapped or cut."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+    """A table that fits the terminal by wrapping the free-text columns between words; the
+    ``whole`` columns (ids, states, names used as arguments) are never wrapped or cut. Print it
+    with :func:`show`."""
+    from .plaintable import Table
 
-    t = Table(box=box.SIMPLE_HEAD, title=Text(title) if title else None, title_justify="left", pad_edge=False)
-    for name in columns:
-        t.add_column(name, no_wrap=name in whole, overflow="fold")
-    return t
+    return Table(columns, whole, title)
 
 
 def row(t: Table, *cells: Any) -> None:
     """Add a row of values as plain text (a value is never read as markup)."""
+    t.add_row(*cells)
+
+
+def show(t: Table) -> None:
+    """Print a :func:`table`: laid out without rich (:mod:`.plaintable`), or by rich where that
+    module leaves it to rich (a title, characters it does not measure, a non-UTF-8 output)."""
+    from . import plaintable
+
+    if not plaintable.show(t):
+        out.print(_rich_table(t))
+
+
+def _rich_table(t: Table) -> Any:
+    from rich import box
+    from rich.table import Table as RichTable
     from rich.text import Text
 
-    t.add_row(*(Text("" if v is None else str(v)) for v in cells))
+    rt = RichTable(box=box.SIMPLE_HEAD, title=Text(t.title) if t.title else None, title_justify="left",
+                   pad_edge=False)
+    for name, whole in zip(t.columns, t.whole, strict=True):
+        rt.add_column(name, no_wrap=whole, overflow="fold")
+    for cells in t.rows:
+        rt.add_row(*(Text(v) for v in cells))
+    return rt
 
 
 def run(fn: Any) -> Any:
@@ -193,6 +227,10 @@ def run(fn: Any) -> Any:
             word = _("error")
             err.print(f"[bold red]{escape(word)}[/] {escape('[' + exc.code + ']')}: {escape(exc.message)}",
                       highlight=False, soft_wrap=True)
+        if _STATE.get("plain_exit"):  # the quick path (:mod:`.fast`): no click to turn Exit into the status
+            raise SystemExit(2) from None
+        import typer
+
         raise typer.Exit(2) from None
 
 

@@ -16,7 +16,7 @@ import typer
 
 from ...errors import InvalidInput
 from ...i18n import N_, _
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
 
 score_app = typer.Typer(
     rich_markup_mode=None, help=N_("Score subjects with a catalog model (inference)."), no_args_is_help=True)
@@ -60,7 +60,7 @@ def render_scores(d: dict[str, Any]) -> None:
     t = table(*whole, _("score"), _("reasons / why"), whole=whole)
     for r in d["results"]:
         row(t, r["subject"], r["status"], r.get("score", ""), ", ".join(r.get("reasons") or []) or r.get("reason", ""))
-    out.print(t)
+    show(t)
 
 
 @score_app.command("now", help=N_("Score SUBJECTS with MODEL (name@version) now."))

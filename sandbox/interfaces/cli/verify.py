@@ -15,7 +15,7 @@ import typer
 
 from ...i18n import N_, _
 from .features import read_yaml
-from .output import ctx, emit, out, row, run, say, table
+from .output import ctx, emit, row, run, say, show, table
 
 verify_app = typer.Typer(
     rich_markup_mode=None, help=N_("Verification products: define them, check a claim about a subject."),
@@ -58,7 +58,7 @@ def verify_list(c: typer.Context) -> None:
         t = table(*whole, _("claims"), _("tenants"), _("purposes"), whole=whole)
         for p in rows:
             row(t, p["ref"], p["feature"], _claims(p), ", ".join(p["allowed_tenants"]), ", ".join(p["allowed_purposes"]))
-        out.print(t)
+        show(t)
         if not rows:
             say(_("no verification products"))
     emit(c, run(lambda: ctx(c).client().list_verifications()), render)

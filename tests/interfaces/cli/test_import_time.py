@@ -95,6 +95,66 @@ def test_a_local_dataset_list_reads_the_catalog_without_sqlalchemy(tmp_path: Pat
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
+#: what the quick path (sandbox.interfaces.cli.fast) must not import either: typer, click, rich
+_NOT_QUICK = {"typer", "click", "rich", *HEAVY}
+
+
+def test_a_local_dataset_list_imports_neither_typer_nor_rich(tmp_path: Path) -> None:
+    """``twh --as U dataset list`` as a person reads it (a table): the quick path and the table
+    without rich; the same command line with an option the quick path leaves to typer does import it."""
+    from sandbox.datasets.manifest import load_manifest
+    from sandbox.settings import Settings
+    from sandbox.warehouse import Warehouse
+
+    home = tmp_path / "wh"
+    wh = Warehouse.open(Settings(home=home))
+    wh.users.bootstrap_admin()
+    wh.users.add(wh.users.principal("admin"), "tax_steward", "steward", "tax_bureau")
+    wh.datasets.register(wh.users.principal("tax_steward"),
+                         load_manifest(Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
+                                       / "enterprise_registry.yaml"))
+    wh.close()
+    code, modules, out = _modules("--home", str(home), "--as", "admin", "dataset", "list")
+    assert code == 0 and "enterprise_registry" in out and "tax_steward" in out
+    assert not modules & _NOT_QUICK, sorted(modules & _NOT_QUICK)
+    code, modules, out = _modules("--home", str(home), "--as", "admin", "dataset", "list", "--grade", "general")
+    assert code == 0 and "enterprise_registry" in out and "typer" in modules
+
+
+def test_a_local_submit_through_the_local_server_imports_neither_typer_nor_rich(tmp_path: Path) -> None:
+    """``twh --as U job submit DIR`` as users run it (TWH_LOCAL_SERVER=auto: the home's server runs
+    the job): the command's own process loads no typer, rich, httpx or heavy library."""
+    from sandbox.datasets.manifest import load_manifest
+    from sandbox.settings import Settings
+    from sandbox.warehouse import Warehouse
+
+    home = tmp_path / "wh"
+    wh = Warehouse.open(Settings(home=home))
+    wh.users.bootstrap_admin()
+    admin = wh.users.principal("admin")
+    wh.users.add(admin, "tax_steward", "steward", "tax_bureau")
+    wh.users.add(admin, "analyst", "enterprise", "bank_a")
+    wh.datasets.register(wh.users.principal("tax_steward"),
+                         load_manifest(Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
+                                       / "enterprise_registry.yaml"))
+    wh.close()
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "job.yaml").write_text("name: empty\npurpose: credit_risk\ndatasets: [enterprise_registry]\n")
+    (job / "job.py").write_text("pass\n")
+    env = {"TWH_LOCAL_SERVER": "auto", "TWH_HOME": str(home)}
+    try:
+        first = _modules("--as", "analyst", "--json", "job", "submit", str(job), env=env)  # starts the server
+        assert first[0] == 0, first[2]
+        code, modules, out = _modules("--as", "analyst", "job", "submit", str(job), env=env)
+        assert code == 0 and "awaiting_review" in out
+        assert not modules & _NOT_QUICK, sorted(modules & _NOT_QUICK)
+        assert (home / ".local-server" / "sock").exists()  # it went through the server, not in-process
+    finally:
+        subprocess.run([sys.executable, "-m", "sandbox.interfaces.cli", "local-server", "stop"], timeout=60,
+                       env={**os.environ, **env}, capture_output=True)
+
+
 def test_the_command_table_is_the_whole_tree() -> None:
     """Every top-level command and group is in COMMANDS (a new module must add its line), and a
     command line naming one builds the same command as the whole tree has."""
