@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from demo_homes import demo_home, empty_job
 from fastapi.testclient import TestClient
 
 from sandbox.datasets.manifest import load_manifest
@@ -36,16 +37,7 @@ NOBODY = 65534
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    home = tmp_path / "wh"
-    wh = Warehouse.open(Settings(home=home))
-    wh.users.bootstrap_admin()
-    admin = wh.users.principal("admin")
-    wh.users.add(admin, "tax_steward", "steward", "tax_bureau")
-    wh.users.add(admin, "analyst", "enterprise", "bank_a")
-    wh.datasets.register(wh.users.principal("tax_steward"),
-                         load_manifest(ROOT / "sandbox" / "demo" / "manifests" / "enterprise_registry.yaml"))
-    wh.close()
-    return home
+    return demo_home(tmp_path / "wh")
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -251,10 +243,7 @@ def test_the_one_request_submit_answers_what_submit_then_wait_answer(settings: S
     wh.users.add(admin, "analyst", "enterprise", "bank_a")
     wh.datasets.register(wh.users.principal("tax_steward"),
                          load_manifest(ROOT / "sandbox" / "demo" / "manifests" / "enterprise_registry.yaml"))
-    job = settings.home.parent / "job"
-    job.mkdir()
-    (job / "job.yaml").write_text("name: empty\npurpose: credit_risk\ndatasets: [enterprise_registry]\n")
-    (job / "job.py").write_text("pass\n")
+    job = empty_job(settings.home.parent / "job", ["enterprise_registry"])
     folder = ls.private_folder(settings.home)
     server = _Server(settings, folder)  # with its worker
     try:

@@ -14,42 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_homes import USERS, demo_home, empty_job
 from typer.testing import CliRunner
 
-from sandbox.datasets.manifest import load_manifest
-from sandbox.interfaces.cli import fast, output
+from sandbox.interfaces.cli import fast
 from sandbox.interfaces.cli.main import app
-from sandbox.settings import Settings
-from sandbox.warehouse import Warehouse
-
-DEMO = Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_consoles() -> Any:
-    """rich's console, once made, keeps the COLUMNS it was made under: tests here change COLUMNS,
-    so the next test (in this process) gets a console made afresh."""
-    yield
-    for console in (output.out, output.err):
-        object.__setattr__(console, "_real", None)
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("fast") / "wh"
-    wh = Warehouse.open(Settings(home=home))
-    wh.users.bootstrap_admin()
-    admin = wh.users.principal("admin")
-    for name, role, tenant in (("tax_steward", "steward", "tax_bureau"), ("bank_steward", "steward", "bank_a"),
-                               ("analyst", "enterprise", "bank_a")):
-        wh.users.add(admin, name, role, tenant)
-    for manifest, steward in (("enterprise_registry", "tax_steward"), ("bank_loans", "bank_steward")):
-        wh.datasets.register(wh.users.principal(steward), load_manifest(DEMO / f"{manifest}.yaml"))
-    wh.close()
-    job = home.parent / "job"
-    job.mkdir()
-    (job / "job.yaml").write_text("name: empty\npurpose: credit_risk\ndatasets: [enterprise_registry, bank_loans]\n")
-    (job / "job.py").write_text("pass\n")
+    home = demo_home(tmp_path_factory.mktemp("fast") / "wh",
+                     users=[*USERS, ("bank_steward", "steward", "bank_a")],
+                     datasets=[("enterprise_registry", "tax_steward"), ("bank_loans", "bank_steward")])
+    empty_job(home.parent / "job", ["enterprise_registry", "bank_loans"])
     return home
 
 

@@ -124,24 +124,10 @@ def test_a_local_dataset_list_imports_neither_typer_nor_rich(tmp_path: Path) -> 
 def test_a_local_submit_through_the_local_server_imports_neither_typer_nor_rich(tmp_path: Path) -> None:
     """``twh --as U job submit DIR`` as users run it (TWH_LOCAL_SERVER=auto: the home's server runs
     the job): the command's own process loads no typer, rich, httpx or heavy library."""
-    from sandbox.datasets.manifest import load_manifest
-    from sandbox.settings import Settings
-    from sandbox.warehouse import Warehouse
+    from demo_homes import demo_home, empty_job
 
-    home = tmp_path / "wh"
-    wh = Warehouse.open(Settings(home=home))
-    wh.users.bootstrap_admin()
-    admin = wh.users.principal("admin")
-    wh.users.add(admin, "tax_steward", "steward", "tax_bureau")
-    wh.users.add(admin, "analyst", "enterprise", "bank_a")
-    wh.datasets.register(wh.users.principal("tax_steward"),
-                         load_manifest(Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
-                                       / "enterprise_registry.yaml"))
-    wh.close()
-    job = tmp_path / "job"
-    job.mkdir()
-    (job / "job.yaml").write_text("name: empty\npurpose: credit_risk\ndatasets: [enterprise_registry]\n")
-    (job / "job.py").write_text("pass\n")
+    home = demo_home(tmp_path / "wh")
+    job = empty_job(tmp_path / "job", ["enterprise_registry"])
     env = {"TWH_LOCAL_SERVER": "auto", "TWH_HOME": str(home)}
     try:
         first = _modules("--as", "analyst", "--json", "job", "submit", str(job), env=env)  # starts the server

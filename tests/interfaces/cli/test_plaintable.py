@@ -10,7 +10,6 @@ import io
 import random
 import sys
 import unicodedata
-from typing import Any
 
 import pytest
 from rich.cells import cell_len
@@ -22,15 +21,6 @@ from sandbox.interfaces.cli.plaintable import Table, cells, char_width, layout, 
 #: text of the kind the tables hold: names, ids, numbers, punctuation, Latin-1, Chinese, spaces
 ALPHABET = "abc_xyz0189 ,.-()é" + "中文数据审批管理员一般"
 HEADER_ALPHABET = ALPHABET  # headers are our own words: never rich markup ("[") or ":emoji:" codes
-
-
-@pytest.fixture(autouse=True)
-def _fresh_consoles() -> Any:
-    """rich's console, once made, keeps the COLUMNS it was made under: tests here change COLUMNS,
-    so the next test (in this process) gets a console made afresh."""
-    yield
-    for console in (output.out, output.err):
-        object.__setattr__(console, "_real", None)
 
 
 def _rich(t: Table, width: int, terminal: bool) -> str:

@@ -9,34 +9,23 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from demo_homes import USERS, demo_home
 from typer.testing import CliRunner
 
 from sandbox.catalog.readonly import open_readonly, user
-from sandbox.datasets.manifest import load_manifest
 from sandbox.datasets.summary import list_readonly
 from sandbox.errors import NotFound
 from sandbox.interfaces.cli.main import app
 from sandbox.settings import Settings
 from sandbox.warehouse import Warehouse
 
-DEMO = Path(__file__).resolve().parents[3] / "sandbox" / "demo" / "manifests"
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    home = tmp_path / "wh"
-    wh = Warehouse.open(Settings(home=home))
-    wh.users.bootstrap_admin()
-    admin = wh.users.principal("admin")
-    for name, role, tenant in (("tax_steward", "steward", "tax_bureau"), ("tax_chief", "steward", "tax_bureau"),
-                               ("bank_steward", "steward", "bank_a"),
-                               ("analyst", "enterprise", "bank_a")):
-        wh.users.add(admin, name, role, tenant)
-    for manifest, steward in (("tax_payments", "tax_steward"), ("enterprise_registry", "tax_steward"),
-                              ("bank_loans", "bank_steward")):
-        wh.datasets.register(wh.users.principal(steward), load_manifest(DEMO / f"{manifest}.yaml"))
-    wh.close()
-    return home
+    return demo_home(tmp_path / "wh", users=[*USERS, ("tax_chief", "steward", "tax_bureau"),
+                                             ("bank_steward", "steward", "bank_a")],
+                     datasets=[("tax_payments", "tax_steward"), ("enterprise_registry", "tax_steward"),
+                               ("bank_loans", "bank_steward")])
 
 
 def _facade(home: Path, who: str) -> list:
