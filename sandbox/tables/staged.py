@@ -69,10 +69,6 @@ class StagedParts:
         return int(self.metrics.get("num_added_rows", 0))
 
 
-def _folder(loc: Location, name: str) -> Location:
-    return loc.child(name)
-
-
 def _remove(folder: Location) -> None:
     """Local folders only. On object storage the parts stay as orphans that no version names
     (vacuum removes them), as after a failed ``write_deltalake``: delta-rs deletes objects with
@@ -90,7 +86,7 @@ def stage(path: Where, batches: Iterable[pa.RecordBatch], schema: pa.Schema, *,
     loc = _loc(path)
     _check_schema(_open(loc), schema)
     name = STAGE_PREFIX + secrets.token_hex(8)
-    folder = _folder(loc, name)
+    folder = loc.child(name)
     feed = _Batches(batches, schema)
     try:
         rest = iter(feed)
@@ -157,7 +153,7 @@ def commit(path: Where, parts: StagedParts, *, metadata: Mapping[str, str], mode
             if translated is exc:
                 raise
             raise translated from exc
-    _remove(_folder(loc, parts.folder).child("_delta_log"))
+    _remove(loc.child(parts.folder, "_delta_log"))
     return _committed(loc, load_id)
 
 
@@ -173,4 +169,4 @@ def _landed(loc: Location, parts: StagedParts) -> bool | None:
 
 def discard(path: Where, parts: StagedParts) -> None:
     """Remove staged parts that will not be committed (the load was already in the table)."""
-    _remove(_folder(_loc(path), parts.folder))
+    _remove(_loc(path).child(parts.folder))
