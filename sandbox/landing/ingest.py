@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ class Ingest:
             self.quarantine(principal, dataset, load_id_for(dataset, sha, writer.mode.value), plan,
                             {"source_sha256": sha}, report)
 
-        try:
+        with self._refusing(principal, dataset, plan, quarantine):
             try:
                 parts = writer.stage(checked, stream.schema)
             except (_ContractFailed, NothingToLoad, SourceError) as exc:
@@ -241,15 +242,6 @@ class Ingest:
                 if skipped is not None and skipped is not exc:
                     raise skipped from None
                 raise
-        except _ContractFailed as exc:
-            quarantine(exc.report)
-        except SourceError as exc:
-            self.refuse_drift(principal, dataset, plan, exc)
-            quarantine(schema_report(exc))
-        except NothingToLoad as exc:
-            raise InvalidInput(f"{plan.name}: {exc}; nothing was committed") from None
-        except ConnectorError as exc:
-            raise InvalidInput(str(exc)) from exc
         try:
             sha = stream.sha256
             load_id = load_id_for(dataset, sha, writer.mode.value)
@@ -258,8 +250,7 @@ class Ingest:
             if done is not None:
                 two_step.discard(table, parts)
                 return done
-            metadata = {"twh.load_id": load_id, "twh.dataset": dataset, "twh.mode": writer.mode.value,
-                        "twh.connector": plan.kind, "twh.source_sha256": sha}
+            metadata = _commit_metadata(load_id, dataset, writer, plan, content)
         except BaseException:
             two_step.discard(table, parts)
             raise
@@ -272,36 +263,47 @@ class Ingest:
               progress: Progress | None, open_error: SourceError | None = None) -> dict[str, Any]:
         counts = _Counts()
         bad_rows = manifest.load.bad_rows
+
+        def quarantine(report: ContractReport) -> None:
+            self.quarantine(principal, dataset, load_id, plan, content, report)
+
         try:
-            if open_error is not None:
-                raise open_error
-            if staged is None:
-                if stream is None:
-                    stream = get_source(plan.kind).open(plan.target, specs, plan.options, bad_rows=bad_rows)
-                batches: Iterator[pa.RecordBatch] = _reporting(stream, progress)
-                schema = stream.schema
-            else:
-                batches, schema = staged.batches(), staged.schema
-            rejects: Rejects = stream.rejects if stream is not None else Rejects()
-            checked = self._checked(batches, manifest, counts, rejects)
-            metadata = {"twh.load_id": load_id, "twh.dataset": dataset, "twh.mode": writer.mode.value,
-                        "twh.connector": plan.kind,
-                        **{f"twh.{k}": v for k, v in content.items()}}
-            with self.ctx.commit_lock(writer.table):  # object storage: one writer per table (catalog.locks)
-                result = writer.write(checked, schema, metadata, staged=staged)
-        except _ContractFailed as exc:
-            self.quarantine(principal, dataset, load_id, plan, content, exc.report)
-        except SourceError as exc:
-            self.refuse_drift(principal, dataset, plan, exc)
-            self.quarantine(principal, dataset, load_id, plan, content, schema_report(exc))
-        except NothingToLoad as exc:
-            raise InvalidInput(f"{plan.name}: {exc}; nothing was committed") from None
-        except ConnectorError as exc:
-            raise InvalidInput(str(exc)) from exc
+            with self._refusing(principal, dataset, plan, quarantine):
+                if open_error is not None:
+                    raise open_error
+                if staged is None:
+                    if stream is None:
+                        stream = get_source(plan.kind).open(plan.target, specs, plan.options, bad_rows=bad_rows)
+                    batches: Iterator[pa.RecordBatch] = _reporting(stream, progress)
+                    schema = stream.schema
+                else:
+                    batches, schema = staged.batches(), staged.schema
+                rejects: Rejects = stream.rejects if stream is not None else Rejects()
+                checked = self._checked(batches, manifest, counts, rejects)
+                metadata = _commit_metadata(load_id, dataset, writer, plan, content)
+                with self.ctx.commit_lock(writer.table):  # object storage: one writer per table (catalog.locks)
+                    result = writer.write(checked, schema, metadata, staged=staged)
         finally:
             if stream is not None:
                 stream.close()
         return self._recorded(principal, dataset, plan, load_id, content, stream, writer, counts, rejects, result)
+
+    @contextmanager
+    def _refusing(self, principal: Principal, dataset: str, plan: LoadPlan,
+                  quarantine: Callable[[ContractReport], None]) -> Iterator[None]:
+        """How a load that fails while its rows are read ends: a failed contract or source is
+        quarantined (a drifted schema refused first); no rows, or bad options, are the caller's error."""
+        try:
+            yield
+        except _ContractFailed as exc:
+            quarantine(exc.report)
+        except SourceError as exc:
+            self.refuse_drift(principal, dataset, plan, exc)
+            quarantine(schema_report(exc))
+        except NothingToLoad as exc:
+            raise InvalidInput(f"{plan.name}: {exc}; nothing was committed") from None
+        except ConnectorError as exc:
+            raise InvalidInput(str(exc)) from exc
 
     def _recorded(self, principal: Principal, dataset: str, plan: LoadPlan, load_id: str, content: dict[str, Any],
                   stream: Any, writer: LoadWriter, counts: _Counts, rejects: Rejects,
@@ -541,6 +543,13 @@ class Ingest:
         summary = "; ".join(f.message for f in contract.failures[:5])
         raise ValidationFailed(f"{name} failed its data contract and was quarantined (nothing committed): {summary}",
                                details={"load_id": load_id, "dataset": dataset, "failed": failed})
+
+
+def _commit_metadata(load_id: str, dataset: str, writer: LoadWriter, plan: LoadPlan,
+                     content: dict[str, Any]) -> dict[str, str]:
+    """What the load's Delta commit carries (``commitInfo``): its id, dataset, mode, connector, content hash."""
+    return {"twh.load_id": load_id, "twh.dataset": dataset, "twh.mode": writer.mode.value, "twh.connector": plan.kind,
+            **{f"twh.{k}": v for k, v in content.items()}}
 
 
 def _reporting(stream: Any, progress: Progress | None) -> Iterator[pa.RecordBatch]:
