@@ -254,3 +254,59 @@ def test_a_read_after_the_hash_is_final_is_refused_not_left_unhashed(tmp_path: P
         with pytest.raises(ValueError, match="after drain"):
             reader.read(4)
         assert reader._hasher is None and reader.hash.hexdigest() == hashlib.sha256(b"xxxx").hexdigest()
+
+
+def test_the_first_block_is_handed_on_in_a_small_head_batch_and_row_numbers_run_on(tmp_path: Path) -> None:
+    """The writer starts once the first HEAD_ROWS rows are converted, not a whole block; a bad
+    value just past the head is still named by its own data row."""
+    from connectors.csv import HEAD_ROWS
+
+    n = 3 * HEAD_ROWS
+    rows = "".join(f"{i},name{i},{i}\n" for i in range(1, n + 1))
+    p_ok = write(tmp_path, "code,name,n\n" + rows, "ok.csv")
+    with CsvSource().open(p_ok, SPECS, hash_first=False) as stream:
+        batches = list(stream)
+    assert batches[0].num_rows == HEAD_ROWS and sum(b.num_rows for b in batches) == n
+    assert pa.Table.from_batches(batches).column("n").to_pylist() == list(range(1, n + 1))  # order kept
+    bad_row = HEAD_ROWS + 5
+    broken = rows.replace(f"\n{bad_row},name{bad_row},{bad_row}\n", f"\n{bad_row},name{bad_row},oops\n")
+    with pytest.raises(SchemaError) as info:
+        read(write(tmp_path, "code,name,n\n" + broken, "bad.csv"))
+    assert info.value.violations[0].rows == (bad_row,)
+
+
+def test_pyarrow_reads_through_arrow_pool_buffers_and_they_are_hashed_and_nul_checked(tmp_path: Path) -> None:
+    """The parser's chunks come from read_buffer (Arrow-pool memory, not a fresh bytes object per
+    block); the digest and the first NUL's offset are those of the bytes handed out, wherever the
+    NUL falls (first byte, last byte of a chunk, next chunk)."""
+    import io
+
+    import pyarrow.csv as pa_csv
+
+    from connectors.base import HashingReader
+
+    body = "".join(f"{i},n{i},{i}\n" for i in range(100_000)).encode()
+    p = write(tmp_path, b"code,name,n\n" + body)
+    calls = []
+
+    class Counting(HashingReader):
+        def read_buffer(self, size: int = -1):  # noqa: ANN201
+            calls.append(size)
+            return super().read_buffer(size)
+
+    with open(p, "rb") as f:
+        reader = Counting(f, background=True, watch_nul=True)
+        table = pa_csv.read_csv(reader, read_options=pa_csv.ReadOptions(block_size=1 << 16))
+        digest = reader.drain()
+    assert calls and table.num_rows == 100_000 and reader.first_nul is None
+    assert digest == hashlib.sha256(p.read_bytes()).hexdigest()
+    chunk = 4096
+    for at in (0, chunk - 1, chunk, 3 * chunk + 17, len(body) - 1):
+        data = body[:at] + b"\x00" + body[at + 1:]
+        for background in (False, True):
+            reader = HashingReader(io.BufferedReader(io.BytesIO(data)), background=background, watch_nul=True)
+            got = b""
+            while (buf := reader.read_buffer(chunk)).size:
+                got += buf.to_pybytes()
+            assert reader.drain() == hashlib.sha256(data).hexdigest() and got == data
+            assert reader.first_nul == at, (at, background)
