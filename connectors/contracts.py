@@ -362,7 +362,10 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
     elif etype == "expect_column_value_lengths_to_equal":
         if not pa.types.is_string(t):
             return None  # GE measures str(value): only text has the same length here
-        bad = valid(pc.not_equal(pc.utf8_length(values), kwargs["value"]))
+        lengths = pc.utf8_length(values)
+        if _within(lengths, kwargs["value"], kwargs["value"], {}):
+            return _passed(etype, kwargs, column)
+        bad = valid(pc.not_equal(lengths, kwargs["value"]))
     elif etype in ("expect_column_values_to_be_between", "expect_column_value_lengths_to_be_between"):
         if etype == "expect_column_value_lengths_to_be_between":
             if not pa.types.is_string(t):
@@ -373,6 +376,8 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
         else:
             return None
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        if pa.types.is_integer(measured.type) and _within(measured, lo, hi, kwargs):  # the common case
+            return _passed(etype, kwargs, column)
         checks = []
         if lo is not None:
             checks.append((pc.greater if kwargs.get("strict_min") else pc.greater_equal)(measured, lo))
@@ -402,6 +407,26 @@ def _native_outcome(etype: str, kwargs: Mapping[str, Any], batch: Any, row_offse
         unexpected_examples=tuple(truncate_example(values[i].as_py()) for i in first),
         unexpected_rows=tuple(row_offset + i + 1 for i in first),
         message=f"{summary}: passed" if count == 0 else f"{summary}: {count} of {n_rows} row(s) unexpected")
+
+
+def _within(measured: Any, lo: Any, hi: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether every integer (a value or a length) lies within the bounds, judged by the column's
+    minimum and maximum: one pass and no boolean arrays, for integers about twice as fast as the
+    comparisons (for floats it was slower: ``min_max`` skips NaN, which needs a pass of its own).
+    False means that a bound is crossed; the full check then counts and places the values."""
+    import pyarrow.compute as pc
+
+    low, high = (v.as_py() for v in pc.min_max(measured).values())
+    if low is None:  # no values, or all null: nothing is unexpected
+        return True
+    above = lo is None or (low > lo if kwargs.get("strict_min") else low >= lo)
+    below = hi is None or (high < hi if kwargs.get("strict_max") else high <= hi)
+    return above and below
+
+
+def _passed(etype: str, kwargs: Mapping[str, Any], column: str) -> ExpectationOutcome:
+    return ExpectationOutcome(type=etype, column=column, success=True, unexpected_count=0,
+                              message=f"{_summary(etype, kwargs)}: passed")
 
 
 def _raised(info: Any) -> str | None:

@@ -278,11 +278,16 @@ def _fast_number_or_date(text: pa.Array, spec: ColumnSpec, shortest: Any, longes
     try:
         if spec.type in ("int64", "int32"):
             # Commonest of all: every value already in canonical form (what the integer prints
-            # back as: no "+", no leading zero, no "-0"), which _INT_RE accepts; three passes.
-            # Anything else (Arrow also parses "007" and "0x10") takes the term-by-term check.
+            # back as: no "+", no leading zero, no "-0"), which _INT_RE accepts. Arrow's parser
+            # takes an optional "-", then ASCII digits or "0x"/"0X" and hex digits; of those, a
+            # value starting neither with "0" (but "0" itself) nor with "-0" is canonical. So one
+            # parse and two prefix tests decide, without printing the integers back to compare.
+            # Anything else ("007", "0x10", "+5", "-0") takes the term-by-term check below.
             try:
                 ints = pc.cast(text, spec.arrow_type, safe=True)
-                if _all_true(pc.equal(pc.cast(ints, pa.string()), text)):
+                zero_led = pc.or_(pc.and_(pc.starts_with(text, "0"), pc.greater(pc.binary_length(text), 1)),
+                                  pc.starts_with(text, "-0"))
+                if not pc.any(zero_led, skip_nulls=True, min_count=0).as_py():
                     return ints
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass

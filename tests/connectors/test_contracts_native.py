@@ -76,3 +76,26 @@ def test_lengths_of_non_text_columns_are_left_to_great_expectations() -> None:
     native = c.validate(BATCH)
     ge = c.validate(BATCH.to_pandas())
     assert (native.success, native.results[0].unexpected_count) == (ge.success, ge.results[0].unexpected_count)
+
+
+EDGES = pa.record_batch({"n": pa.array([0, 4, 10, None]), "t": pa.array(["abc", "北京市", None, "xyz"])})
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"min_value": 0, "max_value": 10}, {"min_value": 0, "strict_min": True}, {"max_value": 10, "strict_max": True},
+    {"min_value": 1}, {"max_value": 9}, {"min_value": -5, "max_value": 10, "strict_max": False},
+])
+def test_integer_bounds_decided_by_min_and_max_agree_with_great_expectations_at_the_edges(kwargs: dict) -> None:
+    """Integers passing is judged from the column's minimum and maximum: a value on a bound, strict
+    or not, and one just past it give Great Expectations' answer."""
+    c = Contract([{"type": "expect_column_values_to_be_between", "kwargs": {"column": "n", **kwargs}}])
+    native, ge = c.validate(EDGES).results[0], c.validate(EDGES.to_pandas()).results[0]
+    assert (native.success, native.unexpected_count, native.message) == (ge.success, ge.unexpected_count, ge.message)
+
+
+@pytest.mark.parametrize("value", [3, 2, 4])
+def test_equal_lengths_decided_by_min_and_max_agree_with_great_expectations(value: int) -> None:
+    c = Contract([{"type": "expect_column_value_lengths_to_equal", "kwargs": {"column": "t", "value": value}}])
+    native, ge = c.validate(EDGES).results[0], c.validate(EDGES.to_pandas()).results[0]
+    assert (native.success, native.unexpected_count, native.message) == (ge.success, ge.unexpected_count, ge.message)
+    assert native.success is (value == 3)
