@@ -43,13 +43,21 @@ def _figure_row(fig: dict[str, Any], record: dict[str, Any]) -> str:
             f"| {fig.get('baseline', '')} | {load} |")
 
 
+def _probe(record: dict) -> str:
+    if "probe_ms_before" not in record:  # recorded since session 9
+        return ""
+    return f", CPU probe {record['probe_ms_before']} → {record['probe_ms_after']} ms"
+
+
 def render(out: Path) -> str:
     found = newest(out)
     lines = ["# Benchmark results", "",
              "Written by `python bench/run.py --results bench/RESULTS.md` (`make bench`) from the newest raw JSON "
              "of each benchmark in `bench/out/`; do not edit by hand. Each figure is the median of per-pair values "
              "(ours and a baseline run interleaved in the same run); the spread is p25 – p75 (min – max) over "
-             "those pairs. Load is the 1-minute load average before → after the benchmark.", ""]
+             "those pairs. Load is the 1-minute load average before → after the benchmark; under Runs, the CPU "
+             "probe is the milliseconds a fixed piece of work (SHA-256 of 64 MiB, best of 3) took before → after "
+             "it, which shows a busy host that the load average misses.", ""]
     machines = {json.dumps(r["machine"], sort_keys=True) for _, r in found.values()}
     for m in sorted(machines):
         d = json.loads(m)
@@ -66,7 +74,7 @@ def render(out: Path) -> str:
     for name in names:
         path, record = found[name]
         lines.append(f"* **{name}**: `{record['command']}` — {record['started']}, {record['seconds']} s, load "
-                     f"{record['load_before']} → {record['load_after']}; raw numbers: `{_shown(path)}`")
+                     f"{record['load_before']} → {record['load_after']}{_probe(record)}; raw numbers: `{_shown(path)}`")
         for note in record["result"].get("notes", []):
             lines.append(f"  * {note}")
     for name in names:

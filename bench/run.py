@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from timing import loadavg, machine  # noqa: E402
+from timing import loadavg, machine, speed_probe  # noqa: E402
 
 #: name -> (module, function); imported when run, so one benchmark's dependencies never slow another
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -117,12 +117,13 @@ def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
     module, function = BENCHMARKS[name]
     fn: Callable[[argparse.Namespace, Path], dict] = getattr(importlib.import_module(module), function)
     started = datetime.now(timezone.utc)
+    probe_before = speed_probe()
     before, t0 = loadavg(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"twh-bench-{name}-") as tmp:
         result = fn(args, Path(tmp))
     return {"benchmark": name, "command": command, "started": started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "load_before": before,
-            "load_after": loadavg(), "args": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
+            "load_after": loadavg(), "probe_ms_before": probe_before, "probe_ms_after": speed_probe(), "args": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
             "result": result}
 
 
