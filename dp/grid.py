@@ -4,8 +4,9 @@ A measure with declared bounds ``[lo, hi]`` is clamped, multiplied by ``2**expon
 truncated toward zero, *inside the engine's SQL*, so sums are exact integer sums (no float
 summation whose rounding would break the sensitivity bound; Casacuberta et al. 2022). Noise
 is added in grid units and the result multiplied back by ``2**-exponent``: a power of two, so
-every released value is exactly ``k · 2**-exponent`` for an integer ``k`` — it lies on the
-grid and its low bits carry nothing but ``k``.
+every noisy value is exactly ``k · 2**-exponent`` for an integer ``k`` — it lies on the grid and
+its low bits carry nothing but ``k``. (The gate then rounds it to the policy's significant digits,
+which can leave the binary grid, e.g. 233.7, but is a function of ``k`` alone.)
 
 The exponent is chosen from the bounds alone (never from data): about 2**20 grid steps span
 the larger bound.

@@ -19,12 +19,12 @@ COLUMNS = ("unit", "industry", "amount", "flag")
 ROLES = {"unit": "join_key", "industry": "dimension", "amount": "measure", "flag": "measure"}
 
 
-def dp_policy(**dp: Any) -> Policy:
+def dp_policy(*, output: dict[str, Any] | None = None, **dp: Any) -> Policy:
     rules = {"max_rows_per_unit": 5, "bounds": {"amount": [0, 500]},
              "budget": {"epsilon": 1, "delta": 1e-6}, "epsilon_per_query": 0.5, "delta_per_query": 1e-7,
              "public_keys": {"industry": ["C", "F", "G", "K"]}, **dp}
     return load_policy({"tenants": ["*"], "purposes": ["x"], "columns": ROLES, "privacy_unit": "unit",
-                        "release_mode": "dp", "dp": rules})
+                        "release_mode": "dp", "dp": rules, **({"output": output} if output else {})})
 
 
 def write_table(path: Path, n: int = 20_000, units: int = 2_000, extra: dict[str, Any] | None = None) -> Snapshot:

@@ -13,6 +13,7 @@ from dp_fixtures import dp_policy, info, write_table
 
 from sandbox.errors import QueryRefused
 from sandbox.gate import plan_query, run_query
+from sandbox.gate.cellkey import round_significant
 from sandbox.tables.snapshot import Snapshot
 
 SQL = "SELECT industry, COUNT(*) AS n, SUM(amount) AS s, AVG(amount) AS a FROM loans GROUP BY industry"
@@ -83,14 +84,33 @@ def test_heavy_units_weigh_at_most_max_rows(snap: Snapshot) -> None:
     assert weighted / 1024 >= 0.95 * 5 * units  # ~10 rows per unit: nearly every unit is heavy
 
 
-def test_released_values_lie_on_their_grid(snap: Snapshot) -> None:
-    r = run_query(plan_query(SQL, lambda _n: info(dp_policy())), {"loans": snap})
+@pytest.mark.parametrize("repeat", range(20))
+def test_released_values_lie_on_their_grid(snap: Snapshot, repeat: int) -> None:
+    """With every digit kept (17 significant digits round-trip a double), a noisy sum is exactly
+    k * grid: its low bits carry nothing but the integer k (no float noise to attack). The
+    public key K has no rows, so its sum is pure noise near 0, where decimal rounding would show."""
+    r = run_query(plan_query(SQL, lambda _n: info(dp_policy(output={"significant_digits": 17}))), {"loans": snap})
     d = {n["column"]: n for n in r.decisions[-1]["noise"]}
+    assert [row[0] for row in r.rows] == ["C", "F", "G", "K"]
     for row in r.rows:
         assert isinstance(row[1], int)
         k = Fraction(row[2]) / Fraction(d["s"]["grid"])
         assert k.denominator == 1  # exactly k * grid
         assert row[3] is None or 0 <= row[3] <= 500
+
+
+@pytest.mark.parametrize("repeat", range(20))
+def test_rounding_to_the_policys_digits_is_a_function_of_the_grid_value_alone(snap: Snapshot, repeat: int) -> None:
+    """At the default 4 significant digits a small sum (K's, near 0) is a decimal such as 233.7, off
+    the binary grid; it must still be the rounding of the grid value next to it (post-processing of
+    k alone), never of a value with other low bits."""
+    plan = plan_query(SQL, lambda _n: info(dp_policy()))
+    assert plan.significant_digits == 4
+    r = run_query(plan, {"loans": snap})
+    grid = Fraction({n["column"]: n for n in r.decisions[-1]["noise"]}["s"]["grid"])
+    for row in r.rows:
+        k = round(Fraction(row[2]) / grid)
+        assert round_significant(float(k * grid), 4) == row[2]
 
 
 def test_order_by_sorts_noisy_values(snap: Snapshot) -> None:
