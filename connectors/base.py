@@ -7,7 +7,6 @@ declared schema plus ``describe()`` (the lineage record) and, in row-quarantine 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
@@ -114,38 +113,14 @@ def unchanged(f: BinaryIO, before: os.stat_result, *, ctime: bool = False) -> No
         raise SourceError("the file changed while it was being read; load it again", check="file")
 
 
-@functools.cache
-def _memchr() -> Any:
-    import ctypes
-
-    fn = ctypes.CDLL(None).memchr
-    fn.restype, fn.argtypes = ctypes.c_void_p, (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
-    return fn
-
-
-def _find_nul_byte(buf: pa.Buffer) -> int:
-    """The offset of the first NUL byte in an Arrow buffer, or -1: libc's ``memchr`` on the
-    buffer itself (no copy; ctypes lets go of the GIL for the call)."""
-    if not buf.size:
-        return -1
-    at = _memchr()(buf.address, 0, buf.size)
-    return -1 if at is None else at - buf.address
-
-
 class HashingReader(io.RawIOBase):
     """A read-only stream that hashes what passes through it (the bytes actually parsed).
 
     With ``background=True`` the SHA-256 runs in a thread of its own, a few chunks behind the
     reads: the parser gets each chunk as soon as it is read instead of after it is hashed (the
-    hash was a fifth of the CSV reader's critical path). The chunks are the very objects handed
-    to the parser, never written to once handed over, so what is hashed is still exactly what
-    was parsed; :meth:`drain` waits for the hasher before it answers.
-
-    pyarrow's file wrapper reads through :meth:`read_buffer`: each chunk is read into a buffer
-    from Arrow's memory pool, which reuses the blocks freed as parsing moves on. A ``bytes`` of a
-    block's size (4 MiB) was fresh memory on every read: a thousand page faults a block, which
-    on the bench's 105 MB CSV was the whole difference in page faults between an ingest and a
-    plain ``write_deltalake`` (26,000; counted with ``getrusage``)."""
+    hash was a fifth of the CSV reader's critical path). The chunks are the very ``bytes``
+    objects handed to the parser (immutable), so what is hashed is still exactly what was
+    parsed; :meth:`drain` waits for the hasher before it answers."""
 
     #: chunks read but not yet hashed, at most (bounds the hasher's memory)
     BACKLOG = 4
@@ -160,8 +135,7 @@ class HashingReader(io.RawIOBase):
         self.first_nul: int | None = None
         self._watch_nul = watch_nul
         self._hashed = 0
-        self._queue: queue.Queue[bytes | pa.Buffer | None] | None = (queue.Queue(self.BACKLOG) if background
-                                                                     else None)
+        self._queue: queue.Queue[bytes | None] | None = queue.Queue(self.BACKLOG) if background else None
         self._hasher: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
@@ -171,46 +145,31 @@ class HashingReader(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        self._passed(data, len(data))
-        return data
-
-    def read_buffer(self, size: int = -1) -> pa.Buffer | bytes:
-        """``read``, into a buffer of Arrow's memory pool (what pyarrow calls when it exists)."""
-        if size is None or size < 0 or not hasattr(self._raw, "readinto"):
-            return self.read(-1 if size is None else size)
-        buf = pa.allocate_buffer(size, resizable=True)
-        n = self._raw.readinto(memoryview(buf).cast("B"))  # type: ignore[attr-defined]  # bytes, as a file expects
-        if n < size:
-            buf.resize(n)
-        self._passed(buf, n)
-        return buf
-
-    def _passed(self, chunk: bytes | pa.Buffer, n: int) -> None:
         if self._queue is None:
-            self._update(chunk)
-        elif n:
+            self._update(data)
+        elif data:
             with self._lock:
                 if self._stopped:  # drained or closed (by another thread): the hash is final
                     raise ValueError("read from a HashingReader after drain() or close()")
                 if self._hasher is None:
                     self._hasher = threading.Thread(target=self._hash_queued, name="twh-source-hash", daemon=True)
                     self._hasher.start()
-            self._queue.put(chunk)
-        self.bytes_read += n
+            self._queue.put(data)
+        self.bytes_read += len(data)
+        return data
 
     def _hash_queued(self) -> None:
         assert self._queue is not None
         while (chunk := self._queue.get()) is not None:
             self._update(chunk)
 
-    def _update(self, chunk: bytes | pa.Buffer) -> None:
+    def _update(self, chunk: bytes) -> None:
         self.hash.update(chunk)  # releases the GIL for chunks over 2 KiB
-        n = len(chunk) if isinstance(chunk, bytes) else chunk.size
         if self._watch_nul and self.first_nul is None:
-            at = chunk.find(b"\x00") if isinstance(chunk, bytes) else _find_nul_byte(chunk)
+            at = chunk.find(b"\x00")
             if at >= 0:
                 self.first_nul = self._hashed + at
-        self._hashed += n
+        self._hashed += len(chunk)
 
     def _stop_hasher(self) -> None:
         with self._lock:

@@ -69,10 +69,6 @@ _CHUNK = MiB
 CONVERT_THREADS = 2
 #: batches (or slices, in row-quarantine mode's bisection) below this many rows convert serially
 PARALLEL_ROWS = 4096
-#: the file's first block is handed on in two batches, the first of this many rows: the Delta
-#: writer can start once they are converted and checked, not a whole block (27,000 rows of the
-#: bench's registry). (The writer's dictionary choice counts the first batch's first 8,192 rows.)
-HEAD_ROWS = 8192
 _UTF8_BOM = codecs.BOM_UTF8
 #: encodings a CSV may declare (normalised codec name -> pyarrow's name)
 ENCODINGS: dict[str, str] = {"utf-8": "utf8", "gbk": "gbk", "gb18030": "gb18030"}
@@ -393,23 +389,21 @@ class CsvSource:
                     break
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                     raise fail(exc) from None
-                head = offset == 0 and raw.num_rows > 2 * HEAD_ROWS
-                for piece in (raw.slice(0, HEAD_ROWS), raw.slice(HEAD_ROWS)) if head else (raw,):
 
-                    def convert(lo: int, hi: int, raw: pa.RecordBatch = piece, base: int = offset) -> tuple[list, list]:
-                        def one(spec: ColumnSpec) -> tuple[pa.Array, list]:
-                            return convert_text(raw.column(spec.name).slice(lo, hi - lo), spec,
-                                                row_offset=base + lo, max_field_bytes=opts.max_field_bytes,
-                                                assume_timezone=opts.assume_timezone)
+                def convert(lo: int, hi: int, raw: pa.RecordBatch = raw, base: int = offset) -> tuple[list, list]:
+                    def one(spec: ColumnSpec) -> tuple[pa.Array, list]:
+                        return convert_text(raw.column(spec.name).slice(lo, hi - lo), spec, row_offset=base + lo,
+                                            max_field_bytes=opts.max_field_bytes,
+                                            assume_timezone=opts.assume_timezone)
 
-                        parallel = pool is not None and hi - lo >= PARALLEL_ROWS
-                        done = list(pool.map(one, specs)) if parallel else [one(s) for s in specs]  # type: ignore[union-attr]
-                        return [a for a, _ in done], [v for _, vs in done for v in vs]
+                    parallel = pool is not None and hi - lo >= PARALLEL_ROWS
+                    done = list(pool.map(one, specs)) if parallel else [one(s) for s in specs]  # type: ignore[union-attr]
+                    return [a for a, _ in done], [v for _, vs in done for v in vs]
 
-                    batch = declared_batch(piece.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
-                                           rejects=rejects, check=row_check)
-                    offset += piece.num_rows
-                    yield batch
+                batch = declared_batch(raw.num_rows, convert, schema, row_offset=offset, bad_rows=bad_rows,
+                                       rejects=rejects, check=row_check)
+                offset += raw.num_rows
+                yield batch
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
