@@ -123,8 +123,8 @@ def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
         result = fn(args, Path(tmp))
     return {"benchmark": name, "command": command, "started": started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - t0, 1), "machine": machine(), "load_before": before,
-            "load_after": loadavg(), "probe_ms_before": probe_before, "probe_ms_after": speed_probe(), "args": {k: v for k, v in vars(args).items() if k not in ("out", "results")},
-            "result": result}
+            "load_after": loadavg(), "probe_ms_before": probe_before, "probe_ms_after": speed_probe(),
+            "args": {k: v for k, v in vars(args).items() if k not in ("out", "results")}, "result": result}
 
 
 def _line(fig: dict) -> str:
