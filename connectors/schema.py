@@ -241,7 +241,7 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
     if spec.type == "timestamp":
         result = _timestamps_from_text(text, spec, row_offset, assume_timezone, out)
         return (result if result is not None else text), out
-    fast = _fast_number_or_date(text, spec, shortest, longest)
+    fast = _fast_number_or_date(text, spec, lengths, shortest, longest)
     if fast is not None:
         return fast, out
     pattern = {"int64": _INT_RE, "int32": _INT_RE, "float64": _FLOAT_RE, "date": _DATE_RE}[spec.type]
@@ -264,7 +264,8 @@ def convert_text(text: pa.Array, spec: ColumnSpec, *, row_offset: int = 0, max_f
     return (result if not out else text), out
 
 
-def _fast_number_or_date(text: pa.Array, spec: ColumnSpec, shortest: Any, longest: Any) -> pa.Array | None:
+def _fast_number_or_date(text: pa.Array, spec: ColumnSpec, lengths: pa.Array, shortest: Any,
+                         longest: Any) -> pa.Array | None:
     """The common case — every value valid — decided without a regular expression per value (the
     regex pass cost more than the rest of a column's conversion). Returns the converted column, or
     ``None`` when anything is unusual: then the full path below decides, and reports, exactly as
@@ -285,7 +286,7 @@ def _fast_number_or_date(text: pa.Array, spec: ColumnSpec, shortest: Any, longes
             # Anything else ("007", "0x10", "+5", "-0") takes the term-by-term check below.
             try:
                 ints = pc.cast(text, spec.arrow_type, safe=True)
-                zero_led = pc.or_(pc.and_(pc.starts_with(text, "0"), pc.greater(pc.binary_length(text), 1)),
+                zero_led = pc.or_(pc.and_(pc.starts_with(text, "0"), pc.greater(lengths, 1)),
                                   pc.starts_with(text, "-0"))
                 if not pc.any(zero_led, skip_nulls=True, min_count=0).as_py():
                     return ints
