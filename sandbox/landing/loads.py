@@ -71,6 +71,17 @@ TARGET_FILE_SIZE = 64 << 20
 _END = object()
 
 
+def _with_keys(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Each batch with fresh record keys; closing this closes ``batches`` (see :func:`prefetched`)."""
+    try:
+        for b in batches:
+            yield with_record_keys(b)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def prefetched(batches: Iterator[pa.RecordBatch], depth: int = PREFETCH_DEPTH) -> Iterator[pa.RecordBatch]:
     """``batches`` produced in a thread, at most ``depth`` ahead of the consumer.
 
@@ -153,11 +164,16 @@ class LoadWriter:
 
     @staticmethod
     def _keyed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """The batches, read ahead in a thread, each row with a fresh secret record key."""
+        """The batches, read ahead in a thread, each row with a fresh secret record key.
+
+        The keys are drawn in the read-ahead thread: the thread that pulls from here is the Delta
+        writer's, which is the load's critical path (it is busy from its start to the end of the
+        load, while the reader finishes early; ARCHITECTURE.md, "The writer is now the critical
+        path")."""
         rows = 0
-        for b in prefetched(batches, PREFETCH_DEPTH):
+        for b in prefetched(_with_keys(batches), PREFETCH_DEPTH):
             rows += b.num_rows
-            yield with_record_keys(b)
+            yield b
         if rows == 0:
             raise NothingToLoad("no data rows")
 
