@@ -2,7 +2,7 @@
 of the same CSV (pyarrow's CSV reader with the column types given), in the same run, plus wall
 time, rows/s, MB/s and the peak RSS of each, for one or more file sizes::
 
-    python bench/run.py ingest                       # 100 MB, 3 interleaved pairs (make bench)
+    python bench/run.py ingest                       # 100 MB, 15 interleaved pairs (make bench)
     python bench/run.py ingest --size 100M,1G        # the flatness curve (generated CSVs)
     python bench/run.py ingest --size 10G --ingest-via cli --no-baseline \\
         --ingest-csv /work/big/registry.csv            # `twh ingest` on a 10 GB file, progress bar on
@@ -31,6 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from govdata import MANIFEST, parse_size, write_registry_csv  # noqa: E402
+
+#: pairs run by default on a file up to 256 MiB. On this 2-core host one pair's ratio varies by
+#: about ±15% (9-pair runs of unchanged code gave medians 0.854 and 0.944 on 2026-12-06), so a
+#: median of 3 pairs could not tell a figure of 0.85 from one of 0.95; 15 pairs narrow that.
+PAIRS = 15
 
 _ARROW_TYPES = {"string": "string", "date": "date32", "float64": "float64", "int64": "int64"}
 
@@ -110,10 +115,13 @@ def _one(args: argparse.Namespace, tmp: Path, size: str, repeat: int) -> dict:
     baseline = not getattr(args, "no_baseline", False)
     ours_runs: list[dict] = []
     plain_runs: list[dict] = []
-    for i in range(repeat):  # interleaved: ours, plain, ours, plain, ... each in a fresh process and table
-        ours_runs.append(_run("cli" if via == "cli" else "ingest", csv, tmp / f"ours-{size}-{i}"))
-        if baseline:
-            plain_runs.append(_run("plain", csv, tmp / f"plain-{size}-{i}"))
+    for i in range(repeat):  # interleaved ABBA: ours, plain, plain, ours, ... each in a fresh process and table
+        sides = ["ours", "plain"] if baseline else ["ours"]
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            if side == "ours":
+                ours_runs.append(_run("cli" if via == "cli" else "ingest", csv, tmp / f"ours-{size}-{i}"))
+            else:
+                plain_runs.append(_run("plain", csv, tmp / f"plain-{size}-{i}"))
     ours = ours_runs[len(ours_runs) // 2]
     assert rows is None or all(r["rows"] == rows for r in ours_runs), (ours_runs, rows)
     mb = csv.stat().st_size / 1e6
@@ -139,17 +147,17 @@ def _one(args: argparse.Namespace, tmp: Path, size: str, repeat: int) -> dict:
 
 def bench_ingest(args: argparse.Namespace, tmp: Path) -> dict:
     """One result per size in ``--size`` (comma-separated, e.g. ``100M,1G``), each from ``--repeat``
-    (default 3) interleaved pairs of our ingest and a plain ``write_deltalake`` of the same file."""
+    interleaved pairs of our ingest and a plain ``write_deltalake`` of the same file (by default
+    :data:`PAIRS` for files up to 256 MiB, 3 for bigger ones)."""
     from timing import figure
 
     sizes = str(getattr(args, "size", None) or f"{getattr(args, 'ingest_mb', None) or 100}M").split(",")
     for s in sizes:
         parse_size(s)  # refuse a bad size before generating anything
-    repeat = max(3, args.repeat or 3)
     results = []
     figures = []
     for s in sizes:
-        r = _one(args, tmp, s, repeat)
+        r = _one(args, tmp, s, max(3, args.repeat or (PAIRS if parse_size(s) <= 256 << 20 else 3)))
         results.append(r)
         print(json.dumps(r), file=sys.stderr, flush=True)
         if "throughput_ratios" in r:

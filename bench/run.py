@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} "
                                              f"(default: {' '.join(DEFAULT)})")
     ap.add_argument("--repeat", type=int, help="interleaved repeats per figure (at least 3; each benchmark has its "
-                    "own default: cli 9, sandbox 20, training 5, ingest 3, dp 5, gate 7)")
+                    "own default: cli 9, sandbox 20, training 5, ingest 15 (3 above 256 MiB), dp 5, gate 7)")
     ap.add_argument("--rows", type=int, help="`gate` (default 10M), `dp` (default 2M): rows of the generated table")
     ap.add_argument("--units", type=int, default=1_000_000, help="privacy units (differencing)")
     ap.add_argument("--ingest-mb", type=int, default=100, help="size of the generated CSV for `ingest`")
