@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from govdata import MANIFEST, parse_size, write_registry_csv  # noqa: E402
 
 #: pairs run by default on a file up to 256 MiB. On this 2-core host one pair's ratio varies by
-#: about ±15% (9-pair runs of unchanged code gave medians 0.854 and 0.944 on 2026-12-06), so a
-#: median of 3 pairs could not tell a figure of 0.85 from one of 0.95; 15 pairs narrow that.
+#: about ±15% (9-pair runs at 159fb75 and 4724c2e, which differ in one small cut, gave medians
+#: 0.854 and 0.944 on 2026-12-06), so a median of 3 pairs could not tell a figure of 0.85 from one
+#: of 0.95; 15 pairs narrow that.
 PAIRS = 15
 
 _ARROW_TYPES = {"string": "string", "date": "date32", "float64": "float64", "int64": "int64"}
