@@ -81,3 +81,33 @@ def test_the_committed_mo_is_the_compiled_po(catalog):
 def test_the_catalogue_is_packaged():
     text = (ROOT / "pyproject.toml").read_text()
     assert "i18n/locale/*/LC_MESSAGES/*.mo" in text
+
+
+def test_every_command_and_option_of_the_cli_has_chinese_help():
+    """``twh … --help`` in zh-CN: the help of every command, group and parameter (typer's own
+    completion options included) is translated, not left in English. A command whose help is a
+    docstring, or an option whose help is not marked ``N_``, never reaches the catalogue."""
+    import contextvars
+    import re
+
+    import typer
+
+    from sandbox.i18n import gettext, use
+    from sandbox.interfaces.cli.main import app
+
+    han = re.compile(r"[\u4e00-\u9fff]")
+
+    def untranslated() -> list[str]:
+        use("zh-CN")  # in a copied context: the language of the test's own context stays
+        english = []
+        todo = [("twh", typer.main.get_command(app))]
+        while todo:
+            path, cmd = todo.pop()
+            todo += [(f"{path} {name}", sub) for name, sub in getattr(cmd, "commands", {}).items()]
+            for obj in (cmd, *cmd.params):
+                text = getattr(obj, "help", None)
+                if text and not han.search(gettext(text)):
+                    english.append(f"{path} {getattr(obj, 'name', '')}: {text[:60]}")
+        return english
+
+    assert contextvars.copy_context().run(untranslated) == []

@@ -13,9 +13,9 @@ from .output import ctx, emit, out, run, say
 
 audit_app = typer.Typer(rich_markup_mode=None, help=N_("Verify and export the audit log."), no_args_is_help=True)
 
-@audit_app.command("verify")
+@audit_app.command("verify", help=N_("Recompute the hash chain; name the first record modified, deleted or "
+                                     "reordered."))
 def audit_verify(c: typer.Context) -> None:
-    """Recompute the hash chain; name the first record modified, deleted or reordered."""
     from rich.markup import escape
 
     data = run(lambda: ctx(c).client().audit_verify())
@@ -28,10 +28,10 @@ def audit_verify(c: typer.Context) -> None:
         raise typer.Exit(1)
 
 
-@audit_app.command("export")
+@audit_app.command("export", help=N_("Write the audit log as JSON lines."))
 def audit_export(c: typer.Context,
-                 out_file: Annotated[Path | None, typer.Option("--out", help="file (default stdout)")] = None) -> None:
-    """Write the audit log as JSON lines."""
+                 out_file: Annotated[Path | None, typer.Option("--out", help=N_("file (default stdout)"))]
+                 = None) -> None:
     def go() -> int:
         if out_file is None:
             return ctx(c).client().audit_export(sys.stdout)

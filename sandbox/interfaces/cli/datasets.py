@@ -21,37 +21,34 @@ budget_app = typer.Typer(rich_markup_mode=None, help=N_("Differential-privacy bu
 #: top-level commands of this module (``twh ingest``)
 top = typer.Typer(rich_markup_mode=None)
 
-@dataset_app.command("register")
+@dataset_app.command("register", help=N_("Register a dataset from its manifest (schema, roles, expectations, "
+                                         "policy)."))
 def dataset_register(c: typer.Context, manifest: Path) -> None:
-    """Register a dataset from its manifest (schema, roles, expectations, policy)."""
     data = run(lambda: ctx(c).client().register_dataset(manifest))
     emit(c, data, lambda d: say(_("registered {name} ({kind}, {grade}), stewards {stewards}").format(
         name=d["name"], kind=d["provider_kind"], grade=grade_word((d.get("classification") or {}).get("grade")),
         stewards=", ".join(d["stewards"]))))
 
 
-@dataset_app.command("list")
+@dataset_app.command("list", help=N_("List the catalog (with each dataset's grade)."))
 def dataset_list(c: typer.Context,
-                 grade: Annotated[str | None, typer.Option(help="only this GB/T 43697 grade: core, important, "
-                                                                "general or unclassified")] = None) -> None:
-    """List the catalog (with each dataset's grade)."""
+                 grade: Annotated[str | None, typer.Option(help=N_("only this GB/T 43697 grade: core, important, "
+                                                                   "general or unclassified"))] = None) -> None:
     emit(c, run(lambda: list_datasets(ctx(c), grade)), lambda rows: render_datasets(rows, grade))
 
 
-@dataset_app.command("override")
+@dataset_app.command("override", help=N_("Allow a dataset one thing beyond its grade (admins; audited). Record it "
+                                         "before registering the manifest that needs it."))
 def dataset_override(c: typer.Context, name: str,
-                     allow: Annotated[str, typer.Option(help="sdc | dp | no_approval | any_steward")],
-                     reason: Annotated[str, typer.Option(help="why (recorded in the audit log)")]) -> None:
-    """Allow a dataset one thing beyond its grade (admins; audited). Record it before registering
-    the manifest that needs it."""
+                     allow: Annotated[str, typer.Option(help=N_("sdc | dp | no_approval | any_steward"))],
+                     reason: Annotated[str, typer.Option(help=N_("why (recorded in the audit log)"))]) -> None:
     data = run(lambda: ctx(c).client().override_dataset(name, allow, reason))
     emit(c, data, lambda d: say(_("{name} may now: {allow} ({meaning}); recorded by {admin}").format(
         name=d["dataset"], allow=d["allow"], meaning=d.get("meaning", ""), admin=d["admin"])))
 
 
-@dataset_app.command("show")
+@dataset_app.command("show", help=N_("Show a dataset: schema with roles, policy, versions."))
 def dataset_show(c: typer.Context, name: str) -> None:
-    """Show a dataset: schema with roles, policy, versions."""
     def render(d: dict[str, Any]) -> None:
         col = _("column")
         t = table(col, _("type"), _("role"), _("grade"), _("personal information"),
@@ -75,9 +72,8 @@ def dataset_show(c: typer.Context, name: str) -> None:
     emit(c, run(lambda: ctx(c).client().show_dataset(name)), render)
 
 
-@budget_app.command("show")
+@budget_app.command("show", help=N_("A dataset's DP budget: total, spent and remaining per scope, and every charge."))
 def budget_show(c: typer.Context, dataset: str) -> None:
-    """A dataset's DP budget: total, spent and remaining per scope, and every charge."""
     def render(d: dict[str, Any]) -> None:
         rb = d.get("release_budget")
         if rb:  # sdc: distinct populations released (linear reconstruction needs many)
@@ -104,17 +100,18 @@ def budget_show(c: typer.Context, dataset: str) -> None:
     emit(c, run(lambda: ctx(c).client().budget(dataset)), render)
 
 
-@top.command(help=N_("Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."))
+@top.command(help=N_("Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): "
+                     "validated, atomic, idempotent."))
 def ingest(c: typer.Context, dataset: str,
-           file: Annotated[Path | None, typer.Argument(help="a file; omit to re-run the manifest's source: block")]
+           file: Annotated[Path | None, typer.Argument(help=N_("a file; omit to re-run the manifest's source: block"))]
            = None,
-           encoding: Annotated[str | None, typer.Option(help="CSV encoding, e.g. gbk")] = None,
-           mode: Annotated[str | None, typer.Option(help="append|overwrite|merge|incremental (default: manifest)")]
+           encoding: Annotated[str | None, typer.Option(help=N_("CSV encoding, e.g. gbk"))] = None,
+           mode: Annotated[str | None, typer.Option(help=N_("append|overwrite|merge|incremental (default: manifest)"))]
            = None,
-           kind: Annotated[str | None, typer.Option(help="connector kind of FILE (default: from its suffix)")]
+           kind: Annotated[str | None, typer.Option(help=N_("connector kind of FILE (default: from its suffix)"))]
            = None,
-           engine: Annotated[str | None, typer.Option(help="spark: land a big CSV/Parquet file with Spark + "
-                                                          "delta-spark (default: TWH_ENGINE)")] = None) -> None:
+           engine: Annotated[str | None, typer.Option(help=N_("spark: land a big CSV/Parquet file with Spark + "
+                                                          "delta-spark (default: TWH_ENGINE)"))] = None) -> None:
     """Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."""
     from .progress import ingest_with_progress
 
@@ -138,19 +135,19 @@ def ingest(c: typer.Context, dataset: str,
         + ")" + (_(", load {load}").format(load=d["load_id"]) if d.get("load_id") else "")))
 
 
-@dataset_app.command("history")
+@dataset_app.command("history", help=N_("Every version of a dataset with its lineage: source, connector, load, "
+                                        "rows, validation."))
 def dataset_history(c: typer.Context, name: str) -> None:
-    """Every version of a dataset with its lineage: source, connector, load, rows, validation."""
     from .progress import render_history
 
     emit(c, run(lambda: ctx(c).client().dataset_history(name)), lambda d: render_history(out.rich(), d))
 
 
-@dataset_app.command("migrate")
+@dataset_app.command("migrate", help=N_("Approve a new schema (steward): rewrite the table into NEW_MANIFEST's "
+                                        "schema, audited."))
 def dataset_migrate(c: typer.Context, name: str, manifest: Path,
-                    rename: Annotated[list[str] | None, typer.Option(help="OLD=NEW column rename (repeatable)")]
+                    rename: Annotated[list[str] | None, typer.Option(help=N_("OLD=NEW column rename (repeatable)"))]
                     = None) -> None:
-    """Approve a new schema (steward): rewrite the table into NEW_MANIFEST's schema, audited."""
     def go() -> Any:
         renames = {}
         for r in rename or []:
@@ -164,12 +161,12 @@ def dataset_migrate(c: typer.Context, name: str, manifest: Path,
         + ", ".join(f"{k} {v}" for k, v in d["diff"].items() if v and k != "kept")))
 
 
-@dataset_app.command("mock")
+@dataset_app.command("mock", help=N_("A schema-identical mock table (no real values) for developing jobs locally."))
 def dataset_mock(c: typer.Context, name: str,
-                 rows: Annotated[int, typer.Option(help="how many mock rows")] = 1000,
-                 seed: Annotated[int, typer.Option(help="random seed (same seed, same bytes)")] = 0,
-                 out_file: Annotated[Path | None, typer.Option("--out", help="FILE.csv or FILE.parquet")] = None) -> None:
-    """A schema-identical mock table (no real values) for developing jobs locally."""
+                 rows: Annotated[int, typer.Option(help=N_("how many mock rows"))] = 1000,
+                 seed: Annotated[int, typer.Option(help=N_("random seed (same seed, same bytes)"))] = 0,
+                 out_file: Annotated[Path | None, typer.Option("--out", help=N_("FILE.csv or FILE.parquet"))]
+                 = None) -> None:
     fmt = "parquet" if out_file is not None and out_file.suffix.lower() in (".parquet", ".pq") else "csv"
     data = run(lambda: ctx(c).client().mock_dataset(name, rows=rows, seed=seed, fmt=fmt))
     if out_file is None:
@@ -181,14 +178,14 @@ def dataset_mock(c: typer.Context, name: str,
          lambda d: say(_("wrote {rows} mock rows to {file}").format(rows=fmt_number(d["rows"]), file=d["file"])))
 
 
-@dataset_app.command("synthetic")
+@dataset_app.command("synthetic", help=N_("The dataset's DP synthetic table (real shape of the distributions; the "
+                                          "first request spends the policy's dp.synthetic epsilon, later ones are "
+                                          "free)."))
 def dataset_synthetic(c: typer.Context, name: str,
-                      out_file: Annotated[Path | None, typer.Option("--out", help="FILE.parquet or FILE.csv")]
+                      out_file: Annotated[Path | None, typer.Option("--out", help=N_("FILE.parquet or FILE.csv"))]
                       = None,
-                      purpose: Annotated[str | None, typer.Option(help="what it is for (enterprises: one of the "
-                                                                       "policy's purposes)")] = None) -> None:
-    """The dataset's DP synthetic table (real shape of the distributions; the first request spends
-    the policy's dp.synthetic epsilon, later ones are free)."""
+                      purpose: Annotated[str | None, typer.Option(help=N_("what it is for (enterprises: one of the "
+                                                                          "policy's purposes)"))] = None) -> None:
     fmt = "csv" if out_file is None or out_file.suffix.lower() == ".csv" else "parquet"
     data = run(lambda: ctx(c).client().synthetic_dataset(name, fmt=fmt, purpose=purpose))
     if out_file is None:

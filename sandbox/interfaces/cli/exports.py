@@ -46,11 +46,10 @@ def _render_export(d: dict[str, Any]) -> None:
         say(_("  signed provenance sha256 {sha} (twh export verify FOLDER)").format(sha=d["provenance_sha256"]))
 
 
-@export_app.command("list")
-def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help="pending|approved|denied")] = None,
-                wait: Annotated[float, typer.Option(help="wait up to SECONDS for at least one export (a steward "
-                                                        "waiting for a worker to finish a job)")] = 0) -> None:
-    """List exports (stewards: those awaiting you)."""
+@export_app.command("list", help=N_("List exports (stewards: those awaiting you)."))
+def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help=N_("pending|approved|denied"))] = None,
+                wait: Annotated[float, typer.Option(help=N_("wait up to SECONDS for at least one export (a steward "
+                                                        "waiting for a worker to finish a job)"))] = 0) -> None:
     def listed() -> Any:
         deadline = time.monotonic() + max(0.0, wait)
         while True:
@@ -70,11 +69,11 @@ def export_list(c: typer.Context, state: Annotated[str | None, typer.Option(help
     emit(c, run(listed), render)
 
 
-@export_app.command("show")
+@export_app.command("show", help=N_("Show an export; with --content, the exact files under review."))
 def export_show(c: typer.Context, export_id: str,
-                content: Annotated[bool, typer.Option(help="print the files' exact bytes (stewards); binary "
-                                                           "files as size, SHA-256 and tensor table")] = False) -> None:
-    """Show an export; with --content, the exact files under review."""
+                content: Annotated[bool, typer.Option(help=N_("print the files' exact bytes (stewards); binary "
+                                                              "files as size, SHA-256 and tensor table"))]
+                = False) -> None:
     def go() -> Any:
         d = ctx(c).client().get_export(export_id)
         if content:
@@ -110,24 +109,21 @@ def _decide(c: typer.Context, export_id: str, decision: str, reason: str, sha256
     emit(c, data, _render_export)
 
 
-@export_app.command("approve")
-def export_approve(c: typer.Context, export_id: str, reason: str = typer.Option(..., help="why"),
-                   sha256: Annotated[str | None, typer.Option(help="bundle hash you reviewed")] = None) -> None:
-    """Approve the exact bytes of an export (bound to their SHA-256)."""
+@export_app.command("approve", help=N_("Approve the exact bytes of an export (bound to their SHA-256)."))
+def export_approve(c: typer.Context, export_id: str, reason: str = typer.Option(..., help=N_("why")),
+                   sha256: Annotated[str | None, typer.Option(help=N_("bundle hash you reviewed"))] = None) -> None:
     _decide(c, export_id, "approve", reason, sha256)
 
 
-@export_app.command("deny")
-def export_deny(c: typer.Context, export_id: str, reason: str = typer.Option(..., help="why"),
-                sha256: Annotated[str | None, typer.Option(help="bundle hash you reviewed")] = None) -> None:
-    """Deny an export, with a reason."""
+@export_app.command("deny", help=N_("Deny an export, with a reason."))
+def export_deny(c: typer.Context, export_id: str, reason: str = typer.Option(..., help=N_("why")),
+                sha256: Annotated[str | None, typer.Option(help=N_("bundle hash you reviewed"))] = None) -> None:
     _decide(c, export_id, "deny", reason, sha256)
 
 
-@export_app.command("download")
+@export_app.command("download", help=N_("Download an approved export (enterprise of the job's tenant)."))
 def export_download(c: typer.Context, export_id: str,
-                    to: Annotated[Path, typer.Option(help="folder to write the files into")] = Path(".")) -> None:
-    """Download an approved export (enterprise of the job's tenant)."""
+                    to: Annotated[Path, typer.Option(help=N_("folder to write the files into"))] = Path(".")) -> None:
     paths = run(lambda: ctx(c).client().download_export(export_id, to))
     emit(c, [str(p) for p in paths], lambda d: [say(_("wrote {path}").format(path=p)) for p in d])
 
@@ -157,10 +153,11 @@ def _public_key(c: typer.Context, key: Path | None, url: str | None) -> bytes:
     return str(ctx(c).client().provenance_key()["public_key_pem"]).encode("ascii")
 
 
-@export_app.command("key")
+@export_app.command("key", help=N_("The public key this warehouse signs every release's provenance with (also GET "
+                                   "/v1/provenance/key)."))
 def export_key(c: typer.Context,
-               out_file: Annotated[Path | None, typer.Option("--out", help="write the PEM to this file")] = None) -> None:
-    """The public key this warehouse signs every release's provenance with (also GET /v1/provenance/key)."""
+               out_file: Annotated[Path | None, typer.Option("--out", help=N_("write the PEM to this file"))]
+               = None) -> None:
     def go() -> Any:
         info = ctx(c).client().provenance_key()
         if out_file is not None:
@@ -171,15 +168,16 @@ def export_key(c: typer.Context,
         + (("\n" + _("written to {path}").format(path=out_file)) if out_file is not None else "")))
 
 
-@export_app.command("verify")
-def export_verify(c: typer.Context, bundle: Annotated[Path, typer.Argument(help="the folder `twh export download` "
-                                                                                  "wrote")],
-                  key: Annotated[Path | None, typer.Option(help="the warehouse's public key (PEM), e.g. from "
-                                                                "`twh export key --out`: checks fully offline")]
+@export_app.command("verify", help=N_("Check a downloaded export offline: the provenance signature, that the "
+                                      "statement lists exactly the folder's files, and every file's SHA-256. Exit 1"
+                                      " if anything differs."))
+def export_verify(c: typer.Context, bundle: Annotated[Path, typer.Argument(help=N_("the folder `twh export download` "
+                                                                                  "wrote"))],
+                  key: Annotated[Path | None, typer.Option(help=N_("the warehouse's public key (PEM), e.g. from "
+                                                                   "`twh export key --out`: checks fully offline"))]
                   = None,
-                  url: Annotated[str | None, typer.Option(help="fetch the public key from this service")] = None) -> None:
-    """Check a downloaded export offline: the provenance signature, that the statement lists exactly
-    the folder's files, and every file's SHA-256. Exit 1 if anything differs."""
+                  url: Annotated[str | None, typer.Option(help=N_("fetch the public key from this service"))]
+                  = None) -> None:
     from ...release.provenance import verify_bundle
 
     result = run(lambda: verify_bundle(bundle, _public_key(c, key, url)))

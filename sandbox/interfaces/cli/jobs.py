@@ -16,21 +16,21 @@ job_app = typer.Typer(rich_markup_mode=None, help=N_("Submit and follow jobs."),
 _render_job = render_job  # (the name other modules knew)
 
 
-@job_app.command("submit")
+@job_app.command("submit", help=N_("Submit a job folder (job.yaml + job.py); it runs in the sandbox."))
 def job_submit(c: typer.Context, job_dir: Path,
-               wait: Annotated[bool, typer.Option(help="wait until the job has run")] = True) -> None:
-    """Submit a job folder (job.yaml + job.py); it runs in the sandbox."""
+               wait: Annotated[bool, typer.Option(help=N_("wait until the job has run"))] = True) -> None:
     emit(c, run(lambda: ctx(c).client().submit_job(job_dir, wait=wait)), _render_job)
 
 
-@job_app.command("run-local")
+@job_app.command("run-local", help=N_("Run job.py on this machine against mock tables, through the same client "
+                                      "library and gate."))
 def job_run_local(c: typer.Context, job_dir: Path,
-                  mock_dir: Annotated[Path, typer.Option(help="mock tables: DIR/<dataset>.parquet (made if missing)")]
+                  mock_dir: Annotated[Path, typer.Option(help=N_("mock tables: DIR/<dataset>.parquet "
+                                                                 "(made if missing)"))]
                   = Path("mock"),
-                  rows: Annotated[int, typer.Option(help="rows of generated mock tables")] = 1000,
-                  out_dir: Annotated[Path | None, typer.Option("--out", help="outputs (default MOCK_DIR/out)")]
+                  rows: Annotated[int, typer.Option(help=N_("rows of generated mock tables"))] = 1000,
+                  out_dir: Annotated[Path | None, typer.Option("--out", help=N_("outputs (default MOCK_DIR/out)"))]
                   = None) -> None:
-    """Run job.py on this machine against mock tables, through the same client library and gate."""
     def go() -> Any:
         from ...datasets.manifest import parse_manifest
         from ...jobs.localrun import run_local
@@ -58,15 +58,13 @@ def job_run_local(c: typer.Context, job_dir: Path,
         raise typer.Exit(1)
 
 
-@job_app.command("show")
+@job_app.command("show", help=N_("Show a job, its queries and its export."))
 def job_show(c: typer.Context, job_id: str) -> None:
-    """Show a job, its queries and its export."""
     emit(c, run(lambda: ctx(c).client().get_job(job_id)), _render_job)
 
 
-@job_app.command("list")
+@job_app.command("list", help=N_("List the jobs you may see."))
 def job_list(c: typer.Context) -> None:
-    """List the jobs you may see."""
     def render(rows: list[dict[str, Any]]) -> None:
         cols = (_("id"), _("state"))
         t = table(*cols, _("name"), _("tenant"), _("created (UTC)"), whole=cols)
@@ -78,9 +76,8 @@ def job_list(c: typer.Context) -> None:
     emit(c, run(lambda: ctx(c).client().list_jobs()), render)
 
 
-@job_app.command("logs")
+@job_app.command("logs", help=N_("A job's withheld stdout/stderr (stewards, auditors)."))
 def job_logs(c: typer.Context, job_id: str) -> None:
-    """A job's withheld stdout/stderr (stewards, auditors)."""
     emit(c, run(lambda: ctx(c).client().job_logs(job_id)),
          lambda d: say(f"--- stdout ---\n{d['stdout']}\n--- stderr ---\n{d['stderr']}"
                        + ("\n--- " + _("training review") + f" ---\n{d['training_review']}"

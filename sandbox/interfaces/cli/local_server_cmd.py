@@ -24,9 +24,9 @@ def _home(c: typer.Context) -> Path:
     return Path(home).absolute()
 
 
-@local_server_app.command("status")
+@local_server_app.command("status", help=N_("Whether this home's local server runs, its pid, and whether it matches"
+                                            " this code and settings."))
 def status(c: typer.Context) -> None:
-    """Whether this home's local server runs, its pid, and whether it matches this code and settings."""
     home = _home(c)
     folder = home / FOLDER
     live = _answers(folder) if folder.is_dir() else None
@@ -45,9 +45,9 @@ def status(c: typer.Context) -> None:
     emit(c, data, render)
 
 
-@local_server_app.command("stop")
+@local_server_app.command("stop", help=N_("Stop this home's local server (the next local-mode command starts a "
+                                          "fresh one)."))
 def stop(c: typer.Context) -> None:
-    """Stop this home's local server (the next local-mode command starts a fresh one)."""
     home = _home(c)
     folder = home / FOLDER
     rec = _record(folder) if folder.is_dir() else None
@@ -57,9 +57,9 @@ def stop(c: typer.Context) -> None:
                        else _("no local server ran for {home}").format(**d)))
 
 
-@local_server_app.command("run", hidden=True)
+@local_server_app.command("run", hidden=True, help=N_("Run the server in this process (what a local-mode command "
+                                                      "starts, detached)."))
 def run_server(c: typer.Context, fingerprint_: str = typer.Option(..., "--fingerprint")) -> None:
-    """Run the server in this process (what a local-mode command starts, detached)."""
     import logging
 
     from ...settings import Settings

@@ -38,6 +38,11 @@ from .commands import COMMANDS, _first_word, _named, _root_help
 from .output import _STATE, Ctx
 from .roothelp import language
 
+#: typer's own options' help (--install-completion, --show-completion), marked for the catalogue:
+#: :func:`_speak_help` translates it like ours
+_TYPER_HELP = (N_("Install completion for the current shell."),
+               N_("Show completion for the current shell, to copy it or customize the installation."))
+
 #: the root callback's parameter -> the :class:`Ctx` field it sets
 _GLOBAL = {"home": "home", "as_user": "user", "url": "url", "token": "token", "as_json": "as_json", "get": "get",
            "lang": "lang"}

@@ -28,10 +28,10 @@ def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @top.command(help=N_("Run queued jobs (start as many workers as you like, on one machine or several)."))
 def worker(c: typer.Context,
-           worker_id: Annotated[str | None, typer.Option("--id", help="worker identity [env TWH_WORKER_ID; "
-                                                                      "default HOST:PID]")] = None,
-           max_jobs: Annotated[int | None, typer.Option(help="exit after running this many jobs")] = None,
-           exit_when_idle: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False) -> None:
+           worker_id: Annotated[str | None, typer.Option("--id", help=N_("worker identity [env TWH_WORKER_ID; "
+                                                                         "default HOST:PID]"))] = None,
+           max_jobs: Annotated[int | None, typer.Option(help=N_("exit after running this many jobs"))] = None,
+           exit_when_idle: Annotated[bool, typer.Option(help=N_("exit when the queue is empty"))] = False) -> None:
     """Run queued jobs (start as many workers as you like, on one machine or several)."""
     import logging
     import signal
@@ -67,15 +67,14 @@ def _schema(c: typer.Context, upgrade: bool) -> dict[str, Any]:
         engine.dispose()
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", help=N_("Migrate the catalog database to the code's schema (idempotent; safe with others"
+                                   " running)."))
 def db_upgrade(c: typer.Context) -> None:
-    """Migrate the catalog database to the code's schema (idempotent; safe with others running)."""
     emit(c, run(lambda: _schema(c, True)), lambda d: say(_("catalog at revision {revision} (head {head})").format(**d)))
 
 
-@db_app.command("current")
+@db_app.command("current", help=N_("The catalog database's schema revision, and the code's."))
 def db_current(c: typer.Context) -> None:
-    """The catalog database's schema revision, and the code's."""
     emit(c, run(lambda: _schema(c, False)),
          lambda d: say(_("catalog at revision {revision} (head {head})").format(
              revision=d["revision"] or _("none"), head=d["head"])))
@@ -87,8 +86,8 @@ demo_app = typer.Typer(rich_markup_mode=None,
 
 
 @demo_app.callback()
-def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help="where to build the demo warehouse "
-                                                                          "[default: demo-warehouse]")] = None,
+def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help=N_("where to build the demo warehouse "
+                                                                             "[default: demo-warehouse]"))] = None,
          fresh: bool = True) -> None:
     """Run the small-business credit scenario end to end, explaining each step (`twh demo data DIR`
     only writes its sample files)."""
@@ -105,13 +104,13 @@ def demo(c: typer.Context, home: Annotated[Path | None, typer.Option(help="where
     run(lambda: run_demo(home, fresh=fresh, console=out.rich(), engine=Settings.from_env(home=home.absolute())))
 
 
-@demo_app.command("data")
-def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help="where to write the files")],
-              enterprises: Annotated[int, typer.Option(min=1, max=200_000, help="how many enterprises")] = 2000,
-              seed: Annotated[int, typer.Option(help="random seed (same seed, same files)")] = 7) -> None:
-    """Write the demo's sample files into FOLDER: generated CSVs (enterprise_registry, tax_payments,
-    social_insurance, bank_loans), their manifests (manifests/), the example jobs (jobs/), the stewards'
-    feature definitions (features/) and a verification product (products/)."""
+@demo_app.command("data", help=N_("Write the demo's sample files into FOLDER: generated CSVs (enterprise_registry, "
+                                  "tax_payments, social_insurance, bank_loans), their manifests (manifests/), the "
+                                  "example jobs (jobs/), the stewards' feature definitions (features/) and a "
+                                  "verification product (products/)."))
+def demo_data(c: typer.Context, folder: Annotated[Path, typer.Argument(help=N_("where to write the files"))],
+              enterprises: Annotated[int, typer.Option(min=1, max=200_000, help=N_("how many enterprises"))] = 2000,
+              seed: Annotated[int, typer.Option(help=N_("random seed (same seed, same files)"))] = 7) -> None:
     import shutil
 
     from ...demo.generate import generate

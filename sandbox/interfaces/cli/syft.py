@@ -27,7 +27,7 @@ syft_app = typer.Typer(rich_markup_mode=None,
          "or admin), `users` (Syft email: enterprise user) and optionally `default_purpose`, `mock_rows`."),
     no_args_is_help=True)
 
-ConfigOpt = Annotated[Path, typer.Option("--config", help="the bridge's YAML config (keys: `twh syft --help`)")]
+ConfigOpt = Annotated[Path, typer.Option("--config", help=N_("the bridge's YAML config (keys: `twh syft --help`)"))]
 
 
 def _open(c: typer.Context, config_path: Path) -> Any:
@@ -54,12 +54,12 @@ def _open(c: typer.Context, config_path: Path) -> Any:
         raise
 
 
-@syft_app.command("publish")
+@syft_app.command("publish", help=N_("Publish datasets as Syft datasets: mock data public to the mapped data "
+                                     "scientists, a pointer private."))
 def syft_publish(c: typer.Context, config: ConfigOpt,
-                 datasets: Annotated[list[str] | None, typer.Argument(help="default: every dataset")] = None,
-                 replace: Annotated[bool, typer.Option(help="publish again datasets already published")] = False,
+                 datasets: Annotated[list[str] | None, typer.Argument(help=N_("default: every dataset"))] = None,
+                 replace: Annotated[bool, typer.Option(help=N_("publish again datasets already published"))] = False,
                  ) -> None:
-    """Publish datasets as Syft datasets: mock data public to the mapped data scientists, a pointer private."""
     from .output import emit, out, run
 
     def go() -> list[dict[str, Any]]:
@@ -76,12 +76,13 @@ def syft_publish(c: typer.Context, config: ConfigOpt,
         or _("nothing new to publish")))
 
 
-@syft_app.command("serve-once")
+@syft_app.command("serve-once", help=N_("One pass: take in Syft jobs, run them in the sandbox, return what the "
+                                        "stewards released."))
 def syft_serve_once(c: typer.Context, config: ConfigOpt,
                     run_jobs: Annotated[bool, typer.Option("--run/--no-run",
-                                                           help="run taken-in jobs here (else: leave them to workers)")]
+                                                           help=N_("run taken-in jobs here "
+                                                                   "(else: leave them to workers)"))]
                     = True) -> None:
-    """One pass: take in Syft jobs, run them in the sandbox, return what the stewards released."""
     from .output import emit, out, run
 
     def go() -> list[dict[str, Any]]:

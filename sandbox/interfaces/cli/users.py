@@ -16,7 +16,7 @@ user_app = typer.Typer(rich_markup_mode=None, help=N_("Users and tokens."), no_a
 top = typer.Typer(rich_markup_mode=None)
 
 @top.command(help=N_("Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."))
-def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the first admin")) -> None:
+def init(c: typer.Context, admin: str = typer.Option("admin", help=N_("name of the first admin"))) -> None:
     """Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."""
     def go() -> Any:
         from ...warehouse import Warehouse
@@ -34,8 +34,8 @@ def init(c: typer.Context, admin: str = typer.Option("admin", help="name of the 
 
 @top.command(help=N_("The user you act as: name, role and tenant (remote mode: checks the URL and token)."))
 def whoami(c: typer.Context,
-           wait: Annotated[float, typer.Option(help="seconds to keep trying while the service does not answer "
-                                                    "(e.g. just after `twh serve &`)")] = 0) -> None:
+           wait: Annotated[float, typer.Option(help=N_("seconds to keep trying while the service does not answer "
+                                                       "(e.g. just after `twh serve &`)"))] = 0) -> None:
     """The user you act as: name, role and tenant (remote mode: checks the URL and token)."""
     def go() -> Any:
         deadline = time.monotonic() + wait
@@ -49,13 +49,12 @@ def whoami(c: typer.Context,
     emit(c, run(go), lambda d: say(_("{name} ({role}, tenant {tenant})").format(**d)))
 
 
-@user_app.command("add")
+@user_app.command("add", help=N_("Add a user; prints its bearer token once (`--get token` prints only the token)."))
 def user_add(c: typer.Context, name: str,
-             role: str = typer.Option(..., help="enterprise|steward|auditor|admin|subject"),
-             tenant: str = typer.Option(..., help="the organisation the user belongs to"),
-             subject: str | None = typer.Option(None, help="role subject: the privacy-unit value (a firm's "
-                                                           "credit code) the user speaks for")) -> None:
-    """Add a user; prints its bearer token once (`--get token` prints only the token)."""
+             role: str = typer.Option(..., help=N_("enterprise|steward|auditor|admin|subject")),
+             tenant: str = typer.Option(..., help=N_("the organisation the user belongs to")),
+             subject: str | None = typer.Option(None, help=N_("role subject: the privacy-unit value (a firm's "
+                                                              "credit code) the user speaks for"))) -> None:
     data = run(lambda: ctx(c).client().add_user(name, role, tenant, subject=subject))
     emit(c, data, lambda d: say(_("user {name} ({role}, {tenant}); its token (shown once, keep it):").format(
         **d["user"]) + f"\n{d['token']}"))
