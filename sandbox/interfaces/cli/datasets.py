@@ -112,7 +112,6 @@ def ingest(c: typer.Context, dataset: str,
            = None,
            engine: Annotated[str | None, typer.Option(help=N_("spark: land a big CSV/Parquet file with Spark + "
                                                           "delta-spark (default: TWH_ENGINE)"))] = None) -> None:
-    """Land data into a dataset (CSV, Excel, Parquet, JSON lines, SQL, HTTP, OHLC): validated, atomic, idempotent."""
     from .progress import ingest_with_progress
 
     if engine is not None:

@@ -18,7 +18,6 @@ top = typer.Typer(rich_markup_mode=None)
 
 @top.command(help=N_("Run the HTTP API (and a job worker) on this warehouse."))
 def serve(c: typer.Context, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP API (and a job worker) on this warehouse."""
     import uvicorn
 
     from ..api.app import create_app
@@ -32,7 +31,6 @@ def worker(c: typer.Context,
                                                                          "default HOST:PID]"))] = None,
            max_jobs: Annotated[int | None, typer.Option(help=N_("exit after running this many jobs"))] = None,
            exit_when_idle: Annotated[bool, typer.Option(help=N_("exit when the queue is empty"))] = False) -> None:
-    """Run queued jobs (start as many workers as you like, on one machine or several)."""
     import logging
     import signal
     import threading

@@ -17,7 +17,6 @@ top = typer.Typer(rich_markup_mode=None)
 
 @top.command(help=N_("Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."))
 def init(c: typer.Context, admin: str = typer.Option("admin", help=N_("name of the first admin"))) -> None:
-    """Create a warehouse (directory + catalog) and its first admin; prints the admin's token once."""
     def go() -> Any:
         from ...warehouse import Warehouse
 
@@ -36,7 +35,6 @@ def init(c: typer.Context, admin: str = typer.Option("admin", help=N_("name of t
 def whoami(c: typer.Context,
            wait: Annotated[float, typer.Option(help=N_("seconds to keep trying while the service does not answer "
                                                        "(e.g. just after `twh serve &`)"))] = 0) -> None:
-    """The user you act as: name, role and tenant (remote mode: checks the URL and token)."""
     def go() -> Any:
         deadline = time.monotonic() + wait
         while True:
